@@ -1,0 +1,61 @@
+-- pii_vault storage: created before any function.
+--
+-- Nothing here is granted to anyone. Only the vault's SECURITY DEFINER
+-- functions (owned by the extension's owner) read or write these tables.
+
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() <> 'UTF8' THEN
+        RAISE EXCEPTION 'pii_vault: the database encoding must be UTF8 (it is %)',
+            pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END
+$$;
+
+CREATE SCHEMA pii_vault;
+REVOKE ALL ON SCHEMA pii_vault FROM PUBLIC;
+COMMENT ON SCHEMA pii_vault IS 'pii_vault storage: ciphertext and keyed hashes only; no role is granted anything here';
+
+-- One row per record. envelope = wrapped data key + AES-256-GCM ciphertext
+-- (format in src/crypto/envelope.rs). *_index = HMAC-SHA256 blind indexes of
+-- the normalized lookup values; UNIQUE makes concurrent duplicates fail.
+CREATE TABLE pii_vault.records (
+    token       uuid        PRIMARY KEY,
+    envelope    bytea       NOT NULL,
+    email_index bytea       UNIQUE,
+    phone_index bytea       UNIQUE,
+    login_index bytea       UNIQUE,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+-- Ciphertext does not compress: store it out of line without trying.
+ALTER TABLE pii_vault.records ALTER COLUMN envelope SET STORAGE EXTERNAL;
+
+-- The MAC of a fixed label under the key this vault was created with.
+CREATE TABLE pii_vault.key_check (
+    key_version integer     PRIMARY KEY,
+    check_value bytea       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- Every vault call: who, what, outcome. Never a record value.
+CREATE TABLE pii_vault.audit_log (
+    id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at               timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    session_role     name        NOT NULL,
+    acting_role      name        NOT NULL,
+    application_name text,
+    operation        text        NOT NULL,
+    token            uuid,
+    fields           text[],
+    outcome          text        NOT NULL
+);
+CREATE INDEX audit_log_token ON pii_vault.audit_log (token);
+
+REVOKE ALL ON ALL TABLES IN SCHEMA pii_vault FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pii_vault FROM PUBLIC;
+
+-- pg_dump carries the ciphertext and the audit (never the key).
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.records', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_log', '');

@@ -1,0 +1,120 @@
+//! `jsonb` values handled as bytes.
+//!
+//! pgrx's own `JsonB` turns every value into a `serde_json::Value` (a text
+//! round trip per call, and a panic past serde's nesting limit). The vault
+//! does not need that: it encrypts the jsonb datum's own bytes and hands
+//! them back as they were, parsing text only where the record's content
+//! matters (indexed fields, field selection, merge patch).
+
+use std::ffi::CStr;
+
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::datum::{Datum, FromDatum, IntoDatum};
+use pgrx::nullable::Nullable;
+use pgrx::prelude::*;
+use pgrx::{pg_sys, set_varsize_4b, vardata_any, varsize_any_exhdr};
+
+use crate::error::{VaultError, VaultResult};
+
+/// A detoasted jsonb varlena in PostgreSQL memory.
+pub struct JsonbDatum {
+    varlena: *mut pg_sys::varlena,
+}
+
+impl_sql_translatable!(JsonbDatum, "jsonb");
+
+impl FromDatum for JsonbDatum {
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        if is_null {
+            return None;
+        }
+        // SAFETY: the datum is a jsonb varlena (the SQL signature says so);
+        // detoasting returns it in memory valid for the rest of the call.
+        let varlena = unsafe { pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr()) };
+        Some(JsonbDatum { varlena })
+    }
+}
+
+impl IntoDatum for JsonbDatum {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(pg_sys::Datum::from(self.varlena))
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}
+
+// The calling-convention glue pgrx provides for its own types.
+unsafe impl<'fcx> ArgAbi<'fcx> for JsonbDatum {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        // SAFETY: the functions taking a JsonbDatum are STRICT, so pgrx only
+        // calls this for a non-null jsonb argument.
+        unsafe { arg.unbox_arg_using_from_datum() }.expect("STRICT function received NULL")
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum::<Self>() }.into()
+    }
+}
+
+unsafe impl BoxRet for JsonbDatum {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        match self.into_datum() {
+            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+            None => fcinfo.return_null(),
+        }
+    }
+}
+
+impl JsonbDatum {
+    /// The jsonb bytes without the varlena header.
+    pub fn payload(&self) -> &[u8] {
+        // SAFETY: `varlena` is a detoasted (possibly short-header) varlena.
+        unsafe {
+            std::slice::from_raw_parts(vardata_any(self.varlena) as *const u8, varsize_any_exhdr(self.varlena))
+        }
+    }
+
+    /// Rebuilds a jsonb datum from bytes that `payload` once returned (after
+    /// authenticated decryption, so they are exactly what PostgreSQL made).
+    pub fn from_payload(payload: &[u8]) -> JsonbDatum {
+        let total = payload.len() + pg_sys::VARHDRSZ;
+        // SAFETY: palloc returns `total` writable bytes or raises.
+        unsafe {
+            let varlena = pg_sys::palloc(total) as *mut pg_sys::varlena;
+            set_varsize_4b(varlena, total as i32);
+            std::ptr::copy_nonoverlapping(
+                payload.as_ptr(),
+                (varlena as *mut u8).add(pg_sys::VARHDRSZ),
+                payload.len(),
+            );
+            JsonbDatum { varlena }
+        }
+    }
+
+    /// The JSON text of this value, as `jsonb_out` writes it.
+    pub fn to_text(&self) -> VaultResult<String> {
+        // SAFETY: jsonb_out takes one non-null jsonb and returns a C string.
+        let cstr = unsafe {
+            pgrx::direct_function_call::<&CStr>(pg_sys::jsonb_out, &[Some(pg_sys::Datum::from(self.varlena))])
+        }
+        .ok_or(VaultError::MalformedJson)?;
+        let text = cstr.to_str().map(str::to_owned).map_err(|_| VaultError::MalformedJson);
+        // SAFETY: the C string was palloc'd by jsonb_out and is not used again.
+        unsafe { pg_sys::pfree(cstr.as_ptr() as *mut std::ffi::c_void) };
+        text
+    }
+
+    /// Parses JSON text that serde_json wrote (so it is valid JSON).
+    pub fn from_text(text: &str) -> VaultResult<JsonbDatum> {
+        let ctext = std::ffi::CString::new(text).map_err(|_| VaultError::MalformedJson)?;
+        // SAFETY: jsonb_in takes a C string; it raises on invalid input, which
+        // serde_json's output is not.
+        let datum = unsafe {
+            pgrx::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(ctext.as_ptr()))])
+        }
+        .ok_or(VaultError::MalformedJson)?;
+        Ok(JsonbDatum { varlena: datum.cast_mut_ptr() })
+    }
+}

@@ -1,0 +1,11 @@
+//! The SQL surface: `#[pg_extern]` functions, kept thin. Each parses its
+//! arguments, calls the core and the store, writes the audit row, and turns
+//! a `VaultError` into an `ereport` with a stable SQLSTATE (`errors`).
+
+mod audit;
+mod errors;
+mod guard;
+mod install;
+mod jsonb;
+mod lookup;
+mod records;

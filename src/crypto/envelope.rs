@@ -1,0 +1,253 @@
+//! Envelope encryption of one record, and the byte format stored in
+//! `pii_vault.records.envelope`.
+//!
+//! ```text
+//! offset len  field
+//! 0      1    format version (1)
+//! 1      1    payload encoding (see PayloadEncoding)
+//! 2      4    key version, big-endian
+//! 6      12   nonce of the wrapped data key
+//! 18     48   data key (32) encrypted under the wrapping key, + GCM tag (16)
+//! 66     12   nonce of the record
+//! 78     n+16 record encrypted under the data key, + GCM tag
+//! ```
+//!
+//! Both encryptions take as associated data a purpose label, the token and
+//! the header (bytes 0..6), so an envelope copied to another token, a data
+//! key copied to another envelope or a flipped header byte all fail the tag.
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use zeroize::Zeroizing;
+
+use super::{fill_random, KeyRing};
+use crate::error::{VaultError, VaultResult};
+
+pub const FORMAT_VERSION: u8 = 1;
+const HEADER_LEN: usize = 6;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const DATA_KEY_LEN: usize = 32;
+const WRAPPED_KEY_AT: usize = HEADER_LEN + NONCE_LEN;
+const RECORD_NONCE_AT: usize = WRAPPED_KEY_AT + DATA_KEY_LEN + TAG_LEN;
+const RECORD_AT: usize = RECORD_NONCE_AT + NONCE_LEN;
+/// Bytes an envelope adds to its plaintext.
+pub const OVERHEAD: usize = RECORD_AT + TAG_LEN;
+
+const PURPOSE_DATA_KEY: &[u8] = b"pii_vault/data-key/v1";
+const PURPOSE_RECORD: &[u8] = b"pii_vault/record/v1";
+
+/// How the plaintext inside an envelope is to be read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PayloadEncoding {
+    /// The bytes of a PostgreSQL jsonb value without its varlena header:
+    /// returned to SQL as they are, with no JSON parsing.
+    JsonbBinary = 1,
+    /// UTF-8 JSON text.
+    JsonText = 2,
+}
+
+impl PayloadEncoding {
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::JsonbBinary),
+            2 => Some(Self::JsonText),
+            _ => None,
+        }
+    }
+}
+
+fn associated_data(purpose: &[u8], token: &[u8; 16], header: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(purpose.len() + 16 + header.len());
+    aad.extend_from_slice(purpose);
+    aad.extend_from_slice(token);
+    aad.extend_from_slice(header);
+    aad
+}
+
+/// Encrypts `plaintext` for `token` under a fresh random data key.
+pub fn seal(
+    ring: &KeyRing,
+    token: &[u8; 16],
+    encoding: PayloadEncoding,
+    plaintext: &[u8],
+) -> VaultResult<Vec<u8>> {
+    let mut out = vec![0u8; OVERHEAD + plaintext.len()];
+    out[0] = FORMAT_VERSION;
+    out[1] = encoding as u8;
+    out[2..HEADER_LEN].copy_from_slice(&ring.key_version.to_be_bytes());
+    let header: [u8; HEADER_LEN] = out[..HEADER_LEN].try_into().expect("header length");
+
+    let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
+    fill_random(data_key.as_mut())?;
+    fill_random(&mut out[HEADER_LEN..WRAPPED_KEY_AT])?;
+    fill_random(&mut out[RECORD_NONCE_AT..RECORD_AT])?;
+
+    // Wrap the data key.
+    let wrap_nonce = *Nonce::from_slice(&out[HEADER_LEN..WRAPPED_KEY_AT]);
+    let aad = associated_data(PURPOSE_DATA_KEY, token, &header);
+    let wrapped = &mut out[WRAPPED_KEY_AT..WRAPPED_KEY_AT + DATA_KEY_LEN];
+    wrapped.copy_from_slice(data_key.as_ref());
+    let tag = ring
+        .wrap
+        .encrypt_in_place_detached(&wrap_nonce, &aad, wrapped)
+        .map_err(|_| VaultError::RandomFailure)?;
+    out[WRAPPED_KEY_AT + DATA_KEY_LEN..RECORD_NONCE_AT].copy_from_slice(&tag);
+
+    // Encrypt the record under the data key.
+    let cipher = Aes256Gcm::new_from_slice(data_key.as_ref()).expect("32-byte key");
+    let record_nonce = *Nonce::from_slice(&out[RECORD_NONCE_AT..RECORD_AT]);
+    let aad = associated_data(PURPOSE_RECORD, token, &header);
+    let body_end = RECORD_AT + plaintext.len();
+    let body = &mut out[RECORD_AT..body_end];
+    body.copy_from_slice(plaintext);
+    let tag = cipher
+        .encrypt_in_place_detached(&record_nonce, &aad, body)
+        .map_err(|_| VaultError::RandomFailure)?;
+    out[body_end..].copy_from_slice(&tag);
+    Ok(out)
+}
+
+/// Reads the key version of an envelope without decrypting it.
+pub fn key_version(envelope: &[u8]) -> Option<u32> {
+    if envelope.len() < OVERHEAD || envelope[0] != FORMAT_VERSION {
+        return None;
+    }
+    Some(u32::from_be_bytes(envelope[2..HEADER_LEN].try_into().ok()?))
+}
+
+/// Authenticates and decrypts an envelope written by `seal` for `token`.
+/// Any malformed, truncated, moved or altered envelope is `DecryptFailed`.
+pub fn open(
+    ring: &KeyRing,
+    token: &[u8; 16],
+    envelope: &[u8],
+) -> VaultResult<(PayloadEncoding, Zeroizing<Vec<u8>>)> {
+    let version = key_version(envelope).ok_or(VaultError::DecryptFailed)?;
+    if version != ring.key_version {
+        return Err(VaultError::UnknownKeyVersion(version));
+    }
+    let encoding = PayloadEncoding::from_byte(envelope[1]).ok_or(VaultError::DecryptFailed)?;
+    let header = &envelope[..HEADER_LEN];
+
+    let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
+    data_key.copy_from_slice(&envelope[WRAPPED_KEY_AT..WRAPPED_KEY_AT + DATA_KEY_LEN]);
+    let wrap_nonce = Nonce::from_slice(&envelope[HEADER_LEN..WRAPPED_KEY_AT]);
+    let wrap_tag = Tag::from_slice(&envelope[WRAPPED_KEY_AT + DATA_KEY_LEN..RECORD_NONCE_AT]);
+    ring.wrap
+        .decrypt_in_place_detached(
+            wrap_nonce,
+            &associated_data(PURPOSE_DATA_KEY, token, header),
+            data_key.as_mut(),
+            wrap_tag,
+        )
+        .map_err(|_| VaultError::DecryptFailed)?;
+
+    let cipher = Aes256Gcm::new_from_slice(data_key.as_ref()).expect("32-byte key");
+    let body_end = envelope.len() - TAG_LEN;
+    let mut plaintext = Zeroizing::new(envelope[RECORD_AT..body_end].to_vec());
+    cipher
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&envelope[RECORD_NONCE_AT..RECORD_AT]),
+            &associated_data(PURPOSE_RECORD, token, header),
+            plaintext.as_mut_slice(),
+            Tag::from_slice(&envelope[body_end..]),
+        )
+        .map_err(|_| VaultError::DecryptFailed)?;
+    Ok((encoding, plaintext))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ring() -> KeyRing {
+        KeyRing::derive(&[9u8; 32])
+    }
+
+    const TOKEN: [u8; 16] = [1; 16];
+
+    #[test]
+    fn round_trip() {
+        let r = ring();
+        let env = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"{\"a\":1}").unwrap();
+        assert_eq!(env.len(), OVERHEAD + 7);
+        let (enc, pt) = open(&r, &TOKEN, &env).unwrap();
+        assert_eq!(enc, PayloadEncoding::JsonText);
+        assert_eq!(pt.as_slice(), b"{\"a\":1}");
+    }
+
+    #[test]
+    fn plaintext_does_not_appear_in_envelope() {
+        let r = ring();
+        let secret = b"canary-4f1d2c-very-personal";
+        let env = seal(&r, &TOKEN, PayloadEncoding::JsonText, secret).unwrap();
+        assert!(!env.windows(secret.len()).any(|w| w == secret));
+    }
+
+    #[test]
+    fn same_plaintext_twice_gives_different_envelopes() {
+        let r = ring();
+        let a = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
+        let b = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn moved_to_another_token_fails() {
+        let r = ring();
+        let env = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
+        assert_eq!(open(&r, &[2u8; 16], &env).unwrap_err(), VaultError::DecryptFailed);
+    }
+
+    #[test]
+    fn other_master_key_fails() {
+        let env = seal(&ring(), &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
+        let other = KeyRing::derive(&[10u8; 32]);
+        assert_eq!(open(&other, &TOKEN, &env).unwrap_err(), VaultError::DecryptFailed);
+    }
+
+    #[test]
+    fn swapped_data_key_fails() {
+        let r = ring();
+        let a = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"first").unwrap();
+        let mut b = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"other").unwrap();
+        b[HEADER_LEN..RECORD_NONCE_AT].copy_from_slice(&a[HEADER_LEN..RECORD_NONCE_AT]);
+        assert_eq!(open(&r, &TOKEN, &b).unwrap_err(), VaultError::DecryptFailed);
+    }
+
+    #[test]
+    fn unknown_key_version_is_reported() {
+        let r = ring();
+        let mut env = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
+        env[2..6].copy_from_slice(&7u32.to_be_bytes());
+        assert_eq!(open(&r, &TOKEN, &env).unwrap_err(), VaultError::UnknownKeyVersion(7));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_any_bytes(pt in proptest::collection::vec(any::<u8>(), 0..4096), token in any::<[u8; 16]>()) {
+            let r = ring();
+            let env = seal(&r, &token, PayloadEncoding::JsonbBinary, &pt).unwrap();
+            let (enc, out) = open(&r, &token, &env).unwrap();
+            prop_assert_eq!(enc, PayloadEncoding::JsonbBinary);
+            prop_assert_eq!(out.as_slice(), pt.as_slice());
+        }
+
+        #[test]
+        fn any_single_bit_flip_is_detected(pt in proptest::collection::vec(any::<u8>(), 0..256), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let r = ring();
+            let mut env = seal(&r, &TOKEN, PayloadEncoding::JsonText, &pt).unwrap();
+            let i = pos.index(env.len());
+            env[i] ^= 1 << bit;
+            prop_assert!(open(&r, &TOKEN, &env).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(env in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = open(&ring(), &TOKEN, &env);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Every pii_vault setting, registered once from `_PG_init` and read through
+//! the getters below. No setting ever holds key bytes.
+
+use std::ffi::{CStr, CString};
+use std::sync::OnceLock;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+use crate::error::KeyProblem;
+use crate::normalize::{parse_region, Region};
+
+static KEYFILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static KEY_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static DEFAULT_REGION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"US"));
+static MAX_RECORD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"pii_vault.keyfile",
+        c"Path of the file holding the vault's master key (64 hex characters).",
+        c"Read once at server start. Must be owned by the server's user with mode 0600, or by root with mode 0640.",
+        &KEYFILE,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"pii_vault.key_command",
+        c"Shell command whose standard output is the vault's master key.",
+        c"Run once at server start when pii_vault.keyfile is not set; for a KMS or secret manager.",
+        &KEY_COMMAND,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"pii_vault.default_region",
+        c"Region (ISO 3166 alpha-2) in which phone numbers without a leading + are read.",
+        c"Fixed at server start: changing it would index the same number two ways.",
+        &DEFAULT_REGION,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.max_record_bytes",
+        c"Largest record, in bytes of its jsonb form, that vault_store and vault_update accept.",
+        c"",
+        &MAX_RECORD_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    // SAFETY: called from _PG_init with a static, NUL-terminated name.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pii_vault".as_ptr()) };
+}
+
+fn string_setting(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().map(|s: CString| CStr::to_string_lossy(&s).into_owned())
+}
+
+pub fn keyfile() -> Option<String> {
+    string_setting(&KEYFILE)
+}
+
+pub fn key_command() -> Option<String> {
+    string_setting(&KEY_COMMAND)
+}
+
+/// The phone region; fixed for the server's lifetime, so parsed once.
+pub fn default_region() -> Result<Region, KeyProblem> {
+    static REGION: OnceLock<Option<Region>> = OnceLock::new();
+    REGION
+        .get_or_init(|| string_setting(&DEFAULT_REGION).as_deref().and_then(parse_region))
+        .ok_or(KeyProblem::BadDefaultRegion)
+}
+
+pub fn max_record_bytes() -> usize {
+    MAX_RECORD_BYTES.get().max(0) as usize
+}

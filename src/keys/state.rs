@@ -1,0 +1,46 @@
+//! The process-wide key state, set once in the postmaster.
+
+use std::sync::OnceLock;
+
+use crate::crypto::KeyRing;
+use crate::error::KeyProblem;
+use crate::guc;
+use crate::keys::source::load_master_key;
+
+static KEY_STATE: OnceLock<Result<KeyRing, KeyProblem>> = OnceLock::new();
+
+/// Called from `_PG_init`. In the postmaster (preload) the key is read,
+/// sub-keys derived, the master key zeroized, and a failure logged once.
+/// Loaded later into a single backend, the library never reads a key: the
+/// vault then refuses every call with `NotPreloaded`.
+pub fn init_at_preload(preloading: bool) {
+    let state = if preloading {
+        let keyfile = guc::keyfile();
+        let key_command = guc::key_command();
+        // SAFETY: geteuid has no preconditions.
+        let server_uid = unsafe { libc_geteuid() };
+        let loaded = load_master_key(keyfile.as_deref(), key_command.as_deref(), server_uid)
+            .map(|master| KeyRing::derive(&master));
+        if let Err(problem) = &loaded {
+            pgrx::log!("pii_vault: {problem}; every vault function will fail until this is fixed");
+        }
+        loaded
+    } else {
+        Err(KeyProblem::NotPreloaded)
+    };
+    let _ = KEY_STATE.set(state);
+}
+
+/// The derived keys, or why there are none.
+pub fn key_ring() -> Result<&'static KeyRing, KeyProblem> {
+    match KEY_STATE.get() {
+        Some(Ok(ring)) => Ok(ring),
+        Some(Err(problem)) => Err(problem.clone()),
+        None => Err(KeyProblem::NotPreloaded),
+    }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

@@ -1,0 +1,52 @@
+//! pii_vault: personal data encrypted inside PostgreSQL.
+//!
+//! Layers, calls going one way only:
+//! - `api`: the SQL surface (`#[pg_extern]`), thin;
+//! - core, free of pgrx: `crypto`, `normalize`, `record`, `error`,
+//!   `keys::source`;
+//! - `store`: the only code running SQL against the vault's tables;
+//! - `keys`, `guc`: settings and the master key, loaded at preload.
+
+use pgrx::prelude::*;
+
+mod api;
+pub mod crypto;
+pub mod error;
+mod guc;
+pub mod keys;
+pub mod normalize;
+pub mod record;
+mod store;
+
+::pgrx::pg_module_magic!();
+
+extension_sql_file!("../sql/storage.sql", name = "storage", bootstrap);
+extension_sql_file!("../sql/roles_and_grants.sql", name = "roles_and_grants", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+    // SAFETY: a plain global of the postmaster, read once here.
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    keys::init_at_preload(preloading);
+}
+
+#[cfg(feature = "pg_test")]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![
+            "shared_preload_libraries = 'pii_vault'",
+            // A fresh random key per test cluster start, from a command, so
+            // no key is ever written in a setting.
+            "pii_vault.key_command = 'od -An -tx1 -N32 /dev/urandom | tr -d \" \\n\"'",
+        ]
+    }
+}

@@ -1,0 +1,115 @@
+//! Email: trim, NFC, lowercase, exactly one `@`, a non-empty local part, a
+//! domain with a dot; internationalized domains to their ASCII (punycode)
+//! form, so `ü.example` and `xn--tda.example` index alike.
+
+use super::{has_hidden_characters, nfc_lower, LookupKind};
+use crate::error::{VaultError, VaultResult};
+
+const MAX_LOCAL_LEN: usize = 64;
+const MAX_EMAIL_LEN: usize = 254;
+
+fn invalid() -> VaultError {
+    VaultError::InvalidValue(LookupKind::Email)
+}
+
+pub fn normalize_email(value: &str) -> VaultResult<String> {
+    let trimmed = value.trim();
+    if trimmed.len() > 4 * MAX_EMAIL_LEN || has_hidden_characters(trimmed) {
+        return Err(invalid());
+    }
+    let lowered = nfc_lower(trimmed);
+    let (local, domain) = match lowered.split_once('@') {
+        Some((l, d)) if !d.contains('@') => (l, d),
+        _ => return Err(invalid()),
+    };
+    if local.is_empty()
+        || local.chars().count() > MAX_LOCAL_LEN
+        || local.chars().any(char::is_whitespace)
+    {
+        return Err(invalid());
+    }
+    let ascii_domain = idna::domain_to_ascii_strict(domain).map_err(|_| invalid())?;
+    let labels_ok = ascii_domain.split('.').count() >= 2
+        && ascii_domain.split('.').all(|label| !label.is_empty());
+    if !labels_ok {
+        return Err(invalid());
+    }
+    let email = format!("{local}@{ascii_domain}");
+    if email.chars().count() > MAX_EMAIL_LEN {
+        return Err(invalid());
+    }
+    Ok(email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(normalize_email("  Alice@Example.COM ").unwrap(), "alice@example.com");
+        assert_eq!(normalize_email("a+tag@b.example").unwrap(), "a+tag@b.example");
+        assert_eq!(normalize_email("Zoë@Bücher.example").unwrap(), "zoë@xn--bcher-kva.example");
+        assert_eq!(
+            normalize_email("zoe\u{0308}@bu\u{0308}cher.example").unwrap(),
+            "zoë@xn--bcher-kva.example",
+            "decomposed input reaches the same NFC form"
+        );
+        assert_eq!(normalize_email("x@xn--bcher-kva.example").unwrap(), "x@xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn rejections() {
+        for bad in [
+            "", "   ", "no-at-sign", "@b.example", "a@", "a@b", "a@@b.example", "a@b@c.example",
+            "a b@c.example", "a@b..example", "a@.b.example", "a@b.example.", "a\u{0000}@b.example",
+            "a@b\u{200F}.example", "\u{202E}a@b.example", "a@b_c.example", "a@b c.example",
+        ] {
+            assert_eq!(normalize_email(bad), Err(invalid()), "{bad:?}");
+        }
+        let long_local = format!("{}@b.example", "a".repeat(65));
+        assert!(normalize_email(&long_local).is_err());
+        let long = format!("a@{}.example", "b".repeat(300));
+        assert!(normalize_email(&long).is_err());
+    }
+
+    #[test]
+    fn homoglyph_domain_is_a_different_address() {
+        // Cyrillic 'а' (U+0430) looks like Latin 'a' but is another domain.
+        let latin = normalize_email("x@paypal.example").unwrap();
+        let cyrillic = normalize_email("x@p\u{0430}ypal.example").unwrap();
+        assert_ne!(latin, cyrillic);
+        assert!(cyrillic.contains("xn--"));
+    }
+
+    #[test]
+    fn sql_metacharacters_are_just_characters() {
+        assert_eq!(
+            normalize_email("o'brien@b.example").unwrap(),
+            "o'brien@b.example"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn idempotent(local in "[a-zA-Z0-9._%+-]{1,20}", domain in "[a-zA-Z0-9-]{1,20}\\.[a-z]{2,6}") {
+            let input = format!("{local}@{domain}");
+            if let Ok(once) = normalize_email(&input) {
+                prop_assert_eq!(normalize_email(&once).unwrap(), once.clone());
+            }
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC{0,80}") {
+            let _ = normalize_email(&s);
+        }
+
+        #[test]
+        fn case_and_space_insensitive(local in "[a-z0-9]{1,16}", domain in "[a-z0-9]{1,16}\\.[a-z]{2,6}") {
+            let lower = normalize_email(&format!("{local}@{domain}")).unwrap();
+            let upper = normalize_email(&format!("  {}@{} ", local.to_uppercase(), domain.to_uppercase())).unwrap();
+            prop_assert_eq!(lower, upper);
+        }
+    }
+}

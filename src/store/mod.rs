@@ -1,0 +1,192 @@
+//! Storage: the only code that runs SQL against the vault's tables.
+//!
+//! Every statement is prepared once per backend (kept with SPI_keepplan)
+//! and executed with parameters; no SQL text is ever built from values.
+//! Callers run inside SECURITY DEFINER functions with a pinned search_path,
+//! and every name here is schema-qualified as well.
+
+mod plans;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiResult};
+use pgrx::Uuid;
+
+use crate::crypto::blind_index::BLIND_INDEX_LEN;
+use crate::normalize::LookupKind;
+use plans::{with_plans, Plans};
+
+pub type Token = [u8; 16];
+pub type IndexHash = [u8; BLIND_INDEX_LEN];
+
+/// The blind-index hashes of one record, one slot per indexed kind.
+#[derive(Debug, Default, Clone)]
+pub struct IndexHashes {
+    pub email: Option<IndexHash>,
+    pub phone: Option<IndexHash>,
+    pub login: Option<IndexHash>,
+}
+
+impl IndexHashes {
+    pub fn set(&mut self, kind: LookupKind, hash: IndexHash) {
+        match kind {
+            LookupKind::Email => self.email = Some(hash),
+            LookupKind::Phone => self.phone = Some(hash),
+            LookupKind::Login => self.login = Some(hash),
+            LookupKind::Token => {}
+        }
+    }
+
+    fn args(&self) -> [DatumWithOid<'_>; 3] {
+        [
+            DatumWithOid::from(self.email.as_ref().map(|h| h.as_slice())),
+            DatumWithOid::from(self.phone.as_ref().map(|h| h.as_slice())),
+            DatumWithOid::from(self.login.as_ref().map(|h| h.as_slice())),
+        ]
+    }
+}
+
+fn uuid(token: &Token) -> DatumWithOid<'static> {
+    DatumWithOid::from(Uuid::from_bytes(*token))
+}
+
+/// What an insert did.
+pub enum InsertOutcome {
+    Inserted,
+    /// Another record already has this lookup value.
+    Duplicate(LookupKind),
+}
+
+/// Inserts a new record, or reports which lookup value is taken. The UNIQUE
+/// constraints decide (ON CONFLICT DO NOTHING), so two concurrent stores of
+/// one email cannot both succeed.
+pub fn insert_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> InsertOutcome {
+    with_plans(|client, plans| {
+        let [e, p, l] = hashes.args();
+        let inserted = client
+            .update(&plans.insert_record, None, &[uuid(token), envelope.into(), e, p, l])?
+            .len();
+        if inserted == 1 {
+            return Ok(InsertOutcome::Inserted);
+        }
+        // Only on the error path: find which value collided.
+        let kind = conflicting_kind(client, plans, None, hashes)?;
+        Ok(InsertOutcome::Duplicate(kind.unwrap_or(LookupKind::Token)))
+    })
+}
+
+fn conflicting_kind(
+    client: &SpiClient<'_>,
+    plans: &Plans,
+    excluding: Option<&Token>,
+    hashes: &IndexHashes,
+) -> SpiResult<Option<LookupKind>> {
+    let [e, p, l] = hashes.args();
+    let excluding = DatumWithOid::from(excluding.map(|t| Uuid::from_bytes(*t)));
+    let kind: Option<String> =
+        client.select(&plans.find_conflict, Some(1), &[excluding, e, p, l])?.first().get(1)?;
+    Ok(kind.as_deref().and_then(|k| LookupKind::parse(k).ok()))
+}
+
+/// Another record holding one of these lookup values, if any.
+pub fn find_conflict(token: &Token, hashes: &IndexHashes) -> Option<LookupKind> {
+    with_plans(|client, plans| conflicting_kind(client, plans, Some(token), hashes))
+}
+
+/// The stored envelope of a record.
+pub fn fetch_envelope(token: &Token) -> Option<Vec<u8>> {
+    with_plans(|client, plans| {
+        client.select(&plans.fetch_envelope, Some(1), &[uuid(token)])?.first().get(1)
+    })
+}
+
+/// The stored envelope of a record, row-locked until the transaction ends.
+pub fn fetch_envelope_for_update(token: &Token) -> Option<Vec<u8>> {
+    with_plans(|client, plans| {
+        client.update(&plans.fetch_envelope_for_update, Some(1), &[uuid(token)])?.first().get(1)
+    })
+}
+
+/// The token whose `kind` blind index equals `hash`.
+pub fn find_token(kind: LookupKind, hash: &IndexHash) -> Option<Token> {
+    with_plans(|client, plans| {
+        let plan = match kind {
+            LookupKind::Email => &plans.find_by_email,
+            LookupKind::Phone => &plans.find_by_phone,
+            LookupKind::Login => &plans.find_by_login,
+            LookupKind::Token => unreachable!("tokens are not blind-indexed"),
+        };
+        let found: Option<Uuid> =
+            client.select(plan, Some(1), &[hash.as_slice().into()])?.first().get(1)?;
+        Ok(found.map(|u| *u.as_bytes()))
+    })
+}
+
+pub fn token_exists(token: &Token) -> bool {
+    with_plans(|client, plans| {
+        Ok(!client.select(&plans.token_exists, Some(1), &[uuid(token)])?.is_empty())
+    })
+}
+
+/// Replaces a record's envelope and blind indexes. False when it is gone.
+pub fn update_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> bool {
+    with_plans(|client, plans| {
+        let [e, p, l] = hashes.args();
+        let updated = client
+            .update(&plans.update_record, None, &[uuid(token), envelope.into(), e, p, l])?
+            .len();
+        Ok(updated == 1)
+    })
+}
+
+pub fn delete_record(token: &Token) -> bool {
+    with_plans(|client, plans| {
+        Ok(client.update(&plans.delete_record, None, &[uuid(token)])?.len() == 1)
+    })
+}
+
+/// The key check value stored at CREATE EXTENSION for `key_version`.
+pub fn key_check_value(key_version: u32) -> Option<Vec<u8>> {
+    with_plans(|client, plans| {
+        client.select(&plans.key_check_value, Some(1), &[(key_version as i32).into()])?.first().get(1)
+    })
+}
+
+/// Stores the key check value (install time only).
+pub fn insert_key_check(key_version: u32, check_value: &[u8]) {
+    Spi::connect_mut(|client| {
+        client.update(
+            "INSERT INTO pii_vault.key_check (key_version, check_value) VALUES ($1, $2)",
+            None,
+            &[(key_version as i32).into(), check_value.into()],
+        )?;
+        SpiResult::Ok(())
+    })
+    .unwrap_or_else(|e| error!("pii_vault: could not store the key check value: {e}"))
+}
+
+/// One audit row. Holds names and outcomes, never record values.
+pub struct AuditRow<'a> {
+    pub acting_role: &'a str,
+    pub operation: &'a str,
+    pub token: Option<&'a Token>,
+    pub fields: Option<Vec<String>>,
+    pub outcome: &'a str,
+}
+
+pub fn insert_audit(row: AuditRow<'_>) {
+    with_plans(|client, plans| {
+        client.update(
+            &plans.insert_audit,
+            None,
+            &[
+                row.acting_role.into(),
+                row.operation.into(),
+                DatumWithOid::from(row.token.map(|t| Uuid::from_bytes(*t))),
+                DatumWithOid::from(row.fields),
+                row.outcome.into(),
+            ],
+        )?;
+        Ok(())
+    })
+}

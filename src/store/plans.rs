@@ -1,0 +1,101 @@
+//! The vault's SQL statements, prepared once per backend.
+
+use std::cell::Cell;
+
+use pgrx::pg_sys::PgOid;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
+
+pub(super) struct Plans {
+    pub insert_record: OwnedPreparedStatement,
+    pub find_conflict: OwnedPreparedStatement,
+    pub fetch_envelope: OwnedPreparedStatement,
+    pub fetch_envelope_for_update: OwnedPreparedStatement,
+    pub find_by_email: OwnedPreparedStatement,
+    pub find_by_phone: OwnedPreparedStatement,
+    pub find_by_login: OwnedPreparedStatement,
+    pub token_exists: OwnedPreparedStatement,
+    pub update_record: OwnedPreparedStatement,
+    pub delete_record: OwnedPreparedStatement,
+    pub key_check_value: OwnedPreparedStatement,
+    pub insert_audit: OwnedPreparedStatement,
+}
+
+const UUID: PgOid = PgOid::BuiltIn(PgBuiltInOids::UUIDOID);
+const BYTEA: PgOid = PgOid::BuiltIn(PgBuiltInOids::BYTEAOID);
+const INT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4OID);
+const TEXT: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
+const TEXT_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
+
+impl Plans {
+    fn prepare(client: &SpiClient<'_>) -> SpiResult<Plans> {
+        let read = |sql: &str, args: &[PgOid]| client.prepare(sql, args).map(|p| p.keep());
+        let write = |sql: &str, args: &[PgOid]| client.prepare_mut(sql, args).map(|p| p.keep());
+        let index_args = [UUID, BYTEA, BYTEA, BYTEA, BYTEA];
+        Ok(Plans {
+            insert_record: write(
+                "INSERT INTO pii_vault.records (token, envelope, email_index, phone_index, login_index) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+                &index_args,
+            )?,
+            find_conflict: read(
+                "SELECT CASE WHEN email_index = $2 THEN 'email' WHEN phone_index = $3 THEN 'phone' \
+                 ELSE 'login' END FROM pii_vault.records \
+                 WHERE (email_index = $2 OR phone_index = $3 OR login_index = $4) \
+                 AND token IS DISTINCT FROM $1 LIMIT 1",
+                &[UUID, BYTEA, BYTEA, BYTEA],
+            )?,
+            fetch_envelope: read("SELECT envelope FROM pii_vault.records WHERE token = $1", &[UUID])?,
+            fetch_envelope_for_update: write(
+                "SELECT envelope FROM pii_vault.records WHERE token = $1 FOR UPDATE",
+                &[UUID],
+            )?,
+            find_by_email: read("SELECT token FROM pii_vault.records WHERE email_index = $1", &[BYTEA])?,
+            find_by_phone: read("SELECT token FROM pii_vault.records WHERE phone_index = $1", &[BYTEA])?,
+            find_by_login: read("SELECT token FROM pii_vault.records WHERE login_index = $1", &[BYTEA])?,
+            token_exists: read("SELECT 1 FROM pii_vault.records WHERE token = $1", &[UUID])?,
+            update_record: write(
+                "UPDATE pii_vault.records SET envelope = $2, email_index = $3, phone_index = $4, \
+                 login_index = $5, updated_at = pg_catalog.now() WHERE token = $1 RETURNING 1",
+                &index_args,
+            )?,
+            delete_record: write(
+                "DELETE FROM pii_vault.records WHERE token = $1 RETURNING 1",
+                &[UUID],
+            )?,
+            key_check_value: read(
+                "SELECT check_value FROM pii_vault.key_check WHERE key_version = $1",
+                &[INT4],
+            )?,
+            insert_audit: write(
+                "INSERT INTO pii_vault.audit_log \
+                 (session_role, acting_role, application_name, operation, token, fields, outcome) \
+                 VALUES (SESSION_USER, $1, pg_catalog.current_setting('application_name'), $2, $3, $4, $5)",
+                &[TEXT, TEXT, UUID, TEXT_ARRAY, TEXT],
+            )?,
+        })
+    }
+}
+
+thread_local! {
+    // Leaked on purpose: kept plans live as long as the backend, and a
+    // destructor running SPI_freeplan during process exit would be unsafe.
+    static PLANS: Cell<Option<&'static Plans>> = const { Cell::new(None) };
+}
+
+/// Runs `f` inside an SPI connection with this backend's prepared plans.
+/// An SPI failure here is a bug or a broken installation, not bad input.
+pub(super) fn with_plans<R>(f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> SpiResult<R>) -> R {
+    Spi::connect_mut(|client| {
+        let plans = match PLANS.get() {
+            Some(plans) => plans,
+            None => {
+                let plans: &'static Plans = Box::leak(Box::new(Plans::prepare(client)?));
+                PLANS.set(Some(plans));
+                plans
+            }
+        };
+        f(client, plans)
+    })
+    .unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"))
+}
