@@ -10,7 +10,7 @@ use crate::normalize::LookupKind;
 /// Why the vault cannot operate at all (SQLSTATE 55000).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyProblem {
-    #[error("pii_vault is not loaded at server start; add pii_vault to shared_preload_libraries in postgresql.conf and restart the server")]
+    #[error("the pii_vault library was not loaded at server start; add pii_vault to shared_preload_libraries in postgresql.conf and restart the server")]
     NotPreloaded,
     #[error("no master key is configured; set pii_vault.keyfile or pii_vault.key_command in postgresql.conf and restart the server")]
     NotConfigured,

@@ -14,7 +14,34 @@ static KEY_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>:
 static DEFAULT_REGION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"US"));
 static MAX_RECORD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 
-pub fn init() {
+/// Registers the settings. The PGC_POSTMASTER ones can only be defined while
+/// the postmaster loads the library; loaded later into one backend, the
+/// vault refuses to work anyway (see `keys::init_at_preload`).
+pub fn init(preloading: bool) {
+    if preloading {
+        define_postmaster_settings();
+    }
+    GucRegistry::define_int_guc(
+        c"pii_vault.max_record_bytes",
+        c"Largest record, in bytes of its jsonb form, that vault_store and vault_update accept.",
+        c"",
+        &MAX_RECORD_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    if preloading {
+        // Reject misspelled pii_vault.* settings in postgresql.conf.
+        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+        // SAFETY: called from _PG_init with a static, NUL-terminated name.
+        unsafe {
+            pgrx::pg_sys::MarkGUCPrefixReserved(c"pii_vault".as_ptr())
+        };
+    }
+}
+
+fn define_postmaster_settings() {
     GucRegistry::define_string_guc(
         c"pii_vault.keyfile",
         c"Path of the file holding the vault's master key (64 hex characters).",
@@ -39,18 +66,6 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
-    GucRegistry::define_int_guc(
-        c"pii_vault.max_record_bytes",
-        c"Largest record, in bytes of its jsonb form, that vault_store and vault_update accept.",
-        c"",
-        &MAX_RECORD_BYTES,
-        1024,
-        i32::MAX,
-        GucContext::Suset,
-        GucFlags::UNIT_BYTE,
-    );
-    // SAFETY: called from _PG_init with a static, NUL-terminated name.
-    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pii_vault".as_ptr()) };
 }
 
 fn string_setting(setting: &GucSetting<Option<CString>>) -> Option<String> {

@@ -25,9 +25,9 @@ extension_sql_file!("../sql/roles_and_grants.sql", name = "roles_and_grants", fi
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    guc::init();
     // SAFETY: a plain global of the postmaster, read once here.
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    guc::init(preloading);
     keys::init_at_preload(preloading);
 }
 

@@ -1,7 +1,7 @@
 //! Preconditions every vault function checks first: a key is loaded and it
 //! is the key the vault was created with (checked once per backend).
 
-use std::cell::Cell;
+use std::cell::RefCell;
 
 use super::errors::raise;
 use crate::crypto::KeyRing;
@@ -9,22 +9,32 @@ use crate::error::{KeyProblem, VaultError};
 use crate::{guc, keys, normalize::Region, store};
 
 thread_local! {
-    static KEY_CHECKED: Cell<bool> = const { Cell::new(false) };
+    /// None until this backend compared the key with the stored key check.
+    static KEY_CHECK: RefCell<Option<Result<(), KeyProblem>>> = const { RefCell::new(None) };
 }
 
 /// The key ring, once it is known to match the stored key check value.
 pub fn ready() -> &'static KeyRing {
     let ring = keys::key_ring().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
-    if !KEY_CHECKED.get() {
-        match store::key_check_value(ring.key_version()) {
-            None => raise(VaultError::Unavailable(KeyProblem::KeyCheckMissing)),
-            Some(stored) if !ring.matches_check_value(&stored) => {
-                raise(VaultError::Unavailable(KeyProblem::WrongKey))
-            }
-            Some(_) => KEY_CHECKED.set(true),
+    let verdict = KEY_CHECK.with_borrow(Clone::clone).unwrap_or_else(|| {
+        let verdict = match store::key_check_value(ring.key_version()) {
+            None => Err(KeyProblem::KeyCheckMissing),
+            Some(stored) if !ring.matches_check_value(&stored) => Err(KeyProblem::WrongKey),
+            Some(_) => Ok(()),
+        };
+        if let Err(problem) = &verdict {
+            // Only a backend can read the stored check value, so the server
+            // log hears of a wrong key here, once per backend (the ERROR
+            // itself may be caught by the caller and never logged).
+            pgrx::log!("pii_vault: {problem}");
         }
+        KEY_CHECK.set(Some(verdict.clone()));
+        verdict
+    });
+    match verdict {
+        Ok(()) => ring,
+        Err(problem) => raise(VaultError::Unavailable(problem)),
     }
-    ring
 }
 
 pub fn region() -> Region {

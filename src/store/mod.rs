@@ -9,7 +9,7 @@ mod plans;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiResult};
+use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
 use pgrx::Uuid;
 
 use crate::crypto::blind_index::BLIND_INDEX_LEN;
@@ -43,6 +43,15 @@ impl IndexHashes {
             DatumWithOid::from(self.phone.as_ref().map(|h| h.as_slice())),
             DatumWithOid::from(self.login.as_ref().map(|h| h.as_slice())),
         ]
+    }
+}
+
+/// The first column of the first row, or None when there is no row.
+fn first_value<T: FromDatum + IntoDatum>(table: SpiTupleTable<'_>) -> SpiResult<Option<T>> {
+    if table.is_empty() {
+        Ok(None)
+    } else {
+        table.first().get(1)
     }
 }
 
@@ -84,7 +93,7 @@ fn conflicting_kind(
     let [e, p, l] = hashes.args();
     let excluding = DatumWithOid::from(excluding.map(|t| Uuid::from_bytes(*t)));
     let kind: Option<String> =
-        client.select(&plans.find_conflict, Some(1), &[excluding, e, p, l])?.first().get(1)?;
+        first_value(client.select(&plans.find_conflict, Some(1), &[excluding, e, p, l])?)?;
     Ok(kind.as_deref().and_then(|k| LookupKind::parse(k).ok()))
 }
 
@@ -96,14 +105,14 @@ pub fn find_conflict(token: &Token, hashes: &IndexHashes) -> Option<LookupKind> 
 /// The stored envelope of a record.
 pub fn fetch_envelope(token: &Token) -> Option<Vec<u8>> {
     with_plans(|client, plans| {
-        client.select(&plans.fetch_envelope, Some(1), &[uuid(token)])?.first().get(1)
+        first_value(client.select(&plans.fetch_envelope, Some(1), &[uuid(token)])?)
     })
 }
 
 /// The stored envelope of a record, row-locked until the transaction ends.
 pub fn fetch_envelope_for_update(token: &Token) -> Option<Vec<u8>> {
     with_plans(|client, plans| {
-        client.update(&plans.fetch_envelope_for_update, Some(1), &[uuid(token)])?.first().get(1)
+        first_value(client.update(&plans.fetch_envelope_for_update, Some(1), &[uuid(token)])?)
     })
 }
 
@@ -117,7 +126,7 @@ pub fn find_token(kind: LookupKind, hash: &IndexHash) -> Option<Token> {
             LookupKind::Token => unreachable!("tokens are not blind-indexed"),
         };
         let found: Option<Uuid> =
-            client.select(plan, Some(1), &[hash.as_slice().into()])?.first().get(1)?;
+            first_value(client.select(plan, Some(1), &[hash.as_slice().into()])?)?;
         Ok(found.map(|u| *u.as_bytes()))
     })
 }
@@ -148,7 +157,7 @@ pub fn delete_record(token: &Token) -> bool {
 /// The key check value stored at CREATE EXTENSION for `key_version`.
 pub fn key_check_value(key_version: u32) -> Option<Vec<u8>> {
     with_plans(|client, plans| {
-        client.select(&plans.key_check_value, Some(1), &[(key_version as i32).into()])?.first().get(1)
+        first_value(client.select(&plans.key_check_value, Some(1), &[(key_version as i32).into()])?)
     })
 }
 

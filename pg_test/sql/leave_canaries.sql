@@ -1,0 +1,15 @@
+-- Stores the canary values that the harness then looks for, byte by byte,
+-- in every file of PGDATA (heap, TOAST, WAL) after a CHECKPOINT: they must
+-- be nowhere in plaintext. A large field forces the envelope into TOAST.
+SELECT vault_store(jsonb_build_object(
+    'name', 'canary-3b1f9e-name',
+    'email', 'canary-3b1f9e@mail.example',
+    'login', 'canary-3b1f9e-login',
+    'note', 'canary-3b1f9e-secret-note',
+    'padding', repeat('canary-3b1f9e-secret-note ', 4000))) AS canary \gset
+SELECT vault_update(:'canary', '{"name": "canary-3b1f9e-name", "more": "canary-3b1f9e-secret-note"}') AS updated;
+SELECT vault_get(:'canary') ->> 'note' AS note;
+SELECT vault_lookup('login', 'CANARY-3B1F9E-LOGIN') = :'canary' AS found;
+-- The envelope went to TOAST (so TOAST is covered by the scan).
+SELECT pg_relation_size(reltoastrelid) > 0 AS toast_used
+FROM pg_class WHERE oid = 'pii_vault.records'::regclass;
