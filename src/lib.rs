@@ -32,8 +32,7 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 #[cfg(feature = "pg_test")]
-#[pg_schema]
-mod tests;
+mod pg_tests;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

@@ -6,6 +6,6 @@ mod audit;
 mod errors;
 mod guard;
 mod install;
-mod jsonb;
+pub(crate) mod jsonb;
 mod lookup;
 mod records;

@@ -1,0 +1,132 @@
+//! `#[pg_test]`s: the vault inside a live backend, run by
+//! `cargo pgrx test pg15 --runas postgres --pgdata DIR`. The test cluster is
+//! started with `shared_preload_libraries = 'pii_vault'` and a random key
+//! from `pii_vault.key_command` (see `crate::pg_test`).
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+    use pgrx::JsonB;
+    use serde_json::json;
+
+    use crate::api::jsonb::JsonbDatum;
+
+    fn store(record: &str) -> pgrx::Uuid {
+        Spi::get_one_with_args::<pgrx::Uuid>("SELECT vault_store($1::jsonb)", &[record.into()])
+            .expect("vault_store ran")
+            .expect("vault_store returned a token")
+    }
+
+    fn audit_rows() -> i64 {
+        Spi::get_one::<i64>("SELECT count(*) FROM pii_vault.audit_log").unwrap().unwrap()
+    }
+
+    #[pg_test]
+    fn store_then_get_returns_the_record() {
+        let token = store(r#"{"name": "Ada", "email": "ada@example.org", "nested": {"a": [1, 2, {"b": null}]}}"#);
+        let got = Spi::get_one_with_args::<JsonB>("SELECT vault_get($1)", &[token.into()]).unwrap().unwrap();
+        assert_eq!(got.0, json!({"name": "Ada", "email": "ada@example.org", "nested": {"a": [1, 2, {"b": null}]}}));
+    }
+
+    #[pg_test]
+    fn numbers_and_unicode_come_back_unchanged() {
+        // The vault encrypts the jsonb datum's own bytes: 1.50 stays 1.50
+        // (no float round trip), text stays exactly as stored.
+        let token = store(r#"{"k": 1.50, "s": "zoë", "z": [true, false]}"#);
+        let same = Spi::get_one_with_args::<bool>(
+            "SELECT vault_get($1)::text = '{\"k\": 1.50, \"s\": \"zoë\", \"z\": [true, false]}'::jsonb::text",
+            &[token.into()],
+        );
+        assert_eq!(same, Ok(Some(true)));
+    }
+
+    #[pg_test]
+    fn jsonb_datum_payload_round_trip() {
+        let text = r#"{"a": {"b": [1, "two", null]}, "c": 3.25}"#;
+        let original = JsonbDatum::from_text(text).unwrap();
+        let copy = JsonbDatum::from_payload(original.payload());
+        assert_eq!(copy.payload(), original.payload());
+        let reparsed: serde_json::Value = serde_json::from_str(&copy.to_text().unwrap()).unwrap();
+        assert_eq!(reparsed, json!({"a": {"b": [1, "two", null]}, "c": 3.25}));
+    }
+
+    #[pg_test]
+    fn lookup_normalizes_like_store() {
+        let token = store(r#"{"email": "Grace.Hopper@Navy.MIL", "phone": "+1 (202) 555-0143", "login": " GHopper "}"#);
+        for (kind, value) in [("email", " grace.hopper@navy.mil"), ("phone", "202-555-0143"), ("login", "ghopper")] {
+            let found = Spi::get_one_with_args::<pgrx::Uuid>("SELECT vault_lookup($1, $2)", &[kind.into(), value.into()]);
+            assert_eq!(found, Ok(Some(token)), "{kind}");
+        }
+    }
+
+    #[pg_test]
+    fn storage_holds_no_plaintext_and_fixed_overhead() {
+        let token = store(r#"{"note": "pg-test-canary-value"}"#);
+        let leaked = Spi::get_one_with_args::<bool>(
+            "SELECT position('pg-test-canary-value' IN encode(envelope, 'escape')) > 0 FROM pii_vault.records WHERE token = $1",
+            &[token.into()],
+        );
+        assert_eq!(leaked, Ok(Some(false)));
+        let overhead = Spi::get_one_with_args::<i32>(
+            "SELECT length(envelope) - (pg_column_size(vault_get($1)) - 4) FROM pii_vault.records WHERE token = $1",
+            &[token.into()],
+        );
+        // envelope = jsonb payload (datum size minus its 4-byte header) + overhead.
+        assert_eq!(overhead, Ok(Some(crate::crypto::envelope::OVERHEAD as i32)));
+    }
+
+    #[pg_test]
+    fn key_check_value_matches_the_loaded_key() {
+        let stored = Spi::get_one::<Vec<u8>>("SELECT check_value FROM pii_vault.key_check WHERE key_version = 1")
+            .unwrap()
+            .unwrap();
+        let ring = crate::keys::key_ring().expect("key loaded at preload");
+        assert!(ring.matches_check_value(&stored));
+    }
+
+    #[pg_test]
+    fn every_call_writes_one_audit_row() {
+        let before = audit_rows();
+        let token = store(r#"{"login": "audited"}"#);
+        Spi::run_with_args("SELECT vault_get($1)", &[token.into()]).unwrap();
+        Spi::run("SELECT vault_lookup('login', 'AUDITED')").unwrap();
+        Spi::run_with_args("SELECT vault_update($1, '{\"x\": 1}')", &[token.into()]).unwrap();
+        Spi::run_with_args("SELECT vault_delete($1)", &[token.into()]).unwrap();
+        Spi::run_with_args("SELECT vault_get($1)", &[token.into()]).unwrap();
+        assert_eq!(audit_rows() - before, 6);
+        let last = Spi::get_one::<String>("SELECT operation || ':' || outcome FROM pii_vault.audit_log ORDER BY id DESC LIMIT 1");
+        assert_eq!(last, Ok(Some("get:not_found".to_string())));
+    }
+
+    #[pg_test(error = "pii_vault: a record with this email already exists")]
+    fn duplicate_email_is_refused() {
+        store(r#"{"email": "dup@example.org"}"#);
+        store(r#"{"email": "DUP@example.org "}"#);
+    }
+
+    #[pg_test(error = "pii_vault: the record must be a JSON object")]
+    fn array_record_is_refused() {
+        store("[1, 2, 3]");
+    }
+
+    #[pg_test(error = "pii_vault: unknown lookup kind; use one of email, phone, login, token")]
+    fn unknown_kind_is_refused() {
+        Spi::run("SELECT vault_lookup('passport', 'X123')").unwrap();
+    }
+
+    #[pg_test]
+    fn update_reindexes_and_merges() {
+        let token = store(r#"{"email": "old@example.org", "profile": {"a": 1, "b": 2}}"#);
+        let updated = Spi::get_one_with_args::<bool>(
+            r#"SELECT vault_update($1, '{"email": "new@example.org", "profile": {"b": null, "c": 3}}')"#,
+            &[token.into()],
+        );
+        assert_eq!(updated, Ok(Some(true)));
+        let got = Spi::get_one_with_args::<JsonB>("SELECT vault_get($1)", &[token.into()]).unwrap().unwrap();
+        assert_eq!(got.0, json!({"email": "new@example.org", "profile": {"a": 1, "c": 3}}));
+        let old = Spi::get_one::<pgrx::Uuid>("SELECT vault_lookup('email', 'old@example.org')");
+        assert_eq!(old, Ok(None));
+    }
+}

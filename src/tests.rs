@@ -1,2 +1,0 @@
-//! `#[pg_test]`s: the API inside a live backend (run by `cargo pgrx test`).
-use pgrx::prelude::*;
