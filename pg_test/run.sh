@@ -12,13 +12,11 @@
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+# shellcheck source=../scripts/cluster.sh
+. "$HERE/../scripts/cluster.sh"
 PG_REGRESS="${PG_REGRESS:-/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress}"
 PORT="${PII_VAULT_TEST_PORT:-54329}"
 WORK="$(mktemp -d /tmp/pii_vault_pg_test.XXXXXX)"
-PGDATA="$WORK/data"
-SOCK="$WORK"
-LOG="$WORK/server.log"
 OUT="$WORK/regress"
 DB=pii_vault_regress
 KEEP="${PII_VAULT_KEEP_CLUSTER:-0}"
@@ -27,46 +25,22 @@ passed=0
 failed=0
 pass() { passed=$((passed + 1)); echo "ok     - $1"; }
 fail() { failed=$((failed + 1)); echo "FAILED - $1"; }
-
-as_pg() { runuser -u postgres -- "$@"; }
-pg_ctl() { as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LOG" -w "$@" >/dev/null; }
-psql_su() { as_pg "$PG_BIN/psql" -X -q -At -h "$SOCK" -p "$PORT" -d "${PSQL_DB:-$DB}" -v ON_ERROR_STOP=1 "$@"; }
+check() { # description, then a command that succeeds when the check holds
+    local what="$1"; shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
 
 cleanup() {
-    if [ -f "$PGDATA/postmaster.pid" ]; then pg_ctl stop -m immediate || true; fi
+    if cluster_running; then cluster_stop immediate || true; fi
     if [ "$KEEP" = 1 ]; then echo "cluster kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
-new_key() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
-write_keyfile() { # path key mode
-    printf '%s\n' "$2" > "$1"
-    chown postgres:postgres "$1"
-    chmod "$3" "$1"
-}
-
 # ---- cluster ----------------------------------------------------------------
-chown postgres:postgres "$WORK"
-chmod 700 "$WORK"
-KEY="$(new_key)"
-write_keyfile "$WORK/vault.key" "$KEY" 600
-as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
-cat >> "$PGDATA/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $PORT
-unix_socket_directories = '$SOCK'
-shared_preload_libraries = 'pii_vault'
-pii_vault.keyfile = '$WORK/vault.key'
-# The vault's own messages never carry values; statement texts written by
-# the client can, so failing statements are not logged (see README).
-log_min_error_statement = panic
-log_statement = none
-CONF
-set_conf() { # name value: replace a setting by appending (last one wins)
-    echo "$1 = $2" >> "$PGDATA/postgresql.conf"
-}
-
-if ! pg_ctl start; then
+cluster_init "$WORK" "$PORT"
+KEY="$VAULT_KEY"
+LOG="$CLUSTER_LOG"
+if ! cluster_start; then
     cat "$LOG"
     fail "cluster starts with shared_preload_libraries = 'pii_vault'"
     echo "pg_test: $passed passed, $failed failed"
@@ -81,20 +55,19 @@ run_suites() {
     mkdir -p "$out"
     chown -R postgres:postgres "$OUT"
     local log="$out/pg_regress.log"
-    as_pg "$PG_REGRESS" --host="$SOCK" --port="$PORT" --user=postgres --dbname="$DB" \
+    as_pg "$PG_REGRESS" --host="$WORK" --port="$PORT" --user=postgres --dbname="$DB" \
         --bindir="$PG_BIN" --inputdir="$HERE" --outputdir="$out" "$@" >"$log" 2>&1
-    local line name
-    while IFS= read -r line; do
-        name="$(sed -E 's/^(test|ok|not ok)? *[0-9]* *-? *//; s/ +\.\.\..*$//; s/^ +//' <<<"$line")"
-        case "$line" in
-            *"... ok"*|*"... ignored"*) pass "pg_regress $label/$name" ;;
-            *"... FAILED"*|*"... failed"*) fail "pg_regress $label/$name" ;;
-        esac
-    done < <(grep -E '\.\.\. ' "$log")
-    if ! grep -qE '\.\.\. ' "$log"; then
-        cat "$log"
-        fail "pg_regress $label ran"
-    fi
+    # Every requested test must report "ok"; a missing line is a failure.
+    local name
+    for name in "$@"; do
+        case "$name" in --*) continue ;; esac
+        if grep -qE "^(test )? *$name +\.\.\. ok" "$log"; then
+            pass "pg_regress $label/$name"
+        else
+            fail "pg_regress $label/$name"
+            grep -E "$name" "$log" || cat "$log"
+        fi
+    done
     if [ -s "$out/regression.diffs" ]; then
         echo "---- $label: regression.diffs ----"
         cat "$out/regression.diffs"
@@ -110,34 +83,26 @@ run_suites main \
     leave_canaries
 
 # ---- files: no plaintext, no key --------------------------------------------
-psql_su -c "CHECKPOINT" >/dev/null
+cluster_psql -q -d "$DB" -c "CHECKPOINT" >/dev/null
 # The canaries of leave_canaries.sql: present in the vault, so they must be
 # found nowhere in PGDATA (heap, TOAST, WAL) as plaintext.
 CANARIES=(canary-3b1f9e-name canary-3b1f9e@mail.example canary-3b1f9e-login canary-3b1f9e-secret-note)
-if python3 "$HERE/scan_files.py" "$PGDATA" --text "${CANARIES[@]}"; then
-    pass "no canary value in any file of PGDATA after CHECKPOINT (heap, TOAST, WAL)"
-else
-    fail "no canary value in any file of PGDATA after CHECKPOINT (heap, TOAST, WAL)"
-fi
-# Make sure the scan can find things at all: the tokens are there in clear.
-TOKEN="$(psql_su -c "SELECT token FROM pii_vault.records LIMIT 1")"
-if ! python3 "$HERE/scan_files.py" "$PGDATA" --uuid "$TOKEN" >/dev/null; then
-    pass "the scanner does find a stored token (it can see what it looks for)"
-else
-    fail "the scanner does find a stored token (it can see what it looks for)"
-fi
-if python3 "$HERE/scan_files.py" "$PGDATA" --text "$KEY" --hex "$KEY"; then
-    pass "the master key (hex or raw bytes) is in no file of PGDATA"
-else
-    fail "the master key (hex or raw bytes) is in no file of PGDATA"
-fi
+check "no canary value in any file of PGDATA after CHECKPOINT (heap, TOAST, WAL)" \
+    python3 "$HERE/scan_files.py" "$PGDATA" --text "${CANARIES[@]}"
+# The scanner must be able to see what it looks for: a stored token (binary
+# uuid) is in the heap, so searching for one has to fail.
+TOKEN="$(cluster_psql -At -d "$DB" -c "SELECT token FROM pii_vault.records LIMIT 1")"
+check "the scanner finds a token stored in clear (it sees what it looks for)" \
+    bash -c '! python3 "$1" "$2" --uuid "$3" >/dev/null' _ "$HERE/scan_files.py" "$PGDATA" "$TOKEN"
+check "the master key (hex or raw bytes) is in no file of PGDATA" \
+    python3 "$HERE/scan_files.py" "$PGDATA" --text "$KEY" --hex "$KEY"
 
 # ---- key failures: restart and expect 55000 with the right message ----------
 restart_with() { # description, then conf lines
     local what="$1"; shift
-    pg_ctl stop -m fast
-    for line in "$@"; do echo "$line" >> "$PGDATA/postgresql.conf"; done
-    if pg_ctl start; then pass "server starts with $what"; else fail "server starts with $what"; cat "$LOG"; fi
+    cluster_stop
+    cluster_conf "$@"
+    if cluster_start; then pass "server starts with $what"; else fail "server starts with $what"; cat "$LOG"; fi
 }
 
 # A different key.
@@ -159,6 +124,10 @@ write_keyfile "$WORK/bad.key" "this is not a key" 600
 restart_with "a malformed keyfile" "pii_vault.keyfile = '$WORK/bad.key'"
 run_suites bad_key --use-existing key_bad_format
 
+# No key source configured at all.
+restart_with "no key configured" "pii_vault.keyfile = ''"
+run_suites no_key --use-existing key_not_configured
+
 # Not preloaded.
 restart_with "pii_vault not in shared_preload_libraries" "shared_preload_libraries = ''" "pii_vault.keyfile = '$WORK/vault.key'"
 run_suites not_preloaded --use-existing not_preloaded
@@ -169,21 +138,22 @@ restart_with "the original key from pii_vault.key_command" \
     "pii_vault.key_command = 'cat $WORK/vault.key'"
 run_suites restored --use-existing key_restored
 
-# The postmaster said what was wrong, once per start.
-for msg in "is not the key this vault was created with" \
-           "has group or world access" \
+# The postmaster said what was wrong, once (each was one start). A wrong key
+# is only visible to a backend, which says it once per backend.
+logged_once() { [ "$(grep -c "pii_vault: .*$1" "$LOG")" -eq 1 ]; }
+for msg in "has group or world access" \
            "does not exist or cannot be read" \
-           "is not 64 hexadecimal characters"; do
-    if grep -q "pii_vault: .*$msg" "$LOG"; then pass "server log explains: $msg"; else fail "server log explains: $msg"; fi
+           "is not 64 hexadecimal characters" \
+           "no master key is configured"; do
+    check "server log explains once: $msg" logged_once "$msg"
 done
+check "server log explains: the loaded master key is not the key this vault was created with" \
+    grep -q "pii_vault: the loaded master key is not the key this vault was created with" "$LOG"
 
 # ---- the server log: no values, no key --------------------------------------
-pg_ctl stop -m fast
-if python3 "$HERE/scan_files.py" "$LOG" --text "${CANARIES[@]}" "$KEY" --hex "$KEY"; then
-    pass "no canary value and no key in the server log"
-else
-    fail "no canary value and no key in the server log"
-fi
+cluster_stop
+check "no canary value and no key in the server log" \
+    python3 "$HERE/scan_files.py" "$LOG" --text "${CANARIES[@]}" "$KEY" --hex "$KEY"
 
 echo "pg_test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds and installs pii_vault, starts a
+# throwaway cluster with a freshly generated key, and shows the vault at
+# work: store, lookup, get, update, and a denied SELECT on the storage.
+# The cluster is removed at the end (PII_VAULT_KEEP_CLUSTER=1 keeps it).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+scripts/setup.sh
+echo "demo: building and installing pii_vault (release)"
+cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
+
+. scripts/cluster.sh
+DIR="$(mktemp -d /tmp/pii_vault_demo.XXXXXX)"
+finish() {
+    if cluster_running; then cluster_stop; fi
+    if [ "${PII_VAULT_KEEP_CLUSTER:-0}" = 1 ]; then
+        echo "demo: cluster kept: psql -h $DIR -p 54330 -U postgres"
+    else
+        rm -rf "$DIR"
+    fi
+}
+trap finish EXIT
+cluster_init "$DIR" "${PII_VAULT_DEMO_PORT:-54330}"
+cluster_start
+echo "demo: cluster up in $DIR, key in $DIR/vault.key (0600, owner postgres)"
+echo
+
+cluster_psql -U postgres -d postgres -v ON_ERROR_STOP=1 --echo-queries <<'SQL'
+-- As the DBA: install, and give the application a role that can only call the vault.
+CREATE EXTENSION pii_vault;
+CREATE ROLE shop_app LOGIN IN ROLE pii_vault_writer;
+CREATE TABLE customers (id serial PRIMARY KEY, vault_token uuid NOT NULL, plan text);
+GRANT SELECT, INSERT ON customers TO shop_app;
+GRANT USAGE ON SEQUENCE customers_id_seq TO shop_app;
+
+\c - shop_app
+-- The application keeps a token, not the person.
+INSERT INTO customers (vault_token, plan)
+VALUES (vault_store('{"name": "Ada Lovelace", "email": "Ada@Example.org", "phone": "+44 20 7946 0958", "address": {"city": "London"}}'), 'pro');
+SELECT * FROM customers;
+-- Find the customer by email (normalized: case and spaces do not matter).
+SELECT id, plan FROM customers WHERE vault_token = vault_lookup('email', ' ada@example.ORG');
+-- Read the record, or only some fields.
+SELECT vault_get(vault_token) FROM customers;
+SELECT vault_get(vault_token, ARRAY['name']) FROM customers;
+-- Update with a JSON merge patch.
+SELECT vault_update(vault_token, '{"address": {"city": "Marylebone"}}') FROM customers;
+SELECT vault_get(vault_token, ARRAY['address']) FROM customers;
+-- The storage itself is out of reach, even for the vault's own writer role.
+\set ON_ERROR_STOP off
+SELECT * FROM pii_vault.records;
+\set ON_ERROR_STOP on
+
+\c - postgres
+-- What a leaked dump or a stolen disk shows: tokens, ciphertext, keyed hashes.
+SELECT token, left(encode(envelope, 'hex'), 48) || '…' AS envelope, left(encode(email_index, 'hex'), 16) || '…' AS email_index
+FROM pii_vault.records;
+-- Every call was audited (no values, only who, what and the outcome).
+SELECT at::time(0), session_role, operation, fields, outcome FROM pii_vault.audit_log ORDER BY id;
+SQL
+echo
+echo "demo: done"

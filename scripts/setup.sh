@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine (root, Rust 1.95) lacks to build
+# and test pii_vault; skips whatever is already there. Safe to run again.
+set -euo pipefail
+export PATH="$HOME/.cargo/bin:$PATH"
+
+PG_MAJOR=15
+PG_CONFIG="/usr/lib/postgresql/$PG_MAJOR/bin/pg_config"
+PGRX_VERSION=0.18.0
+
+say() { echo "setup: $*"; }
+
+# Debian packages: PostgreSQL 15 server and headers, libclang for bindgen,
+# sudo for `cargo pgrx test --runas`, python3 for the harness's file scans.
+packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang pkg-config sudo gcc make python3)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    say "Debian packages present"
+fi
+
+# cargo-pgrx, exactly the version of the pgrx crate (0.19 needs Rust 1.96).
+if cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+    say "cargo-pgrx $PGRX_VERSION present"
+else
+    say "installing cargo-pgrx $PGRX_VERSION (about 6 minutes)"
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --quiet
+fi
+
+# Point pgrx at Debian's PostgreSQL 15 (no pgrx-managed PostgreSQL).
+if grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "$HOME/.pgrx/config.toml"; then
+    say "pgrx knows pg$PG_MAJOR"
+else
+    say "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
+    cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG" >/dev/null
+fi
