@@ -59,3 +59,4 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA pii_vault FROM PUBLIC;
 -- pg_dump carries the ciphertext and the audit (never the key).
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.records', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_log_id_seq', '');

@@ -12,7 +12,7 @@ use crate::crypto::{blind_index::blind_index, random_token, KeyRing};
 use crate::error::VaultError;
 use crate::normalize::normalize;
 use crate::record;
-use crate::store::{self, IndexHashes, InsertOutcome, Token};
+use crate::store::{self, IndexHashes, InsertOutcome, Token, UpdateOutcome};
 
 /// Blind-index hashes of a record's indexed fields; refuses values that do
 /// not normalize (they could never be looked up).
@@ -111,13 +111,14 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
     let new_record = JsonbDatum::from_text(&new_text).or_raise();
     guard::check_size(new_record.payload().len());
     let hashes = index_hashes(ring, &new_text);
-    if let Some(kind) = store::find_conflict(&token, &hashes) {
-        raise(VaultError::Duplicate(kind));
-    }
     let resealed = envelope::seal(ring, &token, PayloadEncoding::JsonbBinary, new_record.payload()).or_raise();
-    let updated = store::update_record(&token, &resealed, &hashes);
-    audit::record("update", Some(&token), Some(patched_fields), if updated { Outcome::Ok } else { Outcome::NotFound });
-    updated
+    let outcome = match store::update_record(&token, &resealed, &hashes) {
+        UpdateOutcome::Updated => Outcome::Ok,
+        UpdateOutcome::NotFound => Outcome::NotFound,
+        UpdateOutcome::Duplicate(kind) => raise(VaultError::Duplicate(kind)),
+    };
+    audit::record("update", Some(&token), Some(patched_fields), outcome);
+    matches!(outcome, Outcome::Ok)
 }
 
 /// Deletes a record and its blind indexes; false when there is no such token.

@@ -6,6 +6,7 @@
 //! and every name here is schema-qualified as well.
 
 mod plans;
+mod subxact;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -97,11 +98,6 @@ fn conflicting_kind(
     Ok(kind.as_deref().and_then(|k| LookupKind::parse(k).ok()))
 }
 
-/// Another record holding one of these lookup values, if any.
-pub fn find_conflict(token: &Token, hashes: &IndexHashes) -> Option<LookupKind> {
-    with_plans(|client, plans| conflicting_kind(client, plans, Some(token), hashes))
-}
-
 /// The stored envelope of a record.
 pub fn fetch_envelope(token: &Token) -> Option<Vec<u8>> {
     with_plans(|client, plans| {
@@ -137,15 +133,38 @@ pub fn token_exists(token: &Token) -> bool {
     })
 }
 
-/// Replaces a record's envelope and blind indexes. False when it is gone.
-pub fn update_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> bool {
+/// What an update did.
+pub enum UpdateOutcome {
+    Updated,
+    NotFound,
+    /// Another record already has this lookup value.
+    Duplicate(LookupKind),
+}
+
+/// Replaces a record's envelope and blind indexes. The UNIQUE constraints
+/// decide on duplicates, inside a subtransaction so the violation can be
+/// reported by kind.
+pub fn update_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> UpdateOutcome {
     with_plans(|client, plans| {
         let [e, p, l] = hashes.args();
-        let updated = client
-            .update(&plans.update_record, None, &[uuid(token), envelope.into(), e, p, l])?
-            .len();
-        Ok(updated == 1)
+        let args = [uuid(token), envelope.into(), e, p, l];
+        let updated = subxact::catching(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, || {
+            client.update(&plans.update_record, None, &args).map(|t| t.len())
+        });
+        Ok(match updated {
+            Ok(rows) => if rows? == 1 { UpdateOutcome::Updated } else { UpdateOutcome::NotFound },
+            Err(message) => UpdateOutcome::Duplicate(kind_of_constraint(&message)),
+        })
     })
+}
+
+/// The kind whose UNIQUE constraint a violation message names
+/// (`records_email_index_key` and so on, see sql/storage.sql).
+fn kind_of_constraint(message: &str) -> LookupKind {
+    LookupKind::INDEXED
+        .into_iter()
+        .find(|kind| message.contains(&format!("records_{}_index_key", kind.as_str())))
+        .unwrap_or(LookupKind::Token)
 }
 
 pub fn delete_record(token: &Token) -> bool {
