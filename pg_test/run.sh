@@ -37,7 +37,7 @@ cleanup() {
 trap cleanup EXIT
 
 # ---- cluster ----------------------------------------------------------------
-cluster_init "$WORK" "$PORT"
+cluster_init "$WORK" "$PORT" "$DB"
 KEY="$VAULT_KEY"
 LOG="$CLUSTER_LOG"
 if ! cluster_start; then
@@ -80,6 +80,11 @@ run_suites main \
     storage_is_unreadable \
     ciphertext_moved_fails \
     search_path_hijack \
+    audit_survives_the_attacker \
+    audit_tamper_evidence \
+    read_throttling \
+    bulk_export_switch \
+    health_check \
     leave_canaries
 
 # ---- concurrency: the UNIQUE constraints decide ------------------------------
@@ -113,14 +118,6 @@ check "pg_dump carries the vault's ciphertext (records and audit rows are in the
     grep -q "^COPY pii_vault.records" "$DUMP"
 check "no canary value and no key in the pg_dump output" \
     python3 "$HERE/scan_files.py" "$DUMP" --text canary-3b1f9e-name canary-3b1f9e-secret-note "$KEY" --hex "$KEY"
-cluster_psql -q -d postgres -c "CREATE DATABASE pii_vault_restored" >/dev/null
-check "the dump restores into a new database (same key)" \
-    cluster_psql -q -d pii_vault_restored -v ON_ERROR_STOP=1 -f "$DUMP" -o /dev/null
-PSQL_RESTORED=(cluster_psql -q -At -d pii_vault_restored)
-check "records read back after restore" \
-    [ "$("${PSQL_RESTORED[@]}" -c "SELECT vault_get(vault_lookup('login', 'canary-3b1f9e-login')) ->> 'name'")" = canary-3b1f9e-name ]
-check "the restored vault keeps working (audit ids continue after the restored rows)" \
-    "${PSQL_RESTORED[@]}" -c "SELECT vault_store('{\"login\": \"after-restore\"}'); SELECT vault_get(vault_lookup('login', 'after-restore'))" -o /dev/null
 
 # ---- files: no plaintext, no key --------------------------------------------
 cluster_psql -q -d "$DB" -c "CHECKPOINT" >/dev/null
@@ -189,6 +186,19 @@ for msg in "has group or world access" \
 done
 check "server log explains: the loaded master key is not the key this vault was created with" \
     grep -q "pii_vault: the loaded master key is not the key this vault was created with" "$LOG"
+
+# ---- restore the dump taken above ----------------------------------------------
+# The vault serves one database (pii_vault.database): restore into a new
+# one and point the server at it, as a DBA moving the vault would.
+restart_with "pii_vault.database pointing at a new database" "pii_vault.database = 'pii_vault_restored'"
+cluster_psql -q -d postgres -c "CREATE DATABASE pii_vault_restored" >/dev/null
+check "the dump restores into a new database (same key)" \
+    cluster_psql -q -d pii_vault_restored -v ON_ERROR_STOP=1 -f "$DUMP" -o /dev/null
+PSQL_RESTORED=(cluster_psql -q -At -d pii_vault_restored)
+check "records read back after restore" \
+    [ "$("${PSQL_RESTORED[@]}" -c "SELECT vault_get(vault_lookup('login', 'canary-3b1f9e-login')) ->> 'name'")" = canary-3b1f9e-name ]
+check "the restored vault keeps working (audit ids continue after the restored rows)" \
+    "${PSQL_RESTORED[@]}" -c "SELECT vault_store('{\"login\": \"after-restore\"}'); SELECT vault_get(vault_lookup('login', 'after-restore'))" -o /dev/null
 
 # ---- the server log: no values, no key --------------------------------------
 cluster_stop

@@ -2,8 +2,9 @@
 # OS user (initdb and postgres refuse root). Sourced by pg_test/run.sh and
 # scripts/demo.sh.
 #
-#   cluster_init DIR PORT   initdb in DIR/data, generate DIR/vault.key,
-#                           preload pii_vault with that keyfile
+#   cluster_init DIR PORT DB   initdb in DIR/data, generate DIR/vault.key,
+#                              preload pii_vault with that keyfile, for
+#                              the database DB (pii_vault.database)
 #   cluster_start / cluster_stop / cluster_psql ARGS...
 
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
@@ -22,6 +23,7 @@ write_keyfile() {
 cluster_init() {
     CLUSTER_DIR="$1"
     CLUSTER_PORT="$2"
+    local database="${3:-postgres}"
     PGDATA="$CLUSTER_DIR/data"
     CLUSTER_LOG="$CLUSTER_DIR/server.log"
     chown postgres:postgres "$CLUSTER_DIR"
@@ -35,10 +37,12 @@ port = $CLUSTER_PORT
 unix_socket_directories = '$CLUSTER_DIR'
 shared_preload_libraries = 'pii_vault'
 pii_vault.keyfile = '$CLUSTER_DIR/vault.key'
+pii_vault.database = '$database'
 # The vault's own messages never carry values; statement texts written by
 # a client can, so statements are not logged, not even failing ones.
 log_statement = none
 log_min_error_statement = panic
+log_parameter_max_length = 0
 CONF
 }
 

@@ -20,6 +20,41 @@ $$;
 
 -- Internal functions: nobody but the owner.
 REVOKE ALL ON FUNCTION pii_vault.install_key_check() FROM PUBLIC;
+REVOKE ALL ON FUNCTION pii_vault.audit_read_note(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pii_vault.audit_wait(integer) FROM PUBLIC;
+
+-- The audit of one token, for auditors and admins (no PII in it).
+CREATE FUNCTION vault_audit(for_token uuid)
+RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,
+               operation text, token uuid, fields text[], outcome text)
+LANGUAGE plpgsql STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pii_vault, pg_temp
+AS $$
+BEGIN
+    -- Audited (and refused if the audit cannot be written) before any row;
+    -- then wait briefly for queued events so the answer is current.
+    PERFORM pii_vault.audit_read_note(for_token);
+    PERFORM pii_vault.audit_wait(2000);
+    RETURN QUERY
+        SELECT a.id, a.at, a.session_role, a.acting_role, a.application_name,
+               a.operation, a.token, a.fields, a.outcome
+        FROM pii_vault.audit_log AS a
+        WHERE a.token = for_token
+        ORDER BY a.id;
+END
+$$;
+REVOKE ALL ON FUNCTION vault_audit(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_audit(uuid) TO pii_vault_auditor, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_audit_verify() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_audit_verify() TO pii_vault_auditor, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_health() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_health() TO pii_vault_auditor, pii_vault_admin;
+
+-- Bulk export: admins only, and only while pii_vault.allow_bulk_export is on.
+REVOKE ALL ON FUNCTION vault_export_all() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_export_all() TO pii_vault_admin;
 
 -- Reading: one record at a time, by token or by lookup value.
 REVOKE ALL ON FUNCTION vault_get(uuid) FROM PUBLIC;

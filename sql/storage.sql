@@ -39,17 +39,21 @@ CREATE TABLE pii_vault.key_check (
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
--- Every vault call: who, what, outcome. Never a record value.
+-- Every vault call: who, what, outcome. Never a record value. Written only
+-- by the audit writer (a background worker), which numbers the rows and
+-- chains them: mac = HMAC(audit key, previous mac ‖ row), see
+-- src/crypto/audit_chain.rs and vault_audit_verify().
 CREATE TABLE pii_vault.audit_log (
-    id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    at               timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    id               bigint      PRIMARY KEY,
+    at               timestamptz NOT NULL,
     session_role     name        NOT NULL,
     acting_role      name        NOT NULL,
     application_name text,
     operation        text        NOT NULL,
     token            uuid,
     fields           text[],
-    outcome          text        NOT NULL
+    outcome          text        NOT NULL,
+    mac              bytea       NOT NULL
 );
 CREATE INDEX audit_log_token ON pii_vault.audit_log (token);
 
@@ -59,4 +63,3 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA pii_vault FROM PUBLIC;
 -- pg_dump carries the ciphertext and the audit (never the key).
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.records', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_log', '');
-SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_log_id_seq', '');

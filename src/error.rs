@@ -30,6 +30,8 @@ pub enum KeyProblem {
     KeyCheckMissing,
     #[error("pii_vault.default_region is not an ISO 3166 region code known to the phone number library")]
     BadDefaultRegion,
+    #[error("this database is not the one named by pii_vault.database; the vault and its audit writer serve that database only")]
+    WrongDatabase,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +66,17 @@ pub enum VaultError {
     UnknownKeyVersion(u32),
     #[error("pii_vault: the system random number generator failed")]
     RandomFailure,
+
+    #[error("pii_vault: the audit writer is not keeping up (its queue stayed full); the call was refused")]
+    AuditUnavailable,
+    #[error("pii_vault: read limit reached: more than pii_vault.max_reads_per_statement ({0}) reads in one statement")]
+    ThrottledPerStatement(i32),
+    #[error("pii_vault: read limit reached: more than pii_vault.max_reads_per_minute ({0}) reads by this login role in one minute")]
+    ThrottledPerMinute(i32),
+    #[error("pii_vault: bulk export is disabled; a superuser can enable it with pii_vault.allow_bulk_export = on")]
+    BulkExportDisabled,
+    #[error("pii_vault: bulk export is only for members of pii_vault_admin")]
+    NotAdmin,
 }
 
 pub type VaultResult<T> = Result<T, VaultError>;

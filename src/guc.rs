@@ -13,6 +13,10 @@ static KEYFILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new
 static KEY_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static DEFAULT_REGION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"US"));
 static MAX_RECORD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static MAX_READS_PER_STATEMENT: GucSetting<i32> = GucSetting::<i32>::new(100);
+static MAX_READS_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(0);
+static ALLOW_BULK_EXPORT: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// Registers the settings. The PGC_POSTMASTER ones can only be defined while
 /// the postmaster loads the library; loaded later into one backend, the
@@ -30,6 +34,34 @@ pub fn init(preloading: bool) {
         i32::MAX,
         GucContext::Suset,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.max_reads_per_statement",
+        c"Most vault_get and vault_lookup calls one top-level statement may make (0: no limit).",
+        c"The next read fails with SQLSTATE 54000, is audited as throttled, and logs one WARNING.",
+        &MAX_READS_PER_STATEMENT,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.max_reads_per_minute",
+        c"Most vault_get and vault_lookup calls one login role may make per minute, across sessions (0: no limit).",
+        c"",
+        &MAX_READS_PER_MINUTE,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pii_vault.allow_bulk_export",
+        c"Allows vault_export_all() for pii_vault_admin.",
+        c"Off by default: bulk export is the one way to read every record at once.",
+        &ALLOW_BULK_EXPORT,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     if preloading {
         // Reject misspelled pii_vault.* settings in postgresql.conf.
@@ -66,6 +98,14 @@ fn define_postmaster_settings() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"pii_vault.database",
+        c"The database the vault and its audit writer serve.",
+        c"One per server: the audit writer connects to this database.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
 }
 
 fn string_setting(setting: &GucSetting<Option<CString>>) -> Option<String> {
@@ -86,6 +126,22 @@ pub fn default_region() -> Result<Region, KeyProblem> {
     REGION
         .get_or_init(|| string_setting(&DEFAULT_REGION).as_deref().and_then(parse_region))
         .ok_or(KeyProblem::BadDefaultRegion)
+}
+
+pub fn database() -> String {
+    string_setting(&DATABASE).unwrap_or_default()
+}
+
+pub fn max_reads_per_statement() -> i32 {
+    MAX_READS_PER_STATEMENT.get()
+}
+
+pub fn max_reads_per_minute() -> i32 {
+    MAX_READS_PER_MINUTE.get()
+}
+
+pub fn allow_bulk_export() -> bool {
+    ALLOW_BULK_EXPORT.get()
 }
 
 pub fn max_record_bytes() -> usize {

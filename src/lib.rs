@@ -5,18 +5,23 @@
 //! - core, free of pgrx: `crypto`, `normalize`, `record`, `error`,
 //!   `keys::source`;
 //! - `store`: the only code running SQL against the vault's tables;
+//! - `audit`: the shared-memory queue and the background writer of the
+//!   audit; `throttle`: read limits; `shmem`: their shared memory;
 //! - `keys`, `guc`: settings and the master key, loaded at preload.
 
 use pgrx::prelude::*;
 
 mod api;
+mod audit;
 pub mod crypto;
 pub mod error;
 mod guc;
 pub mod keys;
 pub mod normalize;
 pub mod record;
+mod shmem;
 mod store;
+mod throttle;
 
 ::pgrx::pg_module_magic!();
 
@@ -29,6 +34,10 @@ pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     guc::init(preloading);
     keys::init_at_preload(preloading);
+    if preloading {
+        shmem::init();
+        audit::writer::register();
+    }
 }
 
 #[cfg(feature = "pg_test")]
@@ -46,6 +55,8 @@ pub mod pg_test {
             // A fresh random key per test cluster start, from a command, so
             // no key is ever written in a setting.
             "pii_vault.key_command = 'od -An -tx1 -N32 /dev/urandom | tr -d \" \\n\"'",
+            // The database pgrx's test framework creates and runs tests in.
+            "pii_vault.database = 'pgrx_tests'",
         ]
     }
 }

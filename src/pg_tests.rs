@@ -20,6 +20,8 @@ mod tests {
     }
 
     fn audit_rows() -> i64 {
+        // The audit writer commits asynchronously: wait for it first.
+        assert_eq!(Spi::get_one::<bool>("SELECT pii_vault.audit_wait()"), Ok(Some(true)));
         Spi::get_one::<i64>("SELECT count(*) FROM pii_vault.audit_log").unwrap().unwrap()
     }
 

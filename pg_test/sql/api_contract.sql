@@ -83,6 +83,8 @@ SELECT vault_update(:'odd', '{"n": 2, "big": 1e3}');
 SELECT vault_get(:'odd', ARRAY['n', 'big', 'uni']);
 
 -- the audit: one row per call, with the operation, token and outcome
+-- (written by the audit writer in its own transactions: wait for it)
+SELECT pii_vault.audit_wait() AS audit_written;
 SELECT operation, outcome, fields
 FROM pii_vault.audit_log WHERE token = :'alice' ORDER BY id;
 SELECT count(*) AS audit_rows_for_unknown_token

@@ -9,7 +9,7 @@ CREATE ROLE auditor LOGIN IN ROLE pii_vault_auditor;
 SELECT p.oid::regprocedure AS function, has_function_privilege('public', p.oid, 'EXECUTE') AS public_can_execute
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pii_vault'
-ORDER BY 1::text;
+ORDER BY p.oid::regprocedure::text;
 SELECT n.nspacl IS NULL OR NOT EXISTS (
          SELECT 1 FROM aclexplode(n.nspacl) a WHERE a.grantee <> n.nspowner) AS storage_schema_has_no_grants
 FROM pg_namespace n WHERE nspname = 'pii_vault';
@@ -26,7 +26,8 @@ WHERE p.proname LIKE 'vault\_%' ORDER BY p.oid::regprocedure::text;
 SELECT r.rolname, f.fn, has_function_privilege(r.rolname, f.fn, 'EXECUTE') AS can_execute
 FROM (VALUES ('pii_vault_reader'), ('pii_vault_writer'), ('pii_vault_auditor'), ('pii_vault_admin'), ('analyst')) AS r(rolname),
      (VALUES ('vault_store(jsonb)'), ('vault_get(uuid)'), ('vault_get(uuid,text[])'), ('vault_lookup(text,text)'),
-             ('vault_update(uuid,jsonb)'), ('vault_delete(uuid)'), ('pii_vault.install_key_check()')) AS f(fn)
+             ('vault_update(uuid,jsonb)'), ('vault_delete(uuid)'), ('vault_audit(uuid)'), ('vault_audit_verify()'),
+             ('vault_export_all()'), ('pii_vault.install_key_check()'), ('pii_vault.audit_wait(integer)')) AS f(fn)
 ORDER BY 1, 2;
 
 -- A canary value stored by the writer.
@@ -68,6 +69,7 @@ SELECT try_sql($$SELECT vault_get('$$ || :'tok' || $$')$$);
 
 -- As the owner: what the tables hold is ciphertext and keyed hashes.
 \c - postgres
+SELECT pii_vault.audit_wait() AS audit_written;
 SELECT count(*) AS rows_with_plaintext
 FROM pii_vault.records r
 WHERE position('segregation-canary' IN encode(r.envelope, 'escape')) > 0

@@ -9,7 +9,9 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
     use PgSqlErrorCode::*;
     use VaultError::*;
     match error {
-        Unavailable(_) | UnknownKeyVersion(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        Unavailable(_) | UnknownKeyVersion(_) | AuditUnavailable => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        BulkExportDisabled | NotAdmin => ERRCODE_INSUFFICIENT_PRIVILEGE,
+        ThrottledPerStatement(_) | ThrottledPerMinute(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         NotAnObject | PatchNotAnObject | MalformedJson | UnknownLookupKind | FieldNotString(_)
         | InvalidValue(_) | NullFieldName => ERRCODE_INVALID_PARAMETER_VALUE,
         RecordTooLarge { .. } | TooDeep { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,

@@ -3,6 +3,8 @@
 
 use std::cell::RefCell;
 
+use pgrx::pg_sys;
+
 use super::errors::raise;
 use crate::crypto::KeyRing;
 use crate::error::{KeyProblem, VaultError};
@@ -13,9 +15,27 @@ thread_local! {
     static KEY_CHECK: RefCell<Option<Result<(), KeyProblem>>> = const { RefCell::new(None) };
 }
 
+/// Whether this is the database named by pii_vault.database (the one the
+/// audit writer serves).
+pub fn in_vault_database() -> bool {
+    thread_local! {
+        static ANSWER: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+    }
+    ANSWER.get().unwrap_or_else(|| {
+        let name = std::ffi::CString::new(guc::database()).unwrap_or_default();
+        // SAFETY: a catalog lookup inside a transaction; missing_ok = true.
+        let answer = unsafe { pg_sys::get_database_oid(name.as_ptr(), true) == pg_sys::MyDatabaseId };
+        ANSWER.set(Some(answer));
+        answer
+    })
+}
+
 /// The key ring, once it is known to match the stored key check value.
 pub fn ready() -> &'static KeyRing {
     let ring = keys::key_ring().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
+    if !in_vault_database() {
+        raise(VaultError::Unavailable(KeyProblem::WrongDatabase));
+    }
     let verdict = KEY_CHECK.with_borrow(Clone::clone).unwrap_or_else(|| {
         let verdict = match store::key_check_value(ring.key_version()) {
             None => Err(KeyProblem::KeyCheckMissing),

@@ -7,7 +7,7 @@ mod pii_vault {
     use pgrx::prelude::*;
 
     use crate::api::errors::raise;
-    use crate::error::VaultError;
+    use crate::error::{KeyProblem, VaultError};
     use crate::{keys, store};
 
     /// Stores the loaded key's check value: from now on, a server started
@@ -16,6 +16,9 @@ mod pii_vault {
     #[search_path(pg_catalog, pii_vault, pg_temp)]
     fn install_key_check() {
         let ring = keys::key_ring().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
+        if !crate::api::guard::in_vault_database() {
+            raise(VaultError::Unavailable(KeyProblem::WrongDatabase));
+        }
         store::insert_key_check(ring.key_version(), ring.check_value());
     }
 }

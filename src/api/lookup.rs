@@ -3,9 +3,10 @@
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use super::audit::{self, Outcome};
+use super::call::audited;
 use super::errors::OrRaise;
 use super::guard;
+use crate::audit::{Operation, Outcome};
 use crate::crypto::blind_index::blind_index;
 use crate::normalize::{normalize, parse_token, LookupKind};
 use crate::store;
@@ -15,19 +16,25 @@ use crate::store;
 #[pg_extern(strict, volatile, security_definer)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
-    let ring = guard::ready();
-    let kind = LookupKind::parse(kind).or_raise();
-    let found = match kind {
-        LookupKind::Token => {
-            let token = parse_token(value).or_raise();
-            store::token_exists(&token).then_some(token)
+    audited(Operation::Lookup, |call| {
+        let ring = guard::ready();
+        let kind = LookupKind::parse(kind).or_raise();
+        call.fields = Some(vec![kind.as_str().to_string()]);
+        call.count_read();
+        let found = match kind {
+            LookupKind::Token => {
+                let token = parse_token(value).or_raise();
+                store::token_exists(&token).then_some(token)
+            }
+            _ => {
+                let normalized = normalize(kind, value, guard::region()).or_raise();
+                store::find_token(kind, &blind_index(ring, kind, &normalized))
+            }
+        };
+        call.token = found;
+        if found.is_none() {
+            call.outcome = Outcome::NotFound;
         }
-        _ => {
-            let normalized = normalize(kind, value, guard::region()).or_raise();
-            store::find_token(kind, &blind_index(ring, kind, &normalized))
-        }
-    };
-    let outcome = if found.is_some() { Outcome::Ok } else { Outcome::NotFound };
-    audit::record("lookup", found.as_ref(), Some(vec![kind.as_str().to_string()]), outcome);
-    found.map(Uuid::from_bytes)
+        found.map(Uuid::from_bytes)
+    })
 }

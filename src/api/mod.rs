@@ -2,9 +2,11 @@
 //! arguments, calls the core and the store, writes the audit row, and turns
 //! a `VaultError` into an `ereport` with a stable SQLSTATE (`errors`).
 
-mod audit;
+mod audit_functions;
+mod call;
 mod errors;
 mod guard;
+mod health;
 mod install;
 pub(crate) mod jsonb;
 mod lookup;

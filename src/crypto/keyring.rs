@@ -29,8 +29,7 @@ pub struct KeyRing {
     pub(crate) wrap: Aes256Gcm,
     /// Keyed with the blind-index sub-key; cloned per use (no re-keying cost).
     pub(crate) index_mac: HmacSha256,
-    /// Reserved for the tamper-evident audit chain.
-    #[allow(dead_code)]
+    /// Keys the MAC chain of the audit (`audit_chain`).
     pub(crate) audit_key: Zeroizing<[u8; 32]>,
     /// MAC of a fixed label, stored at CREATE EXTENSION, compared per backend.
     check_value: [u8; 32],

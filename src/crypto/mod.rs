@@ -3,7 +3,9 @@
 //! - `keyring`: sub-keys derived from the master key with HKDF-SHA256.
 //! - `envelope`: per-record data keys, AES-256-GCM, the stored byte format.
 //! - `blind_index`: HMAC-SHA256 of normalized lookup values.
+//! - `audit_chain`: the MAC chain that makes the audit tamper-evident.
 
+pub mod audit_chain;
 pub mod blind_index;
 pub mod envelope;
 pub mod keyring;

@@ -93,6 +93,15 @@ pub fn run_key_command(command: &str) -> Result<MasterKey, KeyProblem> {
     parse_hex_key(&stdout)
 }
 
+/// The effective user id of this process (the server's OS user).
+pub fn server_uid() -> u32 {
+    extern "C" {
+        fn geteuid() -> u32;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { geteuid() }
+}
+
 /// The first configured source wins: the key file, then the key command.
 pub fn load_master_key(
     keyfile: Option<&str>,

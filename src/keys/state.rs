@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use crate::crypto::KeyRing;
 use crate::error::KeyProblem;
 use crate::guc;
-use crate::keys::source::load_master_key;
+use crate::keys::source::{load_master_key, server_uid};
 
 static KEY_STATE: OnceLock<Result<KeyRing, KeyProblem>> = OnceLock::new();
 
@@ -17,9 +17,7 @@ pub fn init_at_preload(preloading: bool) {
     let state = if preloading {
         let keyfile = guc::keyfile();
         let key_command = guc::key_command();
-        // SAFETY: geteuid has no preconditions.
-        let server_uid = unsafe { libc_geteuid() };
-        let loaded = load_master_key(keyfile.as_deref(), key_command.as_deref(), server_uid)
+        let loaded = load_master_key(keyfile.as_deref(), key_command.as_deref(), server_uid())
             .map(|master| KeyRing::derive(&master));
         if let Err(problem) = &loaded {
             pgrx::log!("pii_vault: {problem}; every vault function will fail until this is fixed");
@@ -38,9 +36,4 @@ pub fn key_ring() -> Result<&'static KeyRing, KeyProblem> {
         Some(Err(problem)) => Err(problem.clone()),
         None => Err(KeyProblem::NotPreloaded),
     }
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }

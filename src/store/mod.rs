@@ -173,6 +173,20 @@ pub fn delete_record(token: &Token) -> bool {
     })
 }
 
+/// Every (token, envelope), for the bulk export.
+pub fn all_envelopes() -> Vec<(Token, Vec<u8>)> {
+    with_plans(|client, _plans| {
+        let table = client.select("SELECT token, envelope FROM pii_vault.records ORDER BY created_at, token", None, &[])?;
+        let mut out = Vec::with_capacity(table.len());
+        for row in table {
+            if let (Some(token), Some(envelope)) = (row.get::<Uuid>(1)?, row.get::<Vec<u8>>(2)?) {
+                out.push((*token.as_bytes(), envelope));
+            }
+        }
+        Ok(out)
+    })
+}
+
 /// The key check value stored at CREATE EXTENSION for `key_version`.
 pub fn key_check_value(key_version: u32) -> Option<Vec<u8>> {
     with_plans(|client, plans| {
@@ -191,30 +205,4 @@ pub fn insert_key_check(key_version: u32, check_value: &[u8]) {
         SpiResult::Ok(())
     })
     .unwrap_or_else(|e| error!("pii_vault: could not store the key check value: {e}"))
-}
-
-/// One audit row. Holds names and outcomes, never record values.
-pub struct AuditRow<'a> {
-    pub acting_role: &'a str,
-    pub operation: &'a str,
-    pub token: Option<&'a Token>,
-    pub fields: Option<Vec<String>>,
-    pub outcome: &'a str,
-}
-
-pub fn insert_audit(row: AuditRow<'_>) {
-    with_plans(|client, plans| {
-        client.update(
-            &plans.insert_audit,
-            None,
-            &[
-                row.acting_role.into(),
-                row.operation.into(),
-                DatumWithOid::from(row.token.map(|t| Uuid::from_bytes(*t))),
-                DatumWithOid::from(row.fields),
-                row.outcome.into(),
-            ],
-        )?;
-        Ok(())
-    })
 }

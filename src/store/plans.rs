@@ -18,14 +18,11 @@ pub(super) struct Plans {
     pub update_record: OwnedPreparedStatement,
     pub delete_record: OwnedPreparedStatement,
     pub key_check_value: OwnedPreparedStatement,
-    pub insert_audit: OwnedPreparedStatement,
 }
 
 const UUID: PgOid = PgOid::BuiltIn(PgBuiltInOids::UUIDOID);
 const BYTEA: PgOid = PgOid::BuiltIn(PgBuiltInOids::BYTEAOID);
 const INT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4OID);
-const TEXT: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
-const TEXT_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
 
 impl Plans {
     fn prepare(client: &SpiClient<'_>) -> SpiResult<Plans> {
@@ -66,12 +63,6 @@ impl Plans {
             key_check_value: read(
                 "SELECT check_value FROM pii_vault.key_check WHERE key_version = $1",
                 &[INT4],
-            )?,
-            insert_audit: write(
-                "INSERT INTO pii_vault.audit_log \
-                 (session_role, acting_role, application_name, operation, token, fields, outcome) \
-                 VALUES (SESSION_USER, $1, pg_catalog.current_setting('application_name'), $2, $3, $4, $5)",
-                &[TEXT, TEXT, UUID, TEXT_ARRAY, TEXT],
             )?,
         })
     }

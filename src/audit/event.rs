@@ -1,0 +1,235 @@
+//! One audit event, fixed-size so it can sit in shared memory.
+
+/// What was called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Operation {
+    Store = 1,
+    Get = 2,
+    Lookup = 3,
+    Update = 4,
+    Delete = 5,
+    Export = 6,
+    AuditRead = 7,
+    AuditVerify = 8,
+    Health = 9,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Store => "store",
+            Operation::Get => "get",
+            Operation::Lookup => "lookup",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+            Operation::Export => "export",
+            Operation::AuditRead => "audit_read",
+            Operation::AuditVerify => "audit_verify",
+            Operation::Health => "health",
+        }
+    }
+
+    fn from_u8(b: u8) -> Option<Operation> {
+        use Operation::*;
+        [Store, Get, Lookup, Update, Delete, Export, AuditRead, AuditVerify, Health].into_iter().find(|op| *op as u8 == b)
+    }
+}
+
+/// How the call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Outcome {
+    Ok = 1,
+    NotFound = 2,
+    Denied = 3,
+    Throttled = 4,
+    Error = 5,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NotFound => "not_found",
+            Outcome::Denied => "denied",
+            Outcome::Throttled => "throttled",
+            Outcome::Error => "error",
+        }
+    }
+
+    fn from_u8(b: u8) -> Option<Outcome> {
+        use Outcome::*;
+        [Ok, NotFound, Denied, Throttled, Error].into_iter().find(|o| *o as u8 == b)
+    }
+}
+
+const APP_NAME_BYTES: usize = 64;
+const FIELD_BYTES: usize = 192;
+
+/// An audit event as queued: names of roles are resolved by the writer.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct AuditEvent {
+    pub at: i64,
+    pub session_role: u32,
+    pub acting_role: u32,
+    operation: u8,
+    outcome: u8,
+    has_token: bool,
+    has_fields: bool,
+    token: [u8; 16],
+    app_name_len: u8,
+    app_name: [u8; APP_NAME_BYTES],
+    /// How many field names the call named (may exceed what fits).
+    fields_count: u32,
+    fields_len: u16,
+    /// Field names, each followed by a NUL, as many as fit.
+    fields: [u8; FIELD_BYTES],
+}
+
+impl AuditEvent {
+    pub const EMPTY: AuditEvent = AuditEvent {
+        at: 0,
+        session_role: 0,
+        acting_role: 0,
+        operation: 0,
+        outcome: 0,
+        has_token: false,
+        has_fields: false,
+        token: [0; 16],
+        app_name_len: 0,
+        app_name: [0; APP_NAME_BYTES],
+        fields_count: 0,
+        fields_len: 0,
+        fields: [0; FIELD_BYTES],
+    };
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        at: i64,
+        session_role: u32,
+        acting_role: u32,
+        application_name: &str,
+        operation: Operation,
+        token: Option<&[u8; 16]>,
+        fields: Option<&[String]>,
+        outcome: Outcome,
+    ) -> AuditEvent {
+        let mut e = AuditEvent::EMPTY;
+        e.at = at;
+        e.session_role = session_role;
+        e.acting_role = acting_role;
+        e.operation = operation as u8;
+        e.outcome = outcome as u8;
+        if let Some(t) = token {
+            e.has_token = true;
+            e.token = *t;
+        }
+        let app = truncate_utf8(application_name, APP_NAME_BYTES);
+        e.app_name[..app.len()].copy_from_slice(app.as_bytes());
+        e.app_name_len = app.len() as u8;
+        if let Some(fields) = fields {
+            e.has_fields = true;
+            e.fields_count = fields.len().min(u32::MAX as usize) as u32;
+            let mut used = 0usize;
+            for name in fields {
+                // A name with a NUL cannot come from SQL text; skip it anyway.
+                if name.contains('\0') || used + name.len() + 1 > FIELD_BYTES {
+                    break;
+                }
+                e.fields[used..used + name.len()].copy_from_slice(name.as_bytes());
+                used += name.len() + 1;
+            }
+            e.fields_len = used as u16;
+        }
+        e
+    }
+
+    pub fn operation(&self) -> Option<Operation> {
+        Operation::from_u8(self.operation)
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        Outcome::from_u8(self.outcome)
+    }
+
+    pub fn token(&self) -> Option<[u8; 16]> {
+        self.has_token.then_some(self.token)
+    }
+
+    pub fn application_name(&self) -> String {
+        String::from_utf8_lossy(&self.app_name[..self.app_name_len as usize]).into_owned()
+    }
+
+    /// The field names that fit, plus a marker naming how many did not.
+    pub fn fields(&self) -> Option<Vec<String>> {
+        if !self.has_fields {
+            return None;
+        }
+        let mut names: Vec<String> = self.fields[..self.fields_len as usize]
+            .split(|b| *b == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        names.pop(); // the (empty) piece after the last NUL
+        let missing = self.fields_count as usize - names.len();
+        if missing > 0 {
+            names.push(format!("…{missing} more"));
+        }
+        Some(names)
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(fields: Option<&[String]>) -> AuditEvent {
+        AuditEvent::new(1, 10, 11, "app", Operation::Get, Some(&[7; 16]), fields, Outcome::Ok)
+    }
+
+    #[test]
+    fn round_trip_of_every_part() {
+        let names = vec!["name".to_string(), "address".to_string()];
+        let e = event(Some(&names));
+        assert_eq!(e.operation(), Some(Operation::Get));
+        assert_eq!(e.outcome(), Some(Outcome::Ok));
+        assert_eq!(e.token(), Some([7; 16]));
+        assert_eq!(e.application_name(), "app");
+        assert_eq!(e.fields(), Some(names));
+        assert_eq!(event(None).fields(), None);
+        assert_eq!(event(Some(&[])).fields(), Some(vec![]));
+        let with_empty = vec![String::new(), "x".to_string()];
+        assert_eq!(event(Some(&with_empty)).fields(), Some(with_empty));
+    }
+
+    #[test]
+    fn long_field_lists_are_cut_with_a_count() {
+        let names: Vec<String> = (0..100_000).map(|i| format!("f{i}")).collect();
+        let fields = event(Some(&names)).fields().unwrap();
+        assert!(fields.len() < 100);
+        assert_eq!(fields[0], "f0");
+        assert!(fields.last().unwrap().starts_with('…'));
+        let shown = fields.len() - 1;
+        assert_eq!(fields.last().unwrap(), &format!("…{} more", 100_000 - shown));
+    }
+
+    #[test]
+    fn application_name_is_cut_on_a_char_boundary() {
+        let long = "é".repeat(100);
+        let e = AuditEvent::new(0, 0, 0, &long, Operation::Store, None, None, Outcome::Error);
+        assert_eq!(e.application_name(), "é".repeat(32));
+        assert_eq!(e.token(), None);
+    }
+}
