@@ -59,7 +59,21 @@ SET pii_vault.max_record_bytes = '4MB';
 SELECT vault_store(jsonb_build_object('blob', repeat('x', 2 * 1024 * 1024))) IS NOT NULL AS stored_under_raised_limit;
 RESET pii_vault.max_record_bytes;
 
+-- failing calls whose values must never reach a message or the server log
+-- (the harness greps the log for "leak-canary")
+SELECT try_sql($$SELECT vault_store('{"name": "leak-canary-name-1", "email": "leak-canary-2@"}')$$);
+SELECT try_sql($$SELECT vault_store('{"phone": "leak-canary-3", "ssn": "leak-canary-4"}')$$);
+SELECT try_sql($$SELECT vault_store('{"login": "Taken", "secret": "leak-canary-5"}')$$);
+SELECT try_sql($$SELECT vault_update('$$ || :'other' || $$', '{"email": "leak-canary-6", "note": "leak-canary-7"}')$$);
+SELECT try_sql($$SELECT vault_lookup('email', 'leak-canary-8')$$);
+SELECT try_sql($$SELECT vault_lookup('phone', 'leak-canary-9')$$);
+SELECT try_sql($$SELECT vault_lookup('token', 'leak-canary-10')$$);
+SELECT try_sql($$SELECT vault_lookup('leak-canary-11', 'x')$$);
+SELECT try_sql($$SELECT vault_store('["leak-canary-12"]')$$);
+SELECT try_sql($$SELECT vault_store(jsonb_build_object('leak-canary-13', repeat('leak-canary-14 ', 200000)))$$);
+
 -- deep nesting: stored and returned as is; merge patch refuses it by its limit
+SELECT try_sql($$SELECT vault_store(('{"deeper": ' || repeat('[', 10000) || repeat(']', 10000) || '}')::jsonb)$$) AS nesting_10000;
 SELECT vault_store(('{"deep": ' || repeat('[', 5000) || repeat(']', 5000) || '}')::jsonb) AS deep \gset
 SELECT length(vault_get(:'deep')::text) AS deep_length;
 SELECT length(vault_get(:'deep', ARRAY['deep'])::text) AS deep_field_length;

@@ -47,6 +47,26 @@ SELECT try_sql('CREATE TABLE pii_vault.mine (x int)');
 SELECT try_sql('SELECT pii_vault.install_key_check()');
 SELECT try_sql('ALTER FUNCTION vault_get(uuid) SECURITY INVOKER');
 SELECT try_sql('GRANT USAGE ON SCHEMA pii_vault TO app_writer');
+SELECT try_sql('GRANT pii_vault_admin TO app_writer');
+SELECT try_sql('ALTER FUNCTION vault_get(uuid) OWNER TO app_writer');
+SELECT try_sql($$CREATE OR REPLACE FUNCTION vault_get(token uuid) RETURNS jsonb LANGUAGE sql AS 'SELECT NULL::jsonb'$$);
+SELECT try_sql($$CREATE OR REPLACE FUNCTION public.vault_store(record jsonb) RETURNS uuid LANGUAGE sql AS 'SELECT NULL::uuid'$$);
+SELECT try_sql('SET ROLE postgres');
+SELECT try_sql('SET SESSION AUTHORIZATION postgres');
+SELECT try_sql($$LOAD 'pii_vault'$$);
+SELECT try_sql($$LOAD '$libdir/pii_vault'$$);
+-- No pii_vault setting is the writer's to change.
+SELECT try_sql('SET pii_vault.keyfile = ''/tmp/mine.key''');
+SELECT try_sql('SET pii_vault.key_command = ''echo 00''');
+SELECT try_sql('SET pii_vault.default_region = ''FR''');
+SELECT try_sql('SET pii_vault.database = ''postgres''');
+SELECT try_sql('SET pii_vault.max_record_bytes = ''1GB''');
+SELECT try_sql('SET pii_vault.allow_bulk_export = on');
+SELECT try_sql('SET pii_vault.max_reads_per_minute = 0');
+SELECT try_sql('SET pii_vault.max_reads_per_statement = 0');
+-- Secrets' locations are not even visible to it.
+SELECT try_sql('SHOW pii_vault.keyfile');
+SELECT try_sql('SHOW pii_vault.key_command');
 
 -- The reader reads and looks up, but cannot write.
 \c - app_reader
