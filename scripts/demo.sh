@@ -9,7 +9,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/setup.sh
 echo "demo: building and installing pii_vault (release)"
-cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
+cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null 2>&1
 
 . scripts/cluster.sh
 DIR="$(mktemp -d /tmp/pii_vault_demo.XXXXXX)"
@@ -41,7 +41,8 @@ INSERT INTO customers (vault_token, plan)
 VALUES (vault_store('{"name": "Ada Lovelace", "email": "Ada@Example.org", "phone": "+44 20 7946 0958", "address": {"city": "London"}}'), 'pro');
 SELECT * FROM customers;
 -- Find the customer by email (normalized: case and spaces do not matter).
-SELECT id, plan FROM customers WHERE vault_token = vault_lookup('email', ' ada@example.ORG');
+-- A scalar subquery: one lookup, not one per row of customers.
+SELECT id, plan FROM customers WHERE vault_token = (SELECT vault_lookup('email', ' ada@example.ORG'));
 -- Read the record, or only some fields.
 SELECT vault_get(vault_token) FROM customers;
 SELECT vault_get(vault_token, ARRAY['name']) FROM customers;
@@ -57,8 +58,13 @@ SELECT * FROM pii_vault.records;
 -- What a leaked dump or a stolen disk shows: tokens, ciphertext, keyed hashes.
 SELECT token, left(encode(envelope, 'hex'), 48) || '…' AS envelope, left(encode(email_index, 'hex'), 16) || '…' AS email_index
 FROM pii_vault.records;
--- Every call was audited (no values, only who, what and the outcome).
-SELECT at::time(0), session_role, operation, fields, outcome FROM pii_vault.audit_log ORDER BY id;
+-- Every call was audited (no values, only who, what and the outcome), by a
+-- background writer, in rows chained by MACs.
+SELECT pii_vault.audit_wait();
+SELECT id, session_role, operation, fields, outcome FROM pii_vault.audit_log ORDER BY id;
+SELECT * FROM vault_audit_verify();
+-- The configuration checks a DBA runs after installing.
+SELECT check_name, ok FROM vault_health();
 SQL
 echo
 echo "demo: done"
