@@ -58,12 +58,14 @@ impl PayloadEncoding {
     }
 }
 
-fn associated_data(purpose: &[u8], token: &[u8; 16], header: &[u8]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(purpose.len() + 16 + header.len());
-    aad.extend_from_slice(purpose);
-    aad.extend_from_slice(token);
-    aad.extend_from_slice(header);
-    aad
+/// Purpose ‖ token ‖ header, on the stack (the buffer fits the longest).
+fn associated_data(purpose: &[u8], token: &[u8; 16], header: &[u8]) -> ([u8; 64], usize) {
+    let mut aad = [0u8; 64];
+    let len = purpose.len() + token.len() + header.len();
+    aad[..purpose.len()].copy_from_slice(purpose);
+    aad[purpose.len()..purpose.len() + 16].copy_from_slice(token);
+    aad[purpose.len() + 16..len].copy_from_slice(header);
+    (aad, len)
 }
 
 /// Encrypts `plaintext` for `token` under a fresh random data key.
@@ -79,31 +81,33 @@ pub fn seal(
     out[2..HEADER_LEN].copy_from_slice(&ring.key_version.to_be_bytes());
     let header: [u8; HEADER_LEN] = out[..HEADER_LEN].try_into().expect("header length");
 
-    let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
-    fill_random(data_key.as_mut())?;
-    fill_random(&mut out[HEADER_LEN..WRAPPED_KEY_AT])?;
-    fill_random(&mut out[RECORD_NONCE_AT..RECORD_AT])?;
+    // One system call for the data key and both nonces.
+    let mut random = Zeroizing::new([0u8; DATA_KEY_LEN + 2 * NONCE_LEN]);
+    fill_random(random.as_mut())?;
+    let data_key = &random[..DATA_KEY_LEN];
+    out[HEADER_LEN..WRAPPED_KEY_AT].copy_from_slice(&random[DATA_KEY_LEN..DATA_KEY_LEN + NONCE_LEN]);
+    out[RECORD_NONCE_AT..RECORD_AT].copy_from_slice(&random[DATA_KEY_LEN + NONCE_LEN..]);
 
     // Wrap the data key.
     let wrap_nonce = *Nonce::from_slice(&out[HEADER_LEN..WRAPPED_KEY_AT]);
-    let aad = associated_data(PURPOSE_DATA_KEY, token, &header);
+    let (aad, aad_len) = associated_data(PURPOSE_DATA_KEY, token, &header);
     let wrapped = &mut out[WRAPPED_KEY_AT..WRAPPED_KEY_AT + DATA_KEY_LEN];
-    wrapped.copy_from_slice(data_key.as_ref());
+    wrapped.copy_from_slice(data_key);
     let tag = ring
         .wrap
-        .encrypt_in_place_detached(&wrap_nonce, &aad, wrapped)
+        .encrypt_in_place_detached(&wrap_nonce, &aad[..aad_len], wrapped)
         .map_err(|_| VaultError::RandomFailure)?;
     out[WRAPPED_KEY_AT + DATA_KEY_LEN..RECORD_NONCE_AT].copy_from_slice(&tag);
 
     // Encrypt the record under the data key.
-    let cipher = Aes256Gcm::new_from_slice(data_key.as_ref()).expect("32-byte key");
+    let cipher = Aes256Gcm::new_from_slice(data_key).expect("32-byte key");
     let record_nonce = *Nonce::from_slice(&out[RECORD_NONCE_AT..RECORD_AT]);
-    let aad = associated_data(PURPOSE_RECORD, token, &header);
+    let (aad, aad_len) = associated_data(PURPOSE_RECORD, token, &header);
     let body_end = RECORD_AT + plaintext.len();
     let body = &mut out[RECORD_AT..body_end];
     body.copy_from_slice(plaintext);
     let tag = cipher
-        .encrypt_in_place_detached(&record_nonce, &aad, body)
+        .encrypt_in_place_detached(&record_nonce, &aad[..aad_len], body)
         .map_err(|_| VaultError::RandomFailure)?;
     out[body_end..].copy_from_slice(&tag);
     Ok(out)
@@ -135,13 +139,10 @@ pub fn open(
     data_key.copy_from_slice(&envelope[WRAPPED_KEY_AT..WRAPPED_KEY_AT + DATA_KEY_LEN]);
     let wrap_nonce = Nonce::from_slice(&envelope[HEADER_LEN..WRAPPED_KEY_AT]);
     let wrap_tag = Tag::from_slice(&envelope[WRAPPED_KEY_AT + DATA_KEY_LEN..RECORD_NONCE_AT]);
+    let (key_aad, key_aad_len) = associated_data(PURPOSE_DATA_KEY, token, header);
+    let (record_aad, record_aad_len) = associated_data(PURPOSE_RECORD, token, header);
     ring.wrap
-        .decrypt_in_place_detached(
-            wrap_nonce,
-            &associated_data(PURPOSE_DATA_KEY, token, header),
-            data_key.as_mut(),
-            wrap_tag,
-        )
+        .decrypt_in_place_detached(wrap_nonce, &key_aad[..key_aad_len], data_key.as_mut(), wrap_tag)
         .map_err(|_| VaultError::DecryptFailed)?;
 
     let cipher = Aes256Gcm::new_from_slice(data_key.as_ref()).expect("32-byte key");
@@ -150,7 +151,7 @@ pub fn open(
     cipher
         .decrypt_in_place_detached(
             Nonce::from_slice(&envelope[RECORD_NONCE_AT..RECORD_AT]),
-            &associated_data(PURPOSE_RECORD, token, header),
+            &record_aad[..record_aad_len],
             plaintext.as_mut_slice(),
             Tag::from_slice(&envelope[body_end..]),
         )

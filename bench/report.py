@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Reads pgbench results collected by bench/run.sh and prints the table.
+
+  report.py RESULTS_DIR
+
+RESULTS_DIR/runs.tsv has one line per pgbench run:
+  op  clients  round  system  tps  logglob
+Latencies come from pgbench's per-transaction logs (-l): field 3, in us.
+"""
+import glob
+import statistics
+import sys
+from collections import defaultdict
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return float("nan")
+    k = (len(sorted_values) - 1) * p
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def latencies(pattern):
+    out = []
+    for path in glob.glob(pattern):
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    out.append(int(parts[2]))
+    out.sort()
+    return out
+
+
+def main():
+    root = sys.argv[1]
+    tps = defaultdict(list)
+    lat = defaultdict(list)
+    for line in open(f"{root}/runs.tsv"):
+        op, clients, _round, system, t, logglob = line.rstrip("\n").split("\t")
+        key = (op, int(clients), system)
+        tps[key].append(float(t))
+        lat[key].extend(latencies(logglob))
+    systems = ["plain", "pgcrypto", "vault"]
+    ops = []
+    for op, c, _s in tps:
+        if (op, c) not in ops:
+            ops.append((op, c))
+    header = "| operation | clients | " + " | ".join(
+        f"{s} ops/s | {s} p50 ms | {s} p99 ms" for s in systems) + " | vault/plain | vault/pgcrypto |"
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    for op, c in ops:
+        cells = []
+        mean = {}
+        for s in systems:
+            key = (op, c, s)
+            if key not in tps:
+                cells += ["-", "-", "-"]
+                continue
+            mean[s] = statistics.mean(tps[key])
+            ls = sorted(lat[key])
+            cells += [f"{mean[s]:,.0f}", f"{percentile(ls, 0.5) / 1000:.3f}", f"{percentile(ls, 0.99) / 1000:.3f}"]
+        r_plain = f"{mean['vault'] / mean['plain']:.2f}" if "vault" in mean and "plain" in mean else "-"
+        r_crypto = f"{mean['vault'] / mean['pgcrypto']:.2f}x" if "vault" in mean and "pgcrypto" in mean else "-"
+        print(f"| {op} | {c} | " + " | ".join(cells) + f" | {r_plain} | {r_crypto} |")
+
+
+main()

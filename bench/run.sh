@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# pii_vault beside plain PostgreSQL and hand-written pgcrypto, in one run.
+#
+#   bench/run.sh [--records N] [--seconds S] [--rounds R] [--clients "1 2"]
+#                [--scale M] [--rss CALLS] [--smoke] [--no-install]
+#
+# Starts a throwaway cluster (pii_vault preloaded, synchronous_commit on),
+# loads N ~1 KB customer profiles into each system, then runs pgbench
+# (-M prepared) for store, get and lookup, alternating plain → pgcrypto →
+# pii_vault for each round so machine noise hits all three alike. Prints
+# ops/s and p50/p99 latency per operation and system, and the ratios.
+# --scale M grows the data to M records and reruns get and lookup (plain
+# and pii_vault) to compare latencies; --rss CALLS measures one backend's
+# RSS after 10 000 and after CALLS vault_get calls. --smoke: tiny and quick
+# (part of scripts/test.sh). The audit writer runs throughout: every
+# pii_vault figure includes the audit.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$HERE/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+. scripts/cluster.sh
+
+RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 INSTALL=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --records) RECORDS="$2"; shift 2 ;;
+        --seconds) SECONDS_PER_RUN="$2"; shift 2 ;;
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --clients) CLIENTS="$2"; shift 2 ;;
+        --scale) SCALE="$2"; shift 2 ;;
+        --rss) RSS_CALLS="$2"; shift 2 ;;
+        --smoke) RECORDS=2000 SECONDS_PER_RUN=1 ROUNDS=1 CLIENTS=1 SCALE=0 RSS_CALLS=20000; shift ;;
+        --no-install) INSTALL=0; shift ;;
+        *) echo "bench: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+if [ "$INSTALL" = 1 ]; then
+    scripts/setup.sh >/dev/null
+    echo "bench: building and installing pii_vault (release)"
+    cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null 2>&1
+fi
+
+DIR="$(mktemp -d /tmp/pii_vault_bench.XXXXXX)"
+PORT="${PII_VAULT_BENCH_PORT:-54331}"
+RESULTS="$DIR/results"
+finish() {
+    if cluster_running; then cluster_stop; fi
+    if [ "${PII_VAULT_KEEP_CLUSTER:-0}" = 1 ]; then echo "bench: cluster kept in $DIR"; else rm -rf "$DIR"; fi
+}
+trap finish EXIT
+cluster_init "$DIR" "$PORT" bench
+cluster_conf "shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" \
+    "synchronous_commit = on" "max_connections = 50"
+cluster_start
+mkdir -p "$RESULTS"
+chown -R postgres:postgres "$DIR"
+cp -r bench/scripts bench/setup.sql bench/load.sql "$DIR/"
+chown -R postgres:postgres "$DIR"
+
+psql_bench() { cluster_psql -q -X -v ON_ERROR_STOP=1 -U postgres -d bench "$@"; }
+cluster_psql -q -U postgres -d postgres -c "CREATE DATABASE bench" >/dev/null
+psql_bench -f "$DIR/setup.sql" >/dev/null
+
+load() { # from to
+    local from="$1" to="$2" step=50000 a b
+    for ((a = from; a <= to; a += step)); do
+        b=$((a + step - 1)); [ "$b" -gt "$to" ] && b="$to"
+        psql_bench -v from="$a" -v to="$b" -f "$DIR/load.sql" >/dev/null
+    done
+    psql_bench -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+}
+
+echo "bench: loading $RECORDS records into plain, pgcrypto and pii_vault"
+t0=$(date +%s)
+load 1 "$RECORDS"
+echo "bench: loaded in $(( $(date +%s) - t0 )) s"
+
+# pgbench one system/op; appends to runs.tsv.
+run() { # op clients round system records label
+    local op="$1" c="$2" round="$3" system="$4" records="$5" label="$6"
+    local prefix="$RESULTS/$label-$op-$c-$round-$system"
+    local out
+    out=$(cd "$RESULTS" && as_pg pgbench -n -M prepared -c "$c" -j "$c" -T "$SECONDS_PER_RUN" \
+        -h "$DIR" -p "$PORT" -U postgres -D records="$records" \
+        -l --log-prefix="$prefix" -f "$DIR/scripts/${system}_${op}.sql" bench 2>&1) || {
+        echo "$out" >&2; echo "bench: pgbench failed for $system $op" >&2; exit 1; }
+    local tps
+    tps=$(grep -Eo 'tps = [0-9.]+ \(without initial connection time\)' <<<"$out" | grep -Eo '[0-9.]+' | head -1)
+    local failed
+    failed=$(grep -Eo 'number of failed transactions: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
+    if [ -z "$tps" ] || [ "${failed:-0}" != 0 ]; then
+        echo "$out" >&2; echo "bench: $system $op did not run cleanly" >&2; exit 1
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$c" "$round" "$system" "$tps" "$prefix*" >> "$RESULTS/$label.tsv"
+}
+
+echo "bench: $ROUNDS round(s) of ${SECONDS_PER_RUN}s per system, clients: $CLIENTS"
+for op in get lookup store; do
+    for c in $CLIENTS; do
+        for ((round = 1; round <= ROUNDS; round++)); do
+            for system in plain pgcrypto vault; do
+                run "$op" "$c" "$round" "$system" "$RECORDS" main
+            done
+        done
+    done
+done
+cp "$RESULTS/main.tsv" "$RESULTS/runs.tsv"
+echo
+echo "## $RECORDS records, synchronous_commit = on, pgbench -M prepared, ${SECONDS_PER_RUN}s x $ROUNDS rounds"
+echo
+python3 bench/report.py "$RESULTS"
+
+if [ "$SCALE" -gt "$RECORDS" ]; then
+    echo
+    echo "bench: growing plain and pii_vault to $SCALE records"
+    psql_bench -v from=$((RECORDS + 1)) -v to="$SCALE" -c "SELECT 1" >/dev/null
+    for ((a = RECORDS + 1; a <= SCALE; a += 50000)); do
+        b=$((a + 49999)); [ "$b" -gt "$SCALE" ] && b="$SCALE"
+        psql_bench -v from="$a" -v to="$b" <<'SQL' >/dev/null
+INSERT INTO plain_ids SELECT n, gen_random_uuid() FROM generate_series(:from, :to) AS n;
+INSERT INTO plain_customers SELECT i.id, 'user' || i.n || '@example.com', bench_doc(i.n, 'user' || i.n || '@example.com')
+FROM plain_ids i WHERE i.n BETWEEN :from AND :to;
+INSERT INTO vault_ids SELECT n, vault_store(bench_doc(n, 'user' || n || '@example.com')) FROM generate_series(:from, :to) AS n;
+SQL
+    done
+    psql_bench -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+    for op in get lookup; do
+        for ((round = 1; round <= ROUNDS; round++)); do
+            for system in plain vault; do
+                run "$op" 1 "$round" "$system" "$SCALE" scale
+            done
+        done
+    done
+    cp "$RESULTS/scale.tsv" "$RESULTS/runs.tsv"
+    echo
+    echo "## $SCALE records (get and lookup, 1 client)"
+    echo
+    python3 bench/report.py "$RESULTS"
+fi
+
+if [ "$RSS_CALLS" -gt 10000 ]; then
+    echo
+    rss=$(psql_bench -At <<SQL
+SET pii_vault.max_reads_per_statement = 0;
+SELECT count(vault_get(v.id)) FROM generate_series(1, 10000) AS g JOIN vault_ids v ON v.n = 1 + g % $RECORDS;
+SELECT substring(pg_read_file('/proc/self/status') FROM 'VmRSS:\s*(\d+)');
+SELECT count(vault_get(v.id)) FROM generate_series(10001, $RSS_CALLS) AS g JOIN vault_ids v ON v.n = 1 + g % $RECORDS;
+SELECT substring(pg_read_file('/proc/self/status') FROM 'VmRSS:\s*(\d+)');
+SQL
+)
+    read -r _ rss_10k _ rss_n <<<"$(echo $rss)"
+    growth=$((rss_n - rss_10k))
+    echo "## Memory: one backend, RSS after 10 000 vault_get: ${rss_10k} kB; after $RSS_CALLS: ${rss_n} kB (growth ${growth} kB; target < 10240 kB)"
+    if [ "$growth" -ge 10240 ]; then echo "bench: RSS grew by ${growth} kB" >&2; exit 1; fi
+fi
+echo
+echo "bench: done"
