@@ -82,6 +82,7 @@ run_suites main \
     search_path_hijack \
     audit_survives_the_attacker \
     audit_tamper_evidence \
+    audit_fails_closed \
     read_throttling \
     bulk_export_switch \
     health_check \

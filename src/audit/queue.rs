@@ -20,6 +20,9 @@ pub struct AuditQueue {
     /// The writer's latch (a pointer into shared PGPROC memory), 0 if none.
     writer_latch: usize,
     writer_pid: i32,
+    /// The writer found the queue empty and is waiting on its latch: the
+    /// next producer wakes it (producers do not signal a busy writer).
+    writer_sleeping: bool,
     /// The last row the writer committed, in which audit table (by oid): the
     /// head of the MAC chain.
     chain_table: u32,
@@ -39,6 +42,7 @@ impl Default for AuditQueue {
             tail: 0,
             writer_latch: 0,
             writer_pid: 0,
+            writer_sleeping: false,
             chain_table: 0,
             chain_id: 0,
             chain_mac: [0; 32],
@@ -60,10 +64,22 @@ pub fn push(event: &AuditEvent) -> bool {
         let slot = (q.head % CAPACITY as u64) as usize;
         q.events[slot] = *event;
         q.head += 1;
+        if !q.writer_sleeping {
+            return true;
+        }
+        q.writer_sleeping = false;
         q.writer_latch
     };
     wake(latch);
     true
+}
+
+/// The writer is about to wait: true (and marked asleep) when the queue is
+/// empty, false when there is more to write.
+pub fn prepare_to_sleep() -> bool {
+    let mut q = QUEUE.exclusive();
+    q.writer_sleeping = q.head == q.tail;
+    q.writer_sleeping
 }
 
 fn wake(latch: usize) {
@@ -108,6 +124,7 @@ pub fn unregister_writer() {
     let mut q = QUEUE.exclusive();
     q.writer_latch = 0;
     q.writer_pid = 0;
+    q.writer_sleeping = false;
 }
 
 /// Events ever queued (since server start).

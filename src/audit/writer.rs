@@ -18,7 +18,7 @@ use super::queue;
 use crate::crypto::audit_chain::{chain_mac, AuditRecord, GENESIS};
 use crate::{guc, keys};
 
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 
 /// Registers the writer with the postmaster (from `_PG_init`, at preload).
 pub fn register() {
@@ -64,28 +64,51 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     // SAFETY: MyProc and its latch live in shared memory for this process.
     let latch = unsafe { &raw mut (*pg_sys::MyProc).procLatch };
     queue::register_writer(latch, unsafe { pg_sys::MyProcPid });
+    let mut names = RoleNames::default();
     loop {
         // Drain before waiting, and once more after SIGTERM.
-        while let Some(n) = write_one_batch(ring, &mut head) {
-            if let Some(h) = &head {
-                queue::commit(n, h.table.into(), h.id, h.mac);
-            }
+        drain(ring, &mut head, &mut names);
+        if !queue::prepare_to_sleep() {
+            continue;
         }
+        names.clear(); // idle: forget role names (a role may be renamed)
         if !BackgroundWorker::wait_latch(Some(Duration::from_millis(250))) {
-            while let Some(n) = write_one_batch(ring, &mut head) {
-                if let Some(h) = &head {
-                    queue::commit(n, h.table.into(), h.id, h.mac);
-                }
-            }
+            drain(ring, &mut head, &mut names);
             break;
         }
     }
     queue::unregister_writer();
 }
 
+fn drain(ring: &crate::crypto::KeyRing, head: &mut Option<ChainHead>, names: &mut RoleNames) {
+    while let Some(n) = write_one_batch(ring, head, names) {
+        if let Some(h) = head {
+            queue::commit(n, h.table.into(), h.id, h.mac);
+        }
+    }
+}
+
+/// Role names by oid, looked up once per busy period.
+#[derive(Default)]
+struct RoleNames(std::collections::HashMap<u32, String>);
+
+impl RoleNames {
+    fn get(&mut self, oid: u32) -> String {
+        self.0.entry(oid).or_insert_with(|| role_name(oid)).clone()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// Writes the oldest queued events; the number written, or None when there
 /// is nothing to write or no audit table yet (events then stay queued).
-fn write_one_batch(ring: &crate::crypto::KeyRing, head: &mut Option<ChainHead>) -> Option<usize> {
+fn write_one_batch(
+    ring: &crate::crypto::KeyRing,
+    head: &mut Option<ChainHead>,
+    names: &mut RoleNames,
+) -> Option<usize> {
     let batch = queue::peek(BATCH);
     if batch.is_empty() {
         return None;
@@ -114,7 +137,7 @@ fn write_one_batch(ring: &crate::crypto::KeyRing, head: &mut Option<ChainHead>) 
             // One INSERT per batch: the rows go in as parallel arrays.
             let mut rows = BatchColumns::with_capacity(batch.len());
             for event in &batch {
-                let record = to_record(h.id + 1, event);
+                let record = to_record(h.id + 1, event, names);
                 let mac = chain_mac(ring, &h.mac, &record);
                 rows.push(record, mac);
                 h.id += 1;
@@ -218,12 +241,12 @@ fn role_name(oid: u32) -> String {
     }
 }
 
-fn to_record(id: i64, event: &AuditEvent) -> AuditRecord {
+fn to_record(id: i64, event: &AuditEvent, names: &mut RoleNames) -> AuditRecord {
     AuditRecord {
         id,
         at: event.at,
-        session_role: role_name(event.session_role),
-        acting_role: role_name(event.acting_role),
+        session_role: names.get(event.session_role),
+        acting_role: names.get(event.acting_role),
         application_name: event.application_name(),
         operation: event.operation().map_or("?", |o| o.as_str()).to_string(),
         token: event.token(),
