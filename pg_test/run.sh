@@ -94,9 +94,9 @@ run_suites main \
 # 23505 (message naming the kind), for a store and for an update alike.
 race() { # label, statement of A, statement of B (B's via try_sql)
     local label="$1" a="$2" b="$3" got
-    cluster_psql -q -At -d "$DB" -c "BEGIN; $a; SELECT pg_sleep(1.5); COMMIT;" >/dev/null &
+    cluster_psql -q -At -d "$DB" -c "BEGIN; $a; SELECT pg_sleep(3); COMMIT;" >/dev/null &
     local pid_a=$!
-    sleep 0.5
+    sleep 1
     got="$(cluster_psql -q -At -d "$DB" -c "SELECT try_sql(\$q\$$b\$q\$)")"
     wait "$pid_a"
     check "concurrent $label of one email: the second waits, then gets 23505 naming the kind" \
