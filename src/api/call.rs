@@ -3,7 +3,8 @@
 //! `audited` runs the body of a `#[pg_extern]` and then queues its audit
 //! event: on success before the result is returned (and the result is
 //! withheld if the event cannot be queued: fail closed), on error before
-//! the error continues to the caller (best effort: the call fails anyway).
+//! the error continues to the caller (best effort and without waiting for
+//! room: the call fails anyway).
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
@@ -33,7 +34,8 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R 
                 Outcome::Throttled | Outcome::Denied => call.outcome,
                 _ => Outcome::Error,
             };
-            audit::record(operation, call.token.as_ref(), call.fields.as_deref(), outcome);
+            // Best effort, without waiting: the call fails either way.
+            audit::record_if_room(operation, call.token.as_ref(), call.fields.as_deref(), outcome);
             resume_unwind(error)
         }
     }

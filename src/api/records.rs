@@ -91,7 +91,7 @@ fn vault_get_fields(token: Uuid, fields: Vec<Option<String>>) -> Option<JsonbDat
             .map(|f| f.ok_or(VaultError::NullFieldName))
             .collect::<Result<_, _>>()
             .or_raise();
-        call.fields = Some(fields.clone());
+        call.fields = Some(fields);
         let ring = guard::ready();
         call.count_read();
         let Some(sealed) = store::fetch_envelope(&token) else {
@@ -99,7 +99,8 @@ fn vault_get_fields(token: Uuid, fields: Vec<Option<String>>) -> Option<JsonbDat
             return None;
         };
         let full_text = open_record(ring, &token, &sealed).to_text().or_raise();
-        Some(JsonbDatum::from_text(&record::project(&full_text, &fields).or_raise()).or_raise())
+        let fields = call.fields.as_deref().unwrap_or_default();
+        Some(JsonbDatum::from_text(&record::project(&full_text, fields).or_raise()).or_raise())
     })
 }
 

@@ -20,8 +20,25 @@ pub use event::{AuditEvent, Operation, Outcome};
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// Queues the event for this call; false if the queue stayed full for
-/// `QUEUE_WAIT` (the writer is gone or far behind).
+/// `QUEUE_WAIT` (the writer is gone or far behind). For calls whose result
+/// must not leave the vault unaudited.
 pub fn record(operation: Operation, token: Option<&[u8; 16]>, fields: Option<&[String]>, outcome: Outcome) -> bool {
+    queue_event(operation, token, fields, outcome, QUEUE_WAIT)
+}
+
+/// Queues the event if there is room now; for calls that fail anyway or
+/// return nothing personal (no point making them wait for the writer).
+pub fn record_if_room(operation: Operation, token: Option<&[u8; 16]>, fields: Option<&[String]>, outcome: Outcome) {
+    queue_event(operation, token, fields, outcome, Duration::ZERO);
+}
+
+fn queue_event(
+    operation: Operation,
+    token: Option<&[u8; 16]>,
+    fields: Option<&[String]>,
+    outcome: Outcome,
+    wait: Duration,
+) -> bool {
     if !crate::shmem::ready() {
         // Not preloaded: the vault refuses every call before any data moves.
         return false;
@@ -47,7 +64,7 @@ pub fn record(operation: Operation, token: Option<&[u8; 16]>, fields: Option<&[S
             outcome,
         )
     };
-    let deadline = std::time::Instant::now() + QUEUE_WAIT;
+    let deadline = std::time::Instant::now() + wait;
     loop {
         if queue::push(&event) {
             return true;

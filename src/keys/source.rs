@@ -158,16 +158,9 @@ mod tests {
         path.to_string_lossy().into_owned()
     }
 
-    fn my_uid() -> u32 {
-        let probe = temp_key_file("uid_probe", "", 0o600);
-        let uid = std::fs::metadata(&probe).unwrap().uid();
-        std::fs::remove_file(probe).unwrap();
-        uid
-    }
-
     #[test]
     fn key_file_end_to_end() {
-        let uid = my_uid();
+        let uid = server_uid();
         let good = temp_key_file("good", HEX, 0o600);
         assert_eq!(read_key_file(&good, uid).unwrap()[1], 1);
         let loose = temp_key_file("loose", HEX, 0o644);
