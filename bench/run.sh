@@ -55,25 +55,28 @@ cluster_conf "shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 3
 cluster_start
 mkdir -p "$RESULTS"
 chown -R postgres:postgres "$DIR"
-cp -r bench/scripts bench/setup.sql bench/load.sql "$DIR/"
+cp -r bench/scripts bench/setup.sql bench/load_*.sql "$DIR/"
 chown -R postgres:postgres "$DIR"
 
 psql_bench() { cluster_psql -q -X -v ON_ERROR_STOP=1 -U postgres -d bench "$@"; }
 cluster_psql -q -U postgres -d postgres -c "CREATE DATABASE bench" >/dev/null
 psql_bench -f "$DIR/setup.sql" >/dev/null
 
-load() { # from to
-    local from="$1" to="$2" step=50000 a b
+load() { # from to system...
+    local from="$1" to="$2" step=50000 a b system
+    shift 2
     for ((a = from; a <= to; a += step)); do
         b=$((a + step - 1)); [ "$b" -gt "$to" ] && b="$to"
-        psql_bench -v from="$a" -v to="$b" -f "$DIR/load.sql" >/dev/null
+        for system in "$@"; do
+            psql_bench -v from="$a" -v to="$b" -f "$DIR/load_$system.sql" >/dev/null
+        done
     done
     psql_bench -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
 }
 
 echo "bench: loading $RECORDS records into plain, pgcrypto and pii_vault"
 t0=$(date +%s)
-load 1 "$RECORDS"
+load 1 "$RECORDS" plain pgcrypto vault
 echo "bench: loaded in $(( $(date +%s) - t0 )) s"
 
 # pgbench one system/op; appends to runs.tsv.
@@ -114,17 +117,7 @@ python3 bench/report.py "$RESULTS"
 if [ "$SCALE" -gt "$RECORDS" ]; then
     echo
     echo "bench: growing plain and pii_vault to $SCALE records"
-    psql_bench -v from=$((RECORDS + 1)) -v to="$SCALE" -c "SELECT 1" >/dev/null
-    for ((a = RECORDS + 1; a <= SCALE; a += 50000)); do
-        b=$((a + 49999)); [ "$b" -gt "$SCALE" ] && b="$SCALE"
-        psql_bench -v from="$a" -v to="$b" <<'SQL' >/dev/null
-INSERT INTO plain_ids SELECT n, gen_random_uuid() FROM generate_series(:from, :to) AS n;
-INSERT INTO plain_customers SELECT i.id, 'user' || i.n || '@example.com', bench_doc(i.n, 'user' || i.n || '@example.com')
-FROM plain_ids i WHERE i.n BETWEEN :from AND :to;
-INSERT INTO vault_ids SELECT n, vault_store(bench_doc(n, 'user' || n || '@example.com')) FROM generate_series(:from, :to) AS n;
-SQL
-    done
-    psql_bench -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+    load $((RECORDS + 1)) "$SCALE" plain vault
     for op in get lookup; do
         for ((round = 1; round <= ROUNDS; round++)); do
             for system in plain vault; do
