@@ -3,8 +3,11 @@
 //! Every statement is prepared once per backend (kept with SPI_keepplan)
 //! and executed with parameters; no SQL text is ever built from values.
 //! Callers run inside SECURITY DEFINER functions with a pinned search_path,
-//! and every name here is schema-qualified as well.
+//! and every name here is schema-qualified as well. The hot one-row reads
+//! (`fetch_envelope`, `find_token`, `token_exists`) skip SPI and probe the
+//! unique indexes directly (`index_read`).
 
+mod index_read;
 mod plans;
 mod subxact;
 
@@ -15,6 +18,7 @@ use pgrx::Uuid;
 
 use crate::crypto::blind_index::BLIND_INDEX_LEN;
 use crate::normalize::LookupKind;
+use index_read::{read_unique, RecordsIndex};
 use plans::{with_plans, Plans};
 
 pub type Token = [u8; 16];
@@ -100,9 +104,15 @@ fn conflicting_kind(
 
 /// The stored envelope of a record.
 pub fn fetch_envelope(token: &Token) -> Option<Vec<u8>> {
-    with_plans(|client, plans| {
-        first_value(client.select(&plans.fetch_envelope, Some(1), &[uuid(token)])?)
+    // SAFETY: the slot holds a row of pii_vault.records; envelope is bytea.
+    read_unique(RecordsIndex::Token, token_datum(token), |slot| unsafe {
+        index_read::bytea_column(slot, index_read::ENVELOPE_COLUMN)
     })
+    .flatten()
+}
+
+fn token_datum(token: &Token) -> pg_sys::Datum {
+    Uuid::from_bytes(*token).into_datum().expect("a uuid is never NULL")
 }
 
 /// The stored envelope of a record, row-locked until the transaction ends.
@@ -114,23 +124,19 @@ pub fn fetch_envelope_for_update(token: &Token) -> Option<Vec<u8>> {
 
 /// The token whose `kind` blind index equals `hash`.
 pub fn find_token(kind: LookupKind, hash: &IndexHash) -> Option<Token> {
-    with_plans(|client, plans| {
-        let plan = match kind {
-            LookupKind::Email => &plans.find_by_email,
-            LookupKind::Phone => &plans.find_by_phone,
-            LookupKind::Login => &plans.find_by_login,
-            LookupKind::Token => unreachable!("tokens are not blind-indexed"),
-        };
-        let found: Option<Uuid> =
-            first_value(client.select(plan, Some(1), &[hash.as_slice().into()])?)?;
-        Ok(found.map(|u| *u.as_bytes()))
-    })
+    let index = match kind {
+        LookupKind::Email => RecordsIndex::Email,
+        LookupKind::Phone => RecordsIndex::Phone,
+        LookupKind::Login => RecordsIndex::Login,
+        LookupKind::Token => unreachable!("tokens are not blind-indexed"),
+    };
+    let key = hash.as_slice().into_datum().expect("a hash is never NULL");
+    // SAFETY: the slot holds a row of pii_vault.records.
+    read_unique(index, key, |slot| unsafe { index_read::token_column(slot) }).flatten()
 }
 
 pub fn token_exists(token: &Token) -> bool {
-    with_plans(|client, plans| {
-        Ok(!client.select(&plans.token_exists, Some(1), &[uuid(token)])?.is_empty())
-    })
+    read_unique(RecordsIndex::Token, token_datum(token), |_slot| ()).is_some()
 }
 
 /// What an update did.

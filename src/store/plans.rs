@@ -9,12 +9,7 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 pub(super) struct Plans {
     pub insert_record: OwnedPreparedStatement,
     pub find_conflict: OwnedPreparedStatement,
-    pub fetch_envelope: OwnedPreparedStatement,
     pub fetch_envelope_for_update: OwnedPreparedStatement,
-    pub find_by_email: OwnedPreparedStatement,
-    pub find_by_phone: OwnedPreparedStatement,
-    pub find_by_login: OwnedPreparedStatement,
-    pub token_exists: OwnedPreparedStatement,
     pub update_record: OwnedPreparedStatement,
     pub delete_record: OwnedPreparedStatement,
     pub key_check_value: OwnedPreparedStatement,
@@ -42,15 +37,10 @@ impl Plans {
                  AND token IS DISTINCT FROM $1 LIMIT 1",
                 &[UUID, BYTEA, BYTEA, BYTEA],
             )?,
-            fetch_envelope: read("SELECT envelope FROM pii_vault.records WHERE token = $1", &[UUID])?,
             fetch_envelope_for_update: write(
                 "SELECT envelope FROM pii_vault.records WHERE token = $1 FOR UPDATE",
                 &[UUID],
             )?,
-            find_by_email: read("SELECT token FROM pii_vault.records WHERE email_index = $1", &[BYTEA])?,
-            find_by_phone: read("SELECT token FROM pii_vault.records WHERE phone_index = $1", &[BYTEA])?,
-            find_by_login: read("SELECT token FROM pii_vault.records WHERE login_index = $1", &[BYTEA])?,
-            token_exists: read("SELECT 1 FROM pii_vault.records WHERE token = $1", &[UUID])?,
             update_record: write(
                 "UPDATE pii_vault.records SET envelope = $2, email_index = $3, phone_index = $4, \
                  login_index = $5, updated_at = pg_catalog.now() WHERE token = $1 RETURNING 1",
