@@ -91,3 +91,20 @@ SELECT count(*) AS audit_rows_for_unknown_token
 FROM pii_vault.audit_log WHERE token IS NULL AND operation = 'lookup' AND outcome = 'not_found';
 SELECT session_role, acting_role, application_name = current_setting('application_name') AS app_name_recorded
 FROM pii_vault.audit_log ORDER BY id DESC LIMIT 1;
+
+-- field names reach the audit as given, whatever characters they hold
+SELECT vault_get(:'odd', ARRAY['we"ird', 'back\slash', 'a,b', '{x}', 'NULL', '']) AS odd_field_names_absent;
+SELECT pii_vault.audit_wait() AS audit_written;
+SELECT fields FROM pii_vault.audit_log WHERE token = :'odd' AND operation = 'get' ORDER BY id DESC LIMIT 1;
+
+-- reads see the vault's own writes: in the same statement, and later in a
+-- REPEATABLE READ transaction whose snapshot predates the write
+SELECT vault_get(vault_store('{"note": "same statement"}')) ->> 'note' AS read_in_same_statement;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) >= 0 AS snapshot_taken FROM pg_catalog.pg_class WHERE false;
+SELECT vault_store('{"note": "repeatable read", "email": "rr@example.com"}') AS rr_tok \gset
+SELECT vault_get(:'rr_tok') ->> 'note' AS own_write_read_by_token;
+SELECT vault_lookup('email', 'RR@example.com') = :'rr_tok' AS own_write_found_by_email;
+SELECT vault_lookup('token', :'rr_tok') = :'rr_tok' AS own_write_found_by_token;
+ROLLBACK;
+SELECT vault_lookup('email', 'rr@example.com') IS NULL AS rolled_back_write_gone;

@@ -33,7 +33,7 @@ fn put_bytes(mac: &mut HmacSha256, bytes: &[u8]) {
 /// The MAC of `row` following a row whose MAC was `previous`. Every field
 /// is length-prefixed, so no two different rows encode alike.
 pub fn chain_mac(ring: &KeyRing, previous: &[u8; 32], row: &AuditRecord) -> [u8; 32] {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(ring.audit_key.as_ref()).expect("HMAC takes any key length");
+    let mut mac: HmacSha256 = ring.audit_mac.clone();
     mac.update(b"pii_vault audit v1");
     mac.update(previous);
     mac.update(&row.id.to_be_bytes());

@@ -30,7 +30,8 @@ pub struct KeyRing {
     /// Keyed with the blind-index sub-key; cloned per use (no re-keying cost).
     pub(crate) index_mac: HmacSha256,
     /// Keys the MAC chain of the audit (`audit_chain`).
-    pub(crate) audit_key: Zeroizing<[u8; 32]>,
+    /// HMAC keyed with audit_key once; each chain MAC starts from a clone.
+    pub(crate) audit_mac: HmacSha256,
     /// MAC of a fixed label, stored at CREATE EXTENSION, compared per backend.
     check_value: [u8; 32],
 }
@@ -47,6 +48,7 @@ impl KeyRing {
         let wrap_key = expand(LABEL_WRAP);
         let index_key = expand(LABEL_INDEX);
         let check_key = expand(LABEL_CHECK);
+        let audit_key = expand(LABEL_AUDIT);
 
         let mut check = <HmacSha256 as Mac>::new_from_slice(check_key.as_ref()).expect("HMAC takes any key length");
         check.update(KEY_CHECK_MESSAGE);
@@ -56,7 +58,7 @@ impl KeyRing {
             key_version: CURRENT_KEY_VERSION,
             wrap: Aes256Gcm::new_from_slice(wrap_key.as_ref()).expect("32-byte AES-256 key"),
             index_mac: <HmacSha256 as Mac>::new_from_slice(index_key.as_ref()).expect("HMAC takes any key length"),
-            audit_key: expand(LABEL_AUDIT),
+            audit_mac: <HmacSha256 as Mac>::new_from_slice(audit_key.as_ref()).expect("HMAC takes any key length"),
             check_value,
         }
     }
@@ -97,6 +99,11 @@ mod tests {
         let master = [42u8; 32];
         let ring = KeyRing::derive(&master);
         assert_ne!(ring.check_value(), &master);
-        assert_ne!(ring.check_value().as_slice(), ring.audit_key.as_slice());
+        let audit_key = {
+            let mut out = [0u8; 32];
+            Hkdf::<Sha256>::new(Some(HKDF_SALT), &master).expand(LABEL_AUDIT, &mut out).unwrap();
+            out
+        };
+        assert_ne!(ring.check_value(), &audit_key);
     }
 }
