@@ -200,6 +200,8 @@ check "records read back after restore" \
     [ "$("${PSQL_RESTORED[@]}" -c "SELECT vault_get(vault_lookup('login', 'canary-3b1f9e-login')) ->> 'name'")" = canary-3b1f9e-name ]
 check "the restored vault keeps working (audit ids continue after the restored rows)" \
     "${PSQL_RESTORED[@]}" -c "SELECT vault_store('{\"login\": \"after-restore\"}'); SELECT vault_get(vault_lookup('login', 'after-restore'))" -o /dev/null
+check "the restored audit verifies (the writer continues the restored MAC chain)" \
+    [ "$("${PSQL_RESTORED[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT ok FROM vault_audit_verify()" | tail -1)" = t ]
 
 # ---- the server log: no values, no key --------------------------------------
 cluster_stop

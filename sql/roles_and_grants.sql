@@ -23,6 +23,16 @@ REVOKE ALL ON FUNCTION pii_vault.install_key_check() FROM PUBLIC;
 REVOKE ALL ON FUNCTION pii_vault.audit_read_note(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pii_vault.audit_wait(integer) FROM PUBLIC;
 
+-- The audit, one row per event, decoded from the writer's batches. Like
+-- the tables, granted to nobody: auditors read it through vault_audit().
+CREATE VIEW pii_vault.audit_log AS
+SELECT e.id, e.at, e.session_role::name AS session_role, e.acting_role::name AS acting_role,
+       e.application_name, e.operation, e.token, e.fields, e.outcome
+FROM pii_vault.audit_batches AS b
+CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e;
+REVOKE ALL ON pii_vault.audit_log FROM PUBLIC;
+REVOKE ALL ON FUNCTION pii_vault.audit_events(bigint, bytea) FROM PUBLIC;
+
 -- The audit of one token, for auditors and admins (no PII in it).
 CREATE FUNCTION vault_audit(for_token uuid)
 RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,
@@ -35,12 +45,14 @@ BEGIN
     -- then wait briefly for queued events so the answer is current.
     PERFORM pii_vault.audit_read_note(for_token);
     PERFORM pii_vault.audit_wait(2000);
+    -- The GIN index on tokens finds the batches naming the token.
     RETURN QUERY
-        SELECT a.id, a.at, a.session_role, a.acting_role, a.application_name,
-               a.operation, a.token, a.fields, a.outcome
-        FROM pii_vault.audit_log AS a
-        WHERE a.token = for_token
-        ORDER BY a.id;
+        SELECT e.id, e.at, e.session_role::name, e.acting_role::name, e.application_name,
+               e.operation, e.token, e.fields, e.outcome
+        FROM pii_vault.audit_batches AS b
+        CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e
+        WHERE b.tokens OPERATOR(pg_catalog.@>) ARRAY[for_token] AND e.token = for_token
+        ORDER BY e.id;
 END
 $$;
 REVOKE ALL ON FUNCTION vault_audit(uuid) FROM PUBLIC;

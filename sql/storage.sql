@@ -47,30 +47,27 @@ CREATE TABLE pii_vault.key_check (
 );
 
 -- Every vault call: who, what, outcome. Never a record value. Written only
--- by the audit writer (a background worker), which numbers the rows and
--- chains them: mac = HMAC(audit key, previous mac ‖ row), see
--- src/crypto/audit_chain.rs and vault_audit_verify().
-CREATE TABLE pii_vault.audit_log (
-    id               bigint      PRIMARY KEY,
-    at               timestamptz NOT NULL,
-    session_role     name        NOT NULL,
-    acting_role      name        NOT NULL,
-    application_name text,
-    operation        text        NOT NULL,
-    token            uuid,
-    fields           text[],
-    outcome          text        NOT NULL,
-    mac              bytea       NOT NULL
+-- by the audit writer (a background worker), one row per batch of events:
+-- events first_id..last_id, encoded back to back in `events` (format in
+-- src/crypto/audit_chain.rs; read them through the view pii_vault.audit_log
+-- or vault_audit()). Each batch is chained to the previous one:
+-- mac = HMAC(audit key, previous mac ‖ first_id ‖ last_id ‖ events), see
+-- vault_audit_verify(). One row per event cost the writer a heap tuple and
+-- a primary-key entry per read, most of its work; a batch costs one.
+CREATE TABLE pii_vault.audit_batches (
+    first_id bigint PRIMARY KEY,
+    last_id  bigint NOT NULL,
+    -- The distinct tokens the events name, so vault_audit(token) finds a
+    -- token's batches through the GIN index (verified against the events).
+    tokens   uuid[] NOT NULL,
+    events   bytea  NOT NULL,
+    mac      bytea  NOT NULL
 );
--- A btree, not a hash index: a hash index inserts a third cheaper while
--- tokens are new, but a token read thousands of times fills one bucket's
--- overflow chain, which every later insert walks (measured: the writer's
--- largest cost under a read-heavy load). Btree deduplication absorbs it.
-CREATE INDEX audit_log_token ON pii_vault.audit_log (token);
+CREATE INDEX audit_batches_tokens ON pii_vault.audit_batches USING gin (tokens);
 
 REVOKE ALL ON ALL TABLES IN SCHEMA pii_vault FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pii_vault FROM PUBLIC;
 
 -- pg_dump carries the ciphertext and the audit (never the key).
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.records', '');
-SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_batches', '');

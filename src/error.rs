@@ -67,6 +67,8 @@ pub enum VaultError {
     #[error("pii_vault: the system random number generator failed")]
     RandomFailure,
 
+    #[error("pii_vault: the audit batch starting at event {0} cannot be read; it was altered (vault_audit_verify() checks the whole audit)")]
+    AuditBatchUnreadable(i64),
     #[error("pii_vault: the audit writer is not keeping up (its queue stayed full); the call was refused")]
     AuditUnavailable,
     #[error("pii_vault: read limit reached: more than pii_vault.max_reads_per_statement ({0}) reads in one statement")]

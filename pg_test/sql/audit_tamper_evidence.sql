@@ -1,57 +1,78 @@
--- Each audit row carries a MAC under the audit sub-key, chained to the
--- previous row. A superuser who edits, deletes, inserts or reorders rows is
--- caught by vault_audit_verify(). (A superuser is out of the vault's threat
--- model for reading, but the audit's tamper evidence holds against one.)
+-- The audit is stored in batches of events, each with a MAC under the audit
+-- sub-key chained to the previous batch. A superuser who edits, deletes,
+-- inserts or reorders batches, or edits the token list that vault_audit
+-- searches, is caught by vault_audit_verify(). (A superuser is out of the
+-- vault's threat model for reading, but the audit's tamper evidence holds
+-- against one.)
 SELECT pii_vault.audit_wait() AS audit_written;
 SELECT ok, rows_checked > 0 AS checked_rows, first_bad_id FROM vault_audit_verify();
+SELECT pii_vault.audit_wait() AS audit_written;
 
--- Pick a row in the middle and keep a copy to put back.
-SELECT id AS victim_id FROM pii_vault.audit_log ORDER BY id OFFSET 5 LIMIT 1 \gset
-CREATE TEMP TABLE saved AS SELECT * FROM pii_vault.audit_log WHERE id = :victim_id;
+-- Pick a batch in the middle, naming a token, and keep a copy to put back.
+SELECT first_id AS victim_id FROM pii_vault.audit_batches
+WHERE cardinality(tokens) > 0 ORDER BY first_id OFFSET 3 LIMIT 1 \gset
+CREATE TEMP TABLE saved AS SELECT * FROM pii_vault.audit_batches WHERE first_id = :victim_id;
+CREATE FUNCTION pg_temp.restore_victim() RETURNS void LANGUAGE sql AS $$
+    UPDATE pii_vault.audit_batches a SET last_id = s.last_id, tokens = s.tokens, events = s.events, mac = s.mac
+    FROM saved s WHERE a.first_id = s.first_id
+$$;
 
--- Edited: the outcome of a read changed to hide it.
-UPDATE pii_vault.audit_log SET outcome = 'not_found' WHERE id = :victim_id;
-SELECT ok, first_bad_id = :victim_id AS names_the_row FROM vault_audit_verify();
-UPDATE pii_vault.audit_log a SET outcome = s.outcome FROM saved s WHERE a.id = s.id;
+-- Edited: one bit of an event flipped (an outcome, a role, a token...).
+UPDATE pii_vault.audit_batches SET events = set_byte(events, length(events) - 1, get_byte(events, length(events) - 1) # 1)
+WHERE first_id = :victim_id;
+SELECT ok, first_bad_id = :victim_id AS names_the_batch FROM vault_audit_verify();
+SELECT pg_temp.restore_victim();
 SELECT ok FROM vault_audit_verify();
 
--- Edited: the acting role.
-UPDATE pii_vault.audit_log SET acting_role = 'someone_else' WHERE id = :victim_id;
-SELECT ok, first_bad_id = :victim_id AS names_the_row FROM vault_audit_verify();
-UPDATE pii_vault.audit_log a SET acting_role = s.acting_role FROM saved s WHERE a.id = s.id;
+-- Edited: an event's outcome rewritten in place ("ok" -> "no").
+UPDATE pii_vault.audit_batches
+SET events = overlay(events PLACING '\x6e6f'::bytea FROM position('\x00000002'::bytea || 'ok'::bytea IN events) + 4)
+WHERE first_id = :victim_id AND position('\x00000002'::bytea || 'ok'::bytea IN events) > 0;
+SELECT ok, first_bad_id = :victim_id AS names_the_batch FROM vault_audit_verify();
+SELECT pg_temp.restore_victim();
+
+-- Edited: a token removed from the list vault_audit searches, to hide the
+-- reads of that record from an auditor.
+UPDATE pii_vault.audit_batches SET tokens = tokens[2:] WHERE first_id = :victim_id;
+SELECT ok, first_bad_id = :victim_id AS names_the_batch FROM vault_audit_verify();
+SELECT pg_temp.restore_victim();
 
 -- Deleted.
-DELETE FROM pii_vault.audit_log WHERE id = :victim_id;
-SELECT ok, first_bad_id = :victim_id AS names_the_row FROM vault_audit_verify();
-INSERT INTO pii_vault.audit_log SELECT * FROM saved;
+DELETE FROM pii_vault.audit_batches WHERE first_id = :victim_id;
+SELECT ok, first_bad_id = :victim_id AS names_the_batch FROM vault_audit_verify();
+INSERT INTO pii_vault.audit_batches SELECT * FROM saved;
 SELECT ok FROM vault_audit_verify();
 
--- Inserted: a forged row (no key, so no valid MAC), placed far beyond the
--- rows the writer is still appending.
-INSERT INTO pii_vault.audit_log (id, at, session_role, acting_role, application_name, operation, token, fields, outcome, mac)
-VALUES (1000000000, now(), 'postgres', 'postgres', 'x', 'get', NULL, NULL, 'ok', '\x00');
-SELECT ok, first_bad_id IS NOT NULL AS names_a_row FROM vault_audit_verify();
-DELETE FROM pii_vault.audit_log WHERE id = 1000000000;
+-- Inserted: a forged batch (no key, so no valid MAC), placed far beyond the
+-- batches the writer is still appending.
+INSERT INTO pii_vault.audit_batches (first_id, last_id, tokens, events, mac)
+VALUES (1000000000, 1000000000, '{}', '\x0100000000', '\x00');
+SELECT ok, first_bad_id IS NOT NULL AS names_a_batch FROM vault_audit_verify();
+DELETE FROM pii_vault.audit_batches WHERE first_id = 1000000000;
 SELECT ok FROM vault_audit_verify();
 
--- Reordered: two rows swap their contents (ids stay in sequence).
-CREATE TEMP TABLE pair AS SELECT * FROM pii_vault.audit_log WHERE id IN (:victim_id, :victim_id + 1);
-UPDATE pii_vault.audit_log a SET at = p.at, operation = p.operation, token = p.token, fields = p.fields,
-       outcome = p.outcome, session_role = p.session_role, acting_role = p.acting_role, mac = p.mac
-FROM pair p WHERE p.id = CASE WHEN a.id = :victim_id THEN :victim_id + 1 ELSE :victim_id END
-  AND a.id IN (:victim_id, :victim_id + 1);
-SELECT ok, first_bad_id = :victim_id AS names_the_row FROM vault_audit_verify();
-UPDATE pii_vault.audit_log a SET at = p.at, operation = p.operation, token = p.token, fields = p.fields,
-       outcome = p.outcome, session_role = p.session_role, acting_role = p.acting_role, mac = p.mac
-FROM pair p WHERE p.id = a.id;
+-- Reordered: two consecutive batches swap their contents (ids stay).
+CREATE TEMP TABLE pair AS SELECT * FROM pii_vault.audit_batches
+WHERE first_id >= :victim_id ORDER BY first_id LIMIT 2;
+UPDATE pii_vault.audit_batches a SET tokens = p.tokens, events = p.events, mac = p.mac
+FROM pair p WHERE p.first_id <> a.first_id AND a.first_id IN (SELECT first_id FROM pair);
+SELECT ok, first_bad_id = :victim_id AS names_the_batch FROM vault_audit_verify();
+UPDATE pii_vault.audit_batches a SET tokens = p.tokens, events = p.events, mac = p.mac
+FROM pair p WHERE p.first_id = a.first_id;
 SELECT ok FROM vault_audit_verify();
 
--- The newest rows deleted: caught against the head the writer remembers.
+-- The newest batch deleted: caught against the head the writer remembers.
 SELECT pii_vault.audit_wait() AS audit_written;
-CREATE TEMP TABLE tail AS SELECT * FROM pii_vault.audit_log ORDER BY id DESC LIMIT 1;
-DELETE FROM pii_vault.audit_log WHERE id = (SELECT id FROM tail);
-SELECT ok, first_bad_id = (SELECT id FROM tail) AS names_the_row FROM vault_audit_verify();
-INSERT INTO pii_vault.audit_log SELECT * FROM tail;
+CREATE TEMP TABLE tail AS SELECT * FROM pii_vault.audit_batches ORDER BY first_id DESC LIMIT 1;
+DELETE FROM pii_vault.audit_batches WHERE first_id = (SELECT first_id FROM tail);
+SELECT ok, first_bad_id = (SELECT first_id FROM tail) AS names_the_batch FROM vault_audit_verify();
+INSERT INTO pii_vault.audit_batches SELECT * FROM tail;
+SELECT ok FROM vault_audit_verify();
+
+-- An altered batch cannot be read back as events either: loud, not silent.
+UPDATE pii_vault.audit_batches SET events = substring(events FROM 1 FOR length(events) - 1) WHERE first_id = :victim_id;
+SELECT regexp_replace(try_sql('SELECT count(*) FROM pii_vault.audit_log'), 'event [0-9]+', 'event N') AS reading_a_truncated_batch;
+SELECT pg_temp.restore_victim();
 SELECT ok FROM vault_audit_verify();
 
 -- The verification calls themselves are audited.

@@ -27,7 +27,8 @@ SELECT r.rolname, f.fn, has_function_privilege(r.rolname, f.fn, 'EXECUTE') AS ca
 FROM (VALUES ('pii_vault_reader'), ('pii_vault_writer'), ('pii_vault_auditor'), ('pii_vault_admin'), ('analyst')) AS r(rolname),
      (VALUES ('vault_store(jsonb)'), ('vault_get(uuid)'), ('vault_get(uuid,text[])'), ('vault_lookup(text,text)'),
              ('vault_update(uuid,jsonb)'), ('vault_delete(uuid)'), ('vault_audit(uuid)'), ('vault_audit_verify()'),
-             ('vault_export_all()'), ('pii_vault.install_key_check()'), ('pii_vault.audit_wait(integer)')) AS f(fn)
+             ('vault_export_all()'), ('pii_vault.install_key_check()'), ('pii_vault.audit_wait(integer)'),
+             ('pii_vault.audit_events(bigint,bytea)')) AS f(fn)
 ORDER BY 1, 2;
 
 -- A canary value stored by the writer.
@@ -38,11 +39,13 @@ SELECT vault_get(:'tok') ->> 'name' AS writer_reads_back;
 -- The writer cannot touch the storage directly.
 SELECT try_sql('SELECT * FROM pii_vault.records');
 SELECT try_sql('SELECT * FROM pii_vault.audit_log');
+SELECT try_sql('SELECT * FROM pii_vault.audit_batches');
 SELECT try_sql('SELECT * FROM pii_vault.key_check');
 SELECT try_sql($$UPDATE pii_vault.records SET envelope = '\x00'$$);
 SELECT try_sql('DELETE FROM pii_vault.records');
 SELECT try_sql('TRUNCATE pii_vault.records');
 SELECT try_sql('DELETE FROM pii_vault.audit_log');
+SELECT try_sql('DELETE FROM pii_vault.audit_batches');
 SELECT try_sql('CREATE TABLE pii_vault.mine (x int)');
 SELECT try_sql('SELECT pii_vault.install_key_check()');
 SELECT try_sql('ALTER FUNCTION vault_get(uuid) SECURITY INVOKER');

@@ -1,6 +1,5 @@
 //! Reading and verifying the audit; bulk export behind its switch.
 
-use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use pgrx::Uuid;
@@ -10,53 +9,68 @@ use super::guard;
 use super::jsonb::JsonbDatum;
 use super::records::open_record;
 use crate::audit::{queue, Operation};
-use crate::crypto::audit_chain::{self, AuditRecord};
+use crate::crypto::audit_chain::{self, StoredBatch};
 use crate::error::VaultError;
 use crate::{guc, store};
 
 /// Checks the MAC chain of the whole audit: an edited, deleted, inserted or
-/// reordered row makes `ok` false and names the first bad row.
+/// reordered batch of events makes `ok` false and names the first event of
+/// the first bad batch.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_audit_verify() -> TableIterator<'static, (name!(ok, bool), name!(rows_checked, i64), name!(first_bad_id, Option<i64>))> {
     let verdict = audited(Operation::AuditVerify, |_call| {
         let ring = guard::ready();
-        // The writer's last committed row (when it committed any since the
-        // server started), read before the rows so the snapshot holds it:
-        // catches rows deleted from the end of the chain.
+        // The writer's last committed batch (when it committed any since the
+        // server started), read before the batches so the snapshot holds
+        // it: catches batches deleted from the end of the chain.
         let state = queue::state();
-        let table = Spi::get_one::<pg_sys::Oid>("SELECT 'pii_vault.audit_log'::regclass::oid").ok().flatten();
+        let table = Spi::get_one::<pg_sys::Oid>("SELECT 'pii_vault.audit_batches'::regclass::oid").ok().flatten();
         let same_table = table.is_some_and(|t| u32::from(t) == state.chain_table);
         let head = (state.chain_id > 0 && same_table).then_some((state.chain_id, state.chain_mac));
-        let rows = read_audit_chain().unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
-        audit_chain::verify(ring, rows.iter().map(|(r, m)| (r, m.as_slice())), head)
+        let batches = read_audit_batches().unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
+        audit_chain::verify(
+            ring,
+            batches.iter().map(|b| StoredBatch {
+                first_id: b.first_id,
+                last_id: b.last_id,
+                tokens: b.tokens.clone(),
+                events: &b.events,
+                mac: &b.mac,
+            }),
+            head,
+        )
     });
     TableIterator::once((verdict.ok, verdict.rows_checked, verdict.first_bad_id))
 }
 
-fn read_audit_chain() -> SpiResult<Vec<(AuditRecord, Vec<u8>)>> {
+struct BatchRow {
+    first_id: i64,
+    last_id: i64,
+    tokens: Vec<[u8; 16]>,
+    events: Vec<u8>,
+    mac: Vec<u8>,
+}
+
+fn read_audit_batches() -> SpiResult<Vec<BatchRow>> {
     Spi::connect(|client| {
         let table = client.select(
-            "SELECT id, at, session_role::text, acting_role::text, coalesce(application_name, ''), \
-             operation, token, fields, outcome, mac FROM pii_vault.audit_log ORDER BY id",
+            "SELECT first_id, last_id, tokens, events, mac FROM pii_vault.audit_batches ORDER BY first_id",
             None,
             &[],
         )?;
         let mut rows = Vec::with_capacity(table.len());
         for row in table {
-            let at: Option<TimestampWithTimeZone> = row.get(2)?;
-            let record = AuditRecord {
-                id: row.get(1)?.unwrap_or(0),
-                at: at.map(pg_sys::TimestampTz::from).unwrap_or(0),
-                session_role: row.get(3)?.unwrap_or_default(),
-                acting_role: row.get(4)?.unwrap_or_default(),
-                application_name: row.get(5)?.unwrap_or_default(),
-                operation: row.get(6)?.unwrap_or_default(),
-                token: row.get::<Uuid>(7)?.map(|u| *u.as_bytes()),
-                fields: row.get::<Vec<Option<String>>>(8)?.map(|f| f.into_iter().map(Option::unwrap_or_default).collect()),
-                outcome: row.get(9)?.unwrap_or_default(),
-            };
-            rows.push((record, row.get::<Vec<u8>>(10)?.unwrap_or_default()));
+            let tokens: Vec<Option<Uuid>> = row.get(3)?.unwrap_or_default();
+            rows.push(BatchRow {
+                first_id: row.get(1)?.unwrap_or(0),
+                last_id: row.get(2)?.unwrap_or(0),
+                // A NULL element can come only from tampering: it will not
+                // match the tokens the events name.
+                tokens: tokens.into_iter().map(|t| t.map_or([0; 16], |u| *u.as_bytes())).collect(),
+                events: row.get(4)?.unwrap_or_default(),
+                mac: row.get(5)?.unwrap_or_default(),
+            });
         }
         Ok(rows)
     })
@@ -67,9 +81,14 @@ mod pii_vault {
     use pgrx::prelude::*;
     use pgrx::Uuid;
 
+    use pgrx::datum::TimestampWithTimeZone;
+
     use crate::api::call::audited;
+    use crate::api::errors::raise;
     use crate::api::guard;
     use crate::audit::Operation;
+    use crate::crypto::audit_chain::decode_batch;
+    use crate::error::VaultError;
 
     /// Waits until every audit event queued so far is committed by the
     /// writer; false after `timeout_ms`. For tests and maintenance scripts.
@@ -77,6 +96,45 @@ mod pii_vault {
     #[search_path(pg_catalog, pii_vault, pg_temp)]
     fn audit_wait(timeout_ms: default!(i32, 10000)) -> bool {
         crate::audit::wait_until_written(std::time::Duration::from_millis(timeout_ms.max(0) as u64))
+    }
+
+    /// The events of one stored audit batch, one row each (behind the view
+    /// pii_vault.audit_log and vault_audit). Decoding only: the MACs are
+    /// checked by vault_audit_verify(). A batch that does not decode was
+    /// altered, and reading it is an error (XX001).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    #[search_path(pg_catalog, pii_vault, pg_temp)]
+    fn audit_events(
+        first_id: i64,
+        events: &[u8],
+    ) -> TableIterator<
+        'static,
+        (
+            name!(id, i64),
+            name!(at, Option<TimestampWithTimeZone>),
+            name!(session_role, String),
+            name!(acting_role, String),
+            name!(application_name, String),
+            name!(operation, String),
+            name!(token, Option<Uuid>),
+            name!(fields, Option<Vec<String>>),
+            name!(outcome, String),
+        ),
+    > {
+        let records = decode_batch(first_id, events).unwrap_or_else(|_| raise(VaultError::AuditBatchUnreadable(first_id)));
+        TableIterator::new(records.into_iter().map(|r| {
+            (
+                r.id,
+                TimestampWithTimeZone::try_from(r.at).ok(),
+                r.session_role,
+                r.acting_role,
+                r.application_name,
+                r.operation,
+                r.token.map(Uuid::from_bytes),
+                r.fields,
+                r.outcome,
+            )
+        }))
     }
 
     /// Audits a read of the audit (called by the SQL function vault_audit).

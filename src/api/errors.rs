@@ -16,7 +16,7 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
         | InvalidValue(_) | NullFieldName => ERRCODE_INVALID_PARAMETER_VALUE,
         RecordTooLarge { .. } | TooDeep { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         Duplicate(_) => ERRCODE_UNIQUE_VIOLATION,
-        DecryptFailed => ERRCODE_DATA_CORRUPTED,
+        DecryptFailed | AuditBatchUnreadable(_) => ERRCODE_DATA_CORRUPTED,
         RandomFailure => ERRCODE_INTERNAL_ERROR,
     }
 }

@@ -2,8 +2,8 @@
 //! Never a record value.
 //!
 //! Backends queue events in shared memory (`queue`); one background worker
-//! (`writer`) writes them to `pii_vault.audit_log` in its own transactions
-//! and chains their MACs. A read is audited before its data leaves the
+//! (`writer`) writes them in its own transactions, one row of
+//! `pii_vault.audit_batches` per batch, and chains the batches' MACs. A read is audited before its data leaves the
 //! vault, and refused if the event cannot be queued (fail closed).
 
 pub mod event;

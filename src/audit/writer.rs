@@ -1,6 +1,7 @@
 //! The audit writer: a background worker, the single writer of
-//! `pii_vault.audit_log`. It drains the shared-memory queue in batches, one
-//! transaction per batch, and extends the MAC chain row by row. Because it
+//! `pii_vault.audit_batches`. It drains the shared-memory queue in batches,
+//! one row and one transaction per batch, and extends the MAC chain batch
+//! by batch (format in src/crypto/audit_chain.rs). Because it
 //! writes in its own transactions, an audited read stays audited when the
 //! caller's transaction rolls back or its statement fails half-way.
 
@@ -8,14 +9,13 @@ use std::ffi::CStr;
 use std::time::Duration;
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
-use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 use pgrx::Uuid;
 
 use super::event::AuditEvent;
 use super::queue;
-use crate::crypto::audit_chain::{chain_mac, AuditRecord, GENESIS};
+use crate::crypto::audit_chain::{batch_mac, batch_tokens, encode_batch, AuditRecord, GENESIS};
 use crate::{guc, keys};
 
 const BATCH: usize = 1024;
@@ -134,8 +134,9 @@ impl RoleNames {
     }
 }
 
-/// Writes the oldest queued events; the number written, or None when there
-/// is nothing to write or no audit table yet (events then stay queued).
+/// Writes the oldest queued events as one batch row; the number written,
+/// or None when there is nothing to write or no audit table yet (events
+/// then stay queued).
 fn write_one_batch(
     ring: &crate::crypto::KeyRing,
     head: &mut Option<ChainHead>,
@@ -152,7 +153,7 @@ fn write_one_batch(
             let Some(table) = table else { return Ok(None) };
             if head.as_ref().is_none_or(|h| h.table != table) {
                 let last = client.select(
-                    "SELECT id, mac FROM pii_vault.audit_log ORDER BY id DESC LIMIT 1",
+                    "SELECT last_id, mac FROM pii_vault.audit_batches ORDER BY first_id DESC LIMIT 1",
                     None,
                     &[],
                 )?;
@@ -166,31 +167,20 @@ fn write_one_batch(
                 *head = Some(ChainHead { table, id, mac });
             }
             let h = head.as_mut().expect("set above");
-            // One INSERT per batch: the rows go in as parallel arrays.
-            let mut rows = BatchColumns::with_capacity(batch.len());
-            for event in &batch {
-                let record = to_record(h.id + 1, event, names);
-                let mac = chain_mac(ring, &h.mac, &record);
-                rows.push(record, mac);
-                h.id += 1;
-                h.mac = mac;
-            }
+            let first_id = h.id + 1;
+            let records: Vec<AuditRecord> =
+                batch.iter().enumerate().map(|(i, event)| to_record(first_id + i as i64, event, names)).collect();
+            let last_id = first_id + records.len() as i64 - 1;
+            let events = encode_batch(&records);
+            let mac = batch_mac(ring, &h.mac, first_id, last_id, &events);
+            let tokens: Vec<Uuid> = batch_tokens(&records).into_iter().map(Uuid::from_bytes).collect();
             client.update(
                 &plans.insert_batch,
                 None,
-                &[
-                    rows.id.into(),
-                    rows.at.into(),
-                    rows.session_role.into(),
-                    rows.acting_role.into(),
-                    rows.application_name.into(),
-                    rows.operation.into(),
-                    rows.token.into(),
-                    rows.fields.into(),
-                    rows.outcome.into(),
-                    rows.mac.into(),
-                ],
+                &[first_id.into(), last_id.into(), tokens.into(), events.as_slice().into(), mac.as_slice().into()],
             )?;
+            h.id = last_id;
+            h.mac = mac;
             Ok(Some(batch.len()))
         })
     }));
@@ -220,31 +210,18 @@ fn writer_plans(client: &SpiClient<'_>) -> SpiResult<&'static WriterPlans> {
     if let Some(plans) = PLANS.get() {
         return Ok(plans);
     }
-    let array = |oid: PgBuiltInOids| oid.oid();
     let plans = WriterPlans {
-        audit_table: client.prepare("SELECT pg_catalog.to_regclass('pii_vault.audit_log')::oid", &[])?.keep(),
+        audit_table: client.prepare("SELECT pg_catalog.to_regclass('pii_vault.audit_batches')::oid", &[])?.keep(),
         insert_batch: client
             .prepare_mut(
-                "INSERT INTO pii_vault.audit_log \
-                 (id, at, session_role, acting_role, application_name, operation, token, fields, outcome, mac) \
-                 SELECT id, at, session_role, acting_role, application_name, operation, token, \
-                        fields::text[], outcome, mac \
-                 FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::timestamptz[]), \
-                      pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[]), \
-                      pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::uuid[]), pg_catalog.unnest($8::text[]), \
-                      pg_catalog.unnest($9::text[]), pg_catalog.unnest($10::bytea[])) \
-                      AS r(id, at, session_role, acting_role, application_name, operation, token, fields, outcome, mac)",
+                "INSERT INTO pii_vault.audit_batches (first_id, last_id, tokens, events, mac) \
+                 VALUES ($1, $2, $3, $4, $5)",
                 &[
-                    array(PgBuiltInOids::INT8ARRAYOID),
-                    array(PgBuiltInOids::TIMESTAMPTZARRAYOID),
-                    array(PgBuiltInOids::TEXTARRAYOID),
-                    array(PgBuiltInOids::TEXTARRAYOID),
-                    array(PgBuiltInOids::TEXTARRAYOID),
-                    array(PgBuiltInOids::TEXTARRAYOID),
-                    array(PgBuiltInOids::UUIDARRAYOID),
-                    array(PgBuiltInOids::TEXTARRAYOID),
-                    array(PgBuiltInOids::TEXTARRAYOID),
-                    array(PgBuiltInOids::BYTEAARRAYOID),
+                    PgBuiltInOids::INT8OID.oid(),
+                    PgBuiltInOids::INT8OID.oid(),
+                    PgBuiltInOids::UUIDARRAYOID.oid(),
+                    PgBuiltInOids::BYTEAOID.oid(),
+                    PgBuiltInOids::BYTEAOID.oid(),
                 ],
             )?
             .keep(),
@@ -253,74 +230,6 @@ fn writer_plans(client: &SpiClient<'_>) -> SpiResult<&'static WriterPlans> {
     let plans: &'static WriterPlans = Box::leak(Box::new(plans));
     PLANS.set(Some(plans));
     Ok(plans)
-}
-
-/// A batch of audit rows as columns, for one INSERT … SELECT FROM unnest.
-struct BatchColumns {
-    id: Vec<i64>,
-    at: Vec<Option<TimestampWithTimeZone>>,
-    session_role: Vec<String>,
-    acting_role: Vec<String>,
-    application_name: Vec<String>,
-    operation: Vec<String>,
-    token: Vec<Option<Uuid>>,
-    /// Each row's field names as an array literal (arrays of arrays cannot
-    /// be ragged), cast to text[] by the INSERT.
-    fields: Vec<Option<String>>,
-    outcome: Vec<String>,
-    mac: Vec<Vec<u8>>,
-}
-
-impl BatchColumns {
-    fn with_capacity(n: usize) -> Self {
-        BatchColumns {
-            id: Vec::with_capacity(n),
-            at: Vec::with_capacity(n),
-            session_role: Vec::with_capacity(n),
-            acting_role: Vec::with_capacity(n),
-            application_name: Vec::with_capacity(n),
-            operation: Vec::with_capacity(n),
-            token: Vec::with_capacity(n),
-            fields: Vec::with_capacity(n),
-            outcome: Vec::with_capacity(n),
-            mac: Vec::with_capacity(n),
-        }
-    }
-
-    fn push(&mut self, r: AuditRecord, mac: [u8; 32]) {
-        self.id.push(r.id);
-        // Always valid: the backend took it from GetCurrentTimestamp().
-        self.at.push(TimestampWithTimeZone::try_from(r.at).ok());
-        self.session_role.push(r.session_role);
-        self.acting_role.push(r.acting_role);
-        self.application_name.push(r.application_name);
-        self.operation.push(r.operation);
-        self.token.push(r.token.map(Uuid::from_bytes));
-        self.fields.push(r.fields.as_deref().map(array_literal));
-        self.outcome.push(r.outcome);
-        self.mac.push(mac.to_vec());
-    }
-}
-
-/// `{"a","b\"c"}`: a text[] literal of `items`, every element quoted and
-/// its `"` and `\` escaped, so any field name reads back as itself.
-fn array_literal(items: &[String]) -> String {
-    let mut out = String::from("{");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('"');
-        for c in item.chars() {
-            if c == '"' || c == '\\' {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out.push('"');
-    }
-    out.push('}');
-    out
 }
 
 fn role_name(oid: u32) -> String {

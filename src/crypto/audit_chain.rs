@@ -1,8 +1,16 @@
-//! Tamper evidence for the audit: each row carries
-//! `mac_i = HMAC(audit key, mac_{i-1} ‖ encode(row_i))`, with an all-zero
-//! `mac_0`. Without the key nobody can write a row whose MAC verifies, and
-//! because each MAC covers its predecessor, an edited, deleted, inserted or
-//! reordered row breaks the chain from that row on.
+//! The audit's storage format and its tamper evidence.
+//!
+//! The writer stores events in batches: one row per batch holding the
+//! events encoded back to back (`encode_batch`), numbered consecutively
+//! from the row's `first_id`. Each batch carries
+//! `mac_i = HMAC(audit key, mac_{i-1} ‖ first_id ‖ last_id ‖ events)`, with
+//! an all-zero `mac_0`. Without the key nobody can write a batch whose MAC
+//! verifies, and because each MAC covers its predecessor, an edited,
+//! deleted, inserted or reordered batch breaks the chain from there on.
+//!
+//! Why batches: one heap row and one primary-key entry per event was most
+//! of the writer's cost (and of the audit's disk space); a batch row costs
+//! about the same whatever the number of events in it.
 
 use hmac::Mac;
 
@@ -10,7 +18,14 @@ use super::keyring::{HmacSha256, KeyRing};
 
 pub const GENESIS: [u8; 32] = [0u8; 32];
 
-/// One audit row, as stored (the MAC input).
+/// Version byte at the start of every encoded batch.
+const FORMAT_V1: u8 = 1;
+/// Marks an absent token or field list.
+const ABSENT: u32 = u32::MAX;
+/// More events than any batch holds: a count above it is corruption.
+pub const MAX_BATCH_EVENTS: usize = 65_536;
+
+/// One audit event as stored (role names resolved).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub id: i64,
@@ -25,71 +40,186 @@ pub struct AuditRecord {
     pub outcome: String,
 }
 
-fn put_bytes(mac: &mut HmacSha256, bytes: &[u8]) {
-    mac.update(&(bytes.len() as u64).to_be_bytes());
-    mac.update(bytes);
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
 }
 
-/// The MAC of `row` following a row whose MAC was `previous`. Every field
-/// is length-prefixed, so no two different rows encode alike.
-pub fn chain_mac(ring: &KeyRing, previous: &[u8; 32], row: &AuditRecord) -> [u8; 32] {
-    let mut mac: HmacSha256 = ring.audit_mac.clone();
-    mac.update(b"pii_vault audit v1");
-    mac.update(previous);
-    mac.update(&row.id.to_be_bytes());
-    mac.update(&row.at.to_be_bytes());
-    put_bytes(&mut mac, row.session_role.as_bytes());
-    put_bytes(&mut mac, row.acting_role.as_bytes());
-    put_bytes(&mut mac, row.application_name.as_bytes());
-    put_bytes(&mut mac, row.operation.as_bytes());
-    match &row.token {
-        Some(t) => put_bytes(&mut mac, t),
-        None => mac.update(&u64::MAX.to_be_bytes()),
-    }
-    match &row.fields {
-        Some(fields) => {
-            mac.update(&(fields.len() as u64).to_be_bytes());
-            for f in fields {
-                put_bytes(&mut mac, f.as_bytes());
+/// The events of one batch, back to back; every field is length-prefixed,
+/// so no two different batches encode alike. Ids are not stored: event `i`
+/// has id `first_id + i`.
+pub fn encode_batch(records: &[AuditRecord]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + records.len() * 80);
+    out.push(FORMAT_V1);
+    out.extend_from_slice(&(records.len() as u32).to_be_bytes());
+    for r in records {
+        out.extend_from_slice(&r.at.to_be_bytes());
+        put_str(&mut out, &r.session_role);
+        put_str(&mut out, &r.acting_role);
+        put_str(&mut out, &r.application_name);
+        put_str(&mut out, &r.operation);
+        match &r.token {
+            Some(t) => {
+                out.extend_from_slice(&16u32.to_be_bytes());
+                out.extend_from_slice(t);
             }
+            None => out.extend_from_slice(&ABSENT.to_be_bytes()),
         }
-        None => mac.update(&u64::MAX.to_be_bytes()),
+        match &r.fields {
+            Some(fields) => {
+                out.extend_from_slice(&(fields.len() as u32).to_be_bytes());
+                for f in fields {
+                    put_str(&mut out, f);
+                }
+            }
+            None => out.extend_from_slice(&ABSENT.to_be_bytes()),
+        }
+        put_str(&mut out, &r.outcome);
     }
-    put_bytes(&mut mac, row.outcome.as_bytes());
+    out
+}
+
+/// Why a stored batch cannot be read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreadable;
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Unreadable> {
+        if self.0.len() < n {
+            return Err(Unreadable);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, Unreadable> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    fn i64(&mut self) -> Result<i64, Unreadable> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn string(&mut self) -> Result<String, Unreadable> {
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| Unreadable)
+    }
+}
+
+/// The events of a stored batch whose first event has id `first_id`.
+pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord>, Unreadable> {
+    let mut r = Reader(bytes);
+    if r.take(1)? != [FORMAT_V1] {
+        return Err(Unreadable);
+    }
+    let count = r.u32()? as usize;
+    if count > MAX_BATCH_EVENTS {
+        return Err(Unreadable);
+    }
+    let mut records = Vec::with_capacity(count);
+    for i in 0..count {
+        let at = r.i64()?;
+        let session_role = r.string()?;
+        let acting_role = r.string()?;
+        let application_name = r.string()?;
+        let operation = r.string()?;
+        let token = match r.u32()? {
+            ABSENT => None,
+            16 => Some(r.take(16)?.try_into().expect("16 bytes")),
+            _ => return Err(Unreadable),
+        };
+        let fields = match r.u32()? {
+            ABSENT => None,
+            n if n as usize <= r.0.len() / 4 => Some((0..n).map(|_| r.string()).collect::<Result<_, _>>()?),
+            _ => return Err(Unreadable),
+        };
+        let outcome = r.string()?;
+        let id = first_id.checked_add(i as i64).ok_or(Unreadable)?;
+        records.push(AuditRecord { id, at, session_role, acting_role, application_name, operation, token, fields, outcome });
+    }
+    if !r.0.is_empty() {
+        return Err(Unreadable);
+    }
+    Ok(records)
+}
+
+/// The distinct tokens a batch names, sorted (the `tokens` column, which
+/// lets `vault_audit` find a token's batches through an index).
+pub fn batch_tokens(records: &[AuditRecord]) -> Vec<[u8; 16]> {
+    let mut tokens: Vec<[u8; 16]> = records.iter().filter_map(|r| r.token).collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    tokens
+}
+
+/// The MAC of the batch of events `first_id..=last_id` encoded as `events`,
+/// following a batch whose MAC was `previous`.
+pub fn batch_mac(ring: &KeyRing, previous: &[u8; 32], first_id: i64, last_id: i64, events: &[u8]) -> [u8; 32] {
+    let mut mac: HmacSha256 = ring.audit_mac.clone();
+    mac.update(b"pii_vault audit batch v1");
+    mac.update(previous);
+    mac.update(&first_id.to_be_bytes());
+    mac.update(&last_id.to_be_bytes());
+    mac.update(&(events.len() as u64).to_be_bytes());
+    mac.update(events);
     mac.finalize().into_bytes().into()
+}
+
+/// One stored batch, as read back for verification.
+pub struct StoredBatch<'a> {
+    pub first_id: i64,
+    pub last_id: i64,
+    pub tokens: Vec<[u8; 16]>,
+    pub events: &'a [u8],
+    pub mac: &'a [u8],
 }
 
 /// Result of checking a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub ok: bool,
+    /// Events in the batches checked.
     pub rows_checked: i64,
-    /// The id of the first row whose MAC does not verify (for a chain that
-    /// was cut short, the id the next row should have had).
+    /// The id of the first event of the first batch that does not verify
+    /// (for a chain cut short, the id the next event should have had).
     pub first_bad_id: Option<i64>,
 }
 
-/// Walks rows in id order, checking each MAC and that ids run without gaps.
-/// `expected_head`, when known, is the (id, mac) of a row the writer
-/// committed (read before the rows): a chain that ends before it, or holds
-/// another MAC at that id, lost rows at its end.
+/// Walks batches in id order, checking that ids run without gaps, each MAC,
+/// that the events decode to as many events as the ids span, and that the
+/// token list is the one the events name. `expected_head`, when known, is
+/// the (last id, mac) of a batch the writer committed (read before the
+/// batches): a chain that ends before it, or holds another MAC there, lost
+/// batches at its end.
 pub fn verify<'a>(
     ring: &KeyRing,
-    rows: impl IntoIterator<Item = (&'a AuditRecord, &'a [u8])>,
+    batches: impl IntoIterator<Item = StoredBatch<'a>>,
     expected_head: Option<(i64, [u8; 32])>,
 ) -> Verdict {
     let mut previous = GENESIS;
     let mut last_id = 0i64;
     let mut checked = 0i64;
-    for (row, stored_mac) in rows {
-        checked += 1;
-        let expected = chain_mac(ring, &previous, row);
-        let head_differs = matches!(expected_head, Some((id, mac)) if id == row.id && mac != expected);
-        if row.id != last_id + 1 || stored_mac != expected.as_slice() || head_differs {
-            return Verdict { ok: false, rows_checked: checked, first_bad_id: Some(row.id.min(last_id + 1)) };
+    for batch in batches {
+        let bad = Verdict { ok: false, rows_checked: checked, first_bad_id: Some(batch.first_id.min(last_id + 1)) };
+        if batch.first_id != last_id + 1 || batch.last_id < batch.first_id {
+            return bad;
         }
+        let expected = batch_mac(ring, &previous, batch.first_id, batch.last_id, batch.events);
+        let head_differs = matches!(expected_head, Some((id, mac)) if id == batch.last_id && mac != expected);
+        if batch.mac != expected.as_slice() || head_differs {
+            return bad;
+        }
+        let Ok(records) = decode_batch(batch.first_id, batch.events) else { return bad };
+        if records.len() as i64 != batch.last_id - batch.first_id + 1 || batch_tokens(&records) != batch.tokens {
+            return bad;
+        }
+        checked += records.len() as i64;
         previous = expected;
-        last_id = row.id;
+        last_id = batch.last_id;
     }
     if let Some((head_id, _)) = expected_head {
         if head_id > last_id {
@@ -108,7 +238,7 @@ mod tests {
         KeyRing::derive(&[5u8; 32])
     }
 
-    fn row(id: i64) -> AuditRecord {
+    fn event(id: i64) -> AuditRecord {
         AuditRecord {
             id,
             at: 1_000 + id,
@@ -116,112 +246,172 @@ mod tests {
             acting_role: "app".into(),
             application_name: "psql".into(),
             operation: "get".into(),
-            token: Some([id as u8; 16]),
-            fields: if id % 2 == 0 { Some(vec!["name".into()]) } else { None },
+            token: if id % 3 == 0 { None } else { Some([(id % 5) as u8; 16]) },
+            fields: if id % 2 == 0 { Some(vec!["name".into(), "we\"ird,{}".into()]) } else { None },
             outcome: "ok".into(),
         }
     }
 
-    fn chain(ring: &KeyRing, n: i64) -> Vec<(AuditRecord, Vec<u8>)> {
+    /// A stored batch, owned.
+    struct Row {
+        first_id: i64,
+        last_id: i64,
+        tokens: Vec<[u8; 16]>,
+        events: Vec<u8>,
+        mac: Vec<u8>,
+    }
+
+    /// `n` batches of `size` events each, chained.
+    fn chain(ring: &KeyRing, n: i64, size: i64) -> Vec<Row> {
         let mut prev = GENESIS;
-        (1..=n)
-            .map(|id| {
-                let r = row(id);
-                prev = chain_mac(ring, &prev, &r);
-                (r, prev.to_vec())
+        (0..n)
+            .map(|b| {
+                let first_id = b * size + 1;
+                let last_id = first_id + size - 1;
+                let records: Vec<_> = (first_id..=last_id).map(event).collect();
+                let events = encode_batch(&records);
+                prev = batch_mac(ring, &prev, first_id, last_id, &events);
+                Row { first_id, last_id, tokens: batch_tokens(&records), events, mac: prev.to_vec() }
             })
             .collect()
     }
 
-    fn check(ring: &KeyRing, rows: &[(AuditRecord, Vec<u8>)], head: Option<(i64, [u8; 32])>) -> Verdict {
-        verify(ring, rows.iter().map(|(r, m)| (r, m.as_slice())), head)
+    fn check(ring: &KeyRing, rows: &[Row], head: Option<(i64, [u8; 32])>) -> Verdict {
+        verify(
+            ring,
+            rows.iter().map(|r| StoredBatch {
+                first_id: r.first_id,
+                last_id: r.last_id,
+                tokens: r.tokens.clone(),
+                events: &r.events,
+                mac: &r.mac,
+            }),
+            head,
+        )
     }
 
-    fn head(rows: &[(AuditRecord, Vec<u8>)]) -> Option<(i64, [u8; 32])> {
-        rows.last().map(|(r, m)| (r.id, m.as_slice().try_into().unwrap()))
+    fn head(rows: &[Row]) -> Option<(i64, [u8; 32])> {
+        rows.last().map(|r| (r.last_id, r.mac.as_slice().try_into().unwrap()))
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let records: Vec<_> = (7..20).map(event).collect();
+        assert_eq!(decode_batch(7, &encode_batch(&records)).unwrap(), records);
+        assert_eq!(decode_batch(1, &encode_batch(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn garbage_does_not_decode() {
+        let good = encode_batch(&[event(1), event(2)]);
+        assert_eq!(decode_batch(1, &good[..good.len() - 1]), Err(Unreadable));
+        assert_eq!(decode_batch(1, &[good.as_slice(), b"x"].concat()), Err(Unreadable));
+        assert_eq!(decode_batch(1, &[]), Err(Unreadable));
+        assert_eq!(decode_batch(1, &[2, 0, 0, 0, 0]), Err(Unreadable), "unknown version");
+        assert_eq!(decode_batch(1, &[1, 255, 255, 255, 254]), Err(Unreadable), "absurd count");
     }
 
     #[test]
     fn intact_chain_verifies() {
         let r = ring();
-        let rows = chain(&r, 10);
-        assert_eq!(check(&r, &rows, head(&rows)), Verdict { ok: true, rows_checked: 10, first_bad_id: None });
+        let rows = chain(&r, 10, 4);
+        assert_eq!(check(&r, &rows, head(&rows)), Verdict { ok: true, rows_checked: 40, first_bad_id: None });
         assert!(check(&r, &[], None).ok);
     }
 
     #[test]
-    fn edited_row_is_found() {
+    fn edited_event_names_its_batch() {
         let r = ring();
-        let mut rows = chain(&r, 10);
-        rows[4].0.outcome = "not_found".into();
-        assert_eq!(check(&r, &rows, None).first_bad_id, Some(5));
+        let mut rows = chain(&r, 10, 4);
+        let last = rows[4].events.len() - 1;
+        rows[4].events[last] ^= 1;
+        assert_eq!(check(&r, &rows, None).first_bad_id, Some(17));
     }
 
     #[test]
-    fn deleted_row_is_found() {
+    fn edited_token_list_is_found() {
+        // Hiding a token from vault_audit by editing the index column.
         let r = ring();
-        let mut rows = chain(&r, 10);
+        let mut rows = chain(&r, 10, 4);
+        rows[2].tokens.remove(0);
+        assert_eq!(check(&r, &rows, None).first_bad_id, Some(9));
+    }
+
+    #[test]
+    fn deleted_batch_is_found() {
+        let r = ring();
+        let mut rows = chain(&r, 10, 4);
         rows.remove(3);
-        assert_eq!(check(&r, &rows, None).first_bad_id, Some(4));
+        assert_eq!(check(&r, &rows, None).first_bad_id, Some(13));
     }
 
     #[test]
     fn deleted_tail_is_found_with_the_head() {
         let r = ring();
-        let mut rows = chain(&r, 10);
+        let mut rows = chain(&r, 10, 4);
         let h = head(&rows);
         rows.truncate(7);
         assert!(check(&r, &rows, None).ok, "without the head, a cut tail looks like a short chain");
-        assert_eq!(check(&r, &rows, h).first_bad_id, Some(8));
+        assert_eq!(check(&r, &rows, h).first_bad_id, Some(29));
     }
 
     #[test]
-    fn rows_after_the_known_head_are_fine() {
+    fn batches_after_the_known_head_are_fine() {
         let r = ring();
-        let rows = chain(&r, 10);
+        let rows = chain(&r, 10, 4);
         let h = head(&rows[..6]);
         assert!(check(&r, &rows, h).ok);
     }
 
     #[test]
     fn a_replaced_tail_differs_from_the_head() {
-        // Delete the last rows and re-chain forged ones without the key: the
-        // MACs fail anyway; with the key they would still differ at the head.
+        // Re-chained with the key (which an attacker lacks), the last batch
+        // would verify on its own, but not against the writer's head.
         let r = ring();
-        let rows = chain(&r, 5);
+        let rows = chain(&r, 5, 4);
         let h = head(&rows);
-        let mut other = chain(&r, 5);
-        other[4].0.outcome = "error".into();
-        other[4].1 = chain_mac(&r, &other[3].1.as_slice().try_into().unwrap(), &other[4].0).to_vec();
-        assert_eq!(check(&r, &other, h).first_bad_id, Some(5));
+        let mut other = chain(&r, 5, 4);
+        let mut records = decode_batch(17, &other[4].events).unwrap();
+        records[0].outcome = "error".into();
+        other[4].events = encode_batch(&records);
+        let prev: [u8; 32] = other[3].mac.as_slice().try_into().unwrap();
+        other[4].mac = batch_mac(&r, &prev, 17, 20, &other[4].events).to_vec();
+        assert!(check(&r, &other, None).ok);
+        assert_eq!(check(&r, &other, h).first_bad_id, Some(17));
     }
 
     #[test]
-    fn inserted_and_reordered_rows_are_found() {
+    fn inserted_and_reordered_batches_are_found() {
         let r = ring();
-        let mut rows = chain(&r, 10);
+        let mut rows = chain(&r, 10, 4);
         rows.swap(2, 3);
-        assert!(!check(&r, &rows, None).ok);
-        let mut rows = chain(&r, 10);
-        let mut forged = row(4);
-        forged.operation = "delete".into();
-        rows.insert(3, (forged, vec![0u8; 32]));
-        assert_eq!(check(&r, &rows, None).first_bad_id, Some(4));
+        assert_eq!(check(&r, &rows, None).first_bad_id, Some(9));
+        let mut rows = chain(&r, 10, 4);
+        let forged = Row { first_id: 13, last_id: 13, tokens: vec![], events: encode_batch(&[event(13)]), mac: vec![0; 32] };
+        rows.insert(3, forged);
+        assert_eq!(check(&r, &rows, None).first_bad_id, Some(13));
+        // Contents swapped between two batches, ids left in place.
+        let mut rows = chain(&r, 10, 4);
+        let (a, b) = (rows[5].events.clone(), rows[6].events.clone());
+        rows[5].events = b;
+        rows[6].events = a;
+        assert_eq!(check(&r, &rows, None).first_bad_id, Some(21));
     }
 
     #[test]
     fn another_key_cannot_forge() {
-        let rows = chain(&KeyRing::derive(&[6u8; 32]), 3);
+        let rows = chain(&KeyRing::derive(&[6u8; 32]), 3, 2);
         assert_eq!(check(&ring(), &rows, None).first_bad_id, Some(1));
     }
 
     proptest! {
         #[test]
-        fn any_single_field_edit_is_found(n in 1i64..20, victim in any::<prop::sample::Index>(), field in 0usize..6) {
+        fn any_single_field_edit_is_found(n in 1i64..8, size in 1i64..6, victim in any::<prop::sample::Index>(), field in 0usize..6) {
             let r = ring();
-            let mut rows = chain(&r, n);
+            let mut rows = chain(&r, n, size);
             let i = victim.index(rows.len());
-            let target = &mut rows[i].0;
+            let mut records = decode_batch(rows[i].first_id, &rows[i].events).unwrap();
+            let target = &mut records[0];
             match field {
                 0 => target.at += 1,
                 1 => target.session_role.push('x'),
@@ -230,9 +420,19 @@ mod tests {
                 4 => target.fields = Some(vec!["email".into()]),
                 _ => target.application_name.clear(),
             }
-            if rows[i].0 != row(i as i64 + 1) {
-                prop_assert_eq!(check(&r, &rows, None).first_bad_id, Some(i as i64 + 1));
+            let edited = encode_batch(&records);
+            if edited != rows[i].events {
+                rows[i].events = edited;
+                prop_assert_eq!(check(&r, &rows, None).first_bad_id, Some(rows[i].first_id));
             }
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_batch(1, &bytes);
+            let mut framed = vec![FORMAT_V1, 0, 0, 0, 3];
+            framed.extend_from_slice(&bytes);
+            let _ = decode_batch(1, &framed);
         }
     }
 }
