@@ -9,7 +9,8 @@ use super::guard;
 use super::jsonb::JsonbDatum;
 use super::records::open_record;
 use crate::audit::{queue, Operation};
-use crate::crypto::audit_chain::{self, StoredBatch};
+use crate::crypto::audit_chain::{ChainVerifier, StoredBatch, Verdict};
+use crate::crypto::KeyRing;
 use crate::error::VaultError;
 use crate::{guc, store};
 
@@ -28,51 +29,52 @@ fn vault_audit_verify() -> TableIterator<'static, (name!(ok, bool), name!(rows_c
         let table = Spi::get_one::<pg_sys::Oid>("SELECT 'pii_vault.audit_batches'::regclass::oid").ok().flatten();
         let same_table = table.is_some_and(|t| u32::from(t) == state.chain_table);
         let head = (state.chain_id > 0 && same_table).then_some((state.chain_id, state.chain_mac));
-        let batches = read_audit_batches().unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
-        audit_chain::verify(
-            ring,
-            batches.iter().map(|b| StoredBatch {
-                first_id: b.first_id,
-                last_id: b.last_id,
-                tokens: b.tokens.clone(),
-                events: &b.events,
-                mac: &b.mac,
-            }),
-            head,
-        )
+        verify_audit_batches(ring, head).unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"))
     });
     TableIterator::once((verdict.ok, verdict.rows_checked, verdict.first_bad_id))
 }
 
-struct BatchRow {
-    first_id: i64,
-    last_id: i64,
-    tokens: Vec<[u8; 16]>,
-    events: Vec<u8>,
-    mac: Vec<u8>,
-}
-
-fn read_audit_batches() -> SpiResult<Vec<BatchRow>> {
+/// Streams the batches through a cursor, a thousand at a time, freeing each
+/// chunk before the next: memory stays flat however long the audit is.
+fn verify_audit_batches(ring: &KeyRing, head: Option<(i64, [u8; 32])>) -> SpiResult<Verdict> {
     Spi::connect(|client| {
-        let table = client.select(
+        let mut cursor = client.try_open_cursor(
             "SELECT first_id, last_id, tokens, events, mac FROM pii_vault.audit_batches ORDER BY first_id",
-            None,
             &[],
         )?;
-        let mut rows = Vec::with_capacity(table.len());
-        for row in table {
-            let tokens: Vec<Option<Uuid>> = row.get(3)?.unwrap_or_default();
-            rows.push(BatchRow {
-                first_id: row.get(1)?.unwrap_or(0),
-                last_id: row.get(2)?.unwrap_or(0),
-                // A NULL element can come only from tampering: it will not
-                // match the tokens the events name.
-                tokens: tokens.into_iter().map(|t| t.map_or([0; 16], |u| *u.as_bytes())).collect(),
-                events: row.get(4)?.unwrap_or_default(),
-                mac: row.get(5)?.unwrap_or_default(),
-            });
+        let mut verifier = ChainVerifier::new(ring, head);
+        loop {
+            let chunk = cursor.fetch(1000)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut going = true;
+            for row in chunk {
+                let tokens: Vec<Option<Uuid>> = row.get(3)?.unwrap_or_default();
+                let events: Vec<u8> = row.get(4)?.unwrap_or_default();
+                let mac: Vec<u8> = row.get(5)?.unwrap_or_default();
+                going = verifier.check(StoredBatch {
+                    first_id: row.get(1)?.unwrap_or(0),
+                    last_id: row.get(2)?.unwrap_or(0),
+                    // A NULL element can come only from tampering: it will
+                    // not match the tokens the events name.
+                    tokens: tokens.into_iter().map(|t| t.map_or([0; 16], |u| *u.as_bytes())).collect(),
+                    events: &events,
+                    mac: &mac,
+                });
+                if !going {
+                    break;
+                }
+            }
+            // SAFETY: the chunk's rows were copied out above and the chunk
+            // dropped; this frees its tuples instead of keeping every chunk
+            // until the SPI connection ends.
+            unsafe { pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable) };
+            if !going {
+                break;
+            }
         }
-        Ok(rows)
+        Ok(verifier.finish())
     })
 }
 

@@ -71,11 +71,11 @@ fn vault_get(token: Uuid) -> Option<JsonbDatum> {
         call.token = Some(token);
         let ring = guard::ready();
         call.count_read();
-        let Some(sealed) = store::fetch_envelope(&token) else {
+        let record = store::with_envelope(&token, |sealed| open_record(ring, &token, sealed));
+        if record.is_none() {
             call.outcome = Outcome::NotFound;
-            return None;
-        };
-        Some(open_record(ring, &token, &sealed))
+        }
+        record
     })
 }
 
@@ -94,11 +94,11 @@ fn vault_get_fields(token: Uuid, fields: Vec<Option<String>>) -> Option<JsonbDat
         call.fields = Some(fields);
         let ring = guard::ready();
         call.count_read();
-        let Some(sealed) = store::fetch_envelope(&token) else {
+        let Some(full) = store::with_envelope(&token, |sealed| open_record(ring, &token, sealed)) else {
             call.outcome = Outcome::NotFound;
             return None;
         };
-        let full_text = open_record(ring, &token, &sealed).to_text().or_raise();
+        let full_text = full.to_text().or_raise();
         let fields = call.fields.as_deref().unwrap_or_default();
         Some(JsonbDatum::from_text(&record::project(&full_text, fields).or_raise()).or_raise())
     })

@@ -189,44 +189,85 @@ pub struct Verdict {
     pub first_bad_id: Option<i64>,
 }
 
-/// Walks batches in id order, checking that ids run without gaps, each MAC,
-/// that the events decode to as many events as the ids span, and that the
-/// token list is the one the events name. `expected_head`, when known, is
-/// the (last id, mac) of a batch the writer committed (read before the
-/// batches): a chain that ends before it, or holds another MAC there, lost
-/// batches at its end.
+/// Checks a chain batch by batch, in id order, so the audit can be
+/// streamed from a cursor rather than read into memory whole. For each
+/// batch: ids continue without a gap, the MAC verifies, the events decode to
+/// as many events as the ids span, and the token list is the one the events
+/// name. `expected_head`, when known, is the (last id, mac) of a batch the
+/// writer committed (read before the batches): a chain that ends before it,
+/// or holds another MAC there, lost batches at its end.
+pub struct ChainVerifier<'r> {
+    ring: &'r KeyRing,
+    expected_head: Option<(i64, [u8; 32])>,
+    previous: [u8; 32],
+    last_id: i64,
+    checked: i64,
+    bad: Option<i64>,
+}
+
+impl<'r> ChainVerifier<'r> {
+    pub fn new(ring: &'r KeyRing, expected_head: Option<(i64, [u8; 32])>) -> Self {
+        ChainVerifier { ring, expected_head, previous: GENESIS, last_id: 0, checked: 0, bad: None }
+    }
+
+    /// Checks the next batch; false once a batch failed (stop feeding).
+    pub fn check(&mut self, batch: StoredBatch<'_>) -> bool {
+        if self.bad.is_some() {
+            return false;
+        }
+        match self.verdict_on(&batch) {
+            Ok((mac, events)) => {
+                self.checked += events;
+                self.previous = mac;
+                self.last_id = batch.last_id;
+                true
+            }
+            Err(()) => {
+                self.bad = Some(batch.first_id.min(self.last_id + 1));
+                false
+            }
+        }
+    }
+
+    fn verdict_on(&self, batch: &StoredBatch<'_>) -> Result<([u8; 32], i64), ()> {
+        if batch.first_id != self.last_id + 1 || batch.last_id < batch.first_id {
+            return Err(());
+        }
+        let expected = batch_mac(self.ring, &self.previous, batch.first_id, batch.last_id, batch.events);
+        let head_differs = matches!(self.expected_head, Some((id, mac)) if id == batch.last_id && mac != expected);
+        if batch.mac != expected.as_slice() || head_differs {
+            return Err(());
+        }
+        let records = decode_batch(batch.first_id, batch.events).map_err(|_| ())?;
+        if records.len() as i64 != batch.last_id - batch.first_id + 1 || batch_tokens(&records) != batch.tokens {
+            return Err(());
+        }
+        Ok((expected, records.len() as i64))
+    }
+
+    pub fn finish(self) -> Verdict {
+        let cut_short = matches!(self.expected_head, Some((head_id, _)) if head_id > self.last_id);
+        match self.bad {
+            Some(id) => Verdict { ok: false, rows_checked: self.checked, first_bad_id: Some(id) },
+            None if cut_short => Verdict { ok: false, rows_checked: self.checked, first_bad_id: Some(self.last_id + 1) },
+            None => Verdict { ok: true, rows_checked: self.checked, first_bad_id: None },
+        }
+    }
+}
+
+/// Checks a whole chain held in memory (see `ChainVerifier`).
 pub fn verify<'a>(
     ring: &KeyRing,
     batches: impl IntoIterator<Item = StoredBatch<'a>>,
     expected_head: Option<(i64, [u8; 32])>,
 ) -> Verdict {
-    let mut previous = GENESIS;
-    let mut last_id = 0i64;
-    let mut checked = 0i64;
+    let mut verifier = ChainVerifier::new(ring, expected_head);
     for batch in batches {
-        let bad = Verdict { ok: false, rows_checked: checked, first_bad_id: Some(batch.first_id.min(last_id + 1)) };
-        if batch.first_id != last_id + 1 || batch.last_id < batch.first_id {
-            return bad;
-        }
-        let expected = batch_mac(ring, &previous, batch.first_id, batch.last_id, batch.events);
-        let head_differs = matches!(expected_head, Some((id, mac)) if id == batch.last_id && mac != expected);
-        if batch.mac != expected.as_slice() || head_differs {
-            return bad;
-        }
-        let Ok(records) = decode_batch(batch.first_id, batch.events) else { return bad };
-        if records.len() as i64 != batch.last_id - batch.first_id + 1 || batch_tokens(&records) != batch.tokens {
-            return bad;
-        }
-        checked += records.len() as i64;
-        previous = expected;
-        last_id = batch.last_id;
-    }
-    if let Some((head_id, _)) = expected_head {
-        if head_id > last_id {
-            return Verdict { ok: false, rows_checked: checked, first_bad_id: Some(last_id + 1) };
+        if !verifier.check(batch) {
+            break;
         }
     }
-    Verdict { ok: true, rows_checked: checked, first_bad_id: None }
+    verifier.finish()
 }
 
 #[cfg(test)]

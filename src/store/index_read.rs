@@ -163,15 +163,29 @@ pub(super) fn read_unique<R>(
     })
 }
 
-/// Column `attnum` of the row in `slot`, detoasted and copied; None if NULL.
+/// Calls `f` with the bytes of bytea column `attnum` of the row in `slot`,
+/// borrowed from the buffer when stored inline (no copy: the envelope is
+/// decrypted straight from the page), detoasted when stored out of line.
+/// None if NULL.
 ///
 /// # Safety
 /// `slot` holds a row of `pii_vault.records` and `attnum` is a bytea column.
-pub(super) unsafe fn bytea_column(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<Vec<u8>> {
+pub(super) unsafe fn with_bytea_column<R>(
+    slot: *mut pg_sys::TupleTableSlot,
+    attnum: i32,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Option<R> {
     let mut is_null = false;
-    let datum = unsafe { pg_sys::slot_getattr(slot, attnum, &mut is_null) };
-    // SAFETY: a bytea datum of this row (FromDatum detoasts and copies).
-    unsafe { Vec::<u8>::from_polymorphic_datum(datum, is_null, pg_sys::BYTEAOID) }
+    // SAFETY: the slot keeps its buffer pinned while `f` runs; a detoasted
+    // copy is palloc'd in the current memory context.
+    unsafe {
+        let datum = pg_sys::slot_getattr(slot, attnum, &mut is_null);
+        if is_null {
+            return None;
+        }
+        let value = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+        Some(f(pgrx::varlena::varlena_to_byte_slice(value)))
+    }
 }
 
 /// The token (uuid column 1) of the row in `slot`.

@@ -4,7 +4,7 @@
 //! and executed with parameters; no SQL text is ever built from values.
 //! Callers run inside SECURITY DEFINER functions with a pinned search_path,
 //! and every name here is schema-qualified as well. The hot one-row reads
-//! (`fetch_envelope`, `find_token`, `token_exists`) skip SPI and probe the
+//! (`with_envelope`, `find_token`, `token_exists`) skip SPI and probe the
 //! unique indexes directly (`index_read`).
 
 mod index_read;
@@ -102,11 +102,12 @@ fn conflicting_kind(
     Ok(kind.as_deref().and_then(|k| LookupKind::parse(k).ok()))
 }
 
-/// The stored envelope of a record.
-pub fn fetch_envelope(token: &Token) -> Option<Vec<u8>> {
+/// Calls `f` with the stored envelope of a record (borrowed, not copied);
+/// None when there is no such record.
+pub fn with_envelope<R>(token: &Token, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     // SAFETY: the slot holds a row of pii_vault.records; envelope is bytea.
     read_unique(RecordsIndex::Token, token_datum(token), |slot| unsafe {
-        index_read::bytea_column(slot, index_read::ENVELOPE_COLUMN)
+        index_read::with_bytea_column(slot, index_read::ENVELOPE_COLUMN, f)
     })
     .flatten()
 }
