@@ -95,10 +95,11 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     queue::unregister_writer();
 }
 
-/// Each batch allocates and frees the same few megabytes (arrays, tuples,
-/// the transaction's memory). With glibc's defaults, large blocks are
-/// mmap()ed and returned to the kernel on free, so every batch page-faulted
-/// them in again (~10 000 faults/s under load). Keep them in the heap.
+/// Each batch allocates and frees the same memory (the events, the
+/// transaction's contexts). With glibc's defaults, large blocks are mmap()ed
+/// and returned to the kernel on free, so every batch page-faulted them in
+/// again (~10 000 faults/s under load, measured with one row per event).
+/// Keep them in the heap.
 fn keep_freed_memory() {
     const KEEP: i32 = 64 << 20;
     // SAFETY: mallopt only tunes this process's allocator.

@@ -255,25 +255,26 @@ impl<'r> ChainVerifier<'r> {
     }
 }
 
-/// Checks a whole chain held in memory (see `ChainVerifier`).
-pub fn verify<'a>(
-    ring: &KeyRing,
-    batches: impl IntoIterator<Item = StoredBatch<'a>>,
-    expected_head: Option<(i64, [u8; 32])>,
-) -> Verdict {
-    let mut verifier = ChainVerifier::new(ring, expected_head);
-    for batch in batches {
-        if !verifier.check(batch) {
-            break;
-        }
-    }
-    verifier.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A whole chain held in memory, through `ChainVerifier`
+    /// (vault_audit_verify streams it from a cursor instead).
+    fn verify<'a>(
+        ring: &KeyRing,
+        batches: impl IntoIterator<Item = StoredBatch<'a>>,
+        expected_head: Option<(i64, [u8; 32])>,
+    ) -> Verdict {
+        let mut verifier = ChainVerifier::new(ring, expected_head);
+        for batch in batches {
+            if !verifier.check(batch) {
+                break;
+            }
+        }
+        verifier.finish()
+    }
 
     fn ring() -> KeyRing {
         KeyRing::derive(&[5u8; 32])

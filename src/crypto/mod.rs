@@ -14,6 +14,7 @@ pub use keyring::KeyRing;
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{VaultError, VaultResult};
 
@@ -22,20 +23,24 @@ use crate::error::{VaultError, VaultResult};
 /// A ChaCha20 generator per process, seeded from the operating system's
 /// CSPRNG (`getrandom`) on first use and re-seeded every `RESEED_AFTER`
 /// bytes. A system call per record cost about 0.3 µs, a fifth of sealing a
-/// 1 KB record. The generator remembers the process id it was seeded in: a
-/// process forked from one that used it (PostgreSQL forks every backend)
-/// re-seeds before its first byte, so no two processes share a stream.
+/// 1 KB record. A process forked from one that used the generator
+/// (PostgreSQL forks every backend) re-seeds before its first byte, so no
+/// two processes share a stream: a `pthread_atfork` child handler bumps
+/// `FORK_GENERATION`, which each use compares with the generation it was
+/// seeded in (an atomic load, where asking for the process id was a system
+/// call per use).
 pub fn fill_random(buf: &mut [u8]) -> VaultResult<()> {
     RNG.with_borrow_mut(|rng| {
-        let pid = std::process::id();
+        let generation = FORK_GENERATION.load(Ordering::Acquire);
         let stale = match rng.as_ref() {
-            Some(state) => state.pid != pid || state.remaining < buf.len(),
+            Some(state) => state.generation != generation || state.remaining < buf.len(),
             None => true,
         };
         if stale {
+            watch_forks();
             let mut seed = zeroize::Zeroizing::new([0u8; 32]);
             getrandom::getrandom(seed.as_mut()).map_err(|_| VaultError::RandomFailure)?;
-            *rng = Some(ProcessRng { pid, remaining: RESEED_AFTER, chacha: ChaCha20Rng::from_seed(*seed) });
+            *rng = Some(ProcessRng { generation, remaining: RESEED_AFTER, chacha: ChaCha20Rng::from_seed(*seed) });
         }
         let state = rng.as_mut().expect("seeded above");
         state.chacha.fill_bytes(buf);
@@ -47,8 +52,25 @@ pub fn fill_random(buf: &mut [u8]) -> VaultResult<()> {
 /// Bytes drawn from one seed (larger requests are never made).
 const RESEED_AFTER: usize = 1 << 20;
 
+/// Forks since this process image started (each child's copy counts its own).
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Registers the fork handler, once per process image (before the first
+/// seed, so any fork after a seed is seen).
+fn watch_forks() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a handler that only increments an atomic.
+    REGISTERED.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(forked_child));
+    });
+}
+
 struct ProcessRng {
-    pid: u32,
+    generation: u64,
     remaining: usize,
     chacha: ChaCha20Rng,
 }
