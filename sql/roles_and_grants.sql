@@ -32,6 +32,7 @@ FROM pii_vault.audit_batches AS b
 CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e;
 REVOKE ALL ON pii_vault.audit_log FROM PUBLIC;
 REVOKE ALL ON FUNCTION pii_vault.audit_events(bigint, bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pii_vault.audit_batch_may_name(bytea, uuid) FROM PUBLIC;
 
 -- The audit of one token, for auditors and admins (no PII in it).
 CREATE FUNCTION vault_audit(for_token uuid)
@@ -45,13 +46,13 @@ BEGIN
     -- then wait briefly for queued events so the answer is current.
     PERFORM pii_vault.audit_read_note(for_token);
     PERFORM pii_vault.audit_wait(2000);
-    -- The GIN index on tokens finds the batches naming the token.
+    -- Each batch's token filter skips the batches that cannot name it.
     RETURN QUERY
         SELECT e.id, e.at, e.session_role::name, e.acting_role::name, e.application_name,
                e.operation, e.token, e.fields, e.outcome
         FROM pii_vault.audit_batches AS b
         CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e
-        WHERE b.tokens OPERATOR(pg_catalog.@>) ARRAY[for_token] AND e.token = for_token
+        WHERE pii_vault.audit_batch_may_name(b.token_filter, for_token) AND e.token = for_token
         ORDER BY e.id;
 END
 $$;

@@ -57,16 +57,21 @@ CREATE TABLE pii_vault.key_check (
 CREATE TABLE pii_vault.audit_batches (
     first_id bigint PRIMARY KEY,
     last_id  bigint NOT NULL,
-    -- The distinct tokens the events name, so vault_audit(token) finds a
-    -- token's batches through the GIN index (verified against the events).
-    tokens   uuid[] NOT NULL,
+    -- A Bloom filter of the tokens the events name, so vault_audit(token)
+    -- decodes only the batches that may name it (src/crypto/token_filter.rs;
+    -- vault_audit_verify checks it against the events). A GIN index on the
+    -- token list cost the writer more than everything else it does.
+    token_filter bytea NOT NULL,
     events   bytea  NOT NULL,
     mac      bytea  NOT NULL
 );
-CREATE INDEX audit_batches_tokens ON pii_vault.audit_batches USING gin (tokens);
+-- At most ~1.3 kB (1024 events per batch): kept in the row, never
+-- compressed (random bits) or moved out of line, so vault_audit's scan
+-- reads the filters without touching TOAST.
+ALTER TABLE pii_vault.audit_batches ALTER COLUMN token_filter SET STORAGE PLAIN;
 -- Events repeat role and operation names, so they compress about 3:1; lz4
 -- does that at a fraction of pglz's CPU (pglz was the writer's largest
--- cost after the batch rows themselves). Random tokens do not compress.
+-- cost after the batch rows themselves).
 DO $$
 BEGIN
     ALTER TABLE pii_vault.audit_batches ALTER COLUMN events SET COMPRESSION lz4;
@@ -74,7 +79,6 @@ EXCEPTION WHEN feature_not_supported THEN
     NULL; -- a server built without lz4 keeps pglz
 END
 $$;
-ALTER TABLE pii_vault.audit_batches ALTER COLUMN tokens SET STORAGE EXTERNAL;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA pii_vault FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pii_vault FROM PUBLIC;

@@ -10,10 +10,11 @@ SELECT pii_vault.audit_wait() AS audit_written;
 
 -- Pick a batch in the middle, naming a token, and keep a copy to put back.
 SELECT first_id AS victim_id FROM pii_vault.audit_batches
-WHERE cardinality(tokens) > 0 ORDER BY first_id OFFSET 3 LIMIT 1 \gset
+WHERE EXISTS (SELECT FROM pii_vault.audit_events(first_id, events) e WHERE e.token IS NOT NULL)
+ORDER BY first_id OFFSET 3 LIMIT 1 \gset
 CREATE TEMP TABLE saved AS SELECT * FROM pii_vault.audit_batches WHERE first_id = :victim_id;
 CREATE FUNCTION pg_temp.restore_victim() RETURNS void LANGUAGE sql AS $$
-    UPDATE pii_vault.audit_batches a SET last_id = s.last_id, tokens = s.tokens, events = s.events, mac = s.mac
+    UPDATE pii_vault.audit_batches a SET last_id = s.last_id, token_filter = s.token_filter, events = s.events, mac = s.mac
     FROM saved s WHERE a.first_id = s.first_id
 $$;
 
@@ -31,11 +32,17 @@ WHERE first_id = :victim_id AND position('\x00000002'::bytea || 'ok'::bytea IN e
 SELECT ok, first_bad_id = :victim_id AS names_the_batch FROM vault_audit_verify();
 SELECT pg_temp.restore_victim();
 
--- Edited: a token removed from the list vault_audit searches, to hide the
--- reads of that record from an auditor.
-UPDATE pii_vault.audit_batches SET tokens = tokens[2:] WHERE first_id = :victim_id;
+-- Edited: the batch's token filter cleared, to hide the reads of a record
+-- from an auditor (vault_audit skips the batches the filter rules out).
+SELECT e.token AS hidden_token, s.last_id AS victim_last_id
+FROM saved s CROSS JOIN LATERAL pii_vault.audit_events(s.first_id, s.events) e
+WHERE e.token IS NOT NULL LIMIT 1 \gset
+SELECT count(*) > 0 AS listed_before FROM vault_audit(:'hidden_token') WHERE id BETWEEN :victim_id AND :victim_last_id;
+UPDATE pii_vault.audit_batches SET token_filter = '\x0700' WHERE first_id = :victim_id;
+SELECT count(*) = 0 AS hidden_from_vault_audit FROM vault_audit(:'hidden_token') WHERE id BETWEEN :victim_id AND :victim_last_id;
 SELECT ok, first_bad_id = :victim_id AS names_the_batch FROM vault_audit_verify();
 SELECT pg_temp.restore_victim();
+SELECT count(*) > 0 AS listed_again FROM vault_audit(:'hidden_token') WHERE id BETWEEN :victim_id AND :victim_last_id;
 
 -- Deleted.
 DELETE FROM pii_vault.audit_batches WHERE first_id = :victim_id;
@@ -45,8 +52,8 @@ SELECT ok FROM vault_audit_verify();
 
 -- Inserted: a forged batch (no key, so no valid MAC), placed far beyond the
 -- batches the writer is still appending.
-INSERT INTO pii_vault.audit_batches (first_id, last_id, tokens, events, mac)
-VALUES (1000000000, 1000000000, '{}', '\x0100000000', '\x00');
+INSERT INTO pii_vault.audit_batches (first_id, last_id, token_filter, events, mac)
+VALUES (1000000000, 1000000000, '\x0700', '\x0100000000', '\x00');
 SELECT ok, first_bad_id IS NOT NULL AS names_a_batch FROM vault_audit_verify();
 DELETE FROM pii_vault.audit_batches WHERE first_id = 1000000000;
 SELECT ok FROM vault_audit_verify();
@@ -54,10 +61,10 @@ SELECT ok FROM vault_audit_verify();
 -- Reordered: two consecutive batches swap their contents (ids stay).
 CREATE TEMP TABLE pair AS SELECT * FROM pii_vault.audit_batches
 WHERE first_id >= :victim_id ORDER BY first_id LIMIT 2;
-UPDATE pii_vault.audit_batches a SET tokens = p.tokens, events = p.events, mac = p.mac
+UPDATE pii_vault.audit_batches a SET token_filter = p.token_filter, events = p.events, mac = p.mac
 FROM pair p WHERE p.first_id <> a.first_id AND a.first_id IN (SELECT first_id FROM pair);
 SELECT ok, first_bad_id = :victim_id AS names_the_batch FROM vault_audit_verify();
-UPDATE pii_vault.audit_batches a SET tokens = p.tokens, events = p.events, mac = p.mac
+UPDATE pii_vault.audit_batches a SET token_filter = p.token_filter, events = p.events, mac = p.mac
 FROM pair p WHERE p.first_id = a.first_id;
 SELECT ok FROM vault_audit_verify();
 

@@ -11,11 +11,10 @@ use std::time::Duration;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
-use pgrx::Uuid;
 
 use super::event::AuditEvent;
 use super::queue;
-use crate::crypto::audit_chain::{batch_mac, batch_tokens, encode_batch, AuditRecord, GENESIS};
+use crate::crypto::audit_chain::{batch_filter, batch_mac, encode_batch, AuditRecord, GENESIS};
 use crate::{guc, keys};
 
 const BATCH: usize = 1024;
@@ -174,11 +173,11 @@ fn write_one_batch(
             let last_id = first_id + records.len() as i64 - 1;
             let events = encode_batch(&records);
             let mac = batch_mac(ring, &h.mac, first_id, last_id, &events);
-            let tokens: Vec<Uuid> = batch_tokens(&records).into_iter().map(Uuid::from_bytes).collect();
+            let token_filter = batch_filter(&records);
             client.update(
                 &plans.insert_batch,
                 None,
-                &[first_id.into(), last_id.into(), tokens.into(), events.as_slice().into(), mac.as_slice().into()],
+                &[first_id.into(), last_id.into(), token_filter.as_slice().into(), events.as_slice().into(), mac.as_slice().into()],
             )?;
             h.id = last_id;
             h.mac = mac;
@@ -215,12 +214,12 @@ fn writer_plans(client: &SpiClient<'_>) -> SpiResult<&'static WriterPlans> {
         audit_table: client.prepare("SELECT pg_catalog.to_regclass('pii_vault.audit_batches')::oid", &[])?.keep(),
         insert_batch: client
             .prepare_mut(
-                "INSERT INTO pii_vault.audit_batches (first_id, last_id, tokens, events, mac) \
+                "INSERT INTO pii_vault.audit_batches (first_id, last_id, token_filter, events, mac) \
                  VALUES ($1, $2, $3, $4, $5)",
                 &[
                     PgBuiltInOids::INT8OID.oid(),
                     PgBuiltInOids::INT8OID.oid(),
-                    PgBuiltInOids::UUIDARRAYOID.oid(),
+                    PgBuiltInOids::BYTEAOID.oid(),
                     PgBuiltInOids::BYTEAOID.oid(),
                     PgBuiltInOids::BYTEAOID.oid(),
                 ],

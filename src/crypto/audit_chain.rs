@@ -15,6 +15,7 @@
 use hmac::Mac;
 
 use super::keyring::{HmacSha256, KeyRing};
+use super::token_filter;
 
 pub const GENESIS: [u8; 32] = [0u8; 32];
 
@@ -147,13 +148,18 @@ pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord>, Unr
     Ok(records)
 }
 
-/// The distinct tokens a batch names, sorted (the `tokens` column, which
-/// lets `vault_audit` find a token's batches through an index).
+/// The distinct tokens a batch names, sorted.
 pub fn batch_tokens(records: &[AuditRecord]) -> Vec<[u8; 16]> {
     let mut tokens: Vec<[u8; 16]> = records.iter().filter_map(|r| r.token).collect();
     tokens.sort_unstable();
     tokens.dedup();
     tokens
+}
+
+/// The batch's token filter (the `token_filter` column, which lets
+/// `vault_audit` skip the batches that do not name a token).
+pub fn batch_filter(records: &[AuditRecord]) -> Vec<u8> {
+    token_filter::build(&batch_tokens(records))
 }
 
 /// The MAC of the batch of events `first_id..=last_id` encoded as `events`,
@@ -173,7 +179,7 @@ pub fn batch_mac(ring: &KeyRing, previous: &[u8; 32], first_id: i64, last_id: i6
 pub struct StoredBatch<'a> {
     pub first_id: i64,
     pub last_id: i64,
-    pub tokens: Vec<[u8; 16]>,
+    pub token_filter: &'a [u8],
     pub events: &'a [u8],
     pub mac: &'a [u8],
 }
@@ -192,8 +198,8 @@ pub struct Verdict {
 /// Checks a chain batch by batch, in id order, so the audit can be
 /// streamed from a cursor rather than read into memory whole. For each
 /// batch: ids continue without a gap, the MAC verifies, the events decode to
-/// as many events as the ids span, and the token list is the one the events
-/// name. `expected_head`, when known, is the (last id, mac) of a batch the
+/// as many events as the ids span, and the token filter is the one the
+/// events make. `expected_head`, when known, is the (last id, mac) of a batch the
 /// writer committed (read before the batches): a chain that ends before it,
 /// or holds another MAC there, lost batches at its end.
 pub struct ChainVerifier<'r> {
@@ -239,7 +245,7 @@ impl<'r> ChainVerifier<'r> {
             return Err(());
         }
         let records = decode_batch(batch.first_id, batch.events).map_err(|_| ())?;
-        if records.len() as i64 != batch.last_id - batch.first_id + 1 || batch_tokens(&records) != batch.tokens {
+        if records.len() as i64 != batch.last_id - batch.first_id + 1 || batch_filter(&records) != batch.token_filter {
             return Err(());
         }
         Ok((expected, records.len() as i64))
@@ -298,7 +304,7 @@ mod tests {
     struct Row {
         first_id: i64,
         last_id: i64,
-        tokens: Vec<[u8; 16]>,
+        token_filter: Vec<u8>,
         events: Vec<u8>,
         mac: Vec<u8>,
     }
@@ -313,7 +319,7 @@ mod tests {
                 let records: Vec<_> = (first_id..=last_id).map(event).collect();
                 let events = encode_batch(&records);
                 prev = batch_mac(ring, &prev, first_id, last_id, &events);
-                Row { first_id, last_id, tokens: batch_tokens(&records), events, mac: prev.to_vec() }
+                Row { first_id, last_id, token_filter: batch_filter(&records), events, mac: prev.to_vec() }
             })
             .collect()
     }
@@ -324,7 +330,7 @@ mod tests {
             rows.iter().map(|r| StoredBatch {
                 first_id: r.first_id,
                 last_id: r.last_id,
-                tokens: r.tokens.clone(),
+                token_filter: &r.token_filter,
                 events: &r.events,
                 mac: &r.mac,
             }),
@@ -371,11 +377,15 @@ mod tests {
     }
 
     #[test]
-    fn edited_token_list_is_found() {
-        // Hiding a token from vault_audit by editing the index column.
+    fn edited_token_filter_is_found() {
+        // Hiding a token from vault_audit by clearing the filter's bits.
         let r = ring();
         let mut rows = chain(&r, 10, 4);
-        rows[2].tokens.remove(0);
+        let records = decode_batch(9, &rows[2].events).unwrap();
+        let hidden = records.iter().find_map(|e| e.token).unwrap();
+        assert!(token_filter::may_contain(&rows[2].token_filter, &hidden));
+        rows[2].token_filter[1..].fill(0);
+        assert!(!token_filter::may_contain(&rows[2].token_filter, &hidden));
         assert_eq!(check(&r, &rows, None).first_bad_id, Some(9));
     }
 
@@ -429,7 +439,7 @@ mod tests {
         rows.swap(2, 3);
         assert_eq!(check(&r, &rows, None).first_bad_id, Some(9));
         let mut rows = chain(&r, 10, 4);
-        let forged = Row { first_id: 13, last_id: 13, tokens: vec![], events: encode_batch(&[event(13)]), mac: vec![0; 32] };
+        let forged = Row { first_id: 13, last_id: 13, token_filter: vec![], events: encode_batch(&[event(13)]), mac: vec![0; 32] };
         rows.insert(3, forged);
         assert_eq!(check(&r, &rows, None).first_bad_id, Some(13));
         // Contents swapped between two batches, ids left in place.

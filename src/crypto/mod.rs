@@ -3,12 +3,14 @@
 //! - `keyring`: sub-keys derived from the master key with HKDF-SHA256.
 //! - `envelope`: per-record data keys, AES-256-GCM, the stored byte format.
 //! - `blind_index`: HMAC-SHA256 of normalized lookup values.
-//! - `audit_chain`: the MAC chain that makes the audit tamper-evident.
+//! - `audit_chain`: the MAC chain that makes the audit tamper-evident;
+//!   `token_filter`: the Bloom filter that lets `vault_audit` skip batches.
 
 pub mod audit_chain;
 pub mod blind_index;
 pub mod envelope;
 pub mod keyring;
+pub mod token_filter;
 
 pub use keyring::KeyRing;
 
