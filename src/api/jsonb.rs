@@ -76,20 +76,21 @@ impl JsonbDatum {
         }
     }
 
-    /// Rebuilds a jsonb datum from bytes that `payload` once returned (after
-    /// authenticated decryption, so they are exactly what PostgreSQL made).
-    pub fn from_payload(payload: &[u8]) -> JsonbDatum {
-        let total = payload.len() + pg_sys::VARHDRSZ;
-        // SAFETY: palloc returns `total` writable bytes or raises.
+    /// A datum of `len` payload bytes written by `fill` straight into its
+    /// palloc'd memory (`vault_get` decrypts there, with no copy), and what
+    /// `fill` returned. `fill` must leave the bytes `payload` once returned
+    /// (authenticated decryption guarantees it: exactly what PostgreSQL made).
+    pub fn filled_by<R>(len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> (JsonbDatum, R) {
+        let total = len + pg_sys::VARHDRSZ;
+        // SAFETY: palloc returns `total` writable bytes or raises; the slice
+        // covers the bytes after the header and ends before the datum is
+        // handed out.
         unsafe {
             let varlena = pg_sys::palloc(total) as *mut pg_sys::varlena;
             set_varsize_4b(varlena, total as i32);
-            std::ptr::copy_nonoverlapping(
-                payload.as_ptr(),
-                (varlena as *mut u8).add(pg_sys::VARHDRSZ),
-                payload.len(),
-            );
-            JsonbDatum { varlena }
+            let payload = std::slice::from_raw_parts_mut((varlena as *mut u8).add(pg_sys::VARHDRSZ), len);
+            let result = fill(payload);
+            (JsonbDatum { varlena }, result)
         }
     }
 

@@ -28,13 +28,16 @@ fn index_hashes(ring: &KeyRing, record_text: &str) -> IndexHashes {
     hashes
 }
 
-/// The decrypted record of `token` as a jsonb datum.
+/// The decrypted record of `token` as a jsonb datum, decrypted straight
+/// into the datum's memory.
 pub(super) fn open_record(ring: &KeyRing, token: &Token, envelope_bytes: &[u8]) -> JsonbDatum {
-    let (encoding, plaintext) = envelope::open(ring, token, envelope_bytes).or_raise();
+    let len = envelope::plaintext_len(envelope_bytes).ok_or(VaultError::DecryptFailed).or_raise();
+    let (datum, encoding) =
+        JsonbDatum::filled_by(len, |bytes| envelope::open_into(ring, token, envelope_bytes, bytes).or_raise());
     match encoding {
-        PayloadEncoding::JsonbBinary => JsonbDatum::from_payload(&plaintext),
+        PayloadEncoding::JsonbBinary => datum,
         PayloadEncoding::JsonText => {
-            let text = std::str::from_utf8(&plaintext).map_err(|_| VaultError::MalformedJson).or_raise();
+            let text = std::str::from_utf8(datum.payload()).map_err(|_| VaultError::MalformedJson).or_raise();
             JsonbDatum::from_text(text).or_raise()
         }
     }

@@ -46,10 +46,12 @@ fn queue_event(
     // SAFETY: plain reads of this backend's globals; application_name is a
     // GUC string (NULL-checked).
     let event = unsafe {
+        // PostgreSQL keeps application_name printable ASCII, so this never
+        // falls back (and needs no copy).
         let app = if pg_sys::application_name.is_null() {
-            String::new()
+            ""
         } else {
-            std::ffi::CStr::from_ptr(pg_sys::application_name).to_string_lossy().into_owned()
+            std::ffi::CStr::from_ptr(pg_sys::application_name).to_str().unwrap_or("?")
         };
         AuditEvent::new(
             pg_sys::GetCurrentTimestamp(),
@@ -57,7 +59,7 @@ fn queue_event(
             // The role in effect at the caller's top level (SET ROLE), which
             // SECURITY DEFINER hides from current_user inside the vault.
             pg_sys::GetOuterUserId().into(),
-            &app,
+            app,
             operation,
             token,
             fields,

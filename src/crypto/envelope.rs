@@ -121,6 +121,12 @@ pub fn key_version(envelope: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(envelope[2..HEADER_LEN].try_into().ok()?))
 }
 
+/// The length of the record an envelope holds; None when it is too short
+/// to be an envelope.
+pub fn plaintext_len(envelope: &[u8]) -> Option<usize> {
+    envelope.len().checked_sub(OVERHEAD)
+}
+
 /// Authenticates and decrypts an envelope written by `seal` for `token`.
 /// Any malformed, truncated, moved or altered envelope is `DecryptFailed`.
 pub fn open(
@@ -128,9 +134,23 @@ pub fn open(
     token: &[u8; 16],
     envelope: &[u8],
 ) -> VaultResult<(PayloadEncoding, Zeroizing<Vec<u8>>)> {
+    let len = plaintext_len(envelope).ok_or(VaultError::DecryptFailed)?;
+    let mut plaintext = Zeroizing::new(vec![0u8; len]);
+    let encoding = open_into(ring, token, envelope, plaintext.as_mut_slice())?;
+    Ok((encoding, plaintext))
+}
+
+/// Opens an envelope into `out`, exactly `plaintext_len(envelope)` bytes:
+/// `vault_get` passes the memory of the datum it returns, so the record is
+/// decrypted where it is needed, with no copy. AES-GCM checks the tag
+/// before it decrypts, so on an error `out` holds ciphertext at most.
+pub fn open_into(ring: &KeyRing, token: &[u8; 16], envelope: &[u8], out: &mut [u8]) -> VaultResult<PayloadEncoding> {
     let version = key_version(envelope).ok_or(VaultError::DecryptFailed)?;
     if version != ring.key_version {
         return Err(VaultError::UnknownKeyVersion(version));
+    }
+    if plaintext_len(envelope) != Some(out.len()) {
+        return Err(VaultError::DecryptFailed);
     }
     let encoding = PayloadEncoding::from_byte(envelope[1]).ok_or(VaultError::DecryptFailed)?;
     let header = &envelope[..HEADER_LEN];
@@ -147,16 +167,16 @@ pub fn open(
 
     let cipher = Aes256Gcm::new_from_slice(data_key.as_ref()).expect("32-byte key");
     let body_end = envelope.len() - TAG_LEN;
-    let mut plaintext = Zeroizing::new(envelope[RECORD_AT..body_end].to_vec());
+    out.copy_from_slice(&envelope[RECORD_AT..body_end]);
     cipher
         .decrypt_in_place_detached(
             Nonce::from_slice(&envelope[RECORD_NONCE_AT..RECORD_AT]),
             &record_aad[..record_aad_len],
-            plaintext.as_mut_slice(),
+            out,
             Tag::from_slice(&envelope[body_end..]),
         )
         .map_err(|_| VaultError::DecryptFailed)?;
-    Ok((encoding, plaintext))
+    Ok(encoding)
 }
 
 #[cfg(test)]
@@ -178,6 +198,25 @@ mod tests {
         let (enc, pt) = open(&r, &TOKEN, &env).unwrap();
         assert_eq!(enc, PayloadEncoding::JsonText);
         assert_eq!(pt.as_slice(), b"{\"a\":1}");
+    }
+
+    #[test]
+    fn opens_into_a_buffer_of_exactly_the_record_length() {
+        let r = ring();
+        let env = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, b"0123456789").unwrap();
+        assert_eq!(plaintext_len(&env), Some(10));
+        let mut out = [0u8; 10];
+        assert_eq!(open_into(&r, &TOKEN, &env, &mut out), Ok(PayloadEncoding::JsonbBinary));
+        assert_eq!(&out, b"0123456789");
+        let mut short = [0u8; 9];
+        assert_eq!(open_into(&r, &TOKEN, &env, &mut short), Err(VaultError::DecryptFailed));
+        // A bad tag leaves no plaintext in the buffer.
+        let mut tampered = env.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        let mut out = [0u8; 10];
+        assert_eq!(open_into(&r, &TOKEN, &tampered, &mut out), Err(VaultError::DecryptFailed));
+        assert_ne!(&out, b"0123456789");
+        assert_eq!(plaintext_len(&env[..OVERHEAD - 1]), None);
     }
 
     #[test]
