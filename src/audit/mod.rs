@@ -74,10 +74,7 @@ fn queue_event(
         if std::time::Instant::now() >= deadline {
             return false;
         }
-        queue::wake_writer();
-        // SAFETY: sleeping in a backend; interrupts are checked right after.
-        unsafe { pg_sys::pg_usleep(1000) };
-        pgrx::check_for_interrupts!();
+        nudge_writer_and_nap();
     }
 }
 
@@ -93,10 +90,16 @@ pub fn wait_until_written(timeout: Duration) -> bool {
         if std::time::Instant::now() >= deadline {
             return false;
         }
-        queue::wake_writer();
-        // SAFETY: sleeping in a backend; interrupts are checked right after.
-        unsafe { pg_sys::pg_usleep(1000) };
-        pgrx::check_for_interrupts!();
+        nudge_writer_and_nap();
     }
     true
+}
+
+/// Wakes the writer and sleeps a millisecond (cancellable) while waiting
+/// for it to make room or catch up.
+fn nudge_writer_and_nap() {
+    queue::wake_writer();
+    // SAFETY: sleeping in a backend; interrupts are checked right after.
+    unsafe { pg_sys::pg_usleep(1000) };
+    pgrx::check_for_interrupts!();
 }

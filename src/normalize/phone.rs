@@ -39,6 +39,10 @@ pub fn normalize_phone(value: &str, region: Region) -> VaultResult<String> {
     }
     // The canonical form must read back as itself, or a lookup by the stored
     // form would miss (the fuzzer found "11.1.11" → "+111", which does not).
+    // Input already in that form was just read: no second parse.
+    if e164 == trimmed {
+        return Ok(e164);
+    }
     let reparsed = std::panic::catch_unwind(|| phonenumber::parse(Some(region), &e164))
         .map_err(|_| invalid())?
         .map_err(|_| invalid())?;
@@ -62,6 +66,7 @@ mod tests {
         assert_eq!(normalize_phone("+1 415-555-2671", us()).unwrap(), "+14155552671");
         assert_eq!(normalize_phone("(415) 555-2671", us()).unwrap(), "+14155552671");
         assert_eq!(normalize_phone("+44 20 7946 0958", us()).unwrap(), "+442079460958");
+        assert_eq!(normalize_phone(" +14155552671 ", us()).unwrap(), "+14155552671", "already canonical");
         let de = parse_region("de").unwrap();
         assert_eq!(normalize_phone("030 123456", de).unwrap(), "+4930123456");
     }
