@@ -126,13 +126,13 @@ mod pii_vault {
             (
                 r.id,
                 TimestampWithTimeZone::try_from(r.at).ok(),
-                r.session_role,
-                r.acting_role,
-                r.application_name,
-                r.operation,
+                r.session_role.into_owned(),
+                r.acting_role.into_owned(),
+                r.application_name.into_owned(),
+                r.operation.into_owned(),
                 r.token.map(Uuid::from_bytes),
-                r.fields,
-                r.outcome,
+                r.fields.map(|names| names.into_iter().map(std::borrow::Cow::into_owned).collect()),
+                r.outcome.into_owned(),
             )
         }))
     }

@@ -18,11 +18,13 @@ use crate::crypto::audit_chain::{batch_filter, batch_mac, encode_batch, AuditRec
 use crate::{guc, keys};
 
 const BATCH: usize = 1024;
-/// Under a trickle of events (fewer than NAP_BELOW per drain) the writer
-/// naps for NAP before draining again: one transaction per ~NAP of events
-/// rather than one per event. It adds at most NAP to the crash-loss window.
-const NAP_BELOW: usize = 256;
+/// After a batch smaller than BATCH the writer naps for NAP, so events
+/// gather into batches of ~NAP's worth instead of one transaction (and a
+/// wake-up) per handful of events. It adds at most NAP to the crash-loss
+/// window.
 const NAP: Duration = Duration::from_millis(2);
+/// How long an idle writer sleeps between checks (producers wake it sooner).
+const IDLE: Duration = Duration::from_millis(250);
 
 /// Registers the writer with the postmaster (from `_PG_init`, at preload).
 pub fn register() {
@@ -71,23 +73,31 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     queue::register_writer(latch, unsafe { pg_sys::MyProcPid });
     let mut names = RoleNames::default();
     loop {
-        // Drain before waiting, and once more after SIGTERM.
-        let written = drain(ring, &mut head, &mut names);
-        if written > 0 && written < NAP_BELOW {
-            // A trickle: nap briefly so the next batch is bigger (fewer
-            // transactions and wake-ups) instead of waking per event.
-            if !BackgroundWorker::wait_latch(Some(NAP)) {
-                drain(ring, &mut head, &mut names);
-                break;
+        let pending = queue::peek(BATCH);
+        let pause = if pending.is_empty() {
+            if !queue::prepare_to_sleep() {
+                continue; // an event arrived meanwhile
             }
-            continue;
+            names.clear(); // idle: forget role names (a role may be renamed)
+            IDLE
+        } else {
+            match write_batch(ring, &mut head, &mut names, &pending) {
+                // No audit table (yet): the events stay queued.
+                0 => IDLE,
+                // A backlog: keep writing.
+                BATCH => continue,
+                // Under load: nap so the next batch is bigger.
+                _ => NAP,
+            }
+        };
+        if !BackgroundWorker::wait_latch(Some(pause)) {
+            break;
         }
-        if !queue::prepare_to_sleep() {
-            continue;
-        }
-        names.clear(); // idle: forget role names (a role may be renamed)
-        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(250))) {
-            drain(ring, &mut head, &mut names);
+    }
+    // SIGTERM: write what is queued before exiting.
+    loop {
+        let pending = queue::peek(BATCH);
+        if pending.is_empty() || write_batch(ring, &mut head, &mut names, &pending) == 0 {
             break;
         }
     }
@@ -108,25 +118,23 @@ fn keep_freed_memory() {
     }
 }
 
-/// Writes every queued event; how many.
-fn drain(ring: &crate::crypto::KeyRing, head: &mut Option<ChainHead>, names: &mut RoleNames) -> usize {
-    let mut total = 0;
-    while let Some(n) = write_one_batch(ring, head, names) {
-        if let Some(h) = head {
-            queue::commit(n, h.table.into(), h.id, h.mac);
-        }
-        total += n;
-    }
-    total
-}
-
 /// Role names by oid, looked up once per busy period.
 #[derive(Default)]
 struct RoleNames(std::collections::HashMap<u32, String>);
 
 impl RoleNames {
-    fn get(&mut self, oid: u32) -> String {
-        self.0.entry(oid).or_insert_with(|| role_name(oid)).clone()
+    /// Looks up the roles of `events` not known yet.
+    fn learn(&mut self, events: &[AuditEvent]) {
+        for event in events {
+            for oid in [event.session_role, event.acting_role] {
+                self.0.entry(oid).or_insert_with(|| role_name(oid));
+            }
+        }
+    }
+
+    /// A role's name, once `learn` has seen it.
+    fn get(&self, oid: u32) -> &str {
+        self.0.get(&oid).map_or("?", String::as_str)
     }
 
     fn clear(&mut self) {
@@ -134,18 +142,15 @@ impl RoleNames {
     }
 }
 
-/// Writes the oldest queued events as one batch row; the number written,
-/// or None when there is nothing to write or no audit table yet (events
-/// then stay queued).
-fn write_one_batch(
+/// Writes `batch` (the oldest queued events) as one batch row and marks
+/// them committed in the queue; the number written, 0 when there is no
+/// audit table yet (the events then stay queued).
+fn write_batch(
     ring: &crate::crypto::KeyRing,
     head: &mut Option<ChainHead>,
     names: &mut RoleNames,
-) -> Option<usize> {
-    let batch = queue::peek(BATCH);
-    if batch.is_empty() {
-        return None;
-    }
+    batch: &[AuditEvent],
+) -> usize {
     let written = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
         Spi::connect_mut(|client| -> SpiResult<Option<usize>> {
             let plans = writer_plans(client)?;
@@ -168,6 +173,7 @@ fn write_one_batch(
             }
             let h = head.as_mut().expect("set above");
             let first_id = h.id + 1;
+            names.learn(batch);
             let records: Vec<AuditRecord> =
                 batch.iter().enumerate().map(|(i, event)| to_record(first_id + i as i64, event, names)).collect();
             let last_id = first_id + records.len() as i64 - 1;
@@ -185,7 +191,12 @@ fn write_one_batch(
         })
     }));
     match written {
-        Ok(n) => n,
+        Ok(Some(n)) => {
+            let h = head.as_ref().expect("set by the batch");
+            queue::commit(n, h.table.into(), h.id, h.mac);
+            n
+        }
+        Ok(None) => 0,
         Err(e) => {
             // A broken audit table: the events stay queued; the writer
             // exits and the postmaster restarts it, so readers fail closed
@@ -244,16 +255,16 @@ fn role_name(oid: u32) -> String {
     }
 }
 
-fn to_record(id: i64, event: &AuditEvent, names: &mut RoleNames) -> AuditRecord {
+fn to_record<'a>(id: i64, event: &'a AuditEvent, names: &'a RoleNames) -> AuditRecord<'a> {
     AuditRecord {
         id,
         at: event.at,
-        session_role: names.get(event.session_role),
-        acting_role: names.get(event.acting_role),
+        session_role: names.get(event.session_role).into(),
+        acting_role: names.get(event.acting_role).into(),
         application_name: event.application_name(),
-        operation: event.operation().map_or("?", |o| o.as_str()).to_string(),
+        operation: event.operation().map_or("?", |o| o.as_str()).into(),
         token: event.token(),
         fields: event.fields(),
-        outcome: event.outcome().map_or("?", |o| o.as_str()).to_string(),
+        outcome: event.outcome().map_or("?", |o| o.as_str()).into(),
     }
 }

@@ -12,6 +12,8 @@
 //! of the writer's cost (and of the audit's disk space); a batch row costs
 //! about the same whatever the number of events in it.
 
+use std::borrow::Cow;
+
 use hmac::Mac;
 
 use super::keyring::{HmacSha256, KeyRing};
@@ -26,19 +28,21 @@ const ABSENT: u32 = u32::MAX;
 /// More events than any batch holds: a count above it is corruption.
 pub const MAX_BATCH_EVENTS: usize = 65_536;
 
-/// One audit event as stored (role names resolved).
+/// One audit event as stored (role names resolved). The writer builds
+/// records that borrow from its queue copy and role-name cache (no string
+/// allocations per event); decoding gives owned ones (`AuditRecord<'static>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
+pub struct AuditRecord<'a> {
     pub id: i64,
     /// Microseconds since 2000-01-01 UTC (PostgreSQL's timestamptz).
     pub at: i64,
-    pub session_role: String,
-    pub acting_role: String,
-    pub application_name: String,
-    pub operation: String,
+    pub session_role: Cow<'a, str>,
+    pub acting_role: Cow<'a, str>,
+    pub application_name: Cow<'a, str>,
+    pub operation: Cow<'a, str>,
     pub token: Option<[u8; 16]>,
-    pub fields: Option<Vec<String>>,
-    pub outcome: String,
+    pub fields: Option<Vec<Cow<'a, str>>>,
+    pub outcome: Cow<'a, str>,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -104,15 +108,15 @@ impl<'a> Reader<'a> {
         Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 
-    fn string(&mut self) -> Result<String, Unreadable> {
+    fn string(&mut self) -> Result<Cow<'static, str>, Unreadable> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| Unreadable)
+        String::from_utf8(bytes.to_vec()).map(Cow::Owned).map_err(|_| Unreadable)
     }
 }
 
 /// The events of a stored batch whose first event has id `first_id`.
-pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord>, Unreadable> {
+pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'static>>, Unreadable> {
     let mut r = Reader(bytes);
     if r.take(1)? != [FORMAT_V1] {
         return Err(Unreadable);
@@ -286,7 +290,7 @@ mod tests {
         KeyRing::derive(&[5u8; 32])
     }
 
-    fn event(id: i64) -> AuditRecord {
+    fn event(id: i64) -> AuditRecord<'static> {
         AuditRecord {
             id,
             at: 1_000 + id,
@@ -466,11 +470,11 @@ mod tests {
             let target = &mut records[0];
             match field {
                 0 => target.at += 1,
-                1 => target.session_role.push('x'),
+                1 => target.session_role.to_mut().push('x'),
                 2 => target.acting_role = "postgres".into(),
                 3 => target.token = None,
                 4 => target.fields = Some(vec!["email".into()]),
-                _ => target.application_name.clear(),
+                _ => target.application_name = "".into(),
             }
             let edited = encode_batch(&records);
             if edited != rows[i].events {
