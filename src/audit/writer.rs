@@ -84,8 +84,9 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
             match write_batch(ring, &mut head, &mut names, &pending) {
                 // No audit table (yet): the events stay queued.
                 0 => IDLE,
-                // A backlog: keep writing.
-                BATCH => continue,
+                // A backlog: keep writing (the zero wait still notices
+                // SIGTERM and SIGHUP between batches).
+                BATCH => Duration::ZERO,
                 // Under load: nap so the next batch is bigger.
                 _ => NAP,
             }
