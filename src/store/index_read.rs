@@ -6,7 +6,7 @@
 //! plan revalidation (which recomputes the search path that SECURITY DEFINER
 //! has just changed) and executor start-up and shut-down around a one-row
 //! index scan. Here the same scan is an index probe and a heap fetch under
-//! the same snapshot SPI would take (see `with_statement_snapshot`). Writes
+//! the same snapshot SPI would take (see `Probe::open`). Writes
 //! still go through SPI's prepared statements, where constraints, triggers
 //! and the WAL cost dominate anyway.
 //!
@@ -107,20 +107,103 @@ fn records_oids() -> RecordsOids {
     oids
 }
 
-/// Runs `f` under the snapshot SPI would give a volatile function's query:
-/// the command counter advanced (so the vault's own writes earlier in this
-/// transaction, even in this statement, are visible), a fresh snapshot in
-/// READ COMMITTED, the transaction's in REPEATABLE READ and SERIALIZABLE.
-fn with_statement_snapshot<R>(f: impl FnOnce(pg_sys::Snapshot) -> R) -> R {
-    // SAFETY: called inside a transaction from a function; the pushed
-    // snapshot is popped below, and by transaction abort if `f` errors.
-    unsafe {
-        pg_sys::CommandCounterIncrement();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        pg_sys::UpdateActiveSnapshotCommandId();
-        let result = f(pg_sys::GetActiveSnapshot());
-        pg_sys::PopActiveSnapshot();
-        result
+/// PostgreSQL's functions for one index probe, declared here without
+/// pgrx's per-call guard. pgrx wraps every `pg_sys` function in a
+/// sigsetjmp and a thread check (~7 ns a call); a probe makes 17 calls, so
+/// `read_unique` runs them in two guarded blocks instead. Signatures as in
+/// PostgreSQL 15's headers (the same as pgrx's bindings).
+mod unguarded {
+    use pgrx::pg_sys::{Datum, IndexScanDesc, List, Oid, RegProcedure, Relation, ScanKey, Snapshot, TupleTableSlot};
+    use pgrx::pg_sys::{AttrNumber, ScanDirection, StrategyNumber, LOCKMODE};
+    use std::ffi::c_int;
+
+    unsafe extern "C-unwind" {
+        pub fn CommandCounterIncrement();
+        pub fn GetTransactionSnapshot() -> Snapshot;
+        pub fn PushActiveSnapshot(snapshot: Snapshot);
+        pub fn UpdateActiveSnapshotCommandId();
+        pub fn GetActiveSnapshot() -> Snapshot;
+        pub fn PopActiveSnapshot();
+        pub fn table_open(relation: Oid, lockmode: LOCKMODE) -> Relation;
+        pub fn table_close(relation: Relation, lockmode: LOCKMODE);
+        pub fn index_open(relation: Oid, lockmode: LOCKMODE) -> Relation;
+        pub fn index_close(relation: Relation, lockmode: LOCKMODE);
+        pub fn index_beginscan(
+            heap: Relation,
+            index: Relation,
+            snapshot: Snapshot,
+            nkeys: c_int,
+            norderbys: c_int,
+        ) -> IndexScanDesc;
+        pub fn ScanKeyInit(
+            entry: ScanKey,
+            attribute: AttrNumber,
+            strategy: StrategyNumber,
+            procedure: RegProcedure,
+            argument: Datum,
+        );
+        pub fn index_rescan(scan: IndexScanDesc, keys: ScanKey, nkeys: c_int, orderbys: ScanKey, norderbys: c_int);
+        pub fn index_getnext_slot(scan: IndexScanDesc, direction: ScanDirection::Type, slot: *mut TupleTableSlot)
+            -> bool;
+        pub fn index_endscan(scan: IndexScanDesc);
+        pub fn table_slot_create(relation: Relation, reglist: *mut *mut List) -> *mut TupleTableSlot;
+        pub fn ExecDropSingleTupleTableSlot(slot: *mut TupleTableSlot);
+    }
+}
+
+/// An open probe: its relations, scan and slot (freed by `close`, or by the
+/// transaction's abort when the caller errors in between).
+struct Probe {
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    scan: pg_sys::IndexScanDesc,
+    slot: *mut pg_sys::TupleTableSlot,
+    found: bool,
+}
+
+impl Probe {
+    /// Pushes the snapshot SPI would give a volatile function's query (the
+    /// command counter advanced, so the vault's own writes earlier in this
+    /// transaction, even in this statement, are visible; a fresh snapshot in
+    /// READ COMMITTED, the transaction's in REPEATABLE READ and
+    /// SERIALIZABLE), opens the relations as the executor does (locks held
+    /// to the end of the transaction) and fetches the first matching row.
+    ///
+    /// # Safety
+    /// Inside a transaction, with a guard (pg_guard_ffi_boundary) around it:
+    /// the body holds only plain values, so an ERROR unwinds nothing.
+    unsafe fn open(table: Oid, index: Oid, equality: Oid, key: Datum) -> Probe {
+        use unguarded::*;
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        unsafe {
+            CommandCounterIncrement();
+            PushActiveSnapshot(GetTransactionSnapshot());
+            UpdateActiveSnapshotCommandId();
+            let heap = table_open(table, lock);
+            let index = index_open(index, lock);
+            let scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+            let mut scan_key: pg_sys::ScanKeyData = std::mem::zeroed();
+            ScanKeyInit(&mut scan_key, 1, pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber, equality, key);
+            index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
+            let slot = table_slot_create(heap, std::ptr::null_mut());
+            let found = index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
+            Probe { heap, index, scan, slot, found }
+        }
+    }
+
+    /// Frees what `open` made and pops its snapshot.
+    ///
+    /// # Safety
+    /// As for `open`; `self` came from `open` in this transaction.
+    unsafe fn close(&self) {
+        use unguarded::*;
+        unsafe {
+            ExecDropSingleTupleTableSlot(self.slot);
+            index_endscan(self.scan);
+            index_close(self.index, pg_sys::NoLock as pg_sys::LOCKMODE);
+            table_close(self.heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+            PopActiveSnapshot();
+        }
     }
 }
 
@@ -133,34 +216,15 @@ pub(super) fn read_unique<R>(
     read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
 ) -> Option<R> {
     let oids = records_oids();
-    let index_oid = oids.indexes[index as usize];
-    with_statement_snapshot(|snapshot| {
-        // SAFETY: relations opened and closed here, locks held to the end of
-        // the transaction as the executor does; the scan and slot are freed
-        // before returning (or by the transaction's abort on error).
-        unsafe {
-            let heap = pg_sys::table_open(oids.table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-            let index_rel = pg_sys::index_open(index_oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-            let scan = pg_sys::index_beginscan(heap, index_rel, snapshot, 1, 0);
-            let mut scan_key: pg_sys::ScanKeyData = std::mem::zeroed();
-            pg_sys::ScanKeyInit(
-                &mut scan_key,
-                1,
-                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-                index.equality_proc(),
-                key,
-            );
-            pg_sys::index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
-            let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
-            let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
-            let result = found.then(|| read(slot));
-            pg_sys::ExecDropSingleTupleTableSlot(slot);
-            pg_sys::index_endscan(scan);
-            pg_sys::index_close(index_rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-            pg_sys::table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
-            result
-        }
-    })
+    let (table, index_oid, equality) = (oids.table, oids.indexes[index as usize], index.equality_proc());
+    // SAFETY: see Probe::open and Probe::close; `read` runs between them
+    // with pgrx's guarded functions, as any Rust code.
+    unsafe {
+        let probe = pg_sys::ffi::pg_guard_ffi_boundary(|| Probe::open(table, index_oid, equality, key));
+        let result = probe.found.then(|| read(probe.slot));
+        pg_sys::ffi::pg_guard_ffi_boundary(|| probe.close());
+        result
+    }
 }
 
 /// Calls `f` with the bytes of bytea column `attnum` of the row in `slot`,
