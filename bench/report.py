@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Reads pgbench results collected by bench/run.sh and prints the table.
 
-  report.py RESULTS_DIR
+  report.py RESULTS_DIR [--secdef]
 
 RESULTS_DIR/runs.tsv has one line per pgbench run:
   op  clients  round  system  tps  logglob
 Latencies come from pgbench's per-transaction logs (-l): field 3, in us.
+With --secdef: throughput only, with system vault_invoker (the vault's
+functions altered to SECURITY INVOKER without a pinned search_path) beside
+the vault as installed.
 """
 import glob
 import statistics
@@ -36,6 +39,7 @@ def latencies(pattern):
 
 def main():
     root = sys.argv[1]
+    secdef = "--secdef" in sys.argv[2:]
     tps = defaultdict(list)
     lat = defaultdict(list)
     for line in open(f"{root}/runs.tsv"):
@@ -48,6 +52,9 @@ def main():
     for op, c, _s in tps:
         if (op, c) not in ops:
             ops.append((op, c))
+    if secdef:
+        secdef_table(ops, tps)
+        return
     header = "| operation | clients | " + " | ".join(
         f"{s} ops/s | {s} p50 ms | {s} p99 ms" for s in systems) + " | vault/plain | vault/pgcrypto |"
     print(header)
@@ -66,6 +73,20 @@ def main():
         r_plain = f"{mean['vault'] / mean['plain']:.2f}" if "vault" in mean and "plain" in mean else "-"
         r_crypto = f"{mean['vault'] / mean['pgcrypto']:.2f}x" if "vault" in mean and "pgcrypto" in mean else "-"
         print(f"| {op} | {c} | " + " | ".join(cells) + f" | {r_plain} | {r_crypto} |")
+
+
+def secdef_table(ops, tps):
+    variants = [("vault", "as installed"), ("vault_invoker", "SECURITY INVOKER, no SET")]
+    header = "| operation | clients | plain ops/s | pgcrypto ops/s | " + " | ".join(
+        f"vault {label} ops/s | /plain | /pgcrypto" for _v, label in variants) + " |"
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    for op, c in ops:
+        mean = {s: statistics.mean(tps[(op, c, s)]) for s in ["plain", "pgcrypto"] + [v for v, _l in variants]}
+        cells = [f"{mean['plain']:,.0f}", f"{mean['pgcrypto']:,.0f}"]
+        for v, _label in variants:
+            cells += [f"{mean[v]:,.0f}", f"{mean[v] / mean['plain']:.3f}", f"{mean[v] / mean['pgcrypto']:.2f}x"]
+        print(f"| {op} | {c} | " + " | ".join(cells) + " |")
 
 
 main()

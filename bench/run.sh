@@ -2,7 +2,7 @@
 # pii_vault beside plain PostgreSQL and hand-written pgcrypto, in one run.
 #
 #   bench/run.sh [--records N] [--seconds S] [--rounds R] [--clients "1 2"]
-#                [--scale M] [--rss CALLS] [--smoke] [--no-install]
+#                [--scale M] [--rss CALLS] [--secdef-cost] [--smoke] [--no-install]
 #
 # Starts a throwaway cluster (pii_vault preloaded, synchronous_commit on),
 # loads N ~1 KB customer profiles into each system, then runs pgbench
@@ -11,7 +11,11 @@
 # ops/s and p50/p99 latency per operation and system, and the ratios.
 # --scale M grows the data to M records and reruns get and lookup (plain
 # and pii_vault) to compare latencies; --rss CALLS measures one backend's
-# RSS after 10 000 and after CALLS vault_get calls. --smoke: tiny and quick
+# RSS after 10 000 and after CALLS vault_get calls. --secdef-cost reruns get
+# and lookup with the most clients once more with vault_get and vault_lookup
+# altered to SECURITY INVOKER without their pinned search_path (an
+# experiment on the throwaway cluster, never a configuration: it measures
+# what DESIGN.md's SECURITY DEFINER rule costs). --smoke: tiny and quick
 # (part of scripts/test.sh). The audit writer runs throughout: every
 # pii_vault figure includes the audit.
 set -euo pipefail
@@ -20,7 +24,7 @@ cd "$HERE/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/cluster.sh
 
-RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 INSTALL=1
+RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 INSTALL=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) RECORDS="$2"; shift 2 ;;
@@ -29,6 +33,7 @@ while [ $# -gt 0 ]; do
         --clients) CLIENTS="$2"; shift 2 ;;
         --scale) SCALE="$2"; shift 2 ;;
         --rss) RSS_CALLS="$2"; shift 2 ;;
+        --secdef-cost) SECDEF_COST=1; shift ;;
         --smoke) RECORDS=2000 SECONDS_PER_RUN=1 ROUNDS=1 CLIENTS=1 SCALE=0 RSS_CALLS=20000; shift ;;
         --no-install) INSTALL=0; shift ;;
         *) echo "bench: unknown option $1" >&2; exit 2 ;;
@@ -79,14 +84,16 @@ t0=$(date +%s)
 load 1 "$RECORDS" plain pgcrypto vault
 echo "bench: loaded in $(( $(date +%s) - t0 )) s"
 
-# pgbench one system/op; appends to runs.tsv.
+# pgbench one system/op; appends to runs.tsv. System vault_invoker runs
+# the vault's scripts (see --secdef-cost).
 run() { # op clients round system records label
     local op="$1" c="$2" round="$3" system="$4" records="$5" label="$6"
+    local script="${system%_invoker}"
     local prefix="$RESULTS/$label-$op-$c-$round-$system"
     local out
     out=$(cd "$RESULTS" && as_pg pgbench -n -M prepared -c "$c" -j "$c" -T "$SECONDS_PER_RUN" \
         -h "$DIR" -p "$PORT" -U postgres -D records="$records" \
-        -l --log-prefix="$prefix" -f "$DIR/scripts/${system}_${op}.sql" bench 2>&1) || {
+        -l --log-prefix="$prefix" -f "$DIR/scripts/${script}_${op}.sql" bench 2>&1) || {
         echo "$out" >&2; echo "bench: pgbench failed for $system $op" >&2; exit 1; }
     local tps
     tps=$(grep -Eo 'tps = [0-9.]+ \(without initial connection time\)' <<<"$out" | grep -Eo '[0-9.]+' | head -1)
@@ -113,6 +120,40 @@ echo
 echo "## $RECORDS records, synchronous_commit = on, pgbench -M prepared, ${SECONDS_PER_RUN}s x $ROUNDS rounds"
 echo
 python3 bench/report.py "$RESULTS"
+
+if [ "$SECDEF_COST" = 1 ]; then
+    # As installed: SECURITY DEFINER with the search_path pinned
+    # (#[search_path] in src/api). The invoker variant is the experiment.
+    secdef() { # on|off
+        local fn
+        for fn in "vault_get(uuid)" "vault_lookup(text, text)"; do
+            if [ "$1" = on ]; then
+                psql_bench -c "ALTER FUNCTION $fn SECURITY DEFINER SET search_path = pg_catalog, pii_vault, pg_temp"
+            else
+                psql_bench -c "ALTER FUNCTION $fn SECURITY INVOKER RESET search_path"
+            fi
+        done
+    }
+    c="${CLIENTS##* }"
+    for op in get lookup; do
+        for ((round = 1; round <= ROUNDS; round++)); do
+            for system in plain pgcrypto vault; do
+                run "$op" "$c" "$round" "$system" "$RECORDS" secdef
+            done
+            secdef off
+            run "$op" "$c" "$round" vault_invoker "$RECORDS" secdef
+            secdef on
+        done
+    done
+    restored=$(psql_bench -At -c "SELECT bool_and(prosecdef AND proconfig IS NOT NULL) FROM pg_proc
+        WHERE proname IN ('vault_get', 'vault_lookup')")
+    if [ "$restored" != t ]; then echo "bench: vault_get/vault_lookup not restored to SECURITY DEFINER" >&2; exit 1; fi
+    cp "$RESULTS/secdef.tsv" "$RESULTS/runs.tsv"
+    echo
+    echo "## What SECURITY DEFINER with a pinned search_path costs ($c clients, experiment)"
+    echo
+    python3 bench/report.py "$RESULTS" --secdef
+fi
 
 if [ "$SCALE" -gt "$RECORDS" ]; then
     echo
