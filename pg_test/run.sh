@@ -112,6 +112,22 @@ race "updates" \
     "SELECT vault_update('$RACE_A', '{\"email\": \"race-update@example.com\"}')" \
     "SELECT vault_update('$RACE_B', '{\"email\": \"race-update@example.com\"}')"
 
+# ---- an ERROR in the middle of an index probe ---------------------------------
+# vault_get and vault_lookup run their index probe's PostgreSQL calls under
+# one pgrx guard (src/store/index_read.rs). An ERROR raised inside it (here
+# a lock timeout in table_open, caught by try_sql's subtransaction) must
+# come back as that ERROR and leave the session's next probe working.
+cluster_psql -q -At -d "$DB" -c "BEGIN; LOCK TABLE pii_vault.records IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;" >/dev/null &
+pid_lock=$!
+sleep 1
+got="$(cluster_psql -q -At -d "$DB" -c "SET lock_timeout = '200ms'" \
+    -c "SELECT try_sql(\$q\$SELECT vault_get('$RACE_A')\$q\$)" -c "SELECT pg_sleep(3)" \
+    -c "SELECT vault_get('$RACE_A') ->> 'name'" | tr '\n' '|')"
+wait "$pid_lock"
+check "an ERROR inside an index probe (lock timeout) surfaces as itself; the session's next get works" \
+    [ "$got" = "55P03 canceling statement due to lock timeout||race a|" ]
+[ "$got" = "55P03 canceling statement due to lock timeout||race a|" ] || echo "   got: $got"
+
 # ---- dump and restore: ciphertext travels, plaintext does not ---------------
 DUMP="$WORK/vault.dump.sql"
 as_pg "$PG_BIN/pg_dump" -h "$WORK" -p "$PORT" -d "$DB" -f "$DUMP"
