@@ -4,11 +4,12 @@
 //! only these purpose-bound keys live on, so a bug in one purpose cannot
 //! expose another's key.
 
-use aes_gcm::{Aes256Gcm, KeyInit};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
+
+use super::aead::Aes256Gcm;
 
 /// The key version every new envelope is written under. Rotation (a later
 /// issue) adds versions; each envelope names the version that wrapped it.
@@ -56,7 +57,7 @@ impl KeyRing {
 
         KeyRing {
             key_version: CURRENT_KEY_VERSION,
-            wrap: Aes256Gcm::new_from_slice(wrap_key.as_ref()).expect("32-byte AES-256 key"),
+            wrap: Aes256Gcm::new(&wrap_key),
             index_mac: <HmacSha256 as Mac>::new_from_slice(index_key.as_ref()).expect("HMAC takes any key length"),
             audit_mac: <HmacSha256 as Mac>::new_from_slice(audit_key.as_ref()).expect("HMAC takes any key length"),
             check_value,

@@ -1,11 +1,13 @@
 //! Cryptography of the vault, free of PostgreSQL types.
 //!
 //! - `keyring`: sub-keys derived from the master key with HKDF-SHA256.
+//! - `aead`: AES-256-GCM (ring's implementation), wiped when dropped.
 //! - `envelope`: per-record data keys, AES-256-GCM, the stored byte format.
 //! - `blind_index`: HMAC-SHA256 of normalized lookup values.
 //! - `audit_chain`: the MAC chain that makes the audit tamper-evident;
 //!   `token_filter`: the Bloom filter that lets `vault_audit` skip batches.
 
+pub mod aead;
 pub mod audit_chain;
 pub mod blind_index;
 pub mod envelope;
