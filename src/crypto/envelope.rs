@@ -161,7 +161,7 @@ pub fn open_into(ring: &KeyRing, token: &[u8; 16], envelope: &[u8], out: &mut [u
     let encoding = PayloadEncoding::from_byte(envelope[1]).ok_or(VaultError::DecryptFailed)?;
     let header = &envelope[..HEADER_LEN];
 
-    let fixed = |range: std::ops::Range<usize>| -> [u8; NONCE_LEN] { envelope[range].try_into().expect("nonce length") };
+    let nonce_in = |range: std::ops::Range<usize>| -> [u8; NONCE_LEN] { envelope[range].try_into().expect("nonce length") };
     let tag_at = |at: usize| -> [u8; TAG_LEN] { envelope[at..at + TAG_LEN].try_into().expect("tag length") };
 
     let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
@@ -169,7 +169,7 @@ pub fn open_into(ring: &KeyRing, token: &[u8; 16], envelope: &[u8], out: &mut [u
     let (key_aad, key_aad_len) = associated_data(PURPOSE_DATA_KEY, token, header);
     ring.wrap
         .open_in_place(
-            &fixed(HEADER_LEN..WRAPPED_KEY_AT),
+            &nonce_in(HEADER_LEN..WRAPPED_KEY_AT),
             &key_aad[..key_aad_len],
             data_key.as_mut(),
             &tag_at(WRAPPED_KEY_AT + DATA_KEY_LEN),
@@ -181,7 +181,7 @@ pub fn open_into(ring: &KeyRing, token: &[u8; 16], envelope: &[u8], out: &mut [u
     let body_end = envelope.len() - TAG_LEN;
     out.copy_from_slice(&envelope[RECORD_AT..body_end]);
     cipher
-        .open_in_place(&fixed(RECORD_NONCE_AT..RECORD_AT), &record_aad[..record_aad_len], out, &tag_at(body_end))
+        .open_in_place(&nonce_in(RECORD_NONCE_AT..RECORD_AT), &record_aad[..record_aad_len], out, &tag_at(body_end))
         .map_err(|_| VaultError::DecryptFailed)?;
     Ok(encoding)
 }
