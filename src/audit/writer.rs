@@ -75,14 +75,11 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     loop {
         let pending = queue::peek(BATCH);
         let pause = if pending.is_empty() {
-            if queue::prepare_to_sleep() {
-                names.clear(); // idle: forget role names (a role may be renamed)
-                IDLE
-            } else {
-                // An event was claimed meanwhile; its producer publishes it
-                // within moments, and the writer need not spin on it.
-                NAP
+            if !queue::prepare_to_sleep() {
+                continue; // an event arrived meanwhile
             }
+            names.clear(); // idle: forget role names (a role may be renamed)
+            IDLE
         } else {
             match write_batch(ring, &mut head, &mut names, &pending) {
                 // No audit table (yet): the events stay queued.
