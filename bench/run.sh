@@ -6,9 +6,10 @@
 #
 # Starts a throwaway cluster (pii_vault preloaded, synchronous_commit on),
 # loads N ~1 KB customer profiles into each system, then runs pgbench
-# (-M prepared) for store, get and lookup, alternating plain → pgcrypto →
-# pii_vault for each round so machine noise hits all three alike. Prints
-# ops/s and p50/p99 latency per operation and system, and the ratios.
+# (-M prepared) for get, lookup and store, alternating plain, pgcrypto and
+# pii_vault in every round (in an order rotated per round) so machine noise
+# hits all three alike. Prints ops/s and p50/p99 latency per operation and
+# system, and the ratios.
 # --scale M grows the data to M records and reruns get and lookup (plain
 # and pii_vault) to compare latencies; --rss CALLS measures one backend's
 # RSS after 10 000 and after CALLS vault_get calls. --secdef-cost reruns get
@@ -105,11 +106,23 @@ run() { # op clients round system records label
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$c" "$round" "$system" "$tps" "$prefix*" >> "$RESULTS/$label.tsv"
 }
 
+# The systems in the order round R runs them: rotated one place per round,
+# so none always goes first (right after the previous operation's writes)
+# or always follows the same neighbour.
+in_turn() { # round system...
+    local r="$1" i
+    shift
+    local systems=("$@")
+    for ((i = 0; i < ${#systems[@]}; i++)); do
+        echo "${systems[$(((i + r - 1) % ${#systems[@]}))]}"
+    done
+}
+
 echo "bench: $ROUNDS round(s) of ${SECONDS_PER_RUN}s per system, clients: $CLIENTS"
 for op in get lookup store; do
     for c in $CLIENTS; do
         for ((round = 1; round <= ROUNDS; round++)); do
-            for system in plain pgcrypto vault; do
+            for system in $(in_turn "$round" plain pgcrypto vault); do
                 run "$op" "$c" "$round" "$system" "$RECORDS" main
             done
         done
@@ -137,12 +150,11 @@ if [ "$SECDEF_COST" = 1 ]; then
     c="${CLIENTS##* }"
     for op in get lookup; do
         for ((round = 1; round <= ROUNDS; round++)); do
-            for system in plain pgcrypto vault; do
+            for system in $(in_turn "$round" plain pgcrypto vault vault_invoker); do
+                if [ "$system" = vault_invoker ]; then secdef off; fi
                 run "$op" "$c" "$round" "$system" "$RECORDS" secdef
+                if [ "$system" = vault_invoker ]; then secdef on; fi
             done
-            secdef off
-            run "$op" "$c" "$round" vault_invoker "$RECORDS" secdef
-            secdef on
         done
     done
     restored=$(psql_bench -At -c "SELECT bool_and(prosecdef AND proconfig IS NOT NULL) FROM pg_proc
@@ -161,7 +173,7 @@ if [ "$SCALE" -gt "$RECORDS" ]; then
     load $((RECORDS + 1)) "$SCALE" plain vault
     for op in get lookup; do
         for ((round = 1; round <= ROUNDS; round++)); do
-            for system in plain vault; do
+            for system in $(in_turn "$round" plain vault); do
                 run "$op" 1 "$round" "$system" "$SCALE" scale
             done
         done

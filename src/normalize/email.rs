@@ -17,15 +17,15 @@ pub fn normalize_email(value: &str) -> VaultResult<String> {
     if trimmed.len() > 4 * MAX_EMAIL_LEN || has_hidden_characters(trimmed) {
         return Err(invalid());
     }
-    let lowered = nfc_lower(trimmed);
-    let (local, domain) = match lowered.split_once('@') {
-        Some((l, d)) if !d.contains('@') => (l, d),
+    // One buffer: lowered whole, then cut after the `@` and completed with
+    // the ASCII domain (a lookup's normalization runs on every call).
+    let mut email = nfc_lower(trimmed);
+    let at = match email.find('@') {
+        Some(at) if !email[at + 1..].contains('@') => at,
         _ => return Err(invalid()),
     };
-    if local.is_empty()
-        || local.chars().count() > MAX_LOCAL_LEN
-        || local.chars().any(char::is_whitespace)
-    {
+    let (local, domain) = (&email[..at], &email[at + 1..]);
+    if local.is_empty() || exceeds_chars(local, MAX_LOCAL_LEN) || local.chars().any(char::is_whitespace) {
         return Err(invalid());
     }
     let ascii_domain = idna::domain_to_ascii_strict(domain).map_err(|_| invalid())?;
@@ -34,11 +34,17 @@ pub fn normalize_email(value: &str) -> VaultResult<String> {
     if !labels_ok {
         return Err(invalid());
     }
-    let email = format!("{local}@{ascii_domain}");
-    if email.chars().count() > MAX_EMAIL_LEN {
+    email.truncate(at + 1);
+    email.push_str(&ascii_domain);
+    if exceeds_chars(&email, MAX_EMAIL_LEN) {
         return Err(invalid());
     }
     Ok(email)
+}
+
+/// More than `max` characters; counted only when the bytes could be.
+fn exceeds_chars(s: &str, max: usize) -> bool {
+    s.len() > max && s.chars().count() > max
 }
 
 #[cfg(test)]

@@ -70,16 +70,23 @@ pub fn normalize(kind: LookupKind, value: &str, region: Region) -> VaultResult<S
 /// format characters used to disguise text (bidi overrides and marks,
 /// zero-width spaces and joiners, the BOM, the soft hyphen).
 pub(crate) fn has_hidden_characters(s: &str) -> bool {
-    s.chars().any(|c| {
-        c.is_control()
-            || matches!(c,
-                '\u{00AD}' | '\u{061C}' | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
-                | '\u{FEFF}')
-    })
+    if s.is_ascii() {
+        // The only hidden ASCII characters are the controls (a byte scan
+        // instead of a char walk: this runs on every lookup).
+        return s.bytes().any(|b| b.is_ascii_control());
+    }
+    s.chars().any(is_hidden)
+}
+
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}')
 }
 
 /// Unicode NFC of `s`, lower-cased. Lower-casing can un-normalize a few
@@ -117,6 +124,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn the_ascii_hidden_character_scan_matches_the_char_walk(s in "[\\x00-\\x7f]{0,40}") {
+            proptest::prop_assert_eq!(has_hidden_characters(&s), s.chars().any(is_hidden));
+        }
+
         #[test]
         fn the_ascii_shortcut_matches_unicode_normalization(s in "[\\x00-\\x7f]{0,40}") {
             use unicode_normalization::UnicodeNormalization;
