@@ -58,8 +58,7 @@ trap finish EXIT
 cluster_init "$DIR" "$PORT" bench
 # Autovacuum off: a vacuum or analyze set off by one system's inserts would
 # run inside whichever system's pgbench run happens to be under way (in one
-# run the records table's fell into two of pii_vault's five store runs,
-# 4 294 and 4 218 stores/s against 4 726-4 816 in the other three). The
+# run they ran through the two-client store phase; BENCHMARKS.md). The
 # script vacuums between phases instead, outside the timed runs.
 cluster_conf "shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" \
     "synchronous_commit = on" "max_connections = 50" "autovacuum = off"

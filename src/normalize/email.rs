@@ -81,6 +81,14 @@ mod tests {
     }
 
     #[test]
+    fn limits_count_characters_not_bytes() {
+        // 64 two-byte characters: 128 bytes, within the 64-character limit.
+        let local = "é".repeat(64);
+        assert_eq!(normalize_email(&format!("{local}@b.example")).unwrap(), format!("{local}@b.example"));
+        assert!(normalize_email(&format!("{}@b.example", "é".repeat(65))).is_err());
+    }
+
+    #[test]
     fn homoglyph_domain_is_a_different_address() {
         // Cyrillic 'а' (U+0430) looks like Latin 'a' but is another domain.
         let latin = normalize_email("x@paypal.example").unwrap();
