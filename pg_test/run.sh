@@ -30,6 +30,11 @@ check() { # description, then a command that succeeds when the check holds
     if "$@"; then pass "$what"; else fail "$what"; fi
 }
 
+check_equal() { # description, what came back, what must come back
+    check "$1" [ "$2" = "$3" ]
+    [ "$2" = "$3" ] || echo "   got: $2"
+}
+
 cleanup() {
     if cluster_running; then cluster_stop immediate || true; fi
     if [ "$KEEP" = 1 ]; then echo "cluster kept in $WORK"; else rm -rf "$WORK"; fi
@@ -99,9 +104,8 @@ race() { # label, statement of A, statement of B (B's via try_sql)
     sleep 1
     got="$(cluster_psql -q -At -d "$DB" -c "SELECT try_sql(\$q\$$b\$q\$)")"
     wait "$pid_a"
-    check "concurrent $label of one email: the second waits, then gets 23505 naming the kind" \
-        [ "$got" = "23505 pii_vault: a record with this email already exists" ]
-    [ "$got" = "23505 pii_vault: a record with this email already exists" ] || echo "   got: $got"
+    check_equal "concurrent $label of one email: the second waits, then gets 23505 naming the kind" \
+        "$got" "23505 pii_vault: a record with this email already exists"
 }
 race "stores" \
     "SELECT vault_store('{\"email\": \"race-store@example.com\"}')" \
@@ -124,9 +128,8 @@ got="$(cluster_psql -q -At -d "$DB" -c "SET lock_timeout = '200ms'" \
     -c "SELECT try_sql(\$q\$SELECT vault_get('$RACE_A')\$q\$)" -c "SELECT pg_sleep(3)" \
     -c "SELECT vault_get('$RACE_A') ->> 'name'" | tr '\n' '|')"
 wait "$pid_lock"
-check "an ERROR inside an index probe (lock timeout) surfaces as itself; the session's next get works" \
-    [ "$got" = "55P03 canceling statement due to lock timeout||race a|" ]
-[ "$got" = "55P03 canceling statement due to lock timeout||race a|" ] || echo "   got: $got"
+check_equal "an ERROR inside an index probe (lock timeout) surfaces as itself; the session's next get works" \
+    "$got" "55P03 canceling statement due to lock timeout||race a|"
 
 # ---- dump and restore: ciphertext travels, plaintext does not ---------------
 DUMP="$WORK/vault.dump.sql"

@@ -42,7 +42,8 @@ pub fn normalize_email(value: &str) -> VaultResult<String> {
     Ok(email)
 }
 
-/// More than `max` characters; counted only when the bytes could be.
+/// More than `max` characters (counted only when there are more than `max`
+/// bytes: a character is at least one byte).
 fn exceeds_chars(s: &str, max: usize) -> bool {
     s.len() > max && s.chars().count() > max
 }
