@@ -55,6 +55,31 @@ mod tests {
     }
 
     #[pg_test]
+    fn top_level_fields_are_read_from_the_binary_jsonb() {
+        use crate::api::jsonb::TopLevelField::{Absent, Null, Other, String};
+        let record = JsonbDatum::from_text(r#"{"login": "a\"b\u00e9", "phone": null, "n": 1, "o": {"login": "x"}, "a": ["x"]}"#).unwrap();
+        let field = |name: &str| record.top_level_field(name).unwrap();
+        assert_eq!(field("login"), String("a\"bé"), "stored unescaped");
+        assert_eq!(field("phone"), Null);
+        assert_eq!(field("email"), Absent, "nested fields are not top-level");
+        assert_eq!((field("n"), field("o"), field("a")), (Other, Other, Other));
+        for text in ["[]", "[{\"login\": \"x\"}]", "1", "\"s\"", "null", "true"] {
+            let value = JsonbDatum::from_text(text).unwrap();
+            assert_eq!(value.top_level_field("login"), Err(crate::error::VaultError::NotAnObject), "{text}");
+        }
+        // A small value read from a table keeps its 1-byte header (unaligned
+        // payload): it is read through an aligned copy.
+        Spi::run(r#"CREATE TEMP TABLE small_jsonb AS SELECT '{"email": "é@b.example"}'::jsonb AS j"#).unwrap();
+        Spi::connect(|client| {
+            let packed: JsonbDatum = client.select("SELECT j FROM small_jsonb", None, &[])?.first().get(1)?.unwrap();
+            assert!(packed.payload().len() < 127);
+            assert_eq!(packed.top_level_field("email").unwrap(), String("é@b.example"));
+            Ok::<_, pgrx::spi::SpiError>(())
+        })
+        .unwrap();
+    }
+
+    #[pg_test]
     fn lookup_normalizes_like_store() {
         let token = store(r#"{"email": "Grace.Hopper@Navy.MIL", "phone": "+1 (202) 555-0143", "login": " GHopper "}"#);
         for (kind, value) in [("email", " grace.hopper@navy.mil"), ("phone", "202-555-0143"), ("login", "ghopper")] {

@@ -3,8 +3,8 @@
 //! pgrx's own `JsonB` turns every value into a `serde_json::Value` (a text
 //! round trip per call, and a panic past serde's nesting limit). The vault
 //! does not need that: it encrypts the jsonb datum's own bytes and hands
-//! them back as they were, parsing text only where the record's content
-//! matters (indexed fields, field selection, merge patch).
+//! them back as they were. The indexed fields are read from the binary
+//! value in place; text is parsed only for field selection and merge patch.
 
 use std::ffi::CStr;
 
@@ -15,6 +15,16 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, set_varsize_4b, vardata_any, varsize_any_exhdr};
 
 use crate::error::{VaultError, VaultResult};
+
+/// One top-level field of a jsonb object, as the vault's indexes see it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TopLevelField<'a> {
+    Absent,
+    Null,
+    String(&'a str),
+    /// A number, boolean, array or object.
+    Other,
+}
 
 /// A detoasted jsonb varlena in PostgreSQL memory.
 pub struct JsonbDatum {
@@ -92,6 +102,46 @@ impl JsonbDatum {
             let result = fill(payload);
             (JsonbDatum { varlena }, result)
         }
+    }
+
+    /// The top-level field `name` of this value, read from the binary jsonb
+    /// without printing it (strings are stored unescaped). Err when the
+    /// value is not an object.
+    pub fn top_level_field(&self, name: &str) -> VaultResult<TopLevelField<'_>> {
+        // SAFETY: pg_detoast_datum returns the datum itself unless it has a
+        // short header; then an aligned 4-byte-header copy in the current
+        // memory context, which outlives `&self` (both live for the call).
+        // jsonb's C code reads the container as aligned uint32s.
+        let container = unsafe {
+            let varlena = pg_sys::pg_detoast_datum(self.varlena);
+            (varlena as *mut u8).add(pg_sys::VARHDRSZ) as *mut pg_sys::JsonbContainer
+        };
+        // SAFETY: the container is a whole jsonb value (header first).
+        if unsafe { (*container).header } & pg_sys::JB_FOBJECT == 0 {
+            return Err(VaultError::NotAnObject);
+        }
+        let mut value = std::mem::MaybeUninit::<pg_sys::JsonbValue>::uninit();
+        // SAFETY: the key is passed with its length (no NUL needed); the
+        // result is written into `value`, or NULL is returned when absent.
+        let found = unsafe {
+            pg_sys::getKeyJsonValueFromContainer(container, name.as_ptr().cast(), name.len() as i32, value.as_mut_ptr())
+        };
+        if found.is_null() {
+            return Ok(TopLevelField::Absent);
+        }
+        // SAFETY: a found value was written in full; a string's bytes point
+        // into the container.
+        let value = unsafe { value.assume_init() };
+        Ok(match value.type_ {
+            pg_sys::jbvType::jbvNull => TopLevelField::Null,
+            pg_sys::jbvType::jbvString => {
+                let bytes = unsafe {
+                    std::slice::from_raw_parts(value.val.string.val as *const u8, value.val.string.len as usize)
+                };
+                TopLevelField::String(std::str::from_utf8(bytes).map_err(|_| VaultError::MalformedJson)?)
+            }
+            _ => TopLevelField::Other,
+        })
     }
 
     /// The JSON text of this value, as `jsonb_out` writes it.

@@ -6,26 +6,38 @@ use pgrx::Uuid;
 use super::call::audited;
 use super::errors::{raise, OrRaise};
 use super::guard;
-use super::jsonb::JsonbDatum;
+use super::jsonb::{JsonbDatum, TopLevelField};
 use crate::audit::{Operation, Outcome};
 use crate::crypto::envelope::{self, PayloadEncoding};
 use crate::crypto::{blind_index::blind_index, random_token, KeyRing};
 use crate::error::VaultError;
-use crate::normalize::normalize;
+use crate::normalize::{normalize, LookupKind};
 use crate::record;
-use crate::store::{self, IndexHashes, InsertOutcome, Token, UpdateOutcome};
+use crate::store::{self, IndexHashes, Token};
 
-/// Blind-index hashes of a record's indexed fields; refuses values that do
-/// not normalize (they could never be looked up).
-fn index_hashes(ring: &KeyRing, record_text: &str) -> IndexHashes {
+/// Blind-index hashes of a record's indexed fields. A field that is absent
+/// or null has none; any other non-string is refused, as is a string that
+/// does not normalize (either could never be looked up).
+fn index_hashes(ring: &KeyRing, record: &JsonbDatum) -> IndexHashes {
+    let values = LookupKind::INDEXED.map(|kind| match record.top_level_field(kind.as_str()).or_raise() {
+        TopLevelField::Absent | TopLevelField::Null => None,
+        TopLevelField::String(value) => Some(value),
+        TopLevelField::Other => raise(VaultError::FieldNotString(kind)),
+    });
     let mut hashes = IndexHashes::default();
-    for (kind, value) in record::lookup_values(record_text).or_raise() {
+    for (kind, value) in LookupKind::INDEXED.into_iter().zip(values) {
         if let Some(value) = value {
-            let normalized = normalize(kind, &value, guard::region()).or_raise();
+            let normalized = normalize(kind, value, guard::region()).or_raise();
             hashes.set(kind, blind_index(ring, kind, &normalized));
         }
     }
     hashes
+}
+
+/// Another record has this lookup value (the store reports it mid-statement,
+/// so this must not return).
+fn raise_duplicate(kind: LookupKind) -> ! {
+    raise(VaultError::Duplicate(kind))
 }
 
 /// The decrypted record of `token` as a jsonb datum, decrypted straight
@@ -50,18 +62,13 @@ fn vault_store(record: JsonbDatum) -> Uuid {
     audited(Operation::Store, |call| {
         let ring = guard::ready();
         guard::check_size(record.payload().len());
-        let text = record.to_text().or_raise();
-        let hashes = index_hashes(ring, &text);
+        let hashes = index_hashes(ring, &record);
         let token = random_token().or_raise();
         let sealed = envelope::seal(ring, &token, PayloadEncoding::JsonbBinary, record.payload()).or_raise();
-        match store::insert_record(&token, &sealed, &hashes) {
-            InsertOutcome::Inserted => {
-                // Only a token that exists is named in the audit.
-                call.token = Some(token);
-                Uuid::from_bytes(token)
-            }
-            InsertOutcome::Duplicate(kind) => raise(VaultError::Duplicate(kind)),
-        }
+        store::insert_record(&token, &sealed, &hashes, raise_duplicate);
+        // Only a token that exists is named in the audit.
+        call.token = Some(token);
+        Uuid::from_bytes(token)
     })
 }
 
@@ -126,16 +133,13 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
         let new_text = record::merge_patch_text(&current_text, &patch_text).or_raise();
         let new_record = JsonbDatum::from_text(&new_text).or_raise();
         guard::check_size(new_record.payload().len());
-        let hashes = index_hashes(ring, &new_text);
+        let hashes = index_hashes(ring, &new_record);
         let resealed = envelope::seal(ring, &token, PayloadEncoding::JsonbBinary, new_record.payload()).or_raise();
-        match store::update_record(&token, &resealed, &hashes) {
-            UpdateOutcome::Updated => true,
-            UpdateOutcome::NotFound => {
-                call.outcome = Outcome::NotFound;
-                false
-            }
-            UpdateOutcome::Duplicate(kind) => raise(VaultError::Duplicate(kind)),
+        let updated = store::update_record(&token, &resealed, &hashes, raise_duplicate);
+        if !updated {
+            call.outcome = Outcome::NotFound;
         }
+        updated
     })
 }
 

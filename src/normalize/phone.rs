@@ -22,14 +22,43 @@ pub fn parse_region(code: &str) -> Option<Region> {
 }
 
 pub fn normalize_phone(value: &str, region: Region) -> VaultResult<String> {
-    let invalid = || VaultError::InvalidValue(LookupKind::Phone);
     let trimmed = value.trim();
     if trimmed.is_empty() || trimmed.len() > MAX_PHONE_LEN || has_hidden_characters(trimmed) {
         return Err(invalid());
     }
+    // The common international shape ("+44 20 7946 0958", "+14155552671")
+    // reads as its digits after the `+`: when those read back as themselves
+    // they are the canonical form, found with one parse instead of two. A
+    // proptest pins this to `canonical_of_any_shape`; with dashes, dots or
+    // parentheses the parser's answer differs ("+662-60493458" is refused,
+    // "+66260493458" is not), so those shapes take the full path.
+    if let Some(candidate) = plus_and_digits(trimmed) {
+        if e164_of(&candidate, region).is_ok_and(|e164| e164 == candidate) {
+            return Ok(candidate);
+        }
+    }
+    canonical_of_any_shape(trimmed, region)
+}
+
+fn invalid() -> VaultError {
+    VaultError::InvalidValue(LookupKind::Phone)
+}
+
+/// `+` and the digits of `text`, when it is `+` followed by digits and
+/// spaces only.
+fn plus_and_digits(text: &str) -> Option<String> {
+    let rest = text.strip_prefix('+')?;
+    if !rest.bytes().all(|b| b.is_ascii_digit() || b == b' ') {
+        return None;
+    }
+    Some(std::iter::once('+').chain(rest.chars().filter(char::is_ascii_digit)).collect())
+}
+
+/// The E.164 form libphonenumber gives `text`, if it has 7 to 15 digits.
+fn e164_of(text: &str, region: Region) -> VaultResult<String> {
     // The parser is third-party code run on attacker-chosen input: a panic in
     // it must become a rejected value, not a crashed statement.
-    let parsed = std::panic::catch_unwind(|| phonenumber::parse(Some(region), trimmed))
+    let parsed = std::panic::catch_unwind(|| phonenumber::parse(Some(region), text))
         .map_err(|_| invalid())?
         .map_err(|_| invalid())?;
     let e164 = phonenumber::format(&parsed).mode(phonenumber::Mode::E164).to_string();
@@ -37,16 +66,15 @@ pub fn normalize_phone(value: &str, region: Region) -> VaultResult<String> {
     if !e164.starts_with('+') || !(MIN_E164_DIGITS..=MAX_E164_DIGITS).contains(&digits) {
         return Err(invalid());
     }
-    // The canonical form must read back as itself, or a lookup by the stored
-    // form would miss (the fuzzer found "11.1.11" → "+111", which does not).
-    // Input already in that form was just read: no second parse.
-    if e164 == trimmed {
-        return Ok(e164);
-    }
-    let reparsed = std::panic::catch_unwind(|| phonenumber::parse(Some(region), &e164))
-        .map_err(|_| invalid())?
-        .map_err(|_| invalid())?;
-    if phonenumber::format(&reparsed).mode(phonenumber::Mode::E164).to_string() != e164 {
+    Ok(e164)
+}
+
+/// The canonical form of a trimmed number written any way libphonenumber
+/// reads. It must read back as itself, or a lookup by the stored form would
+/// miss (the fuzzer found "11.1.11" → "+111", which does not).
+fn canonical_of_any_shape(trimmed: &str, region: Region) -> VaultResult<String> {
+    let e164 = e164_of(trimmed, region)?;
+    if e164 != trimmed && e164_of(&e164, region)? != e164 {
         return Err(invalid());
     }
     Ok(e164)
@@ -93,6 +121,22 @@ mod tests {
             if let Ok(once) = normalize_phone(&national, us()) {
                 prop_assert_eq!(normalize_phone(&once, us()).unwrap(), once.clone());
             }
+        }
+
+        // The one-parse path for international numbers gives what the full
+        // path gives: shapes that mostly parse, any mix of digits and spaces,
+        // and other separators (which must take the full path).
+        #[test]
+        fn the_international_shortcut_matches_the_full_path(
+            number in prop_oneof![
+                "\\+[1-9][0-9]{0,2} ?[0-9]{2,4} ?[0-9]{2,4} ?[0-9]{0,4}",
+                "\\+[0-9 ]{0,20}",
+                "\\+[0-9 .()-]{0,20}",
+            ],
+            region in prop::sample::select(vec!["US", "GB", "DE", "FR", "IN", "BR"]),
+        ) {
+            let region = parse_region(region).unwrap();
+            prop_assert_eq!(normalize_phone(&number, region), canonical_of_any_shape(number.trim(), region));
         }
 
         #[test]

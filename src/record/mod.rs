@@ -1,5 +1,6 @@
-//! Record-level JSON work that needs no PostgreSQL: finding the indexed
-//! top-level fields, keeping only some fields, and RFC 7386 merge patch.
+//! Record-level JSON work that needs no PostgreSQL: the top-level field
+//! names, keeping only some fields, and RFC 7386 merge patch. (The indexed
+//! fields are read from the binary jsonb, `api::jsonb`.)
 //!
 //! Input is JSON text as PostgreSQL's `jsonb_out` writes it. Only the top
 //! level is parsed into a map of raw (unparsed) values: serde_json skips raw
@@ -12,7 +13,6 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{VaultError, VaultResult};
-use crate::normalize::LookupKind;
 
 /// serde_json's own recursion limit; patches deeper than this are refused.
 pub const MAX_PATCH_DEPTH: usize = 128;
@@ -28,27 +28,6 @@ fn parse_top_level(text: &str, not_object: VaultError) -> VaultResult<TopLevel<'
         return Err(not_object);
     }
     serde_json::from_str(text).map_err(|_| VaultError::MalformedJson)
-}
-
-/// The raw values of the indexed fields (`email`, `phone`, `login`) of a
-/// record. A field that is absent or JSON null is `None`; any other
-/// non-string value is an error (it could not be looked up later).
-pub fn lookup_values(record_text: &str) -> VaultResult<Vec<(LookupKind, Option<String>)>> {
-    let top = parse_top_level(record_text, VaultError::NotAnObject)?;
-    LookupKind::INDEXED
-        .iter()
-        .map(|&kind| {
-            let value = match top.get(kind.as_str()) {
-                None => None,
-                Some(raw) if raw.get() == "null" => None,
-                Some(raw) if raw.get().starts_with('"') => Some(
-                    serde_json::from_str::<String>(raw.get()).map_err(|_| VaultError::MalformedJson)?,
-                ),
-                Some(_) => return Err(VaultError::FieldNotString(kind)),
-            };
-            Ok((kind, value))
-        })
-        .collect()
 }
 
 /// The record with only the named top-level fields (absent ones are skipped).
@@ -115,40 +94,9 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn lookup_values_of_a_record() {
-        let v = lookup_values(r#"{"email": "A@b.example", "phone": null, "name": {"x": 1}}"#).unwrap();
-        assert_eq!(
-            v,
-            vec![
-                (LookupKind::Email, Some("A@b.example".to_string())),
-                (LookupKind::Phone, None),
-                (LookupKind::Login, None)
-            ]
-        );
-    }
-
-    #[test]
-    fn escaped_strings_are_decoded() {
-        let v = lookup_values(r#"{"login": "a\"b\u00e9"}"#).unwrap();
-        assert_eq!(v[2].1.as_deref(), Some("a\"bé"));
-    }
-
-    #[test]
-    fn non_string_indexed_field_is_refused() {
-        assert_eq!(
-            lookup_values(r#"{"email": 42}"#).unwrap_err(),
-            VaultError::FieldNotString(LookupKind::Email)
-        );
-        assert_eq!(
-            lookup_values(r#"{"phone": ["+1"]}"#).unwrap_err(),
-            VaultError::FieldNotString(LookupKind::Phone)
-        );
-    }
-
-    #[test]
     fn every_non_object_is_refused() {
         for text in ["[]", "1", "\"s\"", "null", "true", "[{}]"] {
-            assert_eq!(lookup_values(text).unwrap_err(), VaultError::NotAnObject, "{text}");
+            assert_eq!(project(text, &[]).unwrap_err(), VaultError::NotAnObject, "{text}");
         }
     }
 
@@ -156,8 +104,7 @@ mod tests {
     fn very_deep_record_needs_no_recursion() {
         let depth = 10_000;
         let text = format!(r#"{{"email":"a@b.example","deep":{}{}}}"#, "[".repeat(depth), "]".repeat(depth));
-        let v = lookup_values(&text).unwrap();
-        assert_eq!(v[0].1.as_deref(), Some("a@b.example"));
+        assert_eq!(top_level_names(&text).unwrap(), ["deep", "email"]);
         let projected = project(&text, &["deep".to_string()]).unwrap();
         assert!(projected.starts_with(r#"{"deep":[[["#));
         assert_eq!(
@@ -254,8 +201,8 @@ mod tests {
         }
 
         #[test]
-        fn lookup_values_never_panic(s in "\\PC{0,64}") {
-            let _ = lookup_values(&s);
+        fn record_json_never_panics(s in "\\PC{0,64}") {
+            let _ = top_level_names(&s);
             let _ = project(&s, &["a".to_string()]);
             let _ = merge_patch_text(&s, &s);
         }

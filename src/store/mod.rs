@@ -9,17 +9,17 @@
 
 mod index_read;
 mod plans;
-mod subxact;
+mod unique;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
+use pgrx::spi::{SpiResult, SpiTupleTable};
 use pgrx::Uuid;
 
 use crate::crypto::blind_index::BLIND_INDEX_LEN;
 use crate::normalize::LookupKind;
 use index_read::{read_unique, RecordsIndex};
-use plans::{with_plans, Plans};
+use plans::with_plans;
 
 pub type Token = [u8; 16];
 pub type IndexHash = [u8; BLIND_INDEX_LEN];
@@ -64,42 +64,15 @@ fn uuid(token: &Token) -> DatumWithOid<'static> {
     DatumWithOid::from(Uuid::from_bytes(*token))
 }
 
-/// What an insert did.
-pub enum InsertOutcome {
-    Inserted,
-    /// Another record already has this lookup value.
-    Duplicate(LookupKind),
-}
-
-/// Inserts a new record, or reports which lookup value is taken. The UNIQUE
-/// constraints decide (ON CONFLICT DO NOTHING), so two concurrent stores of
-/// one email cannot both succeed.
-pub fn insert_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> InsertOutcome {
-    with_plans(|client, plans| {
-        let [e, p, l] = hashes.args();
-        let inserted = client
-            .update(&plans.insert_record, None, &[uuid(token), envelope.into(), e, p, l])?
-            .len();
-        if inserted == 1 {
-            return Ok(InsertOutcome::Inserted);
-        }
-        // Only on the error path: find which value collided.
-        let kind = conflicting_kind(client, plans, None, hashes)?;
-        Ok(InsertOutcome::Duplicate(kind.unwrap_or(LookupKind::Token)))
-    })
-}
-
-fn conflicting_kind(
-    client: &SpiClient<'_>,
-    plans: &Plans,
-    excluding: Option<&Token>,
-    hashes: &IndexHashes,
-) -> SpiResult<Option<LookupKind>> {
+/// Inserts a new record. A lookup value another record has (or, with
+/// odds of 2^-122, its token) goes to `duplicate`, which raises.
+pub fn insert_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, duplicate: fn(LookupKind) -> !) {
     let [e, p, l] = hashes.args();
-    let excluding = DatumWithOid::from(excluding.map(|t| Uuid::from_bytes(*t)));
-    let kind: Option<String> =
-        first_value(client.select(&plans.find_conflict, Some(1), &[excluding, e, p, l])?)?;
-    Ok(kind.as_deref().and_then(|k| LookupKind::parse(k).ok()))
+    let args = [uuid(token), envelope.into(), e, p, l];
+    unique::duplicates_raised_as(
+        || with_plans(|client, plans| client.update(&plans.insert_record, None, &args).map(drop)),
+        duplicate,
+    )
 }
 
 /// Calls `f` with the stored envelope of a record (borrowed, not copied);
@@ -140,38 +113,16 @@ pub fn token_exists(token: &Token) -> bool {
     read_unique(RecordsIndex::Token, token_datum(token), |_slot| ()).is_some()
 }
 
-/// What an update did.
-pub enum UpdateOutcome {
-    Updated,
-    NotFound,
-    /// Another record already has this lookup value.
-    Duplicate(LookupKind),
-}
-
-/// Replaces a record's envelope and blind indexes. The UNIQUE constraints
-/// decide on duplicates, inside a subtransaction so the violation can be
-/// reported by kind.
-pub fn update_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> UpdateOutcome {
-    with_plans(|client, plans| {
-        let [e, p, l] = hashes.args();
-        let args = [uuid(token), envelope.into(), e, p, l];
-        let updated = subxact::catching(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, || {
-            client.update(&plans.update_record, None, &args).map(|t| t.len())
-        });
-        Ok(match updated {
-            Ok(rows) => if rows? == 1 { UpdateOutcome::Updated } else { UpdateOutcome::NotFound },
-            Err(message) => UpdateOutcome::Duplicate(kind_of_constraint(&message)),
-        })
-    })
-}
-
-/// The kind whose UNIQUE constraint a violation message names
-/// (`records_email_index_key` and so on, see sql/storage.sql).
-fn kind_of_constraint(message: &str) -> LookupKind {
-    LookupKind::INDEXED
-        .into_iter()
-        .find(|kind| message.contains(&format!("records_{}_index_key", kind.as_str())))
-        .unwrap_or(LookupKind::Token)
+/// Replaces a record's envelope and blind indexes; false when there is no
+/// such record. A lookup value another record has goes to `duplicate`,
+/// which raises.
+pub fn update_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, duplicate: fn(LookupKind) -> !) -> bool {
+    let [e, p, l] = hashes.args();
+    let args = [uuid(token), envelope.into(), e, p, l];
+    unique::duplicates_raised_as(
+        || with_plans(|client, plans| Ok(client.update(&plans.update_record, None, &args)?.len() == 1)),
+        duplicate,
+    )
 }
 
 pub fn delete_record(token: &Token) -> bool {

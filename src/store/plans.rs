@@ -8,7 +8,6 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 
 pub(super) struct Plans {
     pub insert_record: OwnedPreparedStatement,
-    pub find_conflict: OwnedPreparedStatement,
     pub fetch_envelope_for_update: OwnedPreparedStatement,
     pub update_record: OwnedPreparedStatement,
     pub delete_record: OwnedPreparedStatement,
@@ -27,15 +26,8 @@ impl Plans {
         Ok(Plans {
             insert_record: write(
                 "INSERT INTO pii_vault.records (token, envelope, email_index, phone_index, login_index) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+                 VALUES ($1, $2, $3, $4, $5)",
                 &index_args,
-            )?,
-            find_conflict: read(
-                "SELECT CASE WHEN email_index = $2 THEN 'email' WHEN phone_index = $3 THEN 'phone' \
-                 ELSE 'login' END FROM pii_vault.records \
-                 WHERE (email_index = $2 OR phone_index = $3 OR login_index = $4) \
-                 AND token IS DISTINCT FROM $1 LIMIT 1",
-                &[UUID, BYTEA, BYTEA, BYTEA],
             )?,
             fetch_envelope_for_update: write(
                 "SELECT envelope FROM pii_vault.records WHERE token = $1 FOR UPDATE",
