@@ -56,10 +56,10 @@ mod tests {
 
     #[pg_test]
     fn top_level_fields_are_read_from_the_binary_jsonb() {
-        use crate::api::jsonb::TopLevelField::{Absent, Null, Other, String};
+        use crate::api::jsonb::TopLevelField::{self as Field, Absent, Null, Other};
         let record = JsonbDatum::from_text(r#"{"login": "a\"b\u00e9", "phone": null, "n": 1, "o": {"login": "x"}, "a": ["x"]}"#).unwrap();
         let field = |name: &str| record.top_level_field(name).unwrap();
-        assert_eq!(field("login"), String("a\"bé"), "stored unescaped");
+        assert_eq!(field("login"), Field::String("a\"bé"), "stored unescaped");
         assert_eq!(field("phone"), Null);
         assert_eq!(field("email"), Absent, "nested fields are not top-level");
         assert_eq!((field("n"), field("o"), field("a")), (Other, Other, Other));
@@ -73,7 +73,7 @@ mod tests {
         Spi::connect(|client| {
             let packed: JsonbDatum = client.select("SELECT j FROM small_jsonb", None, &[])?.first().get(1)?.unwrap();
             assert!(packed.payload().len() < 127);
-            assert_eq!(packed.top_level_field("email").unwrap(), String("é@b.example"));
+            assert_eq!(packed.top_level_field("email").unwrap(), Field::String("é@b.example"));
             Ok::<_, pgrx::spi::SpiError>(())
         })
         .unwrap();

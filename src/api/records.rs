@@ -19,6 +19,8 @@ use crate::store::{self, IndexHashes, Token};
 /// or null has none; any other non-string is refused, as is a string that
 /// does not normalize (either could never be looked up).
 fn index_hashes(ring: &KeyRing, record: &JsonbDatum) -> IndexHashes {
+    // Every field's type is checked before any value is normalized, so a
+    // record with both faults reports the non-string one, whichever kind.
     let values = LookupKind::INDEXED.map(|kind| match record.top_level_field(kind.as_str()).or_raise() {
         TopLevelField::Absent | TopLevelField::Null => None,
         TopLevelField::String(value) => Some(value),
