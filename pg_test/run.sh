@@ -82,6 +82,7 @@ run_suites() {
 run_suites main \
     api_contract \
     errors_and_limits \
+    lookup_index_only \
     storage_is_unreadable \
     ciphertext_moved_fails \
     search_path_hijack \

@@ -6,7 +6,10 @@
 //! plan revalidation (which recomputes the search path that SECURITY DEFINER
 //! has just changed) and executor start-up and shut-down around a one-row
 //! index scan. Here the same scan is an index probe and a heap fetch under
-//! the same snapshot SPI would take (see `Probe::open`). Writes
+//! the same snapshot SPI would take (see `Probe::open`). A lookup, which
+//! wants only the token, reads it from the index entry itself (the blind
+//! indexes INCLUDE the token) and skips the heap wherever the visibility
+//! map vouches for the page, as PostgreSQL's index-only scan does. Writes
 //! still go through SPI's prepared statements, where constraints, triggers
 //! and the WAL cost dominate anyway.
 //!
@@ -40,6 +43,15 @@ impl RecordsIndex {
         }
     }
 
+    /// Where the token is in this index's entries (the key of the primary
+    /// key, the INCLUDE column of the blind indexes: sql/storage.sql).
+    fn token_attnum(self) -> usize {
+        match self {
+            RecordsIndex::Token => 1,
+            _ => 2,
+        }
+    }
+
     /// The equality function of the indexed column's type.
     fn equality_proc(self) -> Oid {
         Oid::from(match self {
@@ -50,7 +62,6 @@ impl RecordsIndex {
 }
 
 /// Columns of `pii_vault.records` read here (attribute numbers).
-pub(super) const TOKEN_COLUMN: i32 = 1;
 pub(super) const ENVELOPE_COLUMN: i32 = 2;
 
 #[derive(Clone, Copy)]
@@ -114,7 +125,8 @@ fn records_oids() -> RecordsOids {
 /// PostgreSQL 15's headers (the same as pgrx's bindings).
 mod unguarded {
     use pgrx::pg_sys::{Datum, IndexScanDesc, List, Oid, RegProcedure, Relation, ScanKey, Snapshot, TupleTableSlot};
-    use pgrx::pg_sys::{AttrNumber, ScanDirection, StrategyNumber, LOCKMODE};
+    use pgrx::pg_sys::{AttrNumber, BlockNumber, Buffer, IndexTuple, ItemPointer, ScanDirection, StrategyNumber};
+    use pgrx::pg_sys::{TupleDesc, LOCKMODE};
     use std::ffi::c_int;
 
     unsafe extern "C-unwind" {
@@ -145,20 +157,27 @@ mod unguarded {
         pub fn index_rescan(scan: IndexScanDesc, keys: ScanKey, nkeys: c_int, orderbys: ScanKey, norderbys: c_int);
         pub fn index_getnext_slot(scan: IndexScanDesc, direction: ScanDirection::Type, slot: *mut TupleTableSlot)
             -> bool;
+        pub fn index_getnext_tid(scan: IndexScanDesc, direction: ScanDirection::Type) -> ItemPointer;
+        pub fn index_fetch_heap(scan: IndexScanDesc, slot: *mut TupleTableSlot) -> bool;
+        pub fn index_deform_tuple(tup: IndexTuple, desc: TupleDesc, values: *mut Datum, isnull: *mut bool);
+        pub fn visibilitymap_get_status(rel: Relation, block: BlockNumber, vmbuf: *mut Buffer) -> u8;
+        pub fn PredicateLockPage(relation: Relation, block: BlockNumber, snapshot: Snapshot);
+        pub fn ReleaseBuffer(buffer: Buffer);
         pub fn index_endscan(scan: IndexScanDesc);
         pub fn table_slot_create(relation: Relation, reglist: *mut *mut List) -> *mut TupleTableSlot;
         pub fn ExecDropSingleTupleTableSlot(slot: *mut TupleTableSlot);
     }
 }
 
-/// An open probe: its relations, scan and slot (freed by `close`, or by the
-/// transaction's abort when the caller errors in between).
+/// An open probe: its relations, scan, and the slot and visibility-map
+/// buffer once used (freed by `close`, or by the transaction's abort when
+/// the caller errors in between).
 struct Probe {
     heap: pg_sys::Relation,
     index: pg_sys::Relation,
     scan: pg_sys::IndexScanDesc,
     slot: *mut pg_sys::TupleTableSlot,
-    found: bool,
+    vm_buffer: pg_sys::Buffer,
 }
 
 impl Probe {
@@ -167,12 +186,13 @@ impl Probe {
     /// transaction, even in this statement, are visible; a fresh snapshot in
     /// READ COMMITTED, the transaction's in REPEATABLE READ and
     /// SERIALIZABLE), opens the relations as the executor does (locks held
-    /// to the end of the transaction) and fetches the first matching row.
+    /// to the end of the transaction) and starts the scan for `key`.
+    /// `index_only`: the entries themselves are wanted (`next_entry`).
     ///
     /// # Safety
     /// Inside a transaction, with a guard (pg_guard_ffi_boundary) around it:
     /// the body holds only plain values, so an ERROR unwinds nothing.
-    unsafe fn open(table: Oid, index: Oid, equality: Oid, key: Datum) -> Probe {
+    unsafe fn open(table: Oid, index: Oid, equality: Oid, key: Datum, index_only: bool) -> Probe {
         use unguarded::*;
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
         unsafe {
@@ -182,23 +202,74 @@ impl Probe {
             let heap = table_open(table, lock);
             let index = index_open(index, lock);
             let scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+            (*scan).xs_want_itup = index_only;
             let mut scan_key: pg_sys::ScanKeyData = std::mem::zeroed();
             ScanKeyInit(&mut scan_key, 1, pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber, equality, key);
             index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
-            let slot = table_slot_create(heap, std::ptr::null_mut());
-            let found = index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
-            Probe { heap, index, scan, slot, found }
+            Probe { heap, index, scan, slot: std::ptr::null_mut(), vm_buffer: pg_sys::InvalidBuffer as pg_sys::Buffer }
         }
     }
 
-    /// Frees what `open` made and pops its snapshot.
+    /// The first visible matching row, in `self.slot`.
+    ///
+    /// # Safety
+    /// As for `open`; at most once per probe.
+    unsafe fn next_row(&mut self) -> bool {
+        use unguarded::*;
+        unsafe {
+            self.slot = table_slot_create(self.heap, std::ptr::null_mut());
+            index_getnext_slot(self.scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot)
+        }
+    }
+
+    /// The index entry of the first visible matching row (valid until the
+    /// probe moves or closes). The heap is read only for an entry on a page
+    /// the visibility map does not mark all-visible, as in PostgreSQL's
+    /// IndexOnlyNext; otherwise the page is predicate-locked as if it had
+    /// been read (SERIALIZABLE).
+    ///
+    /// # Safety
+    /// As for `open`, which was called with `index_only`; at most once.
+    unsafe fn next_entry(&mut self) -> Option<pg_sys::IndexTuple> {
+        use unguarded::*;
+        unsafe {
+            loop {
+                let tid = index_getnext_tid(self.scan, pg_sys::ScanDirection::ForwardScanDirection);
+                if tid.is_null() {
+                    return None;
+                }
+                let block = ((*tid).ip_blkid.bi_hi as u32) << 16 | (*tid).ip_blkid.bi_lo as u32;
+                let all_visible = visibilitymap_get_status(self.heap, block, &mut self.vm_buffer) as u32
+                    & pg_sys::VISIBILITYMAP_ALL_VISIBLE
+                    != 0;
+                if all_visible {
+                    PredicateLockPage(self.heap, block, GetActiveSnapshot());
+                } else {
+                    if self.slot.is_null() {
+                        self.slot = table_slot_create(self.heap, std::ptr::null_mut());
+                    }
+                    if !index_fetch_heap(self.scan, self.slot) {
+                        continue; // a dead or invisible version: the next entry
+                    }
+                }
+                return Some((*self.scan).xs_itup);
+            }
+        }
+    }
+
+    /// Frees what the probe made and pops its snapshot.
     ///
     /// # Safety
     /// As for `open`; `self` came from `open` in this transaction.
     unsafe fn close(&self) {
         use unguarded::*;
         unsafe {
-            ExecDropSingleTupleTableSlot(self.slot);
+            if !self.slot.is_null() {
+                ExecDropSingleTupleTableSlot(self.slot);
+            }
+            if self.vm_buffer != pg_sys::InvalidBuffer as pg_sys::Buffer {
+                ReleaseBuffer(self.vm_buffer);
+            }
             index_endscan(self.scan);
             index_close(self.index, pg_sys::NoLock as pg_sys::LOCKMODE);
             table_close(self.heap, pg_sys::NoLock as pg_sys::LOCKMODE);
@@ -220,10 +291,43 @@ pub(super) fn read_unique<R>(
     // SAFETY: see Probe::open and Probe::close; `read` runs between them
     // with pgrx's guarded functions, as any Rust code.
     unsafe {
-        let probe = pg_sys::ffi::pg_guard_ffi_boundary(|| Probe::open(table, index_oid, equality, key));
-        let result = probe.found.then(|| read(probe.slot));
+        let (probe, found) = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            let mut probe = Probe::open(table, index_oid, equality, key, false);
+            let found = probe.next_row();
+            (probe, found)
+        });
+        let result = found.then(|| read(probe.slot));
         pg_sys::ffi::pg_guard_ffi_boundary(|| probe.close());
         result
+    }
+}
+
+/// The token of the row whose `index` column equals `key`, read from the
+/// index entry (see `Probe::next_entry`); None when no visible row matches.
+pub(super) fn token_by_index(index: RecordsIndex, key: Datum) -> Option<[u8; 16]> {
+    let oids = records_oids();
+    let (table, index_oid, equality) = (oids.table, oids.indexes[index as usize], index.equality_proc());
+    let attnum = index.token_attnum();
+    // SAFETY: see Probe; the body handles only plain values, and the token
+    // is copied out of the entry before the probe closes.
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            let mut probe = Probe::open(table, index_oid, equality, key, true);
+            let token = probe.next_entry().map(|entry| {
+                let mut values = [Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
+                let mut nulls = [true; pg_sys::INDEX_MAX_KEYS as usize];
+                unguarded::index_deform_tuple(
+                    entry,
+                    (*probe.scan).xs_itupdesc,
+                    values.as_mut_ptr(),
+                    nulls.as_mut_ptr(),
+                );
+                // A uuid datum points at its 16 bytes; the token is NOT NULL.
+                *values[attnum - 1].cast_mut_ptr::<[u8; 16]>()
+            });
+            probe.close();
+            token
+        })
     }
 }
 
@@ -250,15 +354,4 @@ pub(super) unsafe fn with_bytea_column<R>(
         let value = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
         Some(f(pgrx::varlena::varlena_to_byte_slice(value)))
     }
-}
-
-/// The token (uuid column 1) of the row in `slot`.
-///
-/// # Safety
-/// `slot` holds a row of `pii_vault.records`.
-pub(super) unsafe fn token_column(slot: *mut pg_sys::TupleTableSlot) -> Option<[u8; 16]> {
-    let mut is_null = false;
-    let datum = unsafe { pg_sys::slot_getattr(slot, TOKEN_COLUMN, &mut is_null) };
-    // SAFETY: a uuid datum (a pointer to 16 bytes) of this row.
-    unsafe { pgrx::Uuid::from_polymorphic_datum(datum, is_null, pg_sys::UUIDOID) }.map(|u| *u.as_bytes())
 }

@@ -18,7 +18,7 @@ use pgrx::Uuid;
 
 use crate::crypto::blind_index::BLIND_INDEX_LEN;
 use crate::normalize::LookupKind;
-use index_read::{read_unique, RecordsIndex};
+use index_read::{read_unique, token_by_index, RecordsIndex};
 use plans::with_plans;
 
 pub type Token = [u8; 16];
@@ -105,12 +105,11 @@ pub fn find_token(kind: LookupKind, hash: &IndexHash) -> Option<Token> {
         LookupKind::Token => unreachable!("tokens are not blind-indexed"),
     };
     let key = hash.as_slice().into_datum().expect("a hash is never NULL");
-    // SAFETY: the slot holds a row of pii_vault.records.
-    read_unique(index, key, |slot| unsafe { index_read::token_column(slot) }).flatten()
+    token_by_index(index, key)
 }
 
 pub fn token_exists(token: &Token) -> bool {
-    read_unique(RecordsIndex::Token, token_datum(token), |_slot| ()).is_some()
+    token_by_index(RecordsIndex::Token, token_datum(token)).is_some()
 }
 
 /// Replaces a record's envelope and blind indexes; false when there is no

@@ -1,0 +1,56 @@
+-- vault_lookup reads the token from the blind index's own entry (the index
+-- INCLUDEs it) and visits the heap only when the visibility map does not
+-- mark the row's page all-visible, as PostgreSQL's index-only scans do.
+-- Both paths must answer exactly as a heap read would: fresh, vacuumed,
+-- updated and deleted records. The index's idx_tup_fetch counts the heap
+-- visits (this backend's counts are flushed before each reading).
+CREATE FUNCTION email_heap_fetches() RETURNS bigint LANGUAGE sql AS $$
+    SELECT idx_tup_fetch FROM pg_stat_all_indexes
+    WHERE indexrelid = 'pii_vault.records_email_index_key'::regclass $$;
+SELECT vault_store('{"email": "io-a@example.com"}') AS a \gset
+SELECT vault_store('{"email": "io-b@example.com"}') AS b \gset
+SELECT vault_store('{"email": "io-c@example.com"}') AS c \gset
+
+-- A row its own transaction wrote cannot be on an all-visible page: the
+-- heap decides.
+SELECT pg_stat_force_next_flush();
+SELECT email_heap_fetches() AS before \gset
+BEGIN;
+SELECT vault_store('{"email": "io-new@example.com"}') AS new \gset
+SELECT vault_lookup('email', 'io-new@example.com') = :'new' AS found_uncommitted;
+COMMIT;
+SELECT pg_stat_force_next_flush();
+SELECT email_heap_fetches() - :before AS heap_fetches_uncommitted;
+
+-- Vacuumed: every page all-visible, no heap visit, same answers.
+SELECT pii_vault.audit_wait() AS audit_idle;
+VACUUM pii_vault.records;
+SELECT pg_stat_force_next_flush();
+SELECT email_heap_fetches() AS before \gset
+SELECT vault_lookup('email', 'io-a@example.com') = :'a' AS a,
+       vault_lookup('email', ' IO-B@Example.COM ') = :'b' AS b,
+       vault_lookup('email', 'io-c@example.com') = :'c' AS c,
+       vault_lookup('email', 'io-nobody@example.com') IS NULL AS nobody,
+       vault_lookup('token', :'a') = :'a' AS token_a;
+SELECT pg_stat_force_next_flush();
+SELECT email_heap_fetches() - :before AS heap_fetches_all_visible;
+
+-- Deleted and updated: the old entries stay in the index until VACUUM, on
+-- pages no longer all-visible, so the heap is asked and says no.
+SELECT vault_delete(:'b') AS deleted;
+SELECT vault_update(:'c', '{"email": "io-c2@example.com"}') AS updated;
+SELECT vault_lookup('email', 'io-b@example.com') IS NULL AS deleted_gone,
+       vault_lookup('token', :'b') IS NULL AS deleted_token_gone,
+       vault_lookup('email', 'io-c@example.com') IS NULL AS old_email_gone,
+       vault_lookup('email', 'io-c2@example.com') = :'c' AS new_email_found,
+       vault_lookup('email', 'io-a@example.com') = :'a' AS untouched;
+
+-- And once vacuumed again.
+SELECT pii_vault.audit_wait() AS audit_idle;
+VACUUM pii_vault.records;
+SELECT vault_lookup('email', 'io-b@example.com') IS NULL AS deleted_gone,
+       vault_lookup('token', :'b') IS NULL AS deleted_token_gone,
+       vault_lookup('email', 'io-c@example.com') IS NULL AS old_email_gone,
+       vault_lookup('email', 'io-c2@example.com') = :'c' AS new_email_found,
+       vault_lookup('email', 'io-a@example.com') = :'a' AS untouched;
+DROP FUNCTION email_heap_fetches();
