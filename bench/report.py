@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Reads pgbench results collected by bench/run.sh and prints the table.
 
-  report.py RESULTS_DIR [--secdef]
+  report.py RESULTS_DIR [--secdef | --floor]
 
 RESULTS_DIR/runs.tsv has one line per pgbench run:
   op  clients  round  system  tps  logglob
 Latencies come from pgbench's per-transaction logs (-l): field 3, in us.
 With --secdef: throughput only, with system vault_invoker (the vault's
 functions altered to SECURITY INVOKER without a pinned search_path) beside
-the vault as installed.
+the vault as installed. With --floor: lookup beside noop and noop_pinned
+(a call of the same shape to a function that does nothing, without and
+with SECURITY DEFINER and the vault's pinned search_path), and the time
+per lookup (1 / ops/s, in us) the issue's target leaves.
 """
 import glob
 import statistics
@@ -40,6 +43,7 @@ def latencies(pattern):
 def main():
     root = sys.argv[1]
     secdef = "--secdef" in sys.argv[2:]
+    floor = "--floor" in sys.argv[2:]
     tps = defaultdict(list)
     lat = defaultdict(list)
     for line in open(f"{root}/runs.tsv"):
@@ -54,6 +58,9 @@ def main():
             ops.append((op, c))
     if secdef:
         secdef_table(ops, tps)
+        return
+    if floor:
+        floor_table(ops, tps)
         return
     header = "| operation | clients | " + " | ".join(
         f"{s} ops/s | {s} p50 ms | {s} p99 ms" for s in systems) + " | vault/plain | vault/pgcrypto |"
@@ -87,6 +94,28 @@ def secdef_table(ops, tps):
         for v, _label in variants:
             cells += [f"{mean[v]:,.0f}", f"{mean[v] / mean['plain']:.3f}", f"{mean[v] / mean['pgcrypto']:.2f}x"]
         print(f"| {op} | {c} | " + " | ".join(cells) + " |")
+
+
+def floor_table(ops, tps):
+    """Per lookup, at each client count (times are 1 / ops/s, in us): what
+    the target (1.6x pgcrypto) allows, what a call that does nothing takes
+    with and without the pin, and what that leaves for the lookup itself."""
+    header = ("| clients | plain ops/s | pgcrypto ops/s | vault ops/s | target: 1.6x pgcrypto ops/s "
+              "| no-op call ops/s | pinned no-op call ops/s | target / no-op call "
+              "| us per op: target | pinned no-op call | of which the pin | left for the lookup's own work "
+              "| plain's index scan beyond a no-op call |")
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    for op, c in ops:
+        m = {s: statistics.mean(tps[(op, c, s)]) for s in ["plain", "pgcrypto", "vault", "noop", "noop_pinned"]}
+        target = 1.6 * m["pgcrypto"]
+        us = {s: 1e6 / v for s, v in m.items()}
+        t_target = 1e6 / target
+        cells = [f"{m['plain']:,.0f}", f"{m['pgcrypto']:,.0f}", f"{m['vault']:,.0f}", f"{target:,.0f}",
+                 f"{m['noop']:,.0f}", f"{m['noop_pinned']:,.0f}", f"{target / m['noop']:.2f}",
+                 f"{t_target:.2f}", f"{us['noop_pinned']:.2f}", f"{us['noop_pinned'] - us['noop']:.2f}",
+                 f"{t_target - us['noop_pinned']:.2f}", f"{us['plain'] - us['noop']:.2f}"]
+        print(f"| {c} | " + " | ".join(cells) + " |")
 
 
 main()

@@ -2,7 +2,8 @@
 # pii_vault beside plain PostgreSQL and hand-written pgcrypto, in one run.
 #
 #   bench/run.sh [--records N] [--seconds S] [--rounds R] [--clients "1 2"]
-#                [--scale M] [--rss CALLS] [--secdef-cost] [--smoke] [--no-install]
+#                [--scale M] [--rss CALLS] [--secdef-cost] [--floor] [--smoke]
+#                [--no-install]
 #
 # Starts a throwaway cluster (pii_vault preloaded, synchronous_commit on),
 # loads N ~1 KB customer profiles into each system, then runs pgbench
@@ -16,7 +17,11 @@
 # and lookup with the most clients once more with vault_get and vault_lookup
 # altered to SECURITY INVOKER without their pinned search_path (an
 # experiment on the throwaway cluster, never a configuration: it measures
-# what DESIGN.md's SECURITY DEFINER rule costs). --smoke: tiny and quick
+# what DESIGN.md's SECURITY DEFINER rule costs). --floor reruns lookup with
+# two more systems: a call of the lookup's shape to a function that does
+# nothing (PostgreSQL's own texteq), plain and as SECURITY DEFINER with the
+# vault's pinned search_path: how fast a lookup could ever be, and what the
+# pin alone costs. --smoke: tiny and quick
 # (part of scripts/test.sh). The audit writer runs throughout: every
 # pii_vault figure includes the audit.
 set -euo pipefail
@@ -25,7 +30,7 @@ cd "$HERE/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/cluster.sh
 
-RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 INSTALL=1
+RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 INSTALL=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) RECORDS="$2"; shift 2 ;;
@@ -35,6 +40,7 @@ while [ $# -gt 0 ]; do
         --scale) SCALE="$2"; shift 2 ;;
         --rss) RSS_CALLS="$2"; shift 2 ;;
         --secdef-cost) SECDEF_COST=1; shift ;;
+        --floor) FLOOR=1; shift ;;
         --smoke) RECORDS=2000 SECONDS_PER_RUN=1 ROUNDS=1 CLIENTS=1 SCALE=0 RSS_CALLS=20000; shift ;;
         --no-install) INSTALL=0; shift ;;
         *) echo "bench: unknown option $1" >&2; exit 2 ;;
@@ -170,6 +176,29 @@ if [ "$SECDEF_COST" = 1 ]; then
     echo "## What SECURITY DEFINER with a pinned search_path costs ($c clients, experiment)"
     echo
     python3 bench/report.py "$RESULTS" --secdef
+fi
+
+if [ "$FLOOR" = 1 ]; then
+    # Functions that do nothing: texteq, PostgreSQL's own C function, so
+    # neither pgrx nor any vault code is measured; the pinned one is set up
+    # exactly as vault_lookup is (#[search_path] in src/api).
+    psql_bench -c "CREATE FUNCTION bench_noop(text, text) RETURNS boolean
+            LANGUAGE internal STRICT VOLATILE AS 'texteq'" \
+        -c "CREATE FUNCTION bench_noop_pinned(text, text) RETURNS boolean
+            LANGUAGE internal STRICT VOLATILE SECURITY DEFINER
+            SET search_path = pg_catalog, pii_vault, pg_temp AS 'texteq'" >/dev/null
+    for c in $CLIENTS; do
+        for ((round = 1; round <= ROUNDS; round++)); do
+            for system in $(in_turn "$round" plain pgcrypto vault noop noop_pinned); do
+                run lookup "$c" "$round" "$system" "$RECORDS" floor
+            done
+        done
+    done
+    cp "$RESULTS/floor.tsv" "$RESULTS/runs.tsv"
+    echo
+    echo "## What a lookup could ever reach: a call that does nothing (lookup's shape)"
+    echo
+    python3 bench/report.py "$RESULTS" --floor
 fi
 
 if [ "$SCALE" -gt "$RECORDS" ]; then

@@ -5,7 +5,7 @@
 #   2. cargo pgrx test   #[pg_test]s inside a live backend;
 #   3. pg_test/run.sh    end-to-end pg_regress suites on a throwaway
 #                        cluster: roles, attacks, key failures, leak scans;
-#   4. bench/run.sh --smoke --secdef-cost, so the benchmark keeps working
+#   4. bench/run.sh --smoke --secdef-cost --floor, so the benchmark keeps working
 #      (not a timing).
 # Installs whatever is missing first (scripts/setup.sh). Exit status is 0
 # only when nothing failed.
@@ -66,9 +66,10 @@ if cargo pgrx install --release --pg-config "$PG_CONFIG" >"$LOGS/install.log" 2>
     else
         failed=$((failed + 1))
     fi
-    section "benchmark smoke run (bench/run.sh --smoke --secdef-cost: small N, keeps the benchmark working)"
-    if bench/run.sh --smoke --secdef-cost --no-install >"$LOGS/bench.log" 2>&1 \
-        && grep -q "^| store | 1 |" "$LOGS/bench.log" && grep -q "^## What SECURITY DEFINER" "$LOGS/bench.log"; then
+    section "benchmark smoke run (bench/run.sh --smoke --secdef-cost --floor: small N, keeps the benchmark working)"
+    if bench/run.sh --smoke --secdef-cost --floor --no-install >"$LOGS/bench.log" 2>&1 \
+        && grep -q "^| store | 1 |" "$LOGS/bench.log" && grep -q "^## What SECURITY DEFINER" "$LOGS/bench.log" \
+        && grep -q "^## What a lookup could ever reach" "$LOGS/bench.log"; then
         grep -E "^\| (get|lookup|store) |^## Memory" "$LOGS/bench.log"
         echo "ok     - benchmark smoke run"
         passed=$((passed + 1))
