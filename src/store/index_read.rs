@@ -252,6 +252,8 @@ impl Probe {
                         continue; // a dead or invisible version: the next entry
                     }
                 }
+                // btree returns its entries when asked (xs_want_itup).
+                debug_assert!(!(*self.scan).xs_itup.is_null());
                 return Some((*self.scan).xs_itup);
             }
         }
