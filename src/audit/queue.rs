@@ -10,9 +10,8 @@ use pgrx::shmem::PGRXSharedMemory;
 
 use super::event::AuditEvent;
 
-/// Events the queue holds (about 330 bytes each; 2.6 MB of shared memory):
-/// several of the writer's 10 ms naps at the rates one server reaches.
-pub const CAPACITY: usize = 8192;
+/// Events the queue holds (about 330 bytes each).
+pub const CAPACITY: usize = 2048;
 
 pub struct AuditQueue {
     /// Events ever queued / ever committed; the queue holds [tail, head).

@@ -21,12 +21,8 @@ const BATCH: usize = 1024;
 /// After a batch smaller than BATCH the writer naps for NAP, so events
 /// gather into batches of ~NAP's worth instead of one transaction (and a
 /// wake-up) per handful of events. It adds at most NAP to the crash-loss
-/// window, which the writer's asynchronous commit already stretches to
-/// ~600 ms. 10 ms rather than 2 ms: a fifth of the per-batch costs (a
-/// transaction, a commit, a wake-up) per event, 0.45 -> 0.35 us of writer
-/// CPU per event at ~120 000 lookups/s; queue::CAPACITY leaves room for
-/// several naps' worth of events.
-const NAP: Duration = Duration::from_millis(10);
+/// window.
+const NAP: Duration = Duration::from_millis(2);
 /// How long an idle writer sleeps between checks (producers wake it sooner).
 const IDLE: Duration = Duration::from_millis(250);
 
