@@ -104,14 +104,21 @@ impl JsonbDatum {
         }
     }
 
-    /// The top-level field `name` of this value, read from the binary jsonb
-    /// without printing it (strings are stored unescaped). Err when the
-    /// value is not an object.
+    /// The top-level field `name` of this value (see `top_level_fields`).
+    #[cfg(any(test, feature = "pg_test"))]
     pub fn top_level_field(&self, name: &str) -> VaultResult<TopLevelField<'_>> {
+        self.top_level_fields([name]).map(|[field]| field)
+    }
+
+    /// The top-level fields `names` of this value, read from the binary
+    /// jsonb without printing it (strings are stored unescaped). Err when
+    /// the value is not an object.
+    pub fn top_level_fields<const N: usize>(&self, names: [&str; N]) -> VaultResult<[TopLevelField<'_>; N]> {
         // SAFETY: pg_detoast_datum returns the datum itself unless it has a
         // short header; then an aligned 4-byte-header copy in the current
         // memory context, which outlives `&self` (both live for the call).
-        // jsonb's C code reads the container as aligned uint32s.
+        // jsonb's C code reads the container as aligned uint32s. Once for
+        // all the names.
         let container = unsafe {
             let varlena = pg_sys::pg_detoast_datum(self.varlena);
             (varlena as *mut u8).add(pg_sys::VARHDRSZ) as *mut pg_sys::JsonbContainer
@@ -120,6 +127,18 @@ impl JsonbDatum {
         if unsafe { (*container).header } & pg_sys::JB_FOBJECT == 0 {
             return Err(VaultError::NotAnObject);
         }
+        let mut fields = [const { TopLevelField::Absent }; N];
+        for (field, name) in fields.iter_mut().zip(names) {
+            // SAFETY: `container` is an object container that lives as long
+            // as `&self`.
+            *field = unsafe { Self::field_of(container, name) }?;
+        }
+        Ok(fields)
+    }
+
+    /// # Safety
+    /// `container` is a jsonb object container living as long as `'a`.
+    unsafe fn field_of<'a>(container: *mut pg_sys::JsonbContainer, name: &str) -> VaultResult<TopLevelField<'a>> {
         let mut value = std::mem::MaybeUninit::<pg_sys::JsonbValue>::uninit();
         // SAFETY: the key is passed with its length (no NUL needed); the
         // result is written into `value`, or NULL is returned when absent.

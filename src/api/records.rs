@@ -21,14 +21,14 @@ use crate::store::{self, IndexHashes, Token};
 fn index_hashes(ring: &KeyRing, record: &JsonbDatum) -> IndexHashes {
     // Every field's type is checked before any value is normalized, so a
     // record with both faults reports the non-string one, whichever kind.
-    let values = LookupKind::INDEXED.map(|kind| match record.top_level_field(kind.as_str()).or_raise() {
-        TopLevelField::Absent | TopLevelField::Null => None,
-        TopLevelField::String(value) => Some(value),
-        TopLevelField::Other => raise(VaultError::FieldNotString(kind)),
-    });
+    let fields = record.top_level_fields(LookupKind::INDEXED.map(|kind| kind.as_str())).or_raise();
+    if let Some((kind, _)) = LookupKind::INDEXED.into_iter().zip(&fields).find(|(_, f)| **f == TopLevelField::Other) {
+        raise(VaultError::FieldNotString(kind));
+    }
     let mut hashes = IndexHashes::default();
-    for (kind, value) in LookupKind::INDEXED.into_iter().zip(values) {
-        if let Some(value) = value {
+    for (kind, field) in LookupKind::INDEXED.into_iter().zip(fields) {
+        // Absent and null fields have nothing to index.
+        if let TopLevelField::String(value) = field {
             let normalized = normalize(kind, value, guard::region()).or_raise();
             hashes.set(kind, blind_index(ring, kind, &normalized));
         }
