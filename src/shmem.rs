@@ -6,14 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pgrx::pg_shmem_init;
 use pgrx::prelude::*;
 
-use crate::audit::queue::{AuditQueue, QUEUE};
+use crate::audit::queue::{self, Ring, WriterState, WRITER};
 use crate::throttle::{RoleWindows, ROLE_WINDOWS};
 
 static READY: AtomicBool = AtomicBool::new(false);
 
 /// Requests the shared memory; from `_PG_init` at preload only.
 pub fn init() {
-    pg_shmem_init!(QUEUE = AuditQueue::default());
+    request_ring();
+    pg_shmem_init!(WRITER = WriterState::default());
     pg_shmem_init!(ROLE_WINDOWS = RoleWindows::default());
     READY.store(true, Ordering::Relaxed);
 }
@@ -21,4 +22,69 @@ pub fn init() {
 /// Whether the shared memory exists in this process (inherited by fork).
 pub fn ready() -> bool {
     READY.load(Ordering::Relaxed)
+}
+
+// The audit ring is set up by hand rather than with pg_shmem_init!, which
+// builds the initial value on the stack and copies it in: megabytes through
+// the postmaster's stack (a debug build overflowed it).
+
+const RING_NAME: &std::ffi::CStr = c"pii_vault audit queue";
+
+/// PostgreSQL's AddinShmemInitLock (a macro in C: its slot in the main
+/// LWLock array, fixed in lwlocknames.txt).
+const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+
+#[cfg(not(any(feature = "pg13", feature = "pg14")))]
+static mut PREVIOUS_REQUEST_HOOK: Option<unsafe extern "C-unwind" fn()> = None;
+static mut PREVIOUS_STARTUP_HOOK: Option<unsafe extern "C-unwind" fn()> = None;
+
+fn request_ring() {
+    // SAFETY: _PG_init runs once, single-threaded, in the postmaster; the
+    // previous hooks are kept and called first.
+    unsafe {
+        // Before PostgreSQL 15 add-ins request their memory from _PG_init.
+        #[cfg(any(feature = "pg13", feature = "pg14"))]
+        pg_sys::RequestAddinShmemSpace(Ring::SIZE);
+        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+        {
+            PREVIOUS_REQUEST_HOOK = pg_sys::shmem_request_hook;
+            pg_sys::shmem_request_hook = Some(on_shmem_request);
+        }
+        PREVIOUS_STARTUP_HOOK = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(on_shmem_startup);
+    }
+}
+
+#[cfg(not(any(feature = "pg13", feature = "pg14")))]
+#[pg_guard]
+unsafe extern "C-unwind" fn on_shmem_request() {
+    // SAFETY: called by the postmaster while shared memory is requested.
+    unsafe {
+        if let Some(previous) = PREVIOUS_REQUEST_HOOK {
+            previous();
+        }
+        pg_sys::RequestAddinShmemSpace(Ring::SIZE);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_shmem_startup() {
+    // SAFETY: called once per shared-memory set-up (server start and each
+    // crash restart); AddinShmemInitLock serializes the first
+    // initialization, as PostgreSQL requires of add-ins.
+    unsafe {
+        if let Some(previous) = PREVIOUS_STARTUP_HOOK {
+            previous();
+        }
+        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(ADDIN_SHMEM_INIT_LOCK)).lock;
+        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let mut found = false;
+        let ring = pg_sys::ShmemInitStruct(RING_NAME.as_ptr(), Ring::SIZE, &mut found).cast::<Ring>();
+        assert!(ring.is_aligned(), "pii_vault: the audit queue's shared memory is not aligned");
+        if !found {
+            Ring::init_in_place(ring);
+        }
+        pg_sys::LWLockRelease(init_lock);
+        queue::attach(ring);
+    }
 }

@@ -7,8 +7,8 @@ SELECT pii_vault.audit_wait() AS audit_written;
 ALTER TABLE pii_vault.audit_batches ADD CONSTRAINT refuse_new_rows CHECK (first_id < 0) NOT VALID;
 SET pii_vault.max_reads_per_statement = 0;
 SELECT vault_store('{"name": "Fail Closed"}') AS tok \gset
--- Fill the queue (2048 events), then one more read.
-SELECT count(vault_lookup('token', :'tok')) AS reads_while_queue_fills FROM generate_series(1, 2047);
+-- Fill the queue (8192 events: the store and 8191 lookups), then one more read.
+SELECT count(vault_lookup('token', :'tok')) AS reads_while_queue_fills FROM generate_series(1, 8191);
 SELECT try_sql($$SELECT vault_get('$$ || :'tok' || $$')$$) AS refused_read;
 SELECT try_sql($$SELECT vault_lookup('token', '$$ || :'tok' || $$')$$) AS refused_lookup;
 ALTER TABLE pii_vault.audit_batches DROP CONSTRAINT refuse_new_rows;

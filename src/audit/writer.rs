@@ -22,7 +22,7 @@ const BATCH: usize = 1024;
 /// gather into batches of ~NAP's worth instead of one transaction (and a
 /// wake-up) per handful of events. It adds at most NAP to the crash-loss
 /// window.
-const NAP: Duration = Duration::from_millis(2);
+const NAP: Duration = Duration::from_millis(10);
 /// How long an idle writer sleeps between checks (producers wake it sooner).
 const IDLE: Duration = Duration::from_millis(250);
 
@@ -125,7 +125,7 @@ struct RoleNames(std::collections::HashMap<u32, String>);
 
 impl RoleNames {
     /// Looks up the roles of `events` not known yet.
-    fn learn(&mut self, events: &[AuditEvent]) {
+    fn learn(&mut self, events: &[&AuditEvent]) {
         for event in events {
             for oid in [event.session_role, event.acting_role] {
                 self.0.entry(oid).or_insert_with(|| role_name(oid));
@@ -150,7 +150,7 @@ fn write_batch(
     ring: &crate::crypto::KeyRing,
     head: &mut Option<ChainHead>,
     names: &mut RoleNames,
-    batch: &[AuditEvent],
+    batch: &[&AuditEvent],
 ) -> usize {
     let written = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
         Spi::connect_mut(|client| -> SpiResult<Option<usize>> {
