@@ -124,53 +124,115 @@ unsafe impl PGRXSharedMemory for WriterState {}
 // SAFETY: a unique name; initialized by pg_shmem_init! at preload.
 pub static WRITER: PgLwLock<WriterState> = unsafe { PgLwLock::new(c"pii_vault_audit_writer") };
 
+/// What a push did. The ring itself never calls into PostgreSQL, so it can
+/// be tested without a server; the caller sets the latch.
+#[derive(Debug, PartialEq, Eq)]
+enum Pushed {
+    Full,
+    Queued,
+    /// Queued, and the writer was asleep: set this latch (0: no writer).
+    QueuedWriterAsleep(usize),
+}
+
+impl Ring {
+    /// Queues an event; full when the writer has not yet committed the
+    /// event that last used the slot.
+    fn push(&self, event: &AuditEvent) -> Pushed {
+        let mut position = self.head.0.load(Ordering::Relaxed);
+        let slot = loop {
+            let slot = self.slot(position);
+            let sequence = slot.sequence.load(Ordering::Acquire);
+            if sequence == position {
+                match self.head.0.compare_exchange_weak(position, position + 1, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => break slot,
+                    Err(now) => position = now,
+                }
+            } else if sequence < position {
+                // The writer has not committed this slot's event of the last lap.
+                return Pushed::Full;
+            } else {
+                // Another producer took this position first.
+                position = self.head.0.load(Ordering::Relaxed);
+            }
+        };
+        // SAFETY: the claim above makes this process the slot's only user
+        // until it publishes. Only the bytes in use are copied: one or two
+        // cache lines instead of the event's six.
+        event.copy_used_to(unsafe { &mut *slot.event.get() });
+        slot.sequence.store(position + 1, Ordering::Release);
+        // Pairs with the fence in prepare_to_sleep: either the writer sees
+        // this event, or this producer sees the writer asleep and wakes it.
+        fence(Ordering::SeqCst);
+        let writer = &self.writer.0;
+        if writer.sleeping.load(Ordering::Relaxed) && writer.sleeping.swap(false, Ordering::Relaxed) {
+            return Pushed::QueuedWriterAsleep(writer.latch.load(Ordering::Relaxed));
+        }
+        Pushed::Queued
+    }
+
+    /// True (and marked asleep) when no event is ready, false when there is
+    /// more to write.
+    fn prepare_to_sleep(&self) -> bool {
+        let writer = &self.writer.0;
+        writer.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let tail = self.tail.0.load(Ordering::Relaxed);
+        let ready = self.slot(tail).sequence.load(Ordering::Acquire) == tail + 1;
+        if ready {
+            writer.sleeping.store(false, Ordering::Relaxed);
+        }
+        !ready
+    }
+
+    /// Up to `max` of the oldest uncommitted events, in place (the one
+    /// consumer only); valid until `release` hands their slots on.
+    fn peek(&self, max: usize) -> Vec<&AuditEvent> {
+        let tail = self.tail.0.load(Ordering::Relaxed);
+        let max = max.min(CAPACITY) as u64;
+        let mut events = Vec::with_capacity(max as usize);
+        for position in tail..tail + max {
+            let slot = self.slot(position);
+            if slot.sequence.load(Ordering::Acquire) != position + 1 {
+                break; // not published yet (or never claimed)
+            }
+            // SAFETY: published and not released: no producer writes it
+            // until release hands the slot on.
+            events.push(unsafe { &*slot.event.get() });
+        }
+        events
+    }
+
+    /// Frees the slots of the `n` oldest events for the next lap.
+    fn release(&self, n: usize) {
+        let tail = self.tail.0.load(Ordering::Relaxed);
+        for position in tail..tail + n as u64 {
+            self.slot(position).sequence.store(position + CAPACITY as u64, Ordering::Release);
+        }
+        self.tail.0.store(tail + n as u64, Ordering::Release);
+    }
+
+    fn slot(&self, position: u64) -> &Slot {
+        &self.slots[(position % CAPACITY as u64) as usize]
+    }
+}
+
 /// Queues an event and wakes the writer if it sleeps. False when the queue
 /// is full.
 pub fn push(event: &AuditEvent) -> bool {
-    let ring = ring();
-    let mut position = ring.head.0.load(Ordering::Relaxed);
-    let slot = loop {
-        let slot = &ring.slots[(position % CAPACITY as u64) as usize];
-        let sequence = slot.sequence.load(Ordering::Acquire);
-        if sequence == position {
-            match ring.head.0.compare_exchange_weak(position, position + 1, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => break slot,
-                Err(now) => position = now,
-            }
-        } else if sequence < position {
-            // The writer has not committed this slot's event of the last lap.
-            return false;
-        } else {
-            // Another producer took this position first.
-            position = ring.head.0.load(Ordering::Relaxed);
+    match ring().push(event) {
+        Pushed::Full => false,
+        Pushed::Queued => true,
+        Pushed::QueuedWriterAsleep(latch) => {
+            wake(latch);
+            true
         }
-    };
-    // SAFETY: the claim above makes this process the slot's only user until
-    // it publishes. Only the bytes in use are copied: one or two cache lines
-    // instead of the event's six.
-    event.copy_used_to(unsafe { &mut *slot.event.get() });
-    slot.sequence.store(position + 1, Ordering::Release);
-    // Pairs with the fence in prepare_to_sleep: either the writer sees this
-    // event, or this producer sees the writer asleep and wakes it.
-    fence(Ordering::SeqCst);
-    if ring.writer.0.sleeping.load(Ordering::Relaxed) && ring.writer.0.sleeping.swap(false, Ordering::Relaxed) {
-        wake(ring.writer.0.latch.load(Ordering::Relaxed));
     }
-    true
 }
 
 /// The writer is about to wait: true (and marked asleep) when no event is
 /// ready, false when there is more to write.
 pub fn prepare_to_sleep() -> bool {
-    let ring = ring();
-    ring.writer.0.sleeping.store(true, Ordering::Relaxed);
-    fence(Ordering::SeqCst);
-    let tail = ring.tail.0.load(Ordering::Relaxed);
-    let ready = ring.slots[(tail % CAPACITY as u64) as usize].sequence.load(Ordering::Acquire) == tail + 1;
-    if ready {
-        ring.writer.0.sleeping.store(false, Ordering::Relaxed);
-    }
-    !ready
+    ring().prepare_to_sleep()
 }
 
 fn wake(latch: usize) {
@@ -189,19 +251,7 @@ pub fn wake_writer() {
 /// Up to `max` of the oldest uncommitted events, read in place; the writer
 /// only (the one consumer). They stay valid until `commit` releases them.
 pub fn peek(max: usize) -> Vec<&'static AuditEvent> {
-    let ring = ring();
-    let tail = ring.tail.0.load(Ordering::Relaxed);
-    let mut events = Vec::with_capacity(max.min(CAPACITY));
-    for position in tail..tail + max.min(CAPACITY) as u64 {
-        let slot = &ring.slots[(position % CAPACITY as u64) as usize];
-        if slot.sequence.load(Ordering::Acquire) != position + 1 {
-            break; // not published yet (or never claimed)
-        }
-        // SAFETY: published and not released: no producer writes it until
-        // commit hands the slot on.
-        events.push(unsafe { &*slot.event.get() });
-    }
-    events
+    ring().peek(max)
 }
 
 /// Marks the `n` oldest events committed, as rows up to `chain_id` with
@@ -214,13 +264,7 @@ pub fn commit(n: usize, chain_table: u32, chain_id: i64, chain_mac: [u8; 32]) {
         w.chain_id = chain_id;
         w.chain_mac = chain_mac;
     }
-    let ring = ring();
-    let tail = ring.tail.0.load(Ordering::Relaxed);
-    for position in tail..tail + n as u64 {
-        let slot = &ring.slots[(position % CAPACITY as u64) as usize];
-        slot.sequence.store(position + CAPACITY as u64, Ordering::Release);
-    }
-    ring.tail.0.store(tail + n as u64, Ordering::Release);
+    ring().release(n);
 }
 
 /// Called by the writer once it is connected and ready.
@@ -267,5 +311,134 @@ pub fn state() -> QueueState {
         chain_table: w.chain_table,
         chain_id: w.chain_id,
         chain_mac: w.chain_mac,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::{Operation, Outcome};
+
+    /// A ring on the heap, as the start-up hook makes one in shared memory.
+    struct TestRing(*mut Ring);
+
+    impl TestRing {
+        fn new() -> TestRing {
+            let layout = std::alloc::Layout::new::<Ring>();
+            // SAFETY: a fresh allocation of the ring's layout, freed in drop.
+            unsafe {
+                let ring = std::alloc::alloc(layout).cast::<Ring>();
+                assert!(!ring.is_null());
+                Ring::init_in_place(ring);
+                TestRing(ring)
+            }
+        }
+    }
+
+    impl std::ops::Deref for TestRing {
+        type Target = Ring;
+        fn deref(&self) -> &Ring {
+            // SAFETY: initialized in new, alive until drop.
+            unsafe { &*self.0 }
+        }
+    }
+
+    impl Drop for TestRing {
+        fn drop(&mut self) {
+            // SAFETY: allocated in new with this layout.
+            unsafe { std::alloc::dealloc(self.0.cast(), std::alloc::Layout::new::<Ring>()) }
+        }
+    }
+
+    // SAFETY: Ring is Sync; the pointer is owned by the TestRing.
+    unsafe impl Send for TestRing {}
+    unsafe impl Sync for TestRing {}
+
+    fn event(producer: u32, n: i64) -> AuditEvent {
+        let fields = vec![format!("f{n}")];
+        AuditEvent::new(n, producer, producer, "app", Operation::Lookup, None, Some(&fields), Outcome::Ok)
+    }
+
+    #[test]
+    fn holds_capacity_events_in_order_and_refuses_more() {
+        let ring = TestRing::new();
+        for n in 0..CAPACITY as i64 {
+            assert_eq!(ring.push(&event(1, n)), Pushed::Queued);
+        }
+        assert_eq!(ring.push(&event(1, -1)), Pushed::Full);
+        let events = ring.peek(usize::MAX);
+        assert_eq!(events.len(), CAPACITY);
+        assert!(events.iter().enumerate().all(|(i, e)| e.at == i as i64));
+        ring.release(10);
+        for n in 0..10 {
+            assert_eq!(ring.push(&event(1, CAPACITY as i64 + n)), Pushed::Queued);
+        }
+        assert_eq!(ring.push(&event(1, -1)), Pushed::Full);
+        let events = ring.peek(usize::MAX);
+        assert_eq!(events.len(), CAPACITY);
+        assert_eq!(events[0].at, 10);
+        assert_eq!(events[CAPACITY - 1].at, CAPACITY as i64 + 9);
+        assert_eq!(events[CAPACITY - 1].fields().unwrap(), [format!("f{}", CAPACITY + 9)]);
+    }
+
+    #[test]
+    fn the_writer_sleeps_only_on_an_empty_ring_and_a_push_clears_it() {
+        let ring = TestRing::new();
+        assert!(ring.prepare_to_sleep());
+        assert!(ring.writer.0.sleeping.load(Ordering::Relaxed));
+        ring.writer.0.latch.store(42, Ordering::Relaxed);
+        assert_eq!(ring.push(&event(1, 0)), Pushed::QueuedWriterAsleep(42), "the producer takes the wake-up");
+        assert!(!ring.writer.0.sleeping.load(Ordering::Relaxed));
+        assert_eq!(ring.push(&event(1, 1)), Pushed::Queued, "only one producer wakes the writer");
+        assert!(!ring.prepare_to_sleep(), "an event is ready");
+        assert!(!ring.writer.0.sleeping.load(Ordering::Relaxed));
+        ring.release(ring.peek(8).len());
+        assert!(ring.prepare_to_sleep());
+    }
+
+    #[test]
+    fn concurrent_producers_lose_and_repeat_nothing() {
+        const PRODUCERS: u32 = 4;
+        const EACH: i64 = 100_000;
+        let ring = TestRing::new();
+        std::thread::scope(|scope| {
+            for producer in 0..PRODUCERS {
+                let ring = &ring;
+                scope.spawn(move || {
+                    for n in 0..EACH {
+                        let e = event(producer, n);
+                        let since = std::time::Instant::now();
+                        while ring.push(&e) == Pushed::Full {
+                            assert!(since.elapsed().as_secs() < 20, "the ring stayed full");
+                            std::thread::yield_now();
+                        }
+                    }
+                });
+            }
+            // The one consumer: each producer's events arrive whole, once,
+            // in the order it queued them.
+            let mut next = [0i64; PRODUCERS as usize];
+            let mut received = 0;
+            let mut progress = std::time::Instant::now();
+            while received < PRODUCERS as i64 * EACH {
+                let batch = ring.peek(1024);
+                if !batch.is_empty() {
+                    progress = std::time::Instant::now();
+                }
+                // A lost event would leave the consumer waiting for ever.
+                assert!(progress.elapsed().as_secs() < 10, "no event for 10 s after {received}: {next:?}");
+                for e in &batch {
+                    let p = e.session_role as usize;
+                    assert_eq!(e.at, next[p], "producer {p}");
+                    assert_eq!(e.fields().unwrap(), [format!("f{}", e.at)]);
+                    next[p] += 1;
+                }
+                received += batch.len() as i64;
+                ring.release(batch.len());
+            }
+            assert!(next.iter().all(|n| *n == EACH));
+        });
+        assert!(ring.peek(1).is_empty());
+        assert_eq!(ring.head.0.load(Ordering::Relaxed), PRODUCERS as u64 * EACH as u64);
     }
 }
