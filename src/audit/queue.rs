@@ -32,7 +32,7 @@ use pgrx::shmem::PGRXSharedMemory;
 
 use super::event::AuditEvent;
 
-/// Events the ring holds (about 384 bytes a slot: 3 MB of shared memory).
+/// Events the ring holds (320 bytes a slot: 2.6 MB of shared memory).
 /// Room for a few of the writer's naps at the highest rate measured
 /// (~110 000 audited calls/s on two cores) and for bursts beyond it.
 pub const CAPACITY: usize = 8192;
@@ -157,7 +157,7 @@ impl Ring {
         };
         // SAFETY: the claim above makes this process the slot's only user
         // until it publishes. Only the bytes in use are copied: one or two
-        // cache lines instead of the event's six.
+        // cache lines instead of the event's five.
         event.copy_used_to(unsafe { &mut *slot.event.get() });
         slot.sequence.store(position + 1, Ordering::Release);
         // Pairs with the fence in prepare_to_sleep: either the writer sees
