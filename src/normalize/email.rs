@@ -1,6 +1,8 @@
 //! Email: trim, NFC, lowercase, exactly one `@`, a non-empty local part, a
 //! domain with a dot; internationalized domains to their ASCII (punycode)
-//! form, so `ü.example` and `xn--tda.example` index alike.
+//! form, so `ü.example` and `xn--tda.example` index alike. No whitespace of
+//! any kind inside, and no invisible or format character anywhere (see
+//! `has_hidden_characters`).
 
 use super::{has_hidden_characters, nfc_lower, LookupKind};
 use crate::error::{VaultError, VaultResult};
@@ -14,7 +16,10 @@ fn invalid() -> VaultError {
 
 pub fn normalize_email(value: &str) -> VaultResult<String> {
     let trimmed = value.trim();
-    if trimmed.len() > 4 * MAX_EMAIL_LEN || has_hidden_characters(trimmed) {
+    if trimmed.len() > 4 * MAX_EMAIL_LEN
+        || has_hidden_characters(trimmed)
+        || trimmed.contains(char::is_whitespace)
+    {
         return Err(invalid());
     }
     // One buffer: lowered whole, then cut after the `@` and completed with
@@ -25,7 +30,7 @@ pub fn normalize_email(value: &str) -> VaultResult<String> {
         _ => return Err(invalid()),
     };
     let (local, domain) = (&email[..at], &email[at + 1..]);
-    if local.is_empty() || exceeds_chars(local, MAX_LOCAL_LEN) || local.chars().any(char::is_whitespace) {
+    if local.is_empty() || exceeds_chars(local, MAX_LOCAL_LEN) {
         return Err(invalid());
     }
     let ascii_domain = idna::domain_to_ascii_strict(domain).map_err(|_| invalid())?;
@@ -72,6 +77,7 @@ mod tests {
             "", "   ", "no-at-sign", "@b.example", "a@", "a@b", "a@@b.example", "a@b@c.example",
             "a b@c.example", "a@b..example", "a@.b.example", "a@b.example.", "a\u{0000}@b.example",
             "a@b\u{200F}.example", "\u{202E}a@b.example", "a@b_c.example", "a@b c.example",
+            "a\u{00A0}b@c.example", "a@b\u{3000}c.example", "a\u{2009}@b.example", "a@\u{202F}b.example",
         ] {
             assert_eq!(normalize_email(bad), Err(invalid()), "{bad:?}");
         }
@@ -106,13 +112,56 @@ mod tests {
         );
     }
 
+    #[test]
+    fn invisible_characters_are_refused() {
+        for c in [
+            '\u{E0041}', '\u{E0020}', '\u{FFF9}', '\u{1D173}', '\u{FE0F}', '\u{034F}', '\u{3164}',
+            '\u{115F}', '\u{1160}', '\u{FFA0}', '\u{2800}', '\u{200B}', '\u{200E}', '\u{202E}',
+            '\u{2066}', '\u{FEFF}', '\u{00AD}', '\u{2028}', '\u{2029}',
+        ] {
+            let mut emails = vec![format!("al{c}ice@b.example"), format!("alice@b{c}.example")];
+            if !c.is_whitespace() {
+                emails.push(format!("alice@b.example{c}"));
+            }
+            for email in emails {
+                assert_eq!(normalize_email(&email), Err(invalid()), "U+{:04X} in {email:?}", c as u32);
+            }
+        }
+        // Line and paragraph separators are whitespace: trimmed at the ends.
+        assert_eq!(normalize_email("alice@b.example\u{2029}").unwrap(), "alice@b.example");
+    }
+
+    /// Addresses that must be accepted: ASCII or accented local parts, and
+    /// domains of letter-digit labels (an inner hyphen at most: `ab--cd` and
+    /// edge hyphens are not valid IDNA labels), some internationalized.
+    fn valid_email() -> impl Strategy<Value = String> {
+        (
+            "[a-zA-Z0-9._%+-]{0,19}[a-zA-Z0-9éøßü]",
+            "[a-zA-Z0-9]{1,12}(-[a-zA-Z0-9]{1,6})?|[a-z]{0,6}[üéñ][a-z]{1,6}",
+            "[a-zA-Z]{2,6}",
+        )
+            .prop_map(|(local, label, tld)| format!("{local}@{label}.{tld}"))
+    }
+
     proptest! {
         #[test]
-        fn idempotent(local in "[a-zA-Z0-9._%+-]{1,20}", domain in "[a-zA-Z0-9-]{1,20}\\.[a-z]{2,6}") {
-            let input = format!("{local}@{domain}");
-            if let Ok(once) = normalize_email(&input) {
-                prop_assert_eq!(normalize_email(&once).unwrap(), once.clone());
-            }
+        fn idempotent(input in valid_email()) {
+            let once = normalize_email(&input);
+            prop_assert!(once.is_ok(), "{input:?}: {once:?}");
+            let once = once.unwrap();
+            prop_assert_eq!(normalize_email(&once), Ok(once.clone()));
+        }
+
+        #[test]
+        fn an_ignorable_or_format_character_anywhere_is_refused(
+            input in valid_email(),
+            c in prop::sample::select(crate::normalize::ignorable_and_format_chars()),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let mut email = input.clone();
+            let boundaries: Vec<usize> = (0..=email.len()).filter(|&i| email.is_char_boundary(i)).collect();
+            email.insert(boundaries[at.index(boundaries.len())], c);
+            prop_assert_eq!(normalize_email(&email), Err(invalid()), "{:?}", email);
         }
 
         #[test]

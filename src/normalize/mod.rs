@@ -66,9 +66,22 @@ pub fn normalize(kind: LookupKind, value: &str, region: Region) -> VaultResult<S
     }
 }
 
-/// Characters no identifier may contain: C0/C1 controls and the invisible
-/// format characters used to disguise text (bidi overrides and marks,
-/// zero-width spaces and joiners, the BOM, the soft hyphen).
+/// Characters no identifier may contain because they are invisible or
+/// alter how the text around them renders, so two identifiers that look
+/// alike could index apart (or a stored value could hide text):
+///
+/// - every Default_Ignorable_Code_Point (zero-width characters, bidi marks,
+///   variation selectors, tags, the Hangul fillers, the combining grapheme
+///   joiner, ...): Unicode's own list of what renders as nothing;
+/// - every character of the Other categories: controls (Cc), format
+///   characters (Cf, e.g. U+FFF9 and U+1D173), surrogates (Cs), private use
+///   (Co, no agreed rendering) and unassigned code points (Cn, whose meaning
+///   a later Unicode version may fix);
+/// - line and paragraph separators (Zl, Zp);
+/// - the symbols whose glyph is an empty cell (`BLANK_SYMBOLS`).
+///
+/// Both properties come from `icu_properties`' compiled Unicode data, so the
+/// check follows Unicode rather than a list that ages.
 pub(crate) fn has_hidden_characters(s: &str) -> bool {
     if s.is_ascii() {
         // The only hidden ASCII characters are the controls (a byte scan
@@ -78,15 +91,26 @@ pub(crate) fn has_hidden_characters(s: &str) -> bool {
     s.chars().any(is_hidden)
 }
 
+/// Symbols (So) that are assigned, not default-ignorable, and drawn as an
+/// empty cell: the blank braille pattern and the null notehead.
+const BLANK_SYMBOLS: [char; 2] = ['\u{2800}', '\u{1D159}'];
+
 fn is_hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{00AD}' | '\u{061C}' | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
-            | '\u{FEFF}')
+    use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory, GeneralCategoryGroup};
+    use icu_properties::{CodePointMapData, CodePointSetData};
+    let category = CodePointMapData::<GeneralCategory>::new().get(c);
+    GeneralCategoryGroup::Other.contains(category)
+        || matches!(category, GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator)
+        || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || BLANK_SYMBOLS.contains(&c)
+}
+
+/// Whether `c` is a space separator (Zs): U+0020 and the no-break, ideographic,
+/// em, thin, ... spaces, which look like U+0020 or like nothing.
+pub(crate) fn is_space_separator(c: char) -> bool {
+    use icu_properties::props::GeneralCategory;
+    use icu_properties::CodePointMapData;
+    CodePointMapData::<GeneralCategory>::new().get(c) == GeneralCategory::SpaceSeparator
 }
 
 /// Unicode NFC of `s`, lower-cased. Lower-casing can un-normalize a few
@@ -100,6 +124,20 @@ pub(crate) fn nfc_lower(s: &str) -> String {
     }
     let lowered: String = s.nfc().collect::<String>().to_lowercase();
     lowered.nfc().collect()
+}
+
+/// Every Default_Ignorable_Code_Point and every format (Cf) character, for
+/// the tests that insert them into otherwise valid values.
+#[cfg(test)]
+pub(crate) fn ignorable_and_format_chars() -> Vec<char> {
+    use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+    use icu_properties::{CodePointMapData, CodePointSetData};
+    let ignorable = CodePointSetData::new::<DefaultIgnorableCodePoint>().iter_ranges();
+    let format = CodePointMapData::<GeneralCategory>::new().iter_ranges_for_value(GeneralCategory::Format);
+    let mut chars: Vec<char> = ignorable.chain(format).flatten().filter_map(char::from_u32).collect();
+    chars.sort_unstable();
+    chars.dedup();
+    chars
 }
 
 #[cfg(test)]
@@ -121,6 +159,91 @@ mod tests {
         assert!(has_hidden_characters("a\nb"));
         assert!(has_hidden_characters("\u{202E}moc.live"));
         assert!(!has_hidden_characters("zoë"));
+    }
+
+    #[test]
+    fn each_named_invisible_character_is_hidden() {
+        for (c, name) in [
+            ('\u{E0041}', "TAG LATIN CAPITAL LETTER A"),
+            ('\u{E0020}', "TAG SPACE"),
+            ('\u{E0001}', "LANGUAGE TAG"),
+            ('\u{FFF9}', "INTERLINEAR ANNOTATION ANCHOR"),
+            ('\u{1D173}', "MUSICAL SYMBOL BEGIN BEAM"),
+            ('\u{FE0F}', "VARIATION SELECTOR-16"),
+            ('\u{E0100}', "VARIATION SELECTOR-17"),
+            ('\u{034F}', "COMBINING GRAPHEME JOINER"),
+            ('\u{3164}', "HANGUL FILLER"),
+            ('\u{115F}', "HANGUL CHOSEONG FILLER"),
+            ('\u{1160}', "HANGUL JUNGSEONG FILLER"),
+            ('\u{FFA0}', "HALFWIDTH HANGUL FILLER"),
+            ('\u{2800}', "BRAILLE PATTERN BLANK"),
+            ('\u{1D159}', "MUSICAL SYMBOL NULL NOTEHEAD"),
+            ('\u{00AD}', "SOFT HYPHEN"),
+            ('\u{061C}', "ARABIC LETTER MARK"),
+            ('\u{180E}', "MONGOLIAN VOWEL SEPARATOR"),
+            ('\u{200B}', "ZERO WIDTH SPACE"),
+            ('\u{200C}', "ZERO WIDTH NON-JOINER"),
+            ('\u{200D}', "ZERO WIDTH JOINER"),
+            ('\u{200E}', "LEFT-TO-RIGHT MARK"),
+            ('\u{200F}', "RIGHT-TO-LEFT MARK"),
+            ('\u{202A}', "LEFT-TO-RIGHT EMBEDDING"),
+            ('\u{202E}', "RIGHT-TO-LEFT OVERRIDE"),
+            ('\u{2060}', "WORD JOINER"),
+            ('\u{2066}', "LEFT-TO-RIGHT ISOLATE"),
+            ('\u{2069}', "POP DIRECTIONAL ISOLATE"),
+            ('\u{FEFF}', "ZERO WIDTH NO-BREAK SPACE (BOM)"),
+            ('\u{17B4}', "KHMER VOWEL INHERENT AQ"),
+            ('\u{1BCA0}', "SHORTHAND FORMAT LETTER OVERLAP"),
+            ('\u{2028}', "LINE SEPARATOR"),
+            ('\u{2029}', "PARAGRAPH SEPARATOR"),
+            ('\u{0085}', "NEXT LINE (C1 control)"),
+            ('\u{007F}', "DELETE"),
+            ('\u{E000}', "private use"),
+            ('\u{F0000}', "supplementary private use"),
+            ('\u{0378}', "unassigned"),
+            ('\u{FFFF}', "noncharacter"),
+        ] {
+            assert!(is_hidden(c), "U+{:04X} {name}", c as u32);
+            assert!(has_hidden_characters(&format!("ab{c}cd")), "U+{:04X} {name}", c as u32);
+        }
+    }
+
+    #[test]
+    fn the_hangul_fillers_are_default_ignorable() {
+        // Unicode lists them itself: no hand list is needed for them.
+        use icu_properties::props::DefaultIgnorableCodePoint;
+        use icu_properties::CodePointSetData;
+        let ignorable = CodePointSetData::new::<DefaultIgnorableCodePoint>();
+        for c in ['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}'] {
+            assert!(ignorable.contains(c), "U+{:04X}", c as u32);
+        }
+        assert!(!ignorable.contains('\u{2800}'), "braille blank is a symbol: it needs BLANK_SYMBOLS");
+    }
+
+    #[test]
+    fn visible_text_is_not_hidden() {
+        for s in ["zoë", "Ωμέγα", "имя", "名前", "اسم", "שם", "ภาษาไทย", "😀", "a b", "e\u{0301}", "ß"] {
+            assert!(!has_hidden_characters(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn space_separators() {
+        for c in [' ', '\u{00A0}', '\u{2009}', '\u{202F}', '\u{3000}', '\u{1680}'] {
+            assert!(is_space_separator(c), "U+{:04X}", c as u32);
+        }
+        for c in ['a', '\t', '\u{200B}', '\u{2028}'] {
+            assert!(!is_space_separator(c), "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn every_ignorable_or_format_character_is_hidden() {
+        let chars = ignorable_and_format_chars();
+        assert!(chars.len() > 4000, "the whole DI set (tags and reserved ranges included)");
+        for c in chars {
+            assert!(has_hidden_characters(&c.to_string()), "U+{:04X}", c as u32);
+        }
     }
 
     proptest::proptest! {
