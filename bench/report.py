@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reads pgbench results collected by bench/run.sh and prints the table.
 
-  report.py RESULTS_DIR [--secdef | --floor]
+  report.py RESULTS_DIR [--secdef | --floor | --budget]
 
 RESULTS_DIR/runs.tsv has one line per pgbench run:
   op  clients  round  system  tps  logglob
@@ -11,7 +11,9 @@ functions altered to SECURITY INVOKER without a pinned search_path) beside
 the vault as installed. With --floor: lookup beside noop and noop_pinned
 (a call of the same shape to a function that does nothing, without and
 with SECURITY DEFINER and the vault's pinned search_path), and the time
-per lookup (1 / ops/s, in us) the issue's target leaves.
+per lookup (1 / ops/s, in us) the issue's target leaves. With --budget:
+the vault called by a non-superuser role with the per-role read budget on
+(vault_app) and off (vault_app_off), and what the budget costs.
 """
 import glob
 import statistics
@@ -44,6 +46,7 @@ def main():
     root = sys.argv[1]
     secdef = "--secdef" in sys.argv[2:]
     floor = "--floor" in sys.argv[2:]
+    budget = "--budget" in sys.argv[2:]
     tps = defaultdict(list)
     lat = defaultdict(list)
     for line in open(f"{root}/runs.tsv"):
@@ -57,7 +60,15 @@ def main():
         if (op, c) not in ops:
             ops.append((op, c))
     if secdef:
-        secdef_table(ops, tps)
+        variants_table(ops, tps, [("vault", "as installed"), ("vault_invoker", "SECURITY INVOKER, no SET")])
+        return
+    if budget:
+        variants_table(ops, tps, [("vault_app", "budget on"), ("vault_app_off", "budget off")])
+        m = {k: statistics.mean(v) for k, v in tps.items()}
+        for op, c in ops:
+            on, off = m[(op, c, "vault_app")], m[(op, c, "vault_app_off")]
+            print(f"\n{op}: the budget costs {100 * (1 - on / off):.1f} % of throughput ({1e6 / on - 1e6 / off:.2f} us per call)", end="")
+        print()
         return
     if floor:
         floor_table(ops, tps)
@@ -82,8 +93,7 @@ def main():
         print(f"| {op} | {c} | " + " | ".join(cells) + f" | {r_plain} | {r_crypto} |")
 
 
-def secdef_table(ops, tps):
-    variants = [("vault", "as installed"), ("vault_invoker", "SECURITY INVOKER, no SET")]
+def variants_table(ops, tps, variants):
     header = "| operation | clients | plain ops/s | pgcrypto ops/s | " + " | ".join(
         f"vault {label} ops/s | /plain | /pgcrypto" for _v, label in variants) + " |"
     print(header)

@@ -30,7 +30,7 @@ cd "$HERE/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/cluster.sh
 
-RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 INSTALL=1
+RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 BUDGET_COST=0 INSTALL=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) RECORDS="$2"; shift 2 ;;
@@ -41,6 +41,7 @@ while [ $# -gt 0 ]; do
         --rss) RSS_CALLS="$2"; shift 2 ;;
         --secdef-cost) SECDEF_COST=1; shift ;;
         --floor) FLOOR=1; shift ;;
+        --budget-cost) BUDGET_COST=1; shift ;;
         --smoke) RECORDS=2000 SECONDS_PER_RUN=1 ROUNDS=1 CLIENTS=1 SCALE=0 RSS_CALLS=20000; shift ;;
         --no-install) INSTALL=0; shift ;;
         *) echo "bench: unknown option $1" >&2; exit 2 ;;
@@ -50,7 +51,7 @@ done
 if [ "$INSTALL" = 1 ]; then
     scripts/setup.sh >/dev/null
     echo "bench: building and installing pii_vault (release)"
-    cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null 2>&1
+    scripts/install.sh >/dev/null 2>&1
 fi
 
 DIR="$(mktemp -d /tmp/pii_vault_bench.XXXXXX)"
@@ -99,11 +100,15 @@ echo "bench: loaded in $(( $(date +%s) - t0 )) s"
 # the vault's scripts (see --secdef-cost).
 run() { # op clients round system records label
     local op="$1" c="$2" round="$3" system="$4" records="$5" label="$6"
-    local script="${system%_invoker}"
+    local script="${system%_invoker}" user=postgres
+    # vault_app / vault_app_off: the vault as a non-superuser login role
+    # (bench_app), whose calls the per-role budgets charge (superusers are
+    # exempt); _off runs while the budget is switched off.
+    case "$system" in vault_app*) script=vault user=bench_app ;; esac
     local prefix="$RESULTS/$label-$op-$c-$round-$system"
     local out
     out=$(cd "$RESULTS" && as_pg pgbench -n -M prepared -c "$c" -j "$c" -T "$SECONDS_PER_RUN" \
-        -h "$DIR" -p "$PORT" -U postgres -D records="$records" \
+        -h "$DIR" -p "$PORT" -U "$user" -D records="$records" \
         -l --log-prefix="$prefix" -f "$DIR/scripts/${script}_${op}.sql" bench 2>&1) || {
         echo "$out" >&2; echo "bench: pgbench failed for $system $op" >&2; exit 1; }
     local tps
@@ -176,6 +181,40 @@ if [ "$SECDEF_COST" = 1 ]; then
     echo "## What SECURITY DEFINER with a pinned search_path costs ($c clients, experiment)"
     echo
     python3 bench/report.py "$RESULTS" --secdef
+fi
+
+if [ "$BUDGET_COST" = 1 ]; then
+    # The per-role read budget (pii_vault.max_reads_per_minute) charged on
+    # every call, set as high as it goes (one call costs 1 us of budget:
+    # never refused at these rates), against the same role with it off.
+    budget() { # value
+        psql_bench -c "ALTER SYSTEM SET pii_vault.max_reads_per_minute = $1" -c "SELECT pg_reload_conf()" >/dev/null
+        sleep 0.5
+    }
+    psql_bench -c "DO \$\$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_app') THEN
+                CREATE ROLE bench_app LOGIN IN ROLE pii_vault_writer;
+            END IF;
+        END \$\$" -c "GRANT SELECT ON vault_ids TO bench_app" >/dev/null
+    budget 2147483647
+    c="${CLIENTS##* }"
+    for op in get lookup; do
+        for ((round = 1; round <= ROUNDS; round++)); do
+            for system in $(in_turn "$round" plain pgcrypto vault_app vault_app_off); do
+                if [ "$system" = vault_app_off ]; then budget 0; fi
+                run "$op" "$c" "$round" "$system" "$RECORDS" budget
+                if [ "$system" = vault_app_off ]; then budget 2147483647; fi
+            done
+        done
+    done
+    throttled=$(psql_bench -At -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FROM pii_vault.audit_log WHERE outcome = 'throttled'" | tail -1)
+    if [ "$throttled" != 0 ]; then echo "bench: $throttled calls were throttled during the budget runs" >&2; exit 1; fi
+    psql_bench -c "ALTER SYSTEM RESET pii_vault.max_reads_per_minute" -c "SELECT pg_reload_conf()" >/dev/null
+    cp "$RESULTS/budget.tsv" "$RESULTS/runs.tsv"
+    echo
+    echo "## What the per-role read budget costs ($c clients, as a non-superuser role)"
+    echo
+    python3 bench/report.py "$RESULTS" --budget
 fi
 
 if [ "$FLOOR" = 1 ]; then

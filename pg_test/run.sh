@@ -92,7 +92,21 @@ run_suites main \
     read_throttling \
     bulk_export_switch \
     health_check \
+    statement_budget_holds \
+    write_budget_holds \
+    inputs_cannot_slip_through \
+    merge_cannot_be_blown_up \
     leave_canaries
+
+# ---- protocol paths a client library takes ----------------------------------
+# One statement split into many protocol messages keeps one budget: a named
+# cursor fetched 50 rows at a time, and one portal executed with a row limit
+# of 50 (statement_budget_holds.sql made the victims table and the role).
+got="$(python3 "$HERE/protocol_paths.py" "$WORK" "$PORT" "$DB" cursor_thief 2>&1)"
+check_equal "psycopg named cursor (itersize 50) gets 100 records, then 54000" \
+    "$(grep '^psycopg' <<<"$got")" "psycopg named cursor, itersize 50: 100 rows, then 54000"
+check_equal "a portal executed with a row limit of 50 (asyncpg) gets 100 records, then 54000" \
+    "$(grep '^asyncpg' <<<"$got")" "asyncpg portal, row limit 50: 100 rows, then 54000"
 
 # ---- concurrency: the UNIQUE constraints decide ------------------------------
 # Session A writes an email and holds its transaction open; session B writes
@@ -154,6 +168,54 @@ check "the scanner finds a token stored in clear (it sees what it looks for)" \
     bash -c '! python3 "$1" "$2" --uuid "$3" >/dev/null' _ "$HERE/scan_files.py" "$PGDATA" "$TOKEN"
 check "the master key (hex or raw bytes) is in no file of PGDATA" \
     python3 "$HERE/scan_files.py" "$PGDATA" --text "$KEY" --hex "$KEY"
+
+PSQL=(cluster_psql -q -At -d "$DB")
+
+# ---- one role's budget across many concurrent sessions ------------------------
+# 12 sessions of one login role read at once, 5 reads each, under a budget
+# of 60 a minute (1 s per read, a burst of 6): at most 7 pass at once, and
+# one more per second the run takes.
+"${PSQL[@]}" -c "CREATE ROLE swarm LOGIN IN ROLE pii_vault_reader" -c "GRANT SELECT ON victims TO swarm" \
+    -c "ALTER SYSTEM SET pii_vault.max_reads_per_minute = 60" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+started=$(date +%s)
+for i in $(seq 1 12); do
+    PGAPPNAME=swarm cluster_psql -q -At -U swarm -d "$DB" \
+        -c "SELECT try_sql(format('SELECT vault_get(%L)', tok)) FROM victims ORDER BY n LIMIT 5" >/dev/null &
+done
+wait
+elapsed=$(( $(date +%s) - started + 1 ))
+got="$("${PSQL[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FILTER (WHERE outcome = 'ok') || ' ' || count(*) FROM pii_vault.audit_log WHERE application_name = 'swarm' AND operation = 'get'" | tail -1)"
+"${PSQL[@]}" -c "ALTER SYSTEM RESET pii_vault.max_reads_per_minute" -c "SELECT pg_reload_conf()" >/dev/null
+check "12 concurrent sessions of one role: at most 7 + 1 per second of 60 reads pass (got ${got% *} of ${got#* } in ${elapsed} s)" \
+    [ "${got#* }" = 60 ] && [ "${got% *}" -ge 7 ] && [ "${got% *}" -le $((7 + elapsed)) ]
+
+# ---- the audit writer cannot be switched off ---------------------------------
+# pg_terminate_backend on the writer: it is back within seconds, and the
+# reads made meanwhile are in the audit.
+writer_pid() { "${PSQL[@]}" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pii_vault audit writer'"; }
+TOKENS="SELECT tok FROM victims ORDER BY n LIMIT 50"
+old_pid="$(writer_pid)"
+"${PSQL[@]}" -c "SELECT pg_terminate_backend($old_pid)" >/dev/null
+PGAPPNAME=while_writer_down "${PSQL[@]}" -c "SELECT count(vault_get(tok)) FROM ($TOKENS) t" >/dev/null
+new_pid=""
+for _ in $(seq 1 50); do
+    new_pid="$(writer_pid)"
+    if [ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ]; then break; fi
+    sleep 0.1
+done
+check "the audit writer is back within 5 s of pg_terminate_backend" \
+    [ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ]
+check_equal "the 50 reads made while it was down are in the audit" \
+    "$("${PSQL[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name = 'while_writer_down' AND operation = 'get' AND outcome = 'ok'" | tail -1)" 50
+# A clean shutdown right after 50 reads: the writer drains its queue first.
+PGAPPNAME=before_shutdown "${PSQL[@]}" -c "SELECT count(vault_get(tok)) FROM ($TOKENS) t" >/dev/null
+cluster_stop
+cluster_start
+check_equal "a clean shutdown right after 50 reads loses none of their audit" \
+    "$("${PSQL[@]}" -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name = 'before_shutdown' AND operation = 'get' AND outcome = 'ok'")" 50
+check "the audit verifies after the writer was killed and the server restarted" \
+    [ "$("${PSQL[@]}" -c "SELECT ok FROM vault_audit_verify()")" = t ]
 
 # ---- key failures: restart and expect 55000 with the right message ----------
 restart_with() { # description, then conf lines

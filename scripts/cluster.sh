@@ -43,6 +43,7 @@ pii_vault.database = '$database'
 log_statement = none
 log_min_error_statement = panic
 log_parameter_max_length = 0
+log_error_verbosity = terse
 CONF
 }
 

@@ -25,6 +25,20 @@ else
     say "Debian packages present"
 fi
 
+# Client libraries the harness drives the protocol with (pg_test/protocol_paths.py):
+# psycopg's named cursors and asyncpg's row-limited portals.
+if python3 -c 'import psycopg, asyncpg' 2>/dev/null; then
+    say "psycopg and asyncpg present"
+else
+    say "installing psycopg and asyncpg (PyPI)"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    fi
+    # Debian's own python3 marks its packages externally managed; pyenv's does not.
+    python3 -m pip install --quiet --root-user-action=ignore 'psycopg[binary]>=3.1,<3.3' 'asyncpg>=0.29,<0.31' 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages 'psycopg[binary]>=3.1,<3.3' 'asyncpg>=0.29,<0.31'
+fi
+
 # cargo-pgrx, exactly the version of the pgrx crate (0.19 needs Rust 1.96).
 if cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
     say "cargo-pgrx $PGRX_VERSION present"

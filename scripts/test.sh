@@ -5,7 +5,7 @@
 #   2. cargo pgrx test   #[pg_test]s inside a live backend;
 #   3. pg_test/run.sh    end-to-end pg_regress suites on a throwaway
 #                        cluster: roles, attacks, key failures, leak scans;
-#   4. bench/run.sh --smoke --secdef-cost --floor, so the benchmark keeps working
+#   4. bench/run.sh --smoke --secdef-cost --floor --budget-cost, so the benchmark keeps working
 #      (not a timing).
 # Installs whatever is missing first (scripts/setup.sh). Exit status is 0
 # only when nothing failed.
@@ -54,8 +54,8 @@ count_cargo "$LOGS/pgrx_test.log" $?
 grep -E "^test .* FAILED" "$LOGS/pgrx_test.log" || true
 rm -rf "$PGRX_DATA"
 
-section "cargo pgrx install --release"
-if cargo pgrx install --release --pg-config "$PG_CONFIG" >"$LOGS/install.log" 2>&1; then
+section "scripts/install.sh (release build, renamed into place)"
+if scripts/install.sh >"$LOGS/install.log" 2>&1; then
     echo "installed"
     section "pg_test (end-to-end suites on a throwaway cluster)"
     pg_test/run.sh | tee "$LOGS/pg_test.log"
@@ -66,10 +66,11 @@ if cargo pgrx install --release --pg-config "$PG_CONFIG" >"$LOGS/install.log" 2>
     else
         failed=$((failed + 1))
     fi
-    section "benchmark smoke run (bench/run.sh --smoke --secdef-cost --floor: small N, keeps the benchmark working)"
-    if bench/run.sh --smoke --secdef-cost --floor --no-install >"$LOGS/bench.log" 2>&1 \
+    section "benchmark smoke run (bench/run.sh --smoke --secdef-cost --floor --budget-cost: small N, keeps the benchmark working)"
+    if bench/run.sh --smoke --secdef-cost --floor --budget-cost --no-install >"$LOGS/bench.log" 2>&1 \
         && grep -q "^| store | 1 |" "$LOGS/bench.log" && grep -q "^## What SECURITY DEFINER" "$LOGS/bench.log" \
-        && grep -q "^## What a lookup could ever reach" "$LOGS/bench.log"; then
+        && grep -q "^## What a lookup could ever reach" "$LOGS/bench.log" \
+        && grep -q "^## What the per-role read budget costs" "$LOGS/bench.log"; then
         grep -E "^\| (get|lookup|store) |^## Memory" "$LOGS/bench.log"
         echo "ok     - benchmark smoke run"
         passed=$((passed + 1))

@@ -79,6 +79,9 @@ GRANT EXECUTE ON FUNCTION vault_get(uuid, text[]) TO pii_vault_reader, pii_vault
 REVOKE ALL ON FUNCTION vault_lookup(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_lookup(text, text) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
 
+REVOKE ALL ON FUNCTION vault_normalize(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_normalize(text, text) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
+
 -- Writing.
 REVOKE ALL ON FUNCTION vault_store(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_store(jsonb) TO pii_vault_writer, pii_vault_admin;

@@ -43,8 +43,8 @@ pub enum VaultError {
     NotAnObject,
     #[error("pii_vault: the patch must be a JSON object")]
     PatchNotAnObject,
-    #[error("pii_vault: the record is {size} bytes, more than pii_vault.max_record_bytes ({limit})")]
-    RecordTooLarge { size: usize, limit: usize },
+    #[error("pii_vault: the record is larger than pii_vault.max_record_bytes ({limit} bytes)")]
+    RecordTooLarge { limit: usize },
     #[error("pii_vault: the record or patch nests deeper than {limit} levels, which vault_update cannot merge")]
     TooDeep { limit: usize },
     #[error("pii_vault: the record is not valid JSON text")]
@@ -57,6 +57,8 @@ pub enum VaultError {
     InvalidValue(LookupKind),
     #[error("pii_vault: field names must not be NULL")]
     NullFieldName,
+    #[error("pii_vault: too many or too long field names: at most {0} bytes of names, counting one more per name, so the audit can name every one")]
+    TooManyFieldNames(usize),
     #[error("pii_vault: a record with this {0} already exists")]
     Duplicate(LookupKind),
 
@@ -72,9 +74,15 @@ pub enum VaultError {
     #[error("pii_vault: the audit writer is not keeping up (its queue stayed full); the call was refused")]
     AuditUnavailable,
     #[error("pii_vault: read limit reached: more than pii_vault.max_reads_per_statement ({0}) reads in one statement")]
-    ThrottledPerStatement(i32),
-    #[error("pii_vault: read limit reached: more than pii_vault.max_reads_per_minute ({0}) reads by this login role in one minute")]
-    ThrottledPerMinute(i32),
+    ReadsPerStatement(i32),
+    #[error("pii_vault: read limit reached: pii_vault.max_reads_per_minute ({0}) reads by this login role in the last minute")]
+    ReadsPerMinute(i32),
+    #[error("pii_vault: write limit reached: more than pii_vault.max_writes_per_statement ({0}) updates and deletes in one statement")]
+    WritesPerStatement(i32),
+    #[error("pii_vault: write limit reached: pii_vault.max_writes_per_minute ({0}) updates and deletes by this login role in the last minute")]
+    WritesPerMinute(i32),
+    #[error("pii_vault: vault functions do not run in parallel workers")]
+    InParallelWorker,
     #[error("pii_vault: bulk export is disabled; a superuser can enable it with pii_vault.allow_bulk_export = on")]
     BulkExportDisabled,
     #[error("pii_vault: bulk export is only for members of pii_vault_admin")]

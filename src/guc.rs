@@ -15,7 +15,12 @@ static DEFAULT_REGION: GucSetting<Option<CString>> = GucSetting::<Option<CString
 static MAX_RECORD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 static MAX_READS_PER_STATEMENT: GucSetting<i32> = GucSetting::<i32>::new(100);
-static MAX_READS_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// 100 reads a second, sustained, per login role: see the README's
+/// settings section for why.
+static MAX_READS_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(6000);
+static MAX_WRITES_PER_STATEMENT: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// 10 updates or deletes a second, sustained, per login role.
+static MAX_WRITES_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(600);
 static ALLOW_BULK_EXPORT: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// Registers the settings. The PGC_POSTMASTER ones can only be defined while
@@ -35,25 +40,33 @@ pub fn init(preloading: bool) {
         GucContext::Suset,
         GucFlags::UNIT_BYTE,
     );
-    GucRegistry::define_int_guc(
+    define_budget(
         c"pii_vault.max_reads_per_statement",
-        c"Most vault_get and vault_lookup calls one top-level statement may make (0: no limit).",
-        c"The next read fails with SQLSTATE 54000, is audited as throttled, and logs one WARNING.",
+        c"Most reads (vault_get, vault_lookup, refused duplicates) one statement may make (0: no limit).",
+        c"A cursor is one statement across its fetches; a DO block or CALL across its commits.",
         &MAX_READS_PER_STATEMENT,
-        0,
-        i32::MAX,
         GucContext::Suset,
-        GucFlags::default(),
     );
-    GucRegistry::define_int_guc(
+    define_budget(
         c"pii_vault.max_reads_per_minute",
-        c"Most vault_get and vault_lookup calls one login role may make per minute, across sessions (0: no limit).",
-        c"",
+        c"Most reads one login role may make in any minute, across sessions (0: no limit).",
+        c"A rolling budget: calls at this rate or slower are never refused; a burst of a tenth of it passes at once.",
         &MAX_READS_PER_MINUTE,
-        0,
-        i32::MAX,
         GucContext::Sighup,
-        GucFlags::default(),
+    );
+    define_budget(
+        c"pii_vault.max_writes_per_statement",
+        c"Most vault_update and vault_delete calls one statement may make (0: no limit).",
+        c"A cursor is one statement across its fetches; a DO block or CALL across its commits.",
+        &MAX_WRITES_PER_STATEMENT,
+        GucContext::Suset,
+    );
+    define_budget(
+        c"pii_vault.max_writes_per_minute",
+        c"Most vault_update and vault_delete calls one login role may make in any minute, across sessions (0: no limit).",
+        c"A rolling budget: calls at this rate or slower are never refused; a burst of a tenth of it passes at once.",
+        &MAX_WRITES_PER_MINUTE,
+        GucContext::Sighup,
     );
     GucRegistry::define_bool_guc(
         c"pii_vault.allow_bulk_export",
@@ -71,6 +84,12 @@ pub fn init(preloading: bool) {
             pgrx::pg_sys::MarkGUCPrefixReserved(c"pii_vault".as_ptr())
         };
     }
+}
+
+/// A budget: over it, the call fails with 54000, is audited as throttled,
+/// and one WARNING is logged.
+fn define_budget(name: &'static CStr, short: &'static CStr, long: &'static CStr, setting: &'static GucSetting<i32>, context: GucContext) {
+    GucRegistry::define_int_guc(name, short, long, setting, 0, i32::MAX, context, GucFlags::default());
 }
 
 fn define_postmaster_settings() {
@@ -138,6 +157,14 @@ pub fn max_reads_per_statement() -> i32 {
 
 pub fn max_reads_per_minute() -> i32 {
     MAX_READS_PER_MINUTE.get()
+}
+
+pub fn max_writes_per_statement() -> i32 {
+    MAX_WRITES_PER_STATEMENT.get()
+}
+
+pub fn max_writes_per_minute() -> i32 {
+    MAX_WRITES_PER_MINUTE.get()
 }
 
 pub fn allow_bulk_export() -> bool {

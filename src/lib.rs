@@ -36,6 +36,7 @@ pub extern "C-unwind" fn _PG_init() {
     keys::init_at_preload(preloading);
     if preloading {
         shmem::init();
+        throttle::statement::install_hooks();
         audit::writer::register();
     }
 }

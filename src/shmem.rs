@@ -1,5 +1,5 @@
-//! The vault's shared memory: the audit queue and the per-role read
-//! windows. Only exists when the library is preloaded.
+//! The vault's shared memory: the audit queue and the per-role budgets.
+//! Only exists when the library is preloaded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -7,7 +7,7 @@ use pgrx::pg_shmem_init;
 use pgrx::prelude::*;
 
 use crate::audit::queue::{self, Ring, WriterState, WRITER};
-use crate::throttle::{RoleWindows, ROLE_WINDOWS};
+use crate::throttle::role::{self, Budgets};
 
 static READY: AtomicBool = AtomicBool::new(false);
 
@@ -15,7 +15,6 @@ static READY: AtomicBool = AtomicBool::new(false);
 pub fn init() {
     request_ring();
     pg_shmem_init!(WRITER = WriterState::default());
-    pg_shmem_init!(ROLE_WINDOWS = RoleWindows::default());
     READY.store(true, Ordering::Relaxed);
 }
 
@@ -24,17 +23,18 @@ pub fn ready() -> bool {
     READY.load(Ordering::Relaxed)
 }
 
-// The audit ring is set up by hand rather than with pg_shmem_init!, which
-// builds the initial value on the stack and copies it in: megabytes through
-// the postmaster's stack (a debug build overflowed it).
+// The audit ring and the role budgets are set up by hand rather than with
+// pg_shmem_init!, which builds the initial value on the stack and copies it
+// in: megabytes through the postmaster's stack (a debug build overflowed
+// it). The budgets are lock-free, so they need no LWLock either.
 
 const RING_NAME: &std::ffi::CStr = c"pii_vault audit queue";
+const BUDGETS_NAME: &std::ffi::CStr = c"pii_vault role budgets";
 
 /// PostgreSQL's AddinShmemInitLock (a macro in C: its slot in the main
 /// LWLock array, fixed in lwlocknames.txt).
 const ADDIN_SHMEM_INIT_LOCK: usize = 21;
 
-#[cfg(not(any(feature = "pg13", feature = "pg14")))]
 static mut PREVIOUS_REQUEST_HOOK: Option<unsafe extern "C-unwind" fn()> = None;
 static mut PREVIOUS_STARTUP_HOOK: Option<unsafe extern "C-unwind" fn()> = None;
 
@@ -42,20 +42,13 @@ fn request_ring() {
     // SAFETY: _PG_init runs once, single-threaded, in the postmaster; the
     // previous hooks are kept and called first.
     unsafe {
-        // Before PostgreSQL 15 add-ins request their memory from _PG_init.
-        #[cfg(any(feature = "pg13", feature = "pg14"))]
-        pg_sys::RequestAddinShmemSpace(Ring::SIZE);
-        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-        {
-            PREVIOUS_REQUEST_HOOK = pg_sys::shmem_request_hook;
-            pg_sys::shmem_request_hook = Some(on_shmem_request);
-        }
+        PREVIOUS_REQUEST_HOOK = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(on_shmem_request);
         PREVIOUS_STARTUP_HOOK = pg_sys::shmem_startup_hook;
         pg_sys::shmem_startup_hook = Some(on_shmem_startup);
     }
 }
 
-#[cfg(not(any(feature = "pg13", feature = "pg14")))]
 #[pg_guard]
 unsafe extern "C-unwind" fn on_shmem_request() {
     // SAFETY: called by the postmaster while shared memory is requested.
@@ -64,6 +57,7 @@ unsafe extern "C-unwind" fn on_shmem_request() {
             previous();
         }
         pg_sys::RequestAddinShmemSpace(Ring::SIZE);
+        pg_sys::RequestAddinShmemSpace(Budgets::SIZE);
     }
 }
 
@@ -84,7 +78,13 @@ unsafe extern "C-unwind" fn on_shmem_startup() {
         if !found {
             Ring::init_in_place(ring);
         }
+        let budgets = pg_sys::ShmemInitStruct(BUDGETS_NAME.as_ptr(), Budgets::SIZE, &mut found).cast::<Budgets>();
+        assert!(budgets.is_aligned(), "pii_vault: the role budgets' shared memory is not aligned");
+        if !found {
+            Budgets::init_in_place(budgets);
+        }
         pg_sys::LWLockRelease(init_lock);
         queue::attach(ring);
+        role::attach(budgets);
     }
 }

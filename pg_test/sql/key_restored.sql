@@ -5,3 +5,6 @@ SELECT vault_get(vault_lookup('email', 'alice@new.example'), ARRAY['name', 'addr
 SELECT vault_get(vault_lookup('login', $$o'brien; drop table users; --$$), ARRAY['n', 'uni']) AS odd;
 SELECT vault_store('{"login": "after-restart"}') IS NOT NULL AS store_works;
 SELECT current_setting('pii_vault.key_command') <> '' AS key_command_set;
+-- Nothing was MACed under the wrong key meanwhile: the audit verifies.
+SELECT pii_vault.audit_wait() AS audit_written;
+SELECT ok FROM vault_audit_verify();

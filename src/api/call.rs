@@ -3,15 +3,14 @@
 //! `audited` runs the body of a `#[pg_extern]` and then queues its audit
 //! event: on success before the result is returned (and the result is
 //! withheld if the event cannot be queued: fail closed), on error before
-//! the error continues to the caller (best effort and without waiting for
-//! room: the call fails anyway).
+//! the error continues to the caller.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use super::errors::raise;
 use crate::audit::{self, Operation, Outcome};
 use crate::error::VaultError;
-use crate::throttle::{self, Limit};
+use crate::throttle::{self, Kind, Limit};
 
 /// What the audit will say about the call in progress.
 pub struct Call {
@@ -20,8 +19,15 @@ pub struct Call {
     pub outcome: Outcome,
 }
 
+thread_local! {
+    /// Set when a refused duplicate was over a read budget (the store's
+    /// duplicate handler has no `Call` to mark).
+    static DUPLICATE_THROTTLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R {
     let mut call = Call { token: None, fields: None, outcome: Outcome::Ok };
+    DUPLICATE_THROTTLED.set(false);
     match catch_unwind(AssertUnwindSafe(|| body(&mut call))) {
         Ok(result) => {
             if !audit::record(operation, call.token.as_ref(), call.fields.as_deref(), call.outcome) {
@@ -32,33 +38,54 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R 
         Err(error) => {
             let outcome = match call.outcome {
                 Outcome::Throttled | Outcome::Denied => call.outcome,
+                _ if DUPLICATE_THROTTLED.take() => Outcome::Throttled,
                 _ => Outcome::Error,
             };
-            // Best effort, without waiting: the call fails either way.
-            audit::record_if_room(operation, call.token.as_ref(), call.fields.as_deref(), outcome);
+            // A failing call is audited like any other (a probe that fails
+            // is still a probe): it waits for room as a successful one
+            // does. Not when the key is unusable: the writer writes nothing
+            // then, and the call touched no data.
+            if super::guard::key_usable() {
+                audit::record(operation, call.token.as_ref(), call.fields.as_deref(), outcome);
+            } else {
+                audit::record_if_room(operation, call.token.as_ref(), call.fields.as_deref(), outcome);
+            }
             resume_unwind(error)
         }
     }
 }
 
 impl Call {
-    /// Counts a read against the throttles; over a limit, the call is
+    /// Counts a read against the read budgets; over one, the call is
     /// refused (54000), audited as throttled, and one WARNING is logged per
-    /// statement or role-minute.
+    /// statement or per role and minute.
     pub fn count_read(&mut self) {
-        let warn = |limit: Limit| {
-            let (setting, value) = match limit {
-                Limit::PerStatement(n) => ("pii_vault.max_reads_per_statement", n),
-                Limit::PerMinute(n) => ("pii_vault.max_reads_per_minute", n),
-            };
-            pgrx::warning!("pii_vault: read throttle: {setting} ({value}) exceeded; further reads are refused and audited");
-        };
-        if let Err(limit) = throttle::count_read(warn) {
+        self.count(Kind::Reads);
+    }
+
+    /// Counts an update or delete against the write budgets, as above.
+    pub fn count_write(&mut self) {
+        self.count(Kind::Writes);
+    }
+
+    /// Refuses a store or update that sets a lookup value once the read
+    /// budgets are spent: refused as a duplicate it would count as a read,
+    /// and let through it would tell the value is free.
+    pub fn check_probe_room(&mut self) {
+        if let Err(limit) = throttle::check_room(Kind::Reads) {
             self.outcome = Outcome::Throttled;
-            raise(match limit {
-                Limit::PerStatement(n) => VaultError::ThrottledPerStatement(n),
-                Limit::PerMinute(n) => VaultError::ThrottledPerMinute(n),
-            });
+            raise(error_of(limit));
+        }
+    }
+
+    fn count(&mut self, kind: Kind) {
+        let warn = |limit: Limit| {
+            let (setting, value) = setting_of(limit);
+            pgrx::warning!("pii_vault: {setting} ({value}) exceeded; further calls are refused and audited as throttled");
+        };
+        if let Err(limit) = throttle::count(kind, warn) {
+            self.outcome = Outcome::Throttled;
+            raise(error_of(limit));
         }
     }
 
@@ -66,5 +93,33 @@ impl Call {
     pub fn deny(&mut self, error: VaultError) -> ! {
         self.outcome = Outcome::Denied;
         raise(error)
+    }
+}
+
+/// A store or update refused as a duplicate tells its caller that the
+/// value exists: it counts as a read, so existence probing is throttled
+/// like a lookup. Raises the throttle's error when over a budget.
+pub fn count_duplicate_as_read() {
+    let mut call = Call { token: None, fields: None, outcome: Outcome::Ok };
+    DUPLICATE_THROTTLED.set(true);
+    call.count_read();
+    DUPLICATE_THROTTLED.set(false);
+}
+
+fn error_of(limit: Limit) -> VaultError {
+    match limit {
+        Limit::PerStatement(Kind::Reads, n) => VaultError::ReadsPerStatement(n),
+        Limit::PerMinute(Kind::Reads, n) => VaultError::ReadsPerMinute(n),
+        Limit::PerStatement(Kind::Writes, n) => VaultError::WritesPerStatement(n),
+        Limit::PerMinute(Kind::Writes, n) => VaultError::WritesPerMinute(n),
+    }
+}
+
+fn setting_of(limit: Limit) -> (&'static str, i32) {
+    match limit {
+        Limit::PerStatement(Kind::Reads, n) => ("pii_vault.max_reads_per_statement", n),
+        Limit::PerMinute(Kind::Reads, n) => ("pii_vault.max_reads_per_minute", n),
+        Limit::PerStatement(Kind::Writes, n) => ("pii_vault.max_writes_per_statement", n),
+        Limit::PerMinute(Kind::Writes, n) => ("pii_vault.max_writes_per_minute", n),
     }
 }

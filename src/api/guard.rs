@@ -32,6 +32,12 @@ pub fn in_vault_database() -> bool {
 
 /// The key ring, once it is known to match the stored key check value.
 pub fn ready() -> &'static KeyRing {
+    // SAFETY: a plain global, -1 outside parallel workers. The functions
+    // are PARALLEL UNSAFE, so this never fires unless someone altered
+    // them: a worker's counts would escape the leader's budgets.
+    if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
+        raise(VaultError::InParallelWorker);
+    }
     let ring = keys::key_ring().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
     if !in_vault_database() {
         raise(VaultError::Unavailable(KeyProblem::WrongDatabase));
@@ -57,14 +63,33 @@ pub fn ready() -> &'static KeyRing {
     }
 }
 
+/// Whether this backend has found the loaded key to be the vault's.
+pub fn key_usable() -> bool {
+    KEY_CHECK.with_borrow(|verdict| matches!(verdict, Some(Ok(()))))
+}
+
 pub fn region() -> Region {
     guc::default_region().unwrap_or_else(|p| raise(VaultError::Unavailable(p)))
+}
+
+/// How many times `pii_vault.max_record_bytes` a record's JSON text may
+/// be before the functions that print it (field selection, merge patch)
+/// refuse to: the bound on their time and memory.
+pub const TEXT_FACTOR: usize = 4;
+
+/// Refuses to print a value whose JSON text could exceed `TEXT_FACTOR`
+/// times `pii_vault.max_record_bytes` (see `JsonbDatum::text_len_bound`).
+pub fn check_text_size(value: &super::jsonb::JsonbDatum) {
+    let limit = guc::max_record_bytes();
+    if value.text_len_bound() > limit.saturating_mul(TEXT_FACTOR) {
+        raise(VaultError::RecordTooLarge { limit });
+    }
 }
 
 /// Refuses records larger than `pii_vault.max_record_bytes`.
 pub fn check_size(size: usize) {
     let limit = guc::max_record_bytes();
     if size > limit {
-        raise(VaultError::RecordTooLarge { size, limit });
+        raise(VaultError::RecordTooLarge { limit });
     }
 }

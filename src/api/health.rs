@@ -48,7 +48,10 @@ fn vault_health() -> TableIterator<'static, (name!(check_name, String), name!(ok
         log_setting("log_parameter_max_length", |v| v == "0", "set log_parameter_max_length = 0: logged statements would carry their bind parameters"),
         log_setting("log_parameter_max_length_on_error", |v| v == "0", "set log_parameter_max_length_on_error = 0: failing statements would be logged with their bind parameters"),
         log_setting("log_min_error_statement", |v| v == "panic", "set log_min_error_statement = panic: the text of failing statements (values inlined by a client) is logged"),
+        log_setting("log_error_verbosity", |v| v == "terse", "set log_error_verbosity = terse: CONTEXT lines of logged errors quote the SQL of functions and DO blocks, values included"),
         auto_explain(),
+        pg_stat_statements(),
+        read_all_data_members(),
         function_grants(),
         storage_grants(),
         audit_writer(),
@@ -170,6 +173,38 @@ fn storage_grants() -> Check {
     )
 }
 
+fn pg_stat_statements() -> Check {
+    // The setting exists only when the module is loaded.
+    let track_utility = setting("pg_stat_statements.track_utility");
+    check(
+        "pg_stat_statements",
+        (track_utility.as_deref() == Some("on")).then(|| {
+            "pg_stat_statements.track_utility is on: DO blocks, DECLARE CURSOR, CREATE TABLE AS and EXPLAIN are stored word for word, values included; set it off".to_string()
+        }),
+        "pg_stat_statements not loaded, or track_utility off (its other statements are stored with constants replaced)",
+    )
+}
+
+fn read_all_data_members() -> Check {
+    let members = query_list(
+        "SELECT m.oid::regrole::text FROM pg_catalog.pg_roles m \
+         WHERE NOT m.rolsuper AND (pg_catalog.pg_has_role(m.oid, 'pg_read_all_data', 'MEMBER') \
+             OR pg_catalog.pg_has_role(m.oid, 'pg_write_all_data', 'MEMBER')) \
+           AND m.rolname NOT IN ('pg_read_all_data', 'pg_write_all_data') \
+         ORDER BY 1",
+    );
+    check(
+        "read_all_data",
+        (!members.is_empty()).then(|| {
+            format!(
+                "members of pg_read_all_data or pg_write_all_data can read the vault's ciphertext and audit metadata, or overwrite them: {}; revoke what is not needed",
+                members.join(", ")
+            )
+        }),
+        "no role but superusers can read or write the vault's tables directly",
+    )
+}
+
 fn audit_writer() -> Check {
     if !shmem::ready() {
         return check("audit_writer", Some("no audit writer without preloading (see preloaded)".into()), "");
@@ -184,7 +219,12 @@ fn audit_writer() -> Check {
         .flatten()
         .unwrap_or(false);
     let problem = if !alive {
-        Some("the audit writer is not running: check the server log; reads are refused once its queue is full".to_string())
+        Some(format!(
+            "the audit writer is not running ({} events queued): it restarts within seconds; if this persists, check the server log; calls are refused once its queue is full",
+            state.pending
+        ))
+    } else if state.key_mismatch {
+        Some("the audit writer refuses to write: the loaded key is not the vault's (see key_check)".to_string())
     } else if state.pending as usize > queue::CAPACITY / 2 {
         Some(format!("the audit writer is behind: {} events queued of {}", state.pending, queue::CAPACITY))
     } else {

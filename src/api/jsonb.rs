@@ -77,6 +77,61 @@ unsafe impl BoxRet for JsonbDatum {
     }
 }
 
+/// An upper bound of the text length of one scalar (0 for a container).
+///
+/// # Safety
+/// `value` was filled by `JsonbIteratorNext` and its container is live.
+unsafe fn scalar_text_len_bound(value: &pg_sys::JsonbValue) -> usize {
+    match value.type_ {
+        pg_sys::jbvType::jbvString => {
+            // SAFETY: the string's bytes lie in the container.
+            let bytes = unsafe { std::slice::from_raw_parts(value.val.string.val as *const u8, value.val.string.len as usize) };
+            // Quotes, and at most \uXXXX (6 characters) for a control byte.
+            2 + bytes.iter().map(|&b| if b < 0x20 { 6 } else if b == b'"' || b == b'\\' { 2 } else { 1 }).sum::<usize>()
+        }
+        // SAFETY: a numeric's varlena lies in the container.
+        pg_sys::jbvType::jbvNumeric => unsafe { numeric_text_len_bound(value.val.numeric.cast()) },
+        // null, true, false
+        pg_sys::jbvType::jbvNull | pg_sys::jbvType::jbvBool => 5,
+        _ => 0,
+    }
+}
+
+/// An upper bound of `numeric_out`'s length for a numeric, from its
+/// header: the sign, 4 digits per base-10000 digit before the point, the
+/// point and the display scale after it.
+///
+/// # Safety
+/// `numeric` points at a whole numeric varlena.
+unsafe fn numeric_text_len_bound(numeric: *mut pg_sys::varlena) -> usize {
+    // SAFETY: per the contract; the header's first 16 bits are always there.
+    let data = unsafe { vardata_any(numeric) } as *const u8;
+    let header = unsafe { std::ptr::read_unaligned(data.cast::<u16>()) };
+    const SIGN_MASK: u16 = 0xC000;
+    const SHORT: u16 = 0x8000;
+    let (weight, dscale) = match header & SIGN_MASK {
+        // Short format: 6 bits of scale and 7 of weight (sign-extended).
+        SHORT => {
+            let dscale = (header & 0x1F80) >> 7;
+            let mut weight = i32::from(header & 0x003F);
+            if header & 0x0040 != 0 {
+                weight -= 64;
+            }
+            (weight, i32::from(dscale))
+        }
+        // NaN and infinities: words, never in JSON.
+        0xC000 => return 9,
+        // Long format: the scale, then a 16-bit weight.
+        _ => {
+            // SAFETY: a long-format numeric has both 16-bit fields.
+            let weight = unsafe { std::ptr::read_unaligned(data.add(2).cast::<i16>()) };
+            (i32::from(weight), i32::from(header & 0x3FFF))
+        }
+    };
+    let integer_digits = if weight >= 0 { 4 * (weight as usize + 1) } else { 1 };
+    1 + integer_digits + 1 + dscale as usize
+}
+
 impl JsonbDatum {
     /// The jsonb bytes without the varlena header.
     pub fn payload(&self) -> &[u8] {
@@ -161,6 +216,36 @@ impl JsonbDatum {
             }
             _ => TopLevelField::Other,
         })
+    }
+
+    /// An upper bound of the length of this value's JSON text, from the
+    /// binary value without printing it. A number is stored by its
+    /// digits and exponent: `1e131071` is a few bytes of jsonb and 131 072
+    /// characters of text, so the text of a small record can be thousands
+    /// of times its size. Code that prints a record checks this first.
+    pub fn text_len_bound(&self) -> usize {
+        use pg_sys::JsonbIteratorToken::*;
+        let mut bound = 0usize;
+        // SAFETY: as in top_level_fields, an aligned whole container; the
+        // iterator reads it and allocates its own state in the current
+        // memory context; `value` is written by every JsonbIteratorNext.
+        unsafe {
+            let varlena = pg_sys::pg_detoast_datum(self.varlena);
+            let container = (varlena as *mut u8).add(pg_sys::VARHDRSZ) as *mut pg_sys::JsonbContainer;
+            let mut it = pg_sys::JsonbIteratorInit(container);
+            let mut value = std::mem::MaybeUninit::<pg_sys::JsonbValue>::zeroed();
+            loop {
+                let token = pg_sys::JsonbIteratorNext(&mut it, value.as_mut_ptr(), false);
+                // Brackets, commas, ": " and the like: a few per token.
+                bound += 4;
+                match token {
+                    WJB_DONE => break,
+                    WJB_KEY | WJB_VALUE | WJB_ELEM => bound += scalar_text_len_bound(&*value.as_ptr()),
+                    _ => {}
+                }
+            }
+        }
+        bound
     }
 
     /// The JSON text of this value, as `jsonb_out` writes it.

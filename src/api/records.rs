@@ -3,10 +3,11 @@
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use super::call::audited;
+use super::call::{audited, count_duplicate_as_read};
 use super::errors::{raise, OrRaise};
 use super::guard;
 use super::jsonb::{JsonbDatum, TopLevelField};
+use crate::audit::event::{fields_fit, FIELD_BYTES};
 use crate::audit::{Operation, Outcome};
 use crate::crypto::envelope::{self, PayloadEncoding};
 use crate::crypto::{blind_index::blind_index, random_token, KeyRing};
@@ -39,6 +40,7 @@ fn index_hashes(ring: &KeyRing, record: &JsonbDatum) -> IndexHashes {
 /// Another record has this lookup value (the store reports it mid-statement,
 /// so this must not return).
 fn raise_duplicate(kind: LookupKind) -> ! {
+    count_duplicate_as_read();
     raise(VaultError::Duplicate(kind))
 }
 
@@ -65,6 +67,9 @@ fn vault_store(record: JsonbDatum) -> Uuid {
         let ring = guard::ready();
         guard::check_size(record.payload().len());
         let hashes = index_hashes(ring, &record);
+        if !hashes.is_empty() {
+            call.check_probe_room();
+        }
         let token = random_token().or_raise();
         let sealed = envelope::seal(ring, &token, PayloadEncoding::JsonbBinary, record.payload()).or_raise();
         store::insert_record(&token, &sealed, &hashes, raise_duplicate);
@@ -103,6 +108,9 @@ fn vault_get_fields(token: Uuid, fields: Vec<Option<String>>) -> Option<JsonbDat
             .map(|f| f.ok_or(VaultError::NullFieldName))
             .collect::<Result<_, _>>()
             .or_raise();
+        if !fields_fit(&fields) {
+            raise(VaultError::TooManyFieldNames(FIELD_BYTES));
+        }
         call.fields = Some(fields);
         let ring = guard::ready();
         call.count_read();
@@ -110,6 +118,7 @@ fn vault_get_fields(token: Uuid, fields: Vec<Option<String>>) -> Option<JsonbDat
             call.outcome = Outcome::NotFound;
             return None;
         };
+        guard::check_text_size(&full);
         let full_text = full.to_text().or_raise();
         let fields = call.fields.as_deref().unwrap_or_default();
         Some(JsonbDatum::from_text(&record::project(&full_text, fields).or_raise()).or_raise())
@@ -124,18 +133,31 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
         let token = *token.as_bytes();
         call.token = Some(token);
         let ring = guard::ready();
+        call.count_write();
         guard::check_size(patch.payload().len());
+        guard::check_text_size(&patch);
         let patch_text = patch.to_text().or_raise();
-        call.fields = Some(record::top_level_names(&patch_text).or_raise());
+        let names = record::top_level_names(&patch_text).or_raise();
+        if !fields_fit(&names) {
+            raise(VaultError::TooManyFieldNames(FIELD_BYTES));
+        }
+        call.fields = Some(names);
         let Some(sealed) = store::fetch_envelope_for_update(&token) else {
             call.outcome = Outcome::NotFound;
             return false;
         };
-        let current_text = open_record(ring, &token, &sealed).to_text().or_raise();
+        let current = open_record(ring, &token, &sealed);
+        guard::check_text_size(&current);
+        let current_text = current.to_text().or_raise();
         let new_text = record::merge_patch_text(&current_text, &patch_text).or_raise();
         let new_record = JsonbDatum::from_text(&new_text).or_raise();
         guard::check_size(new_record.payload().len());
         let hashes = index_hashes(ring, &new_record);
+        let sets_lookup_value =
+            call.fields.as_deref().unwrap_or_default().iter().any(|name| LookupKind::parse(name).is_ok_and(|k| k != LookupKind::Token));
+        if sets_lookup_value {
+            call.check_probe_room();
+        }
         let resealed = envelope::seal(ring, &token, PayloadEncoding::JsonbBinary, new_record.payload()).or_raise();
         let updated = store::update_record(&token, &resealed, &hashes, raise_duplicate);
         if !updated {
@@ -153,6 +175,7 @@ fn vault_delete(token: Uuid) -> bool {
         let token = *token.as_bytes();
         call.token = Some(token);
         guard::ready();
+        call.count_write();
         let deleted = store::delete_record(&token);
         if !deleted {
             call.outcome = Outcome::NotFound;

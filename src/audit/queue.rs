@@ -112,6 +112,9 @@ fn ring() -> &'static Ring {
 #[derive(Default)]
 pub struct WriterState {
     writer_pid: i32,
+    /// The writer found that the loaded key does not match the vault's key
+    /// check, and writes nothing.
+    key_mismatch: bool,
     /// The last row the writer committed, in which audit table (by oid).
     chain_table: u32,
     chain_id: i64,
@@ -280,6 +283,15 @@ pub fn unregister_writer() {
     wake.sleeping.store(false, Ordering::Relaxed);
 }
 
+/// Records whether the writer refuses to write under a mismatched key;
+/// true when this changes it to a mismatch (to log it once).
+pub fn set_key_mismatch(mismatch: bool) -> bool {
+    let mut w = WRITER.exclusive();
+    let changed = w.key_mismatch != mismatch;
+    w.key_mismatch = mismatch;
+    changed && mismatch
+}
+
 /// Events ever queued (since server start), counting those being copied in.
 pub fn queued_total() -> u64 {
     ring().head.0.load(Ordering::Acquire)
@@ -293,6 +305,7 @@ pub fn committed_total() -> u64 {
 /// What `vault_health` and `vault_audit_verify` need to know.
 pub struct QueueState {
     pub writer_pid: i32,
+    pub key_mismatch: bool,
     pub pending: u64,
     /// The last committed row and its table (0 before the writer committed
     /// anything since the server started).
@@ -307,6 +320,7 @@ pub fn state() -> QueueState {
     let tail = committed_total();
     QueueState {
         writer_pid: w.writer_pid,
+        key_mismatch: w.key_mismatch,
         pending: queued_total() - tail,
         chain_table: w.chain_table,
         chain_id: w.chain_id,

@@ -34,6 +34,8 @@ pub fn register() {
         .set_function("pii_vault_audit_writer_main")
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        // Restarted a second after it exits with an error or after a
+        // SIGTERM that is not a shutdown (see the end of the main loop).
         .set_restart_time(Some(Duration::from_secs(1)))
         .load();
 }
@@ -95,15 +97,34 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
             break;
         }
     }
-    // SIGTERM: write what is queued before exiting.
-    loop {
+    // SIGTERM: write what is queued before exiting, and what backends
+    // still finishing their calls queue in the next moments (at a server
+    // shutdown they receive SIGTERM at the same time as the writer).
+    let mut quiet = 0;
+    while quiet < LINGER_NAPS {
         let pending = queue::peek(BATCH);
-        if pending.is_empty() || write_batch(ring, &mut head, &mut names, &pending) == 0 {
+        if pending.is_empty() {
+            quiet += 1;
+            std::thread::sleep(NAP);
+        } else if write_batch(ring, &mut head, &mut names, &pending) == 0 {
             break;
+        } else {
+            quiet = 0;
         }
     }
     queue::unregister_writer();
+    log!("pii_vault audit writer: stopping; it is restarted unless the server is shutting down");
+    // Exit code 1: the postmaster restarts a background worker that exits
+    // with a non-zero code (after its restart time), and drops one that
+    // exits with 0. A SIGTERM that is not a shutdown (pg_terminate_backend)
+    // must not end the audit.
+    // SAFETY: ends this process the way PostgreSQL's own exits do.
+    unsafe { pg_sys::proc_exit(1) };
 }
+
+/// After SIGTERM the writer exits once the queue has stayed empty for this
+/// many naps in a row.
+const LINGER_NAPS: u32 = 5;
 
 /// Each batch allocates and frees the same memory (the events, the
 /// transaction's contexts). With glibc's defaults, large blocks are mmap()ed
@@ -158,6 +179,15 @@ fn write_batch(
             let table: Option<pg_sys::Oid> = client.select(&plans.audit_table, None, &[])?.first().get(1)?;
             let Some(table) = table else { return Ok(None) };
             if head.as_ref().is_none_or(|h| h.table != table) {
+                // A new chain head: first make sure the loaded key is the
+                // vault's, or the batch would be MACed under a key that
+                // vault_audit_verify() later rejects forever. The events
+                // stay queued (calls are refused under a wrong key anyway).
+                let stored: Option<Vec<u8>> =
+                    client.select(&plans.key_check, None, &[(ring.key_version() as i32).into()])?.first().get(1)?;
+                if !stored.is_some_and(|v| ring.matches_check_value(&v)) {
+                    return Ok(Some(0));
+                }
                 let last = client.select(
                     "SELECT last_id, mac FROM pii_vault.audit_batches ORDER BY first_id DESC LIMIT 1",
                     None,
@@ -192,7 +222,14 @@ fn write_batch(
         })
     }));
     match written {
+        Ok(Some(0)) => {
+            if queue::set_key_mismatch(true) {
+                log!("pii_vault audit writer: the loaded master key is not the key this vault was created with; not writing the audit under it");
+            }
+            0
+        }
         Ok(Some(n)) => {
+            queue::set_key_mismatch(false);
             let h = head.as_ref().expect("set by the batch");
             queue::commit(n, h.table.into(), h.id, h.mac);
             n
@@ -211,6 +248,7 @@ fn write_batch(
 /// and planning them per batch was most of its work under load).
 struct WriterPlans {
     audit_table: OwnedPreparedStatement,
+    key_check: OwnedPreparedStatement,
     insert_batch: OwnedPreparedStatement,
 }
 
@@ -224,6 +262,12 @@ fn writer_plans(client: &SpiClient<'_>) -> SpiResult<&'static WriterPlans> {
     }
     let plans = WriterPlans {
         audit_table: client.prepare("SELECT pg_catalog.to_regclass('pii_vault.audit_batches')::oid", &[])?.keep(),
+        key_check: client
+            .prepare(
+                "SELECT check_value FROM pii_vault.key_check WHERE key_version = $1",
+                &[PgBuiltInOids::INT4OID.oid()],
+            )?
+            .keep(),
         insert_batch: client
             .prepare_mut(
                 "INSERT INTO pii_vault.audit_batches (first_id, last_id, token_filter, events, mac) \

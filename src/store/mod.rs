@@ -33,6 +33,10 @@ pub struct IndexHashes {
 }
 
 impl IndexHashes {
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none() && self.phone.is_none() && self.login.is_none()
+    }
+
     pub fn set(&mut self, kind: LookupKind, hash: IndexHash) {
         match kind {
             LookupKind::Email => self.email = Some(hash),

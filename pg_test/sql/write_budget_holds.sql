@@ -1,0 +1,88 @@
+-- Writes are bounded like reads: pii_vault.max_writes_per_statement
+-- (default 100) and pii_vault.max_writes_per_minute (a rolling budget per
+-- login role) cap vault_update and vault_delete, whatever the path. A
+-- store or update refused as a duplicate counts as a read, so probing
+-- whether an email exists is throttled like a lookup, and once the read
+-- budget is spent such a store is refused whatever the answer would be.
+-- Measured by the records actually left.
+ALTER SYSTEM SET pii_vault.max_reads_per_minute = 0;
+ALTER SYSTEM SET pii_vault.max_writes_per_minute = 0;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.2);
+SHOW pii_vault.max_writes_per_statement;
+CREATE ROLE wiper LOGIN IN ROLE pii_vault_writer;
+CREATE TABLE customers AS
+SELECT n, vault_store(jsonb_build_object('n', n, 'email', 'customer' || n || '@shop.example')) AS tok
+FROM generate_series(1, 300) AS n;
+GRANT SELECT ON customers TO wiper;
+CREATE FUNCTION records_left() RETURNS bigint LANGUAGE sql AS
+$$ SELECT count(*) FROM pii_vault.records r JOIN customers c ON c.tok = r.token $$;
+GRANT EXECUTE ON FUNCTION records_left() TO wiper;
+ALTER FUNCTION records_left() SECURITY DEFINER;
+
+\c - wiper
+-- 1. One statement deletes at most 100: the 101st delete fails the
+-- statement, and nothing of it is kept.
+SELECT count(vault_delete(tok)) FROM customers;
+SELECT records_left();
+-- Overwriting every record is refused the same way.
+SELECT count(vault_update(tok, '{"email": null, "n": null}')) FROM customers;
+-- 2. A DO block that commits every 50 deletes keeps 100 and is stopped.
+DO $$
+DECLARE t uuid; i int := 0;
+BEGIN
+    FOR t IN SELECT tok FROM customers ORDER BY n LOOP
+        PERFORM vault_delete(t);
+        i := i + 1;
+        IF i % 50 = 0 THEN COMMIT; END IF;
+    END LOOP;
+END $$;
+SELECT records_left();
+
+-- 3. Probing emails through duplicates: a writer stores addresses,
+-- alternately known and unknown, catching each error. 100 duplicates are
+-- reported as such; then every probe is refused, known address or not.
+DO $$
+DECLARE
+    outcome text;
+    tally jsonb := '{}';
+BEGIN
+    FOR i IN 1..250 LOOP
+        BEGIN
+            -- odd i: an address that exists; even i: one that does not
+            PERFORM vault_store(jsonb_build_object('email',
+                CASE WHEN i % 2 = 1 THEN 'customer' || (101 + i / 2) || '@shop.example' ELSE 'nobody' || i || '@shop.example' END));
+            outcome := 'stored';
+        EXCEPTION WHEN OTHERS THEN
+            outcome := SQLSTATE;
+        END;
+        tally := jsonb_set(tally, ARRAY[CASE WHEN i % 2 = 1 THEN 'exists' ELSE 'free' END || ':' || outcome],
+                           to_jsonb(coalesce((tally ->> (CASE WHEN i % 2 = 1 THEN 'exists' ELSE 'free' END || ':' || outcome))::int, 0) + 1));
+    END LOOP;
+    RAISE NOTICE 'probe outcomes: %', tally;
+END $$;
+
+-- 4. Per minute, across sessions: at 30 writes a minute (2 s each, a
+-- burst of 3), four deletes pass at once and the fifth is refused.
+\c - postgres
+ALTER SYSTEM SET pii_vault.max_writes_per_minute = 30;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.2);
+\c - wiper
+SELECT vault_delete(tok) FROM customers WHERE n = 201;
+SELECT vault_delete(tok) FROM customers WHERE n = 202;
+\c - wiper
+SELECT vault_update(tok, '{"n": 0}') FROM customers WHERE n = 203;
+SELECT vault_delete(tok) FROM customers WHERE n = 204;
+SELECT try_sql($$SELECT vault_delete(tok) FROM customers WHERE n = 205$$);
+\c - wiper
+SELECT try_sql($$SELECT vault_delete(tok) FROM customers WHERE n = 206$$);
+SELECT records_left();
+
+\c - postgres
+SELECT pii_vault.audit_wait() AS audit_written;
+SELECT operation, outcome, count(*) FROM pii_vault.audit_log
+WHERE session_role = 'wiper' GROUP BY 1, 2 ORDER BY 1, 2;
+ALTER SYSTEM RESET pii_vault.max_reads_per_minute;
+ALTER SYSTEM RESET pii_vault.max_writes_per_minute;
+SELECT pg_reload_conf();
