@@ -9,7 +9,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/setup.sh
 echo "demo: building and installing pii_vault (release)"
-cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null 2>&1
+scripts/install.sh >/dev/null 2>&1
 
 . scripts/cluster.sh
 DIR="$(mktemp -d /tmp/pii_vault_demo.XXXXXX)"
@@ -49,19 +49,27 @@ SELECT vault_get(vault_token, ARRAY['name']) FROM customers;
 -- Update with a JSON merge patch.
 SELECT vault_update(vault_token, '{"address": {"city": "Marylebone"}}') FROM customers;
 SELECT vault_get(vault_token, ARRAY['address']) FROM customers;
+-- What the vault will index a phone number as (or why it refuses it).
+SELECT vault_normalize('phone', '+44 (0)20 7946 0958');
 -- The storage itself is out of reach, even for the vault's own writer role.
 \set ON_ERROR_STOP off
 SELECT * FROM pii_vault.records;
+-- An injected bulk read is cut off at 100 records per statement (and at
+-- 6 000 a minute per login role), refused calls audited as throttled.
+INSERT INTO customers (vault_token, plan)
+SELECT vault_store(jsonb_build_object('name', 'Customer ' || n)), 'free' FROM generate_series(1, 150) AS n;
+SELECT count(vault_get(vault_token)) FROM customers;
 \set ON_ERROR_STOP on
 
 \c - postgres
 -- What a leaked dump or a stolen disk shows: tokens, ciphertext, keyed hashes.
 SELECT token, left(encode(envelope, 'hex'), 48) || '…' AS envelope, left(encode(email_index, 'hex'), 16) || '…' AS email_index
-FROM pii_vault.records;
+FROM pii_vault.records LIMIT 3;
 -- Every call was audited (no values, only who, what and the outcome), by a
 -- background writer, in rows chained by MACs.
 SELECT pii_vault.audit_wait();
-SELECT id, session_role, operation, fields, outcome FROM pii_vault.audit_log ORDER BY id;
+SELECT id, session_role, operation, fields, outcome FROM pii_vault.audit_log ORDER BY id LIMIT 10;
+SELECT session_role, operation, outcome, count(*) FROM pii_vault.audit_log GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 SELECT * FROM vault_audit_verify();
 -- The configuration checks a DBA runs after installing.
 SELECT check_name, ok FROM vault_health();
