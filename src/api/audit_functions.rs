@@ -104,6 +104,9 @@ mod pii_vault {
     /// altered, and reading it is an error (XX001). No pinned search_path:
     /// it is not SECURITY DEFINER and resolves no names, and a `SET` clause
     /// would cost PostgreSQL's GUC save and restore on every batch row.
+    // pgrx reads the column names from the name!() types of the signature
+    // itself, so they cannot move into a type alias.
+    #[allow(clippy::type_complexity)]
     #[pg_extern(immutable, strict, parallel_safe)]
     fn audit_events(
         first_id: i64,

@@ -160,7 +160,7 @@ impl JsonbDatum {
     }
 
     /// The top-level field `name` of this value (see `top_level_fields`).
-    #[cfg(any(test, feature = "pg_test"))]
+    #[cfg(feature = "pg_test")]
     pub fn top_level_field(&self, name: &str) -> VaultResult<TopLevelField<'_>> {
         self.top_level_fields([name]).map(|[field]| field)
     }

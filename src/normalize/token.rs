@@ -17,7 +17,7 @@ pub fn parse_token(text: &str) -> VaultResult<[u8; 16]> {
     let mut prev_hyphen = true; // no leading hyphen
     for c in inner.chars() {
         if c == '-' {
-            if prev_hyphen || digits % 4 != 0 {
+            if prev_hyphen || !digits.is_multiple_of(4) {
                 return Err(invalid());
             }
             prev_hyphen = true;
@@ -27,7 +27,7 @@ pub fn parse_token(text: &str) -> VaultResult<[u8; 16]> {
         if digits >= 32 {
             return Err(invalid());
         }
-        out[digits / 2] |= if digits % 2 == 0 { v << 4 } else { v };
+        out[digits / 2] |= if digits.is_multiple_of(2) { v << 4 } else { v };
         digits += 1;
         prev_hyphen = false;
     }
