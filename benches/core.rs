@@ -8,11 +8,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use pii_vault::crypto::blind_index::blind_index;
 use pii_vault::crypto::envelope::{open_into, seal, PayloadEncoding};
 use pii_vault::crypto::KeyRing;
 use pii_vault::normalize::{normalize, parse_region, LookupKind};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 fn time_per_op(mut f: impl FnMut()) -> Duration {
     // Warm up, then take the best of 5 batches (least disturbed by noise).

@@ -88,7 +88,13 @@ pub fn init(preloading: bool) {
 
 /// A budget: over it, the call fails with 54000, is audited as throttled,
 /// and one WARNING is logged.
-fn define_budget(name: &'static CStr, short: &'static CStr, long: &'static CStr, setting: &'static GucSetting<i32>, context: GucContext) {
+fn define_budget(
+    name: &'static CStr,
+    short: &'static CStr,
+    long: &'static CStr,
+    setting: &'static GucSetting<i32>,
+    context: GucContext,
+) {
     GucRegistry::define_int_guc(name, short, long, setting, 0, i32::MAX, context, GucFlags::default());
 }
 

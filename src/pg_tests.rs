@@ -48,7 +48,8 @@ mod tests {
     fn jsonb_datum_payload_round_trip() {
         let text = r#"{"a": {"b": [1, "two", null]}, "c": 3.25}"#;
         let original = JsonbDatum::from_text(text).unwrap();
-        let (copy, ()) = JsonbDatum::filled_by(original.payload().len(), |bytes| bytes.copy_from_slice(original.payload()));
+        let (copy, ()) =
+            JsonbDatum::filled_by(original.payload().len(), |bytes| bytes.copy_from_slice(original.payload()));
         assert_eq!(copy.payload(), original.payload());
         let reparsed: serde_json::Value = serde_json::from_str(&copy.to_text().unwrap()).unwrap();
         assert_eq!(reparsed, json!({"a": {"b": [1, "two", null]}, "c": 3.25}));
@@ -57,7 +58,9 @@ mod tests {
     #[pg_test]
     fn top_level_fields_are_read_from_the_binary_jsonb() {
         use crate::api::jsonb::TopLevelField::{self as Field, Absent, Null, Other};
-        let record = JsonbDatum::from_text(r#"{"login": "a\"b\u00e9", "phone": null, "n": 1, "o": {"login": "x"}, "a": ["x"]}"#).unwrap();
+        let record =
+            JsonbDatum::from_text(r#"{"login": "a\"b\u00e9", "phone": null, "n": 1, "o": {"login": "x"}, "a": ["x"]}"#)
+                .unwrap();
         let field = |name: &str| record.top_level_field(name).unwrap();
         assert_eq!(field("login"), Field::String("a\"bé"), "stored unescaped");
         assert_eq!(field("phone"), Null);
@@ -83,7 +86,8 @@ mod tests {
     fn lookup_normalizes_like_store() {
         let token = store(r#"{"email": "Grace.Hopper@Navy.MIL", "phone": "+1 (202) 555-0143", "login": " GHopper "}"#);
         for (kind, value) in [("email", " grace.hopper@navy.mil"), ("phone", "202-555-0143"), ("login", "ghopper")] {
-            let found = Spi::get_one_with_args::<pgrx::Uuid>("SELECT vault_lookup($1, $2)", &[kind.into(), value.into()]);
+            let found =
+                Spi::get_one_with_args::<pgrx::Uuid>("SELECT vault_lookup($1, $2)", &[kind.into(), value.into()]);
             assert_eq!(found, Ok(Some(token)), "{kind}");
         }
     }
@@ -124,7 +128,8 @@ mod tests {
         Spi::run_with_args("SELECT vault_delete($1)", &[token.into()]).unwrap();
         Spi::run_with_args("SELECT vault_get($1)", &[token.into()]).unwrap();
         audit_rows();
-        let rows = Spi::get_one_with_args::<i64>("SELECT count(*) FROM pii_vault.audit_log WHERE token = $1", &[token.into()]);
+        let rows =
+            Spi::get_one_with_args::<i64>("SELECT count(*) FROM pii_vault.audit_log WHERE token = $1", &[token.into()]);
         assert_eq!(rows, Ok(Some(6)));
         let last = Spi::get_one_with_args::<String>(
             "SELECT operation || ':' || outcome FROM pii_vault.audit_log WHERE token = $1 ORDER BY id DESC LIMIT 1",

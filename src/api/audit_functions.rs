@@ -19,7 +19,8 @@ use crate::{guc, store};
 /// the first bad batch.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]
-fn vault_audit_verify() -> TableIterator<'static, (name!(ok, bool), name!(rows_checked, i64), name!(first_bad_id, Option<i64>))> {
+fn vault_audit_verify(
+) -> TableIterator<'static, (name!(ok, bool), name!(rows_checked, i64), name!(first_bad_id, Option<i64>))> {
     let verdict = audited(Operation::AuditVerify, |_call| {
         let ring = guard::ready();
         // The writer's last committed batch (when it committed any since the
@@ -125,7 +126,8 @@ mod pii_vault {
             name!(outcome, String),
         ),
     > {
-        let records = decode_batch(first_id, events).unwrap_or_else(|_| raise(VaultError::AuditBatchUnreadable(first_id)));
+        let records =
+            decode_batch(first_id, events).unwrap_or_else(|_| raise(VaultError::AuditBatchUnreadable(first_id)));
         TableIterator::new(records.into_iter().map(|r| {
             (
                 r.id,

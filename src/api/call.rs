@@ -81,7 +81,9 @@ impl Call {
     fn count(&mut self, kind: Kind) {
         let warn = |limit: Limit| {
             let (setting, value) = setting_of(limit);
-            pgrx::warning!("pii_vault: {setting} ({value}) exceeded; further calls are refused and audited as throttled");
+            pgrx::warning!(
+                "pii_vault: {setting} ({value}) exceeded; further calls are refused and audited as throttled"
+            );
         };
         if let Err(limit) = throttle::count(kind, warn) {
             self.outcome = Outcome::Throttled;

@@ -16,8 +16,8 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
             ERRCODE_PROGRAM_LIMIT_EXCEEDED
         }
         InParallelWorker => ERRCODE_FEATURE_NOT_SUPPORTED,
-        NotAnObject | PatchNotAnObject | MalformedJson | UnknownLookupKind | FieldNotString(_)
-        | InvalidValue(_) | NullFieldName => ERRCODE_INVALID_PARAMETER_VALUE,
+        NotAnObject | PatchNotAnObject | MalformedJson | UnknownLookupKind | FieldNotString(_) | InvalidValue(_)
+        | NullFieldName => ERRCODE_INVALID_PARAMETER_VALUE,
         RecordTooLarge { .. } | TooDeep { .. } | TooManyFieldNames(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         Duplicate(_) => ERRCODE_UNIQUE_VIOLATION,
         DecryptFailed | AuditBatchUnreadable(_) => ERRCODE_DATA_CORRUPTED,

@@ -85,9 +85,21 @@ unsafe fn scalar_text_len_bound(value: &pg_sys::JsonbValue) -> usize {
     match value.type_ {
         pg_sys::jbvType::jbvString => {
             // SAFETY: the string's bytes lie in the container.
-            let bytes = unsafe { std::slice::from_raw_parts(value.val.string.val as *const u8, value.val.string.len as usize) };
+            let bytes =
+                unsafe { std::slice::from_raw_parts(value.val.string.val as *const u8, value.val.string.len as usize) };
             // Quotes, and at most \uXXXX (6 characters) for a control byte.
-            2 + bytes.iter().map(|&b| if b < 0x20 { 6 } else if b == b'"' || b == b'\\' { 2 } else { 1 }).sum::<usize>()
+            2 + bytes
+                .iter()
+                .map(|&b| {
+                    if b < 0x20 {
+                        6
+                    } else if b == b'"' || b == b'\\' {
+                        2
+                    } else {
+                        1
+                    }
+                })
+                .sum::<usize>()
         }
         // SAFETY: a numeric's varlena lies in the container.
         pg_sys::jbvType::jbvNumeric => unsafe { numeric_text_len_bound(value.val.numeric.cast()) },
@@ -136,9 +148,7 @@ impl JsonbDatum {
     /// The jsonb bytes without the varlena header.
     pub fn payload(&self) -> &[u8] {
         // SAFETY: `varlena` is a detoasted (possibly short-header) varlena.
-        unsafe {
-            std::slice::from_raw_parts(vardata_any(self.varlena) as *const u8, varsize_any_exhdr(self.varlena))
-        }
+        unsafe { std::slice::from_raw_parts(vardata_any(self.varlena) as *const u8, varsize_any_exhdr(self.varlena)) }
     }
 
     /// A datum of `len` payload bytes written by `fill` straight into its

@@ -103,11 +103,8 @@ fn vault_get_fields(token: Uuid, fields: Vec<Option<String>>) -> Option<JsonbDat
     audited(Operation::Get, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        let fields: Vec<String> = fields
-            .into_iter()
-            .map(|f| f.ok_or(VaultError::NullFieldName))
-            .collect::<Result<_, _>>()
-            .or_raise();
+        let fields: Vec<String> =
+            fields.into_iter().map(|f| f.ok_or(VaultError::NullFieldName)).collect::<Result<_, _>>().or_raise();
         if !fields_fit(&fields) {
             raise(VaultError::TooManyFieldNames(FIELD_BYTES));
         }
@@ -153,8 +150,12 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
         let new_record = JsonbDatum::from_text(&new_text).or_raise();
         guard::check_size(new_record.payload().len());
         let hashes = index_hashes(ring, &new_record);
-        let sets_lookup_value =
-            call.fields.as_deref().unwrap_or_default().iter().any(|name| LookupKind::parse(name).is_ok_and(|k| k != LookupKind::Token));
+        let sets_lookup_value = call
+            .fields
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|name| LookupKind::parse(name).is_ok_and(|k| k != LookupKind::Token));
         if sets_lookup_value {
             call.check_probe_room();
         }

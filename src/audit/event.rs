@@ -36,7 +36,9 @@ impl Operation {
 
     fn from_u8(b: u8) -> Option<Operation> {
         use Operation::*;
-        [Store, Get, Lookup, Update, Delete, Export, AuditRead, AuditVerify, Health, Normalize].into_iter().find(|op| *op as u8 == b)
+        [Store, Get, Lookup, Update, Delete, Export, AuditRead, AuditVerify, Health, Normalize]
+            .into_iter()
+            .find(|op| *op as u8 == b)
     }
 }
 
@@ -278,7 +280,8 @@ mod tests {
         // The API refuses what does not fit (fields_fit), so nothing it
         // lets through is ever cut.
         for (count, len) in [(1, FIELD_BYTES - 1), (32, 13), (FIELD_BYTES / 2, 1), (0, 0)] {
-            let names: Vec<String> = (0..count).map(|i| format!("{i:0>len$}").chars().take(len.max(1)).collect()).collect();
+            let names: Vec<String> =
+                (0..count).map(|i| format!("{i:0>len$}").chars().take(len.max(1)).collect()).collect();
             let fits = fields_fit(&names);
             let total: usize = names.iter().map(|n| n.len() + 1).sum();
             assert_eq!(fits, total <= FIELD_BYTES, "{count} x {len}");
@@ -293,7 +296,16 @@ mod tests {
     #[test]
     fn copied_into_a_used_slot_reads_back_as_itself() {
         let long_names: Vec<String> = (0..30).map(|i| format!("field_{i}")).collect();
-        let mut slot = AuditEvent::new(9, 9, 9, &"x".repeat(64), Operation::Export, Some(&[9; 16]), Some(&long_names), Outcome::Denied);
+        let mut slot = AuditEvent::new(
+            9,
+            9,
+            9,
+            &"x".repeat(64),
+            Operation::Export,
+            Some(&[9; 16]),
+            Some(&long_names),
+            Outcome::Denied,
+        );
         let names = vec!["email".to_string()];
         let e = AuditEvent::new(1, 10, 11, "app", Operation::Lookup, None, Some(&names), Outcome::NotFound);
         e.copy_used_to(&mut slot);

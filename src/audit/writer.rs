@@ -214,7 +214,13 @@ fn write_batch(
             client.update(
                 &plans.insert_batch,
                 None,
-                &[first_id.into(), last_id.into(), token_filter.as_slice().into(), events.as_slice().into(), mac.as_slice().into()],
+                &[
+                    first_id.into(),
+                    last_id.into(),
+                    token_filter.as_slice().into(),
+                    events.as_slice().into(),
+                    mac.as_slice().into(),
+                ],
             )?;
             h.id = last_id;
             h.mac = mac;

@@ -119,9 +119,7 @@ mod tests {
         let tag = cipher().seal_in_place(&hex(IV).try_into().unwrap(), &hex(AAD), &mut data);
         assert_eq!(data, hex(CT));
         assert_eq!(tag.to_vec(), hex(TAG));
-        cipher()
-            .open_in_place(&hex(IV).try_into().unwrap(), &hex(AAD), &mut data, &tag)
-            .unwrap();
+        cipher().open_in_place(&hex(IV).try_into().unwrap(), &hex(AAD), &mut data, &tag).unwrap();
         assert_eq!(data, hex(PT));
     }
 

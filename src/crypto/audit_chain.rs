@@ -144,7 +144,17 @@ pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'stat
         };
         let outcome = r.string()?;
         let id = first_id.checked_add(i as i64).ok_or(Unreadable)?;
-        records.push(AuditRecord { id, at, session_role, acting_role, application_name, operation, token, fields, outcome });
+        records.push(AuditRecord {
+            id,
+            at,
+            session_role,
+            acting_role,
+            application_name,
+            operation,
+            token,
+            fields,
+            outcome,
+        });
     }
     if !r.0.is_empty() {
         return Err(Unreadable);
@@ -261,7 +271,9 @@ impl<'r> ChainVerifier<'r> {
         let cut_short = matches!(self.expected_head, Some((head_id, _)) if head_id > self.last_id);
         match self.bad {
             Some(id) => Verdict { ok: false, rows_checked: self.checked, first_bad_id: Some(id) },
-            None if cut_short => Verdict { ok: false, rows_checked: self.checked, first_bad_id: Some(self.last_id + 1) },
+            None if cut_short => {
+                Verdict { ok: false, rows_checked: self.checked, first_bad_id: Some(self.last_id + 1) }
+            }
             None => Verdict { ok: true, rows_checked: self.checked, first_bad_id: None },
         }
     }
@@ -445,7 +457,13 @@ mod tests {
         rows.swap(2, 3);
         assert_eq!(check(&r, &rows, None).first_bad_id, Some(9));
         let mut rows = chain(&r, 10, 4);
-        let forged = Row { first_id: 13, last_id: 13, token_filter: vec![], events: encode_batch(&[event(13)]), mac: vec![0; 32] };
+        let forged = Row {
+            first_id: 13,
+            last_id: 13,
+            token_filter: vec![],
+            events: encode_batch(&[event(13)]),
+            mac: vec![0; 32],
+        };
         rows.insert(3, forged);
         assert_eq!(check(&r, &rows, None).first_bad_id, Some(13));
         // Contents swapped between two batches, ids left in place.

@@ -46,9 +46,6 @@ mod tests {
     fn separator_prevents_concatenation_ambiguity() {
         let ring = KeyRing::derive(&[1u8; 32]);
         // "email" ‖ 0 ‖ "x" must differ from "emai" ‖ 0 ‖ "lx" style shifts.
-        assert_ne!(
-            blind_index(&ring, LookupKind::Login, "x"),
-            blind_index(&ring, LookupKind::Login, "\0x")
-        );
+        assert_ne!(blind_index(&ring, LookupKind::Login, "x"), blind_index(&ring, LookupKind::Login, "\0x"));
     }
 }

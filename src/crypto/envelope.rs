@@ -65,12 +65,7 @@ fn associated_data(purpose: &[u8], token: &[u8; 16], header: &[u8]) -> ([u8; 64]
 }
 
 /// Encrypts `plaintext` for `token` under a fresh random data key.
-pub fn seal(
-    ring: &KeyRing,
-    token: &[u8; 16],
-    encoding: PayloadEncoding,
-    plaintext: &[u8],
-) -> VaultResult<Vec<u8>> {
+pub fn seal(ring: &KeyRing, token: &[u8; 16], encoding: PayloadEncoding, plaintext: &[u8]) -> VaultResult<Vec<u8>> {
     // One system call for the data key and both nonces.
     let mut random = Zeroizing::new([0u8; RANDOM_LEN]);
     fill_random(random.as_mut())?;
@@ -135,11 +130,7 @@ pub fn plaintext_len(envelope: &[u8]) -> Option<usize> {
 
 /// Authenticates and decrypts an envelope written by `seal` for `token`.
 /// Any malformed, truncated, moved or altered envelope is `DecryptFailed`.
-pub fn open(
-    ring: &KeyRing,
-    token: &[u8; 16],
-    envelope: &[u8],
-) -> VaultResult<(PayloadEncoding, Zeroizing<Vec<u8>>)> {
+pub fn open(ring: &KeyRing, token: &[u8; 16], envelope: &[u8]) -> VaultResult<(PayloadEncoding, Zeroizing<Vec<u8>>)> {
     let len = plaintext_len(envelope).ok_or(VaultError::DecryptFailed)?;
     let mut plaintext = Zeroizing::new(vec![0u8; len]);
     let encoding = open_into(ring, token, envelope, plaintext.as_mut_slice())?;
@@ -161,7 +152,8 @@ pub fn open_into(ring: &KeyRing, token: &[u8; 16], envelope: &[u8], out: &mut [u
     let encoding = PayloadEncoding::from_byte(envelope[1]).ok_or(VaultError::DecryptFailed)?;
     let header = &envelope[..HEADER_LEN];
 
-    let nonce_in = |range: std::ops::Range<usize>| -> [u8; NONCE_LEN] { envelope[range].try_into().expect("nonce length") };
+    let nonce_in =
+        |range: std::ops::Range<usize>| -> [u8; NONCE_LEN] { envelope[range].try_into().expect("nonce length") };
     let tag_at = |at: usize| -> [u8; TAG_LEN] { envelope[at..at + TAG_LEN].try_into().expect("tag length") };
 
     let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
@@ -213,7 +205,8 @@ mod tests {
             .map(|i| u8::from_str_radix(&KNOWN_ENVELOPE[i..i + 2], 16).unwrap())
             .collect();
         let token = [7u8; 16];
-        let sealed = seal_with(&ring(), &token, PayloadEncoding::JsonbBinary, KNOWN_RECORD, &[9u8; RANDOM_LEN]).unwrap();
+        let sealed =
+            seal_with(&ring(), &token, PayloadEncoding::JsonbBinary, KNOWN_RECORD, &[9u8; RANDOM_LEN]).unwrap();
         assert_eq!(sealed, known);
         let (encoding, plaintext) = open(&ring(), &token, &known).unwrap();
         assert_eq!(encoding, PayloadEncoding::JsonbBinary);

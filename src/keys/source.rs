@@ -68,9 +68,7 @@ pub fn read_key_file(path: &str, server_uid: u32) -> Result<MasterKey, KeyProble
     }
     check_key_file_mode(meta.uid(), meta.mode(), server_uid)?;
     let mut text = Zeroizing::new(Vec::with_capacity(80));
-    file.take(MAX_KEY_SOURCE_BYTES)
-        .read_to_end(&mut text)
-        .map_err(|_| KeyProblem::KeyFileUnreadable)?;
+    file.take(MAX_KEY_SOURCE_BYTES).read_to_end(&mut text).map_err(|_| KeyProblem::KeyFileUnreadable)?;
     parse_hex_key(&text)
 }
 
@@ -132,7 +130,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_formats() {
-        for bad in ["", "00", &HEX[..62], &format!("{HEX}00"), &HEX.replace('0', "g"), &format!("{} {}", &HEX[..32], &HEX[32..])] {
+        for bad in [
+            "",
+            "00",
+            &HEX[..62],
+            &format!("{HEX}00"),
+            &HEX.replace('0', "g"),
+            &format!("{} {}", &HEX[..32], &HEX[32..]),
+        ] {
             assert_eq!(parse_hex_key(bad.as_bytes()).unwrap_err(), KeyProblem::BadKeyFormat, "{bad:?}");
         }
     }

@@ -16,10 +16,7 @@ fn invalid() -> VaultError {
 
 pub fn normalize_email(value: &str) -> VaultResult<String> {
     let trimmed = value.trim();
-    if trimmed.len() > 4 * MAX_EMAIL_LEN
-        || has_hidden_characters(trimmed)
-        || trimmed.contains(char::is_whitespace)
-    {
+    if trimmed.len() > 4 * MAX_EMAIL_LEN || has_hidden_characters(trimmed) || trimmed.contains(char::is_whitespace) {
         return Err(invalid());
     }
     // One buffer: lowered whole, then cut after the `@` and completed with
@@ -34,8 +31,7 @@ pub fn normalize_email(value: &str) -> VaultResult<String> {
         return Err(invalid());
     }
     let ascii_domain = idna::domain_to_ascii_strict(domain).map_err(|_| invalid())?;
-    let labels_ok = ascii_domain.split('.').count() >= 2
-        && ascii_domain.split('.').all(|label| !label.is_empty());
+    let labels_ok = ascii_domain.split('.').count() >= 2 && ascii_domain.split('.').all(|label| !label.is_empty());
     if !labels_ok {
         return Err(invalid());
     }
@@ -74,10 +70,27 @@ mod tests {
     #[test]
     fn rejections() {
         for bad in [
-            "", "   ", "no-at-sign", "@b.example", "a@", "a@b", "a@@b.example", "a@b@c.example",
-            "a b@c.example", "a@b..example", "a@.b.example", "a@b.example.", "a\u{0000}@b.example",
-            "a@b\u{200F}.example", "\u{202E}a@b.example", "a@b_c.example", "a@b c.example",
-            "a\u{00A0}b@c.example", "a@b\u{3000}c.example", "a\u{2009}@b.example", "a@\u{202F}b.example",
+            "",
+            "   ",
+            "no-at-sign",
+            "@b.example",
+            "a@",
+            "a@b",
+            "a@@b.example",
+            "a@b@c.example",
+            "a b@c.example",
+            "a@b..example",
+            "a@.b.example",
+            "a@b.example.",
+            "a\u{0000}@b.example",
+            "a@b\u{200F}.example",
+            "\u{202E}a@b.example",
+            "a@b_c.example",
+            "a@b c.example",
+            "a\u{00A0}b@c.example",
+            "a@b\u{3000}c.example",
+            "a\u{2009}@b.example",
+            "a@\u{202F}b.example",
         ] {
             assert_eq!(normalize_email(bad), Err(invalid()), "{bad:?}");
         }
@@ -106,18 +119,31 @@ mod tests {
 
     #[test]
     fn sql_metacharacters_are_just_characters() {
-        assert_eq!(
-            normalize_email("o'brien@b.example").unwrap(),
-            "o'brien@b.example"
-        );
+        assert_eq!(normalize_email("o'brien@b.example").unwrap(), "o'brien@b.example");
     }
 
     #[test]
     fn invisible_characters_are_refused() {
         for c in [
-            '\u{E0041}', '\u{E0020}', '\u{FFF9}', '\u{1D173}', '\u{FE0F}', '\u{034F}', '\u{3164}',
-            '\u{115F}', '\u{1160}', '\u{FFA0}', '\u{2800}', '\u{200B}', '\u{200E}', '\u{202E}',
-            '\u{2066}', '\u{FEFF}', '\u{00AD}', '\u{2028}', '\u{2029}',
+            '\u{E0041}',
+            '\u{E0020}',
+            '\u{FFF9}',
+            '\u{1D173}',
+            '\u{FE0F}',
+            '\u{034F}',
+            '\u{3164}',
+            '\u{115F}',
+            '\u{1160}',
+            '\u{FFA0}',
+            '\u{2800}',
+            '\u{200B}',
+            '\u{200E}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{2028}',
+            '\u{2029}',
         ] {
             let mut emails = vec![format!("al{c}ice@b.example"), format!("alice@b{c}.example")];
             if !c.is_whitespace() {

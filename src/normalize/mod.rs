@@ -222,7 +222,8 @@ mod tests {
 
     #[test]
     fn visible_text_is_not_hidden() {
-        for s in ["zoë", "Ωμέγα", "имя", "名前", "اسم", "שם", "ภาษาไทย", "😀", "a b", "e\u{0301}", "ß"] {
+        for s in ["zoë", "Ωμέγα", "имя", "名前", "اسم", "שם", "ภาษาไทย", "😀", "a b", "e\u{0301}", "ß"]
+        {
             assert!(!has_hidden_characters(s), "{s:?}");
         }
     }

@@ -189,16 +189,13 @@ fn e164_of(dialled: &str, region: Region) -> VaultResult<String> {
     // The parser is third-party code run on attacker-chosen input: a panic in
     // it must become a rejected value, not a crashed statement.
     let e164 = std::panic::catch_unwind(|| match international_part(dialled, region) {
-        Some(international) => first_valid([
-            &|| as_written(&international),
-            &|| phonenumber::parse(None, international.as_ref()).ok(),
-        ]),
+        Some(international) => {
+            first_valid([&|| as_written(&international), &|| phonenumber::parse(None, international.as_ref()).ok()])
+        }
         None => {
             let meta = DATABASE.by_id(region.as_ref())?;
-            let trunk_stripped = meta
-                .national_prefix()
-                .and_then(|prefix| dialled.strip_prefix(prefix))
-                .filter(|rest| !rest.is_empty());
+            let trunk_stripped =
+                meta.national_prefix().and_then(|prefix| dialled.strip_prefix(prefix)).filter(|rest| !rest.is_empty());
             first_valid([
                 &|| as_written(&format!("+{}{}", meta.country_code(), trunk_stripped?)),
                 &|| {
@@ -293,8 +290,16 @@ mod tests {
         assert_eq!(normalize_phone("030 123456", region("de")).unwrap(), "+4930123456");
         assert_eq!(normalize_phone("+49 30 123456", us()).unwrap(), "+4930123456");
         assert_eq!(normalize_phone("090-1234-5678", region("JP")).unwrap(), "+819012345678");
-        assert_eq!(normalize_phone("＋８１ ９０−１２３４−５６７８", us()).unwrap(), "+819012345678", "fullwidth, minus signs");
-        assert_eq!(normalize_phone("（０９０）１２３４－５６７８", region("JP")).unwrap(), "+819012345678", "fullwidth");
+        assert_eq!(
+            normalize_phone("＋８１ ９０−１２３４−５６７８", us()).unwrap(),
+            "+819012345678",
+            "fullwidth, minus signs"
+        );
+        assert_eq!(
+            normalize_phone("（０９０）１２３４－５６７８", region("JP")).unwrap(),
+            "+819012345678",
+            "fullwidth"
+        );
         assert_eq!(normalize_phone("+٤٤ ٢٠ ٧٩٤٦ ٠٩٥٨", us()).unwrap(), "+442079460958", "Arabic-Indic digits");
         assert_eq!(normalize_phone("+44\u{00A0}20\u{202F}7946\u{2013}0958", us()).unwrap(), "+442079460958");
     }
@@ -354,10 +359,21 @@ mod tests {
     #[test]
     fn extensions_are_refused() {
         for text in [
-            "(555) 123-4567 x890", "x891", "(415) 555-2671 x890", "415-555-2671 ext. 12",
-            "415-555-2671 ext 12", "415-555-2671 extension 12", "+1-415-555-2671;ext=12",
-            "tel:+1-415-555-2671;ext=12", "415-555-2671,12", "415-555-2671;12", "415-555-2671 #12",
-            "415 555 2671#", "415-555-2671~12", "+44 20 7946 0958 x12", "+442079460958 ext. 3",
+            "(555) 123-4567 x890",
+            "x891",
+            "(415) 555-2671 x890",
+            "415-555-2671 ext. 12",
+            "415-555-2671 ext 12",
+            "415-555-2671 extension 12",
+            "+1-415-555-2671;ext=12",
+            "tel:+1-415-555-2671;ext=12",
+            "415-555-2671,12",
+            "415-555-2671;12",
+            "415-555-2671 #12",
+            "415 555 2671#",
+            "415-555-2671~12",
+            "+44 20 7946 0958 x12",
+            "+442079460958 ext. 3",
         ] {
             assert!(normalize_phone(text, us()).is_err(), "{text:?}");
         }
@@ -366,7 +382,9 @@ mod tests {
 
     #[test]
     fn letters_are_refused() {
-        for text in ["12345abc", "1-800-FLOWERS", "1-800-flowers", "+1 800 356 9377a", "tel:+14155552671", "４１５ABC２６７１"] {
+        for text in
+            ["12345abc", "1-800-FLOWERS", "1-800-flowers", "+1 800 356 9377a", "tel:+14155552671", "４１５ABC２６７１"]
+        {
             assert!(normalize_phone(text, us()).is_err(), "{text:?}");
         }
         assert_eq!(normalize_phone("1-800-356-9377", us()).unwrap(), "+18003569377", "the same number in digits");
@@ -375,9 +393,27 @@ mod tests {
     #[test]
     fn rejections() {
         for bad in [
-            "", "  ", "abc", "+", "415\u{200F}5552671", "415\n5552671", "'; DROP TABLE x; --", "11.1.11", "+111",
-            "111111331-", "+1 555 123 4567", "(555) 123-4567", "+44 20 7946 095", "+49 1234", "+800 123456789",
-            "++14155552671", "+1 415 555 2671+", "415*555*2671", "+0044 20 7946 0958", "()", "- -",
+            "",
+            "  ",
+            "abc",
+            "+",
+            "415\u{200F}5552671",
+            "415\n5552671",
+            "'; DROP TABLE x; --",
+            "11.1.11",
+            "+111",
+            "111111331-",
+            "+1 555 123 4567",
+            "(555) 123-4567",
+            "+44 20 7946 095",
+            "+49 1234",
+            "+800 123456789",
+            "++14155552671",
+            "+1 415 555 2671+",
+            "415*555*2671",
+            "+0044 20 7946 0958",
+            "()",
+            "- -",
         ] {
             assert!(normalize_phone(bad, us()).is_err(), "{bad:?}");
         }
@@ -425,7 +461,9 @@ mod tests {
         for run in runs {
             assert_eq!((run.end() - run.start() + 1) % 10, 0, "{run:X?}");
         }
-        for (c, digit) in [('٣', '3'), ('۳', '3'), ('३', '3'), ('３', '3'), ('๙', '9'), ('\u{1D7CE}', '0'), ('\u{1D7FF}', '9')] {
+        for (c, digit) in
+            [('٣', '3'), ('۳', '3'), ('३', '3'), ('３', '3'), ('๙', '9'), ('\u{1D7CE}', '0'), ('\u{1D7FF}', '9')]
+        {
             assert_eq!(decimal_digit(c), Some(digit), "U+{:04X}", c as u32);
         }
         for c in ['a', '²', '½', 'Ⅻ', '①', ' '] {
@@ -536,11 +574,8 @@ mod tests {
 
     /// Example numbers that libphonenumber's own metadata does not read back
     /// through this crate's parser, by region and type, with the reason.
-    const EXAMPLE_EXCEPTIONS: &[(&str, Type, &str)] = &[(
-        "IR",
-        Type::Uan,
-        "+98 9601 has 6 digits, fewer than the MIN_E164_DIGITS this vault accepts",
-    )];
+    const EXAMPLE_EXCEPTIONS: &[(&str, Type, &str)] =
+        &[("IR", Type::Uan, "+98 9601 has 6 digits, fewer than the MIN_E164_DIGITS this vault accepts")];
 
     /// Every example number of libphonenumber's metadata: region (`None` for
     /// the non-geographic calling codes), type, E.164 form (built from the
@@ -589,7 +624,8 @@ mod tests {
             }
             for (text, region) in forms {
                 if normalize_phone(&text, region).as_deref() != Ok(e164) {
-                    failures.push(format!("{id} {kind:?} {text:?} -> {:?} (want {e164})", normalize_phone(&text, region)));
+                    failures
+                        .push(format!("{id} {kind:?} {text:?} -> {:?} (want {e164})", normalize_phone(&text, region)));
                 }
             }
         }
@@ -608,9 +644,8 @@ mod tests {
                 Some((national, region?, e164))
             })
             .collect();
-        (prop::sample::select(examples), prop::sample::select(vec![" ", "-", ".", "", "  "])).prop_map(
-            |((national, region, e164), separator)| (national.replace(' ', separator), region, e164),
-        )
+        (prop::sample::select(examples), prop::sample::select(vec![" ", "-", ".", "", "  "]))
+            .prop_map(|((national, region, e164), separator)| (national.replace(' ', separator), region, e164))
     }
 
     proptest! {

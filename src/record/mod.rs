@@ -107,10 +107,7 @@ mod tests {
         assert_eq!(top_level_names(&text).unwrap(), ["deep", "email"]);
         let projected = project(&text, &["deep".to_string()]).unwrap();
         assert!(projected.starts_with(r#"{"deep":[[["#));
-        assert_eq!(
-            merge_patch_text(&text, r#"{"x":1}"#).unwrap_err(),
-            VaultError::TooDeep { limit: MAX_PATCH_DEPTH }
-        );
+        assert_eq!(merge_patch_text(&text, r#"{"x":1}"#).unwrap_err(), VaultError::TooDeep { limit: MAX_PATCH_DEPTH });
     }
 
     #[test]
@@ -140,12 +137,12 @@ mod tests {
             (json!({"a":"c"}), json!({"a":["b"]}), json!({"a":["b"]})),
             (json!({"a":{"b":"c"}}), json!({"a":{"b":"d","c":null}}), json!({"a":{"b":"d"}})),
             (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
-            (json!(["a","b"]), json!(["c","d"]), json!(["c","d"])),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
             (json!({"a":"b"}), json!(["c"]), json!(["c"])),
             (json!({"a":"foo"}), json!(null), json!(null)),
             (json!({"a":"foo"}), json!("bar"), json!("bar")),
             (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
-            (json!([1,2]), json!({"a":"b","c":null}), json!({"a":"b"})),
+            (json!([1, 2]), json!({"a":"b","c":null}), json!({"a":"b"})),
             (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
         ];
         for (target, patch, expected) in cases {
@@ -174,8 +171,7 @@ mod tests {
         json_leaf().prop_recursive(4, 32, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::btree_map("[a-c]", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::btree_map("[a-c]", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
     }

@@ -124,8 +124,8 @@ fn records_oids() -> RecordsOids {
 /// `read_unique` runs them in two guarded blocks instead. Signatures as in
 /// PostgreSQL 15's headers (the same as pgrx's bindings).
 mod unguarded {
-    use pgrx::pg_sys::{Datum, IndexScanDesc, List, Oid, RegProcedure, Relation, ScanKey, Snapshot, TupleTableSlot};
     use pgrx::pg_sys::{AttrNumber, BlockNumber, Buffer, IndexTuple, ItemPointer, ScanDirection, StrategyNumber};
+    use pgrx::pg_sys::{Datum, IndexScanDesc, List, Oid, RegProcedure, Relation, ScanKey, Snapshot, TupleTableSlot};
     use pgrx::pg_sys::{TupleDesc, LOCKMODE};
     use std::ffi::c_int;
 
@@ -155,8 +155,11 @@ mod unguarded {
             argument: Datum,
         );
         pub fn index_rescan(scan: IndexScanDesc, keys: ScanKey, nkeys: c_int, orderbys: ScanKey, norderbys: c_int);
-        pub fn index_getnext_slot(scan: IndexScanDesc, direction: ScanDirection::Type, slot: *mut TupleTableSlot)
-            -> bool;
+        pub fn index_getnext_slot(
+            scan: IndexScanDesc,
+            direction: ScanDirection::Type,
+            slot: *mut TupleTableSlot,
+        ) -> bool;
         pub fn index_getnext_tid(scan: IndexScanDesc, direction: ScanDirection::Type) -> ItemPointer;
         pub fn index_fetch_heap(scan: IndexScanDesc, slot: *mut TupleTableSlot) -> bool;
         pub fn index_deform_tuple(tup: IndexTuple, desc: TupleDesc, values: *mut Datum, isnull: *mut bool);

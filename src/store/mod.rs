@@ -95,9 +95,7 @@ fn token_datum(token: &Token) -> pg_sys::Datum {
 
 /// The stored envelope of a record, row-locked until the transaction ends.
 pub fn fetch_envelope_for_update(token: &Token) -> Option<Vec<u8>> {
-    with_plans(|client, plans| {
-        first_value(client.update(&plans.fetch_envelope_for_update, Some(1), &[uuid(token)])?)
-    })
+    with_plans(|client, plans| first_value(client.update(&plans.fetch_envelope_for_update, Some(1), &[uuid(token)])?))
 }
 
 /// The token whose `kind` blind index equals `hash`.
@@ -129,15 +127,14 @@ pub fn update_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, dupli
 }
 
 pub fn delete_record(token: &Token) -> bool {
-    with_plans(|client, plans| {
-        Ok(client.update(&plans.delete_record, None, &[uuid(token)])?.len() == 1)
-    })
+    with_plans(|client, plans| Ok(client.update(&plans.delete_record, None, &[uuid(token)])?.len() == 1))
 }
 
 /// Every (token, envelope), for the bulk export.
 pub fn all_envelopes() -> Vec<(Token, Vec<u8>)> {
     with_plans(|client, _plans| {
-        let table = client.select("SELECT token, envelope FROM pii_vault.records ORDER BY created_at, token", None, &[])?;
+        let table =
+            client.select("SELECT token, envelope FROM pii_vault.records ORDER BY created_at, token", None, &[])?;
         let mut out = Vec::with_capacity(table.len());
         for row in table {
             if let (Some(token), Some(envelope)) = (row.get::<Uuid>(1)?, row.get::<Vec<u8>>(2)?) {

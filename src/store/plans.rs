@@ -38,14 +38,8 @@ impl Plans {
                  login_index = $5, updated_at = pg_catalog.now() WHERE token = $1 RETURNING 1",
                 &index_args,
             )?,
-            delete_record: write(
-                "DELETE FROM pii_vault.records WHERE token = $1 RETURNING 1",
-                &[UUID],
-            )?,
-            key_check_value: read(
-                "SELECT check_value FROM pii_vault.key_check WHERE key_version = $1",
-                &[INT4],
-            )?,
+            delete_record: write("DELETE FROM pii_vault.records WHERE token = $1 RETURNING 1", &[UUID])?,
+            key_check_value: read("SELECT check_value FROM pii_vault.key_check WHERE key_version = $1", &[INT4])?,
         })
     }
 }

@@ -90,7 +90,9 @@ pub enum Verdict {
     Allowed,
     /// Refused; `warn` is true for the first refusal of this role's cell in
     /// a minute (one WARNING, not one per call).
-    Refused { warn: bool },
+    Refused {
+        warn: bool,
+    },
 }
 
 /// Charges one call of `role` at `now` (µs) against a budget of `budget`

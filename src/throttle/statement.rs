@@ -141,7 +141,12 @@ unsafe extern "C-unwind" fn forget_query(arg: *mut std::ffi::c_void) {
 // in a hook with no Rust frame above it to catch it (see install_hooks).
 unsafe extern "C-unwind" {
     #[link_name = "standard_ExecutorRun"]
-    fn standard_executor_run(qd: *mut pg_sys::QueryDesc, direction: pg_sys::ScanDirection::Type, count: u64, once: bool);
+    fn standard_executor_run(
+        qd: *mut pg_sys::QueryDesc,
+        direction: pg_sys::ScanDirection::Type,
+        count: u64,
+        once: bool,
+    );
     #[link_name = "standard_ExecutorFinish"]
     fn standard_executor_finish(qd: *mut pg_sys::QueryDesc);
     #[link_name = "standard_ProcessUtility"]
