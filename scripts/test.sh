@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test suite of pii_vault and ends with "N passed, N failed":
+# Runs the gates and every test suite of pii_vault, and ends with
+# "N passed, N failed":
+#   0. cargo fmt --check and cargo clippy -D warnings (with and without the
+#      pg_test feature);
 #   1. cargo test        the core (crypto, normalizers, merge patch, key
 #                        sources), no PostgreSQL;
 #   2. cargo pgrx test   #[pg_test]s inside a live backend;
@@ -39,6 +42,20 @@ if ! scripts/setup.sh; then
 fi
 
 LOGS="$(mktemp -d /tmp/pii_vault_test_logs.XXXXXX)"
+
+section "gates: cargo fmt --check, cargo clippy -D warnings"
+gate() { # description, command...
+    local what="$1"; shift
+    if "$@" >"$LOGS/gate.log" 2>&1; then
+        echo "ok     - $what"; passed=$((passed + 1))
+    else
+        tail -n 40 "$LOGS/gate.log"; echo "FAILED - $what"; failed=$((failed + 1))
+    fi
+}
+gate "cargo fmt --check" cargo fmt --check
+gate "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
+gate "cargo clippy --all-targets --features pg_test -- -D warnings" \
+    cargo clippy --all-targets --features pg_test -- -D warnings
 
 section "cargo test (core, no PostgreSQL)"
 cargo test --quiet >"$LOGS/cargo_test.log" 2>&1

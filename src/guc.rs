@@ -78,11 +78,8 @@ pub fn init(preloading: bool) {
     );
     if preloading {
         // Reject misspelled pii_vault.* settings in postgresql.conf.
-        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
         // SAFETY: called from _PG_init with a static, NUL-terminated name.
-        unsafe {
-            pgrx::pg_sys::MarkGUCPrefixReserved(c"pii_vault".as_ptr())
-        };
+        unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pii_vault".as_ptr()) };
     }
 }
 

@@ -56,6 +56,8 @@ impl IntoDatum for JsonbDatum {
 }
 
 // The calling-convention glue pgrx provides for its own types.
+// SAFETY: a JsonbDatum is built from the argument's datum by FromDatum,
+// which detoasts it into memory that lives for the call.
 unsafe impl<'fcx> ArgAbi<'fcx> for JsonbDatum {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         // SAFETY: the functions taking a JsonbDatum are STRICT, so pgrx only
@@ -64,13 +66,18 @@ unsafe impl<'fcx> ArgAbi<'fcx> for JsonbDatum {
     }
 
     unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        // SAFETY: the argument is a jsonb (the SQL signature says so), NULL
+        // handled by FromDatum.
         unsafe { arg.unbox_arg_using_from_datum::<Self>() }.into()
     }
 }
 
+// SAFETY: the datum returned is the varlena the JsonbDatum owns, palloc'd
+// in the function's memory context.
 unsafe impl BoxRet for JsonbDatum {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
         match self.into_datum() {
+            // SAFETY: a valid jsonb datum, the function's declared result.
             Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
             None => fcinfo.return_null(),
         }
@@ -118,6 +125,7 @@ unsafe fn scalar_text_len_bound(value: &pg_sys::JsonbValue) -> usize {
 unsafe fn numeric_text_len_bound(numeric: *mut pg_sys::varlena) -> usize {
     // SAFETY: per the contract; the header's first 16 bits are always there.
     let data = unsafe { vardata_any(numeric) } as *const u8;
+    // SAFETY: every numeric has at least its 16-bit header.
     let header = unsafe { std::ptr::read_unaligned(data.cast::<u16>()) };
     const SIGN_MASK: u16 = 0xC000;
     const SHORT: u16 = 0x8000;
@@ -219,6 +227,8 @@ impl JsonbDatum {
         Ok(match value.type_ {
             pg_sys::jbvType::jbvNull => TopLevelField::Null,
             pg_sys::jbvType::jbvString => {
+                // SAFETY: a string's bytes lie in the container, which lives
+                // as long as 'a.
                 let bytes = unsafe {
                     std::slice::from_raw_parts(value.val.string.val as *const u8, value.val.string.len as usize)
                 };

@@ -366,6 +366,7 @@ mod tests {
 
     // SAFETY: Ring is Sync; the pointer is owned by the TestRing.
     unsafe impl Send for TestRing {}
+    // SAFETY: as above.
     unsafe impl Sync for TestRing {}
 
     fn event(producer: u32, n: i64) -> AuditEvent {

@@ -72,6 +72,7 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     let mut head: Option<ChainHead> = None;
     // SAFETY: MyProc and its latch live in shared memory for this process.
     let latch = unsafe { &raw mut (*pg_sys::MyProc).procLatch };
+    // SAFETY: a plain global of this process.
     queue::register_writer(latch, unsafe { pg_sys::MyProcPid });
     let mut names = RoleNames::default();
     loop {

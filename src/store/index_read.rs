@@ -129,46 +129,48 @@ mod unguarded {
     use pgrx::pg_sys::{TupleDesc, LOCKMODE};
     use std::ffi::c_int;
 
+    /// Declares each function as PostgreSQL exports it, without pgrx's
+    /// guard, and pins that declaration to pgrx's binding of the same
+    /// function: a signature that changes in PostgreSQL's headers (which
+    /// the bindings are generated from) fails to compile here.
+    macro_rules! unguarded {
+        ($(fn $name:ident($($arg:ty),*) $(-> $ret:ty)?;)*) => {
+            unsafe extern "C-unwind" {
+                $(pub fn $name($(_: $arg),*) $(-> $ret)?;)*
+            }
+            $(const _: unsafe fn($($arg),*) $(-> $ret)? = pgrx::pg_sys::$name;)*
+        };
+    }
+
+    unguarded! {
+        fn CommandCounterIncrement();
+        fn GetTransactionSnapshot() -> Snapshot;
+        fn PushActiveSnapshot(Snapshot);
+        fn UpdateActiveSnapshotCommandId();
+        fn GetActiveSnapshot() -> Snapshot;
+        fn PopActiveSnapshot();
+        fn table_open(Oid, LOCKMODE) -> Relation;
+        fn table_close(Relation, LOCKMODE);
+        fn index_open(Oid, LOCKMODE) -> Relation;
+        fn index_close(Relation, LOCKMODE);
+        fn index_beginscan(Relation, Relation, Snapshot, c_int, c_int) -> IndexScanDesc;
+        fn ScanKeyInit(ScanKey, AttrNumber, StrategyNumber, RegProcedure, Datum);
+        fn index_rescan(IndexScanDesc, ScanKey, c_int, ScanKey, c_int);
+        fn index_getnext_slot(IndexScanDesc, ScanDirection::Type, *mut TupleTableSlot) -> bool;
+        fn index_getnext_tid(IndexScanDesc, ScanDirection::Type) -> ItemPointer;
+        fn index_fetch_heap(IndexScanDesc, *mut TupleTableSlot) -> bool;
+        fn index_deform_tuple(IndexTuple, TupleDesc, *mut Datum, *mut bool);
+        fn visibilitymap_get_status(Relation, BlockNumber, *mut Buffer) -> u8;
+        fn ReleaseBuffer(Buffer);
+        fn index_endscan(IndexScanDesc);
+        fn table_slot_create(Relation, *mut *mut List) -> *mut TupleTableSlot;
+        fn ExecDropSingleTupleTableSlot(*mut TupleTableSlot);
+    }
+
+    // storage/predicate.h is not among pgrx's bindings, so this one cannot
+    // be pinned: declared as PostgreSQL 15 declares it.
     unsafe extern "C-unwind" {
-        pub fn CommandCounterIncrement();
-        pub fn GetTransactionSnapshot() -> Snapshot;
-        pub fn PushActiveSnapshot(snapshot: Snapshot);
-        pub fn UpdateActiveSnapshotCommandId();
-        pub fn GetActiveSnapshot() -> Snapshot;
-        pub fn PopActiveSnapshot();
-        pub fn table_open(relation: Oid, lockmode: LOCKMODE) -> Relation;
-        pub fn table_close(relation: Relation, lockmode: LOCKMODE);
-        pub fn index_open(relation: Oid, lockmode: LOCKMODE) -> Relation;
-        pub fn index_close(relation: Relation, lockmode: LOCKMODE);
-        pub fn index_beginscan(
-            heap: Relation,
-            index: Relation,
-            snapshot: Snapshot,
-            nkeys: c_int,
-            norderbys: c_int,
-        ) -> IndexScanDesc;
-        pub fn ScanKeyInit(
-            entry: ScanKey,
-            attribute: AttrNumber,
-            strategy: StrategyNumber,
-            procedure: RegProcedure,
-            argument: Datum,
-        );
-        pub fn index_rescan(scan: IndexScanDesc, keys: ScanKey, nkeys: c_int, orderbys: ScanKey, norderbys: c_int);
-        pub fn index_getnext_slot(
-            scan: IndexScanDesc,
-            direction: ScanDirection::Type,
-            slot: *mut TupleTableSlot,
-        ) -> bool;
-        pub fn index_getnext_tid(scan: IndexScanDesc, direction: ScanDirection::Type) -> ItemPointer;
-        pub fn index_fetch_heap(scan: IndexScanDesc, slot: *mut TupleTableSlot) -> bool;
-        pub fn index_deform_tuple(tup: IndexTuple, desc: TupleDesc, values: *mut Datum, isnull: *mut bool);
-        pub fn visibilitymap_get_status(rel: Relation, block: BlockNumber, vmbuf: *mut Buffer) -> u8;
-        pub fn PredicateLockPage(relation: Relation, block: BlockNumber, snapshot: Snapshot);
-        pub fn ReleaseBuffer(buffer: Buffer);
-        pub fn index_endscan(scan: IndexScanDesc);
-        pub fn table_slot_create(relation: Relation, reglist: *mut *mut List) -> *mut TupleTableSlot;
-        pub fn ExecDropSingleTupleTableSlot(slot: *mut TupleTableSlot);
+        pub fn PredicateLockPage(relation: Relation, blkno: BlockNumber, snapshot: Snapshot);
     }
 }
 
@@ -198,6 +200,7 @@ impl Probe {
     unsafe fn open(table: Oid, index: Oid, equality: Oid, key: Datum, index_only: bool) -> Probe {
         use unguarded::*;
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        // SAFETY: per the function's contract.
         unsafe {
             CommandCounterIncrement();
             PushActiveSnapshot(GetTransactionSnapshot());
@@ -219,6 +222,7 @@ impl Probe {
     /// As for `open`; at most once per probe.
     unsafe fn next_row(&mut self) -> bool {
         use unguarded::*;
+        // SAFETY: per the function's contract.
         unsafe {
             self.slot = table_slot_create(self.heap, std::ptr::null_mut());
             index_getnext_slot(self.scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot)
@@ -235,6 +239,7 @@ impl Probe {
     /// As for `open`, which was called with `index_only`; at most once.
     unsafe fn next_entry(&mut self) -> Option<pg_sys::IndexTuple> {
         use unguarded::*;
+        // SAFETY: per the function's contract.
         unsafe {
             loop {
                 let tid = index_getnext_tid(self.scan, pg_sys::ScanDirection::ForwardScanDirection);
@@ -268,6 +273,7 @@ impl Probe {
     /// As for `open`; `self` came from `open` in this transaction.
     unsafe fn close(&self) {
         use unguarded::*;
+        // SAFETY: per the function's contract.
         unsafe {
             if !self.slot.is_null() {
                 ExecDropSingleTupleTableSlot(self.slot);

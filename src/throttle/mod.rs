@@ -65,6 +65,7 @@ fn role_budgeted(per_minute: i32) -> Option<(u32, i64)> {
     let is_superuser = match SUPERUSER.get() {
         Some((r, s)) if r == role => s,
         _ => {
+            // SAFETY: as above.
             let s = unsafe { pg_sys::superuser_arg(role) };
             SUPERUSER.set(Some((role, s)));
             s
