@@ -2,71 +2,64 @@
 
 use std::borrow::Cow;
 
-/// What was called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Operation {
-    Store = 1,
-    Get = 2,
-    Lookup = 3,
-    Update = 4,
-    Delete = 5,
-    Export = 6,
-    AuditRead = 7,
-    AuditVerify = 8,
-    Health = 9,
-    Normalize = 10,
-}
-
-impl Operation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Store => "store",
-            Operation::Get => "get",
-            Operation::Lookup => "lookup",
-            Operation::Update => "update",
-            Operation::Delete => "delete",
-            Operation::Export => "export",
-            Operation::AuditRead => "audit_read",
-            Operation::AuditVerify => "audit_verify",
-            Operation::Health => "health",
-            Operation::Normalize => "normalize",
+/// An enum stored in the audit as one byte, with its name in the audit
+/// log. The code, the name and the decoding of each variant come from one
+/// line, so a variant cannot be added without its decoding (a missing one
+/// used to be audited as `?`).
+macro_rules! audit_code {
+    ($(#[$meta:meta])* $vis:vis enum $enum:ident { $($variant:ident = $code:literal => $name:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        $vis enum $enum {
+            $($variant = $code,)*
         }
-    }
 
-    fn from_u8(b: u8) -> Option<Operation> {
-        use Operation::*;
-        [Store, Get, Lookup, Update, Delete, Export, AuditRead, AuditVerify, Health, Normalize]
-            .into_iter()
-            .find(|op| *op as u8 == b)
-    }
-}
+        impl $enum {
+            /// Every variant, in code order.
+            #[cfg(test)]
+            pub const ALL: &[$enum] = &[$($enum::$variant,)*];
 
-/// How the call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Outcome {
-    Ok = 1,
-    NotFound = 2,
-    Denied = 3,
-    Throttled = 4,
-    Error = 5,
-}
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($enum::$variant => $name,)*
+                }
+            }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::NotFound => "not_found",
-            Outcome::Denied => "denied",
-            Outcome::Throttled => "throttled",
-            Outcome::Error => "error",
+            fn from_u8(b: u8) -> Option<$enum> {
+                match b {
+                    $($code => Some($enum::$variant),)*
+                    _ => None,
+                }
+            }
         }
-    }
+    };
+}
 
-    fn from_u8(b: u8) -> Option<Outcome> {
-        use Outcome::*;
-        [Ok, NotFound, Denied, Throttled, Error].into_iter().find(|o| *o as u8 == b)
+audit_code! {
+    /// What was called.
+    pub enum Operation {
+        Store = 1 => "store",
+        Get = 2 => "get",
+        Lookup = 3 => "lookup",
+        Update = 4 => "update",
+        Delete = 5 => "delete",
+        Export = 6 => "export",
+        AuditRead = 7 => "audit_read",
+        AuditVerify = 8 => "audit_verify",
+        Health = 9 => "health",
+        Normalize = 10 => "normalize",
+    }
+}
+
+audit_code! {
+    /// How the call ended.
+    pub enum Outcome {
+        Ok = 1 => "ok",
+        NotFound = 2 => "not_found",
+        Denied = 3 => "denied",
+        Throttled = 4 => "throttled",
+        Error = 5 => "error",
     }
 }
 
@@ -273,6 +266,19 @@ mod tests {
         assert!(fields.last().unwrap().starts_with('…'));
         let shown = fields.len() - 1;
         assert_eq!(fields.last().unwrap(), &format!("…{} more", 100_000 - shown));
+    }
+
+    #[test]
+    fn every_code_decodes_to_its_variant_and_names_are_unique() {
+        for op in Operation::ALL {
+            assert_eq!(Operation::from_u8(*op as u8), Some(*op));
+        }
+        for outcome in Outcome::ALL {
+            assert_eq!(Outcome::from_u8(*outcome as u8), Some(*outcome));
+        }
+        let names: std::collections::HashSet<_> = Operation::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names.len(), Operation::ALL.len());
+        assert_eq!(Operation::from_u8(0), None);
     }
 
     #[test]
