@@ -190,6 +190,16 @@ got="$("${PSQL[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FILTE
 check "12 concurrent sessions of one role: at most 7 + 1 per second of 60 reads pass (got ${got% *} of ${got#* } in ${elapsed} s)" \
     [ "${got#* }" = 60 ] && [ "${got% *}" -ge 7 ] && [ "${got% *}" -le $((7 + elapsed)) ]
 
+# ---- what a driver sees of an error ---------------------------------------------
+got="$(python3 "$HERE/driver_errors.py" "$WORK" "$PORT" "$DB" postgres 2>&1)"
+for kind in email phone login; do
+    check_equal "a duplicate $kind names its constraint, table and schema to the driver (psycopg diag)" \
+        "$(grep "^duplicate $kind:" <<<"$got")" \
+        "duplicate $kind: 23505 constraint=records_${kind}_index_key table=pii_vault.records hint=no"
+done
+check_equal "a refused phone number comes with a hint" \
+    "$(grep '^invalid phone:' <<<"$got")" "invalid phone: 22023 constraint=None table=None.None hint=yes"
+
 # ---- the audit writer cannot be switched off ---------------------------------
 # pg_terminate_backend on the writer: it is back within seconds, and the
 # reads made meanwhile are in the audit.

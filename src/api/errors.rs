@@ -3,6 +3,8 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
+use std::ffi::CStr;
+
 use crate::error::VaultError;
 use crate::normalize::LookupKind;
 
@@ -46,9 +48,18 @@ fn hint(error: &VaultError) -> Option<&'static str> {
 /// is built from constants and kinds only (see `crate::error`), as is the
 /// hint.
 pub fn raise(error: VaultError) -> ! {
+    if let VaultError::Duplicate(kind) = error {
+        name_the_constraint(kind);
+    }
     let mut report = ErrorReport::new(sqlstate(&error), error.to_string(), "pii_vault");
     if let Some(hint) = hint(&error) {
         report = report.set_hint(hint);
+    }
+    if let VaultError::Duplicate(kind) = error {
+        report = report.set_detail(format!(
+            "The unique index pii_vault.{} already holds this {kind}'s keyed hash.",
+            constraint_of(kind).to_str().unwrap_or_default()
+        ));
     }
     report.report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
@@ -62,5 +73,48 @@ pub trait OrRaise<T> {
 impl<T> OrRaise<T> for Result<T, VaultError> {
     fn or_raise(self) -> T {
         self.unwrap_or_else(|e| raise(e))
+    }
+}
+
+/// The UNIQUE index that decides each kind (sql/storage.sql).
+fn constraint_of(kind: LookupKind) -> &'static CStr {
+    match kind {
+        LookupKind::Email => c"records_email_index_key",
+        LookupKind::Phone => c"records_phone_index_key",
+        LookupKind::Login => c"records_login_index_key",
+        LookupKind::Token => c"records_pkey",
+    }
+}
+
+/// Makes the coming ERROR name the schema, table and constraint of a
+/// duplicate, as PostgreSQL's own unique violations do, so a driver tells
+/// email from phone from login by `constraint_name` (psycopg's
+/// `diag.constraint_name`, node-postgres' `err.constraint`) rather than by
+/// the message. pgrx's error report has no such fields; PostgreSQL calls
+/// the error context callbacks inside `errfinish`, between the error's
+/// start and its end, where they may set any field. The callback sits on
+/// `error_context_stack` for the rest of this call only: PostgreSQL's
+/// error recovery (and every PG_TRY that catches) restores the stack.
+fn name_the_constraint(kind: LookupKind) {
+    #[pg_guard]
+    unsafe extern "C-unwind" fn set_fields(arg: *mut std::ffi::c_void) {
+        // SAFETY: called by errfinish while the error is being built;
+        // `arg` is one of the static names of constraint_of.
+        unsafe {
+            pg_sys::err_generic_string(pg_sys::PG_DIAG_SCHEMA_NAME as i32, c"pii_vault".as_ptr());
+            pg_sys::err_generic_string(pg_sys::PG_DIAG_TABLE_NAME as i32, c"records".as_ptr());
+            pg_sys::err_generic_string(pg_sys::PG_DIAG_CONSTRAINT_NAME as i32, arg as *const std::ffi::c_char);
+        }
+    }
+    // SAFETY: the callback struct is palloc'd in the call's memory, which
+    // lives until the error has been reported; it is pushed on the stack
+    // PostgreSQL reads in errfinish.
+    unsafe {
+        let callback =
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::ErrorContextCallback>()).cast::<pg_sys::ErrorContextCallback>();
+        (*callback).callback = Some(set_fields);
+        (*callback).arg = constraint_of(kind).as_ptr() as *mut std::ffi::c_void;
+        (*callback).previous = pg_sys::error_context_stack;
+        pg_sys::error_context_stack = callback;
     }
 }
