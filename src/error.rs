@@ -7,16 +7,18 @@
 
 use crate::normalize::LookupKind;
 
-/// Why the vault cannot operate at all (SQLSTATE 55000).
+/// Why the vault cannot operate at all (SQLSTATE 55000). The message says
+/// what is wrong; `hint` says what to do about it (the ERROR's HINT, the
+/// server log's line and `vault_health()` all use both).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyProblem {
-    #[error("the pii_vault library was not loaded at server start; add pii_vault to shared_preload_libraries in postgresql.conf and restart the server")]
+    #[error("the pii_vault library was not loaded at server start")]
     NotPreloaded,
-    #[error("no master key is configured; set pii_vault.keyfile or pii_vault.key_command in postgresql.conf and restart the server")]
+    #[error("no master key is configured")]
     NotConfigured,
     #[error("the key file named by pii_vault.keyfile does not exist or cannot be read")]
     KeyFileUnreadable,
-    #[error("the key file named by pii_vault.keyfile has group or world access; it must be owned by the database user with mode 0600 (or by root with mode 0640)")]
+    #[error("the key file named by pii_vault.keyfile has group or world access")]
     KeyFileLoosePermissions,
     #[error("the key file named by pii_vault.keyfile is not owned by the database user or root")]
     KeyFileWrongOwner,
@@ -24,14 +26,39 @@ pub enum KeyProblem {
     KeyCommandFailed,
     #[error("the master key is not 64 hexadecimal characters (32 bytes)")]
     BadKeyFormat,
-    #[error("the loaded master key is not the key this vault was created with (key check failed); restart the server with the original key")]
+    #[error("the loaded master key is not the key this vault was created with (key check failed)")]
     WrongKey,
-    #[error("the vault has no key check value; the extension was not installed correctly")]
+    #[error("the vault has no key check value")]
     KeyCheckMissing,
     #[error("pii_vault.default_region is not an ISO 3166 region code known to the phone number library")]
     BadDefaultRegion,
-    #[error("this database is not the one named by pii_vault.database; the vault and its audit writer serve that database only")]
+    #[error("this database is not the one named by pii_vault.database")]
     WrongDatabase,
+}
+
+impl KeyProblem {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        use KeyProblem::*;
+        match self {
+            NotPreloaded => "Add pii_vault to shared_preload_libraries in postgresql.conf and restart the server.",
+            NotConfigured => "Set pii_vault.keyfile or pii_vault.key_command in postgresql.conf and restart the server.",
+            KeyFileUnreadable => "Check the path, and that the server's OS user can read the file; then restart the server.",
+            KeyFileLoosePermissions | KeyFileWrongOwner => {
+                "Make the file owned by the server's OS user with mode 0600 (or by root with mode 0640); then restart the server."
+            }
+            KeyCommandFailed => "Run the command as the server's OS user to see why (its output is never logged); then restart the server.",
+            BadKeyFormat => "The key file, or the command's output, must hold the key as 64 hexadecimal characters.",
+            WrongKey => "Restart the server with the key this vault was created with; nothing is read or written under this one.",
+            KeyCheckMissing => {
+                "The extension was not installed correctly: restore pii_vault.key_check from a backup, or recreate the extension while it holds no records."
+            }
+            BadDefaultRegion => "Set it to a two-letter region code such as US or DE in postgresql.conf and restart the server.",
+            WrongDatabase => {
+                "The vault and its audit writer serve one database: use the vault there, or set pii_vault.database to this database and restart the server."
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,7 +76,7 @@ pub enum VaultError {
     TooDeep { limit: usize },
     #[error("pii_vault: the record is not valid JSON text")]
     MalformedJson,
-    #[error("pii_vault: unknown lookup kind; use one of email, phone, login, token")]
+    #[error("pii_vault: unknown lookup kind")]
     UnknownLookupKind,
     #[error("pii_vault: the {0} field must be a JSON string")]
     FieldNotString(LookupKind),
@@ -57,21 +84,21 @@ pub enum VaultError {
     InvalidValue(LookupKind),
     #[error("pii_vault: field names must not be NULL")]
     NullFieldName,
-    #[error("pii_vault: too many or too long field names: at most {0} bytes of names, counting one more per name, so the audit can name every one")]
+    #[error("pii_vault: too many or too long field names (more than {0} bytes)")]
     TooManyFieldNames(usize),
     #[error("pii_vault: a record with this {0} already exists")]
     Duplicate(LookupKind),
 
-    #[error("pii_vault: the stored record failed authentication; it was altered, moved to another row or written under another key")]
+    #[error("pii_vault: the stored record failed authentication")]
     DecryptFailed,
     #[error("pii_vault: the stored record is encrypted under key version {0}, which is not loaded")]
     UnknownKeyVersion(u32),
     #[error("pii_vault: the system random number generator failed")]
     RandomFailure,
 
-    #[error("pii_vault: the audit batch starting at event {0} cannot be read; it was altered (vault_audit_verify() checks the whole audit)")]
+    #[error("pii_vault: the audit batch starting at event {0} cannot be read")]
     AuditBatchUnreadable(i64),
-    #[error("pii_vault: the audit writer is not keeping up (its queue stayed full); the call was refused")]
+    #[error("pii_vault: the audit queue stayed full; the call was refused")]
     AuditUnavailable,
     #[error("pii_vault: read limit reached: more than pii_vault.max_reads_per_statement ({0}) reads in one statement")]
     ReadsPerStatement(i32),
@@ -83,7 +110,7 @@ pub enum VaultError {
     WritesPerMinute(i32),
     #[error("pii_vault: vault functions do not run in parallel workers")]
     InParallelWorker,
-    #[error("pii_vault: bulk export is disabled; a superuser can enable it with pii_vault.allow_bulk_export = on")]
+    #[error("pii_vault: bulk export is disabled")]
     BulkExportDisabled,
     #[error("pii_vault: bulk export is only for members of pii_vault_admin")]
     NotAdmin,

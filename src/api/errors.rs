@@ -27,18 +27,42 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
     }
 }
 
-/// What the caller can do about `error`, when there is something to say.
-fn hint(error: &VaultError) -> Option<&'static str> {
+/// What the caller can do about `error` (the HINT), when there is
+/// something to say. Built from constants only.
+pub fn hint(error: &VaultError) -> Option<&'static str> {
     use VaultError::*;
     match error {
+        Unavailable(problem) => Some(problem.hint()),
         InvalidValue(LookupKind::Phone) => Some(
             "Give the number with + and its country code (for example +44 20 7946 0958); a number without + is read in pii_vault.default_region. Extensions and letters are not accepted.",
         ),
-        ReadsPerStatement(_) | WritesPerStatement(_) => {
-            Some("One statement (a cursor across its fetches, a DO block or CALL across its commits) may reach only so many records; read or write in separate statements, or ask a superuser to raise the budget.")
-        }
-        ReadsPerMinute(_) | WritesPerMinute(_) => {
-            Some("The budget refills continuously at its rate per minute; retry later, or ask a superuser to raise it in postgresql.conf.")
+        UnknownLookupKind => Some("Use one of email, phone, login, token."),
+        RecordTooLarge { .. } => Some("A superuser can raise pii_vault.max_record_bytes."),
+        TooManyFieldNames(_) => Some("Each name counts its length plus one; ask for fewer fields per call, so the audit can name every one."),
+        UnknownKeyVersion(_) => Some("Add that key version to the key file or command and restart the server."),
+        AuditUnavailable => Some("The audit writer is down or far behind: see SELECT * FROM vault_health() and the server log."),
+        BulkExportDisabled => Some("A superuser can enable it with pii_vault.allow_bulk_export = on and a configuration reload."),
+        ReadsPerStatement(_) | WritesPerStatement(_) => Some(
+            "One statement (a cursor across its fetches, a DO block or CALL across its commits) may reach only so many records; read or write in separate statements, or ask a superuser to raise the budget.",
+        ),
+        ReadsPerMinute(_) | WritesPerMinute(_) => Some(
+            "The budget refills continuously at its rate per minute; retry later, or ask a superuser to raise it in postgresql.conf.",
+        ),
+        _ => None,
+    }
+}
+
+/// The circumstances of `error` (the DETAIL), never a value.
+fn detail(error: &VaultError) -> Option<String> {
+    use VaultError::*;
+    match error {
+        Duplicate(kind) => Some(format!(
+            "The unique index pii_vault.{} already holds this {kind}'s keyed hash.",
+            constraint_of(*kind).to_str().unwrap_or_default()
+        )),
+        DecryptFailed => Some("It was altered, moved to another row, or written under another key.".into()),
+        AuditBatchUnreadable(_) => {
+            Some("It was altered; SELECT * FROM vault_audit_verify() checks the whole audit.".into())
         }
         _ => None,
     }
@@ -52,14 +76,11 @@ pub fn raise(error: VaultError) -> ! {
         name_the_constraint(kind);
     }
     let mut report = ErrorReport::new(sqlstate(&error), error.to_string(), "pii_vault");
+    if let Some(detail) = detail(&error) {
+        report = report.set_detail(detail);
+    }
     if let Some(hint) = hint(&error) {
         report = report.set_hint(hint);
-    }
-    if let VaultError::Duplicate(kind) = error {
-        report = report.set_detail(format!(
-            "The unique index pii_vault.{} already holds this {kind}'s keyed hash.",
-            constraint_of(kind).to_str().unwrap_or_default()
-        ));
     }
     report.report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")

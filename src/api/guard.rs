@@ -52,7 +52,7 @@ pub fn ready() -> &'static KeyRing {
             // Only a backend can read the stored check value, so the server
             // log hears of a wrong key here, once per backend (the ERROR
             // itself may be caught by the caller and never logged).
-            pgrx::log!("pii_vault: {problem}");
+            pgrx::log!("pii_vault: {problem}. {}", problem.hint());
         }
         KEY_CHECK.set(Some(verdict.clone()));
         verdict

@@ -3,6 +3,7 @@
 use pgrx::prelude::*;
 
 use crate::audit::{self, queue, Operation, Outcome};
+use crate::error::KeyProblem;
 use crate::keys::source::{check_key_file_mode, server_uid};
 use crate::{guc, keys, shmem, store};
 
@@ -10,6 +11,11 @@ struct Check {
     name: &'static str,
     ok: bool,
     detail: String,
+}
+
+/// A problem as the vault's ERROR states it, and its HINT.
+fn with_hint(problem: &KeyProblem) -> String {
+    format!("{problem}. {}", problem.hint())
 }
 
 fn check(name: &'static str, problem: Option<String>, fine: &str) -> Check {
@@ -34,7 +40,7 @@ fn vault_health() -> TableIterator<'static, (name!(check_name, String), name!(ok
             (!shmem::ready()).then(|| "pii_vault is not in shared_preload_libraries: add it in postgresql.conf and restart".into()),
             "loaded at server start",
         ),
-        check("key_loaded", keys::key_ring().err().map(|p| format!("{p}")), "master key loaded"),
+        check("key_loaded", keys::key_ring().err().map(|p| with_hint(&p)), "master key loaded"),
         key_check(),
         keyfile_permissions(),
         check(
@@ -72,10 +78,8 @@ fn key_check() -> Check {
     let problem = match keys::key_ring() {
         Err(_) => Some("no key loaded (see key_loaded)".to_string()),
         Ok(ring) => match store::key_check_value(ring.key_version()) {
-            None => Some("no key check value stored: re-create the extension with the key loaded".into()),
-            Some(v) if !ring.matches_check_value(&v) => {
-                Some("the loaded key is not the key this vault was created with: restart with the original key".into())
-            }
+            None => Some(with_hint(&KeyProblem::KeyCheckMissing)),
+            Some(v) if !ring.matches_check_value(&v) => Some(with_hint(&KeyProblem::WrongKey)),
             Some(_) => None,
         },
     };
@@ -94,10 +98,8 @@ fn keyfile_permissions() -> Check {
     };
     let server_uid = server_uid();
     let problem = match std::fs::metadata(&path) {
-        Err(_) => Some("the keyfile cannot be read by the server: check pii_vault.keyfile".to_string()),
-        Ok(meta) => check_key_file_mode(meta.uid(), meta.mode(), server_uid)
-            .err()
-            .map(|p| format!("{p}: chmod 0600 and chown to the server's user")),
+        Err(_) => Some(with_hint(&KeyProblem::KeyFileUnreadable)),
+        Ok(meta) => check_key_file_mode(meta.uid(), meta.mode(), server_uid).err().map(|p| with_hint(&p)),
     };
     check("keyfile_permissions", problem, "keyfile readable by the server's user only")
 }

@@ -20,7 +20,7 @@ pub fn init_at_preload(preloading: bool) {
         let loaded = load_master_key(keyfile.as_deref(), key_command.as_deref(), server_uid())
             .map(|master| KeyRing::derive(&master));
         if let Err(problem) = &loaded {
-            pgrx::log!("pii_vault: {problem}; every vault function will fail until this is fixed");
+            pgrx::log!("pii_vault: {problem}; every vault function fails until this is fixed. {}", problem.hint());
         }
         loaded
     } else {
