@@ -9,6 +9,11 @@
 # (scripts/test.sh does that).
 #
 # Prints one line per check and ends with "pg_test: N passed, N failed".
+#
+#   pg_test/run.sh                 every suite and check
+#   pg_test/run.sh SUITE...        only the named suites of pg_test/sql, each
+#                                  on its own (common/setup.sql gives each
+#                                  what it needs), on a fresh cluster
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -60,8 +65,10 @@ run_suites() {
     mkdir -p "$out"
     chown -R postgres:postgres "$OUT"
     local log="$out/pg_regress.log"
-    as_pg "$PG_REGRESS" --host="$WORK" --port="$PORT" --user=postgres --dbname="$DB" \
-        --bindir="$PG_BIN" --inputdir="$HERE" --outputdir="$out" "$@" >"$log" 2>&1
+    # pg_regress feeds each suite to psql on standard input, so psql
+    # resolves \ir common/setup.sql against the working directory.
+    (cd "$HERE/sql" && as_pg "$PG_REGRESS" --host="$WORK" --port="$PORT" --user=postgres --dbname="$DB" \
+        --bindir="$PG_BIN" --inputdir="$HERE" --outputdir="$out" "$@" >"$log" 2>&1)
     # Every requested test must report "ok"; a missing line is a failure.
     local name
     for name in "$@"; do
@@ -78,6 +85,13 @@ run_suites() {
         cat "$out/regression.diffs"
     fi
 }
+
+if [ $# -gt 0 ]; then
+    run_suites main "$@"
+    echo "pg_test: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+fi
 
 run_suites main \
     api_contract \
@@ -109,18 +123,48 @@ check_equal "a portal executed with a row limit of 50 (asyncpg) gets 100 records
     "$(grep '^asyncpg' <<<"$got")" "asyncpg portal, row limit 50: 100 rows, then 54000"
 
 # ---- concurrency: the UNIQUE constraints decide ------------------------------
-# Session A writes an email and holds its transaction open; session B writes
-# the same email meanwhile. B must wait for A, then fail with the vault's own
-# 23505 (message naming the kind), for a store and for an update alike.
+# Races are driven by what the server says each session is doing
+# (pg_stat_activity, pg_locks), never by sleeping and hoping.
+#   until_sql SQL: polls until SQL returns t (30 s at most).
+until_sql() {
+    local i
+    for i in $(seq 1 600); do
+        [ "$(cluster_psql -q -At -d "$DB" -c "$1")" = t ] && return 0
+        sleep 0.05
+    done
+    echo "   timed out waiting for: $1"
+    return 1
+}
+waiting_on_lock() { # application_name
+    until_sql "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = '$1' AND wait_event_type = 'Lock')"
+}
+# A session that holds advisory lock 4242 until it is terminated: what the
+# others wait on where a test needs them to hold still.
+hold_gate() {
+    PGAPPNAME=gate cluster_psql -q -At -d "$DB" -c "SELECT pg_advisory_lock(4242), pg_sleep(300)" >/dev/null 2>&1 &
+    until_sql "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+               WHERE a.application_name = 'gate' AND l.locktype = 'advisory' AND l.granted)"
+}
+open_gate() { cluster_psql -q -At -d "$DB" -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gate'" >/dev/null; }
+
+DUPLICATE_EMAIL=$'23505 pii_vault: a record with this email already exists\nDETAIL:  The unique index pii_vault.records_email_index_key already holds this email\'s keyed hash.'
+# Session A writes an email and holds its transaction open (waiting at the
+# gate); session B writes the same email meanwhile and must wait for A on
+# the unique index; the gate opens, A commits, and B fails with the vault's
+# own 23505 (naming the kind), for a store and for an update alike.
 race() { # label, statement of A, statement of B (B's via try_sql)
-    local label="$1" a="$2" b="$3" got
-    cluster_psql -q -At -d "$DB" -c "BEGIN; $a; SELECT pg_sleep(3); COMMIT;" >/dev/null &
+    local label="$1" a="$2" b="$3"
+    hold_gate
+    PGAPPNAME=race_a cluster_psql -q -At -d "$DB" -c "BEGIN; $a; SELECT pg_advisory_xact_lock(4242); COMMIT;" >/dev/null &
     local pid_a=$!
-    sleep 1
-    got="$(cluster_psql -q -At -d "$DB" -c "SELECT try_sql(\$q\$$b\$q\$)")"
-    wait "$pid_a"
+    waiting_on_lock race_a
+    PGAPPNAME=race_b cluster_psql -q -At -d "$DB" -c "SELECT try_sql(\$q\$$b\$q\$)" >"$WORK/race_b.out" &
+    local pid_b=$!
+    waiting_on_lock race_b
+    open_gate
+    wait "$pid_a" "$pid_b"
     check_equal "concurrent $label of one email: the second waits, then gets 23505 naming the kind" \
-        "$got" "23505 pii_vault: a record with this email already exists"
+        "$(cat "$WORK/race_b.out")" "$DUPLICATE_EMAIL"
 }
 race "stores" \
     "SELECT vault_store('{\"email\": \"race-store@example.com\"}')" \
@@ -136,15 +180,18 @@ race "updates" \
 # one pgrx guard (src/store/index_read.rs). An ERROR raised inside it (here
 # a lock timeout in table_open, caught by try_sql's subtransaction) must
 # come back as that ERROR and leave the session's next probe working.
-cluster_psql -q -At -d "$DB" -c "BEGIN; LOCK TABLE pii_vault.records IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;" >/dev/null &
+hold_gate
+PGAPPNAME=locker cluster_psql -q -At -d "$DB" \
+    -c "BEGIN; LOCK TABLE pii_vault.records IN ACCESS EXCLUSIVE MODE; SELECT pg_advisory_xact_lock(4242); COMMIT;" >/dev/null &
 pid_lock=$!
-sleep 1
+waiting_on_lock locker
 got="$(cluster_psql -q -At -d "$DB" -c "SET lock_timeout = '200ms'" \
-    -c "SELECT try_sql(\$q\$SELECT vault_get('$RACE_A')\$q\$)" -c "SELECT pg_sleep(3)" \
-    -c "SELECT vault_get('$RACE_A') ->> 'name'" | tr '\n' '|')"
+    -c "SELECT try_sql(\$q\$SELECT vault_get('$RACE_A')\$q\$)" \
+    -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gate'" \
+    -c "RESET lock_timeout" -c "SELECT vault_get('$RACE_A') ->> 'name'" | tr '\n' '|')"
 wait "$pid_lock"
 check_equal "an ERROR inside an index probe (lock timeout) surfaces as itself; the session's next get works" \
-    "$got" "55P03 canceling statement due to lock timeout||race a|"
+    "$got" "55P03 canceling statement due to lock timeout|t|race a|"
 
 # ---- dump and restore: ciphertext travels, plaintext does not ---------------
 DUMP="$WORK/vault.dump.sql"

@@ -30,6 +30,14 @@ extension_sql_file!("../sql/roles_and_grants.sql", name = "roles_and_grants", fi
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // pgrx puts a Rust backtrace in the DETAIL of an ERROR that passes
+    // through Rust code when std's backtraces are on (RUST_BACKTRACE in the
+    // server's environment): clients would see the vault's call stack, and
+    // errors would differ by environment. Library backtraces are switched
+    // off for this process and its children; panics still print their own.
+    // SAFETY: _PG_init runs single-threaded, before anything reads the
+    // environment concurrently.
+    unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     // SAFETY: a plain global of the postmaster, read once here.
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     guc::init(preloading);

@@ -1,16 +1,7 @@
 -- The SQL API of DESIGN.md, call by call: results, NULLs, re-indexing.
-CREATE EXTENSION pii_vault;
-
--- Used by every suite: run a statement, return its SQLSTATE and message.
-CREATE FUNCTION try_sql(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END
-$$;
-GRANT EXECUTE ON FUNCTION try_sql(text) TO PUBLIC;
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 
 -- store → token
 SELECT vault_store('{"email": " Alice@Example.COM ", "phone": "(415) 555-2671", "login": "Alice", "name": "Alice Liddell", "address": {"city": "Oxford", "zip": "OX1"}}') AS alice \gset

@@ -3,6 +3,9 @@
 -- events queued and retries; once the queue is full, a read waits 5 s for
 -- room and is refused with 55000. When the table accepts rows again, the
 -- writer catches up and the chain is intact.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 SELECT pii_vault.audit_wait() AS audit_written;
 ALTER TABLE pii_vault.audit_batches ADD CONSTRAINT refuse_new_rows CHECK (first_id < 0) NOT VALID;
 SET pii_vault.max_reads_per_statement = 0;

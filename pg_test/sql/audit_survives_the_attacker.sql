@@ -2,6 +2,9 @@
 -- own transaction: ROLLBACK, and a statement that fails after rows were
 -- already sent. Failed calls are audited too. Rows are written by the
 -- audit writer (a background worker) in its own transactions.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 CREATE ROLE audit_app LOGIN IN ROLE pii_vault_writer;
 CREATE ROLE audit_reviewer LOGIN IN ROLE pii_vault_auditor;
 

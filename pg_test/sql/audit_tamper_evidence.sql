@@ -4,6 +4,17 @@
 -- searches, is caught by vault_audit_verify(). (A superuser is out of the
 -- vault's threat model for reading, but the audit's tamper evidence holds
 -- against one.)
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
+-- Calls naming tokens, so there are batches to tamper with.
+SELECT vault_store('{"name": "tamper target"}') AS target \gset
+-- Five reads, each written before the next is made: five batches.
+SELECT vault_get(:'target') IS NOT NULL AS read, pii_vault.audit_wait() AS written;
+SELECT vault_get(:'target') IS NOT NULL AS read, pii_vault.audit_wait() AS written;
+SELECT vault_get(:'target') IS NOT NULL AS read, pii_vault.audit_wait() AS written;
+SELECT vault_get(:'target') IS NOT NULL AS read, pii_vault.audit_wait() AS written;
+SELECT vault_get(:'target') IS NOT NULL AS read, pii_vault.audit_wait() AS written;
 SELECT pii_vault.audit_wait() AS audit_written;
 SELECT ok, rows_checked > 0 AS checked_rows, first_bad_id FROM vault_audit_verify();
 SELECT pii_vault.audit_wait() AS audit_written;

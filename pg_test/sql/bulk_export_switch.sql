@@ -1,6 +1,11 @@
 -- vault_export_all() is the one function that returns every record. It
 -- works only for pii_vault_admin and only while a superuser has set
 -- pii_vault.allow_bulk_export = on; every attempt is audited.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
+SELECT vault_store('{"login": "export-target", "email": "Export-Target@Example.com"}') IS NOT NULL AS stored;
+SELECT count(vault_store(jsonb_build_object('n', n))) AS more_stored FROM generate_series(1, 10) AS n;
 CREATE ROLE vault_admin LOGIN IN ROLE pii_vault_admin;
 CREATE ROLE export_thief LOGIN IN ROLE pii_vault_writer;
 
@@ -20,7 +25,7 @@ SELECT pg_sleep(0.2);
 SHOW pii_vault.allow_bulk_export;
 SELECT count(*) > 10 AS exported_many, count(*) FILTER (WHERE record IS NULL) AS without_record
 FROM vault_export_all();
-SELECT e.record ->> 'email' AS email FROM vault_export_all() AS e WHERE e.record ->> 'login' = 'taken';
+SELECT e.record ->> 'email' AS email FROM vault_export_all() AS e WHERE e.record ->> 'login' = 'export-target';
 
 \c - postgres
 SELECT (SELECT count(*) FROM pii_vault.records) = (SELECT count(*) FROM vault_export_all()) AS all_records_exported;

@@ -1,5 +1,8 @@
 -- Authenticated encryption bound to the token: a ciphertext moved to
 -- another row, or altered by one bit, fails loudly (XX001).
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 SELECT vault_store('{"name": "first"}') AS t1 \gset
 SELECT vault_store('{"name": "second"}') AS t2 \gset
 

@@ -1,6 +1,9 @@
 -- Every error the API raises on purpose: its SQLSTATE and a message that
 -- names the problem, never a value. Hostile inputs: a clear error or a
 -- correct result, never a crash.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 SELECT vault_store('{"email": "taken@example.com", "login": "taken", "phone": "+44 20 7946 0958"}') AS taken \gset
 SELECT vault_store('{"name": "other"}') AS other \gset
 
@@ -41,12 +44,13 @@ SELECT try_sql($$SELECT vault_store('{"phone": "+1 415\u202e555 2671"}')$$);
 SELECT vault_store('{"email": "taken@ex\u0430mple.com"}') IS NOT NULL AS homoglyph_is_distinct;
 
 -- 23505: duplicates, by kind, at store and at update; the message names the kind only
+SELECT count(*) AS records_before FROM pii_vault.records \gset
 SELECT try_sql($$SELECT vault_store('{"email": "TAKEN@example.com"}')$$);
 SELECT try_sql($$SELECT vault_store('{"login": " Taken"}')$$);
 SELECT try_sql($$SELECT vault_store('{"phone": "+442079460958"}')$$);
 SELECT try_sql($$SELECT vault_update('$$ || :'other' || $$', '{"email": "taken@EXAMPLE.com"}')$$);
 -- a failed store leaves nothing behind
-SELECT count(*) AS records FROM pii_vault.records;
+SELECT count(*) - :records_before AS records_added FROM pii_vault.records;
 -- updating a record with its own values is not a duplicate
 SELECT vault_update(:'taken', '{"email": "Taken@Example.com"}') AS self_update_ok;
 

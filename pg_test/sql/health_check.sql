@@ -1,5 +1,8 @@
 -- vault_health(): every check of the harness's cluster passes; a DBA
 -- mistake shows up with how to fix it.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 CREATE ROLE health_auditor LOGIN IN ROLE pii_vault_auditor;
 \c - health_auditor
 SELECT check_name, ok FROM vault_health();

@@ -4,6 +4,9 @@
 -- only when valid where they are said to be, and every common spelling
 -- of a valid number finds the same record. vault_normalize shows the
 -- indexed form, or the error a store would raise.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 SELECT vault_store('{"email": "victim@bank.example", "login": "victim", "phone": "+1 415 555 2671"}') AS victim \gset
 SELECT count(*) AS records_before FROM pii_vault.records \gset
 -- Invisible characters: tag characters, interlinear annotation, musical

@@ -1,5 +1,8 @@
 -- Restarted with the original key (now from pii_vault.key_command): every
 -- record written before is intact, and the vault works again.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 SELECT vault_get(vault_lookup('login', 'canary-3b1f9e-login')) ->> 'name' AS canary_name;
 SELECT vault_get(vault_lookup('email', 'alice@new.example'), ARRAY['name', 'address']) AS alice;
 SELECT vault_get(vault_lookup('login', $$o'brien; drop table users; --$$), ARRAY['n', 'uni']) AS odd;

@@ -1,6 +1,9 @@
 -- The server was restarted with a different key: it runs, and every vault
 -- function refuses with 55000 and says why, instead of writing data that
 -- could never be read back.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 SELECT 1 AS server_is_up;
 SELECT try_sql($$SELECT vault_get('00000000-0000-4000-8000-000000000000')$$);
 SELECT try_sql($$SELECT vault_store('{"name": "x"}')$$);

@@ -1,6 +1,9 @@
 -- Stores the canary values that the harness then looks for, byte by byte,
 -- in every file of PGDATA (heap, TOAST, WAL) after a CHECKPOINT: they must
 -- be nowhere in plaintext. A large field forces the envelope into TOAST.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 SELECT vault_store(jsonb_build_object(
     'name', 'canary-3b1f9e-name',
     'email', 'canary-3b1f9e@mail.example',

@@ -4,12 +4,16 @@
 -- Both paths must answer exactly as a heap read would: fresh, vacuumed,
 -- updated and deleted records. The index's idx_tup_fetch counts the heap
 -- visits (this backend's counts are flushed before each reading).
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
+CREATE EXTENSION IF NOT EXISTS pg_visibility;
 CREATE FUNCTION email_heap_fetches() RETURNS bigint LANGUAGE sql AS $$
     SELECT idx_tup_fetch FROM pg_stat_all_indexes
     WHERE indexrelid = 'pii_vault.records_email_index_key'::regclass $$;
 -- VACUUM marks a page all-visible only when no transaction in this
 -- database could still see an older version: wait until the others (an
--- autoanalyze, the audit writer mid-batch) hold no snapshot.
+-- autoanalyze, the audit writer mid-batch) hold no snapshot, ...
 CREATE FUNCTION wait_for_no_other_snapshots() RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     FOR i IN 1..400 LOOP
@@ -19,6 +23,8 @@ BEGIN
             RETURN true;
         END IF;
         PERFORM pg_sleep(0.05);
+        -- pg_stat_activity is read once per transaction otherwise.
+        PERFORM pg_stat_clear_snapshot();
     END LOOP;
     RETURN false;
 END $$;
@@ -39,7 +45,11 @@ SELECT email_heap_fetches() - :before AS heap_fetches_uncommitted;
 
 -- Vacuumed: every page all-visible, no heap visit, same answers.
 SELECT pii_vault.audit_wait() AS audit_idle, wait_for_no_other_snapshots() AS quiet;
+-- and only once the commits of its rows are known to be flushed (hint
+-- bits): a CHECKPOINT flushes the WAL first.
+CHECKPOINT;
 VACUUM pii_vault.records;
+SELECT pg_visibility_map_summary('pii_vault.records');
 SELECT pg_stat_force_next_flush();
 SELECT email_heap_fetches() AS before \gset
 SELECT vault_lookup('email', 'io-a@example.com') = :'a' AS a,
@@ -62,6 +72,7 @@ SELECT vault_lookup('email', 'io-b@example.com') IS NULL AS deleted_gone,
 
 -- And once vacuumed again.
 SELECT pii_vault.audit_wait() AS audit_idle, wait_for_no_other_snapshots() AS quiet;
+CHECKPOINT;
 VACUUM pii_vault.records;
 SELECT vault_lookup('email', 'io-b@example.com') IS NULL AS deleted_gone,
        vault_lookup('token', :'b') IS NULL AS deleted_token_gone,

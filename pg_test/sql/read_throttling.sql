@@ -3,6 +3,9 @@
 -- statements and sessions of one login role (pii_vault.max_reads_per_minute).
 -- Throttled reads fail with 54000, are audited as throttled, and log one
 -- WARNING. The application's role cannot raise the limits.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 CREATE ROLE bulk_thief LOGIN IN ROLE pii_vault_reader;
 SELECT vault_store('{"name": "Throttle Target"}') AS target \gset
 SHOW pii_vault.max_reads_per_statement;

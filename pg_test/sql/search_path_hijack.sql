@@ -1,6 +1,9 @@
 -- A caller plants look-alike functions and operators in a schema of its
 -- own, first in its search_path, and calls every vault function: the
 -- vault's pinned search_path means the planted objects never run.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO app_writer', current_database()); END $$;
 
 \c - app_writer

@@ -5,6 +5,9 @@
 -- thief actually walks away with. (The harness checks the protocol-level
 -- portal with a row limit and psycopg's named cursor.)
 -- The per-role budget is switched off here so only the statement's counts.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 ALTER SYSTEM SET pii_vault.max_reads_per_minute = 0;
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.2);

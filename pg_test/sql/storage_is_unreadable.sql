@@ -1,7 +1,8 @@
 -- Segregation: no role but the extension's owner reads or writes the
 -- storage; function grants follow DESIGN.md; nothing is granted to PUBLIC.
-CREATE ROLE app_writer LOGIN IN ROLE pii_vault_writer;
-CREATE ROLE app_reader LOGIN IN ROLE pii_vault_reader;
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 CREATE ROLE analyst LOGIN;
 CREATE ROLE auditor LOGIN IN ROLE pii_vault_auditor;
 

@@ -5,6 +5,9 @@
 -- whether an email exists is throttled like a lookup, and once the read
 -- budget is spent such a store is refused whatever the answer would be.
 -- Measured by the records actually left.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
 ALTER SYSTEM SET pii_vault.max_reads_per_minute = 0;
 ALTER SYSTEM SET pii_vault.max_writes_per_minute = 0;
 SELECT pg_reload_conf();

@@ -1,0 +1,51 @@
+-- Shared by every suite (\ir common/setup.sql), so each runs alone or in
+-- any order: the extension, try_sql, and the application roles. Safe to
+-- run again.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pii_vault;
+
+-- Runs a statement; returns 'ok', or its SQLSTATE and message with the
+-- DETAIL and HINT lines, as a client would see them.
+CREATE OR REPLACE FUNCTION try_sql(statement text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    detail text;
+    hint text;
+BEGIN
+    EXECUTE statement;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    RETURN SQLSTATE || ' ' || SQLERRM
+        || coalesce(E'\nDETAIL:  ' || nullif(detail, ''), '')
+        || coalesce(E'\nHINT:  ' || nullif(hint, ''), '');
+END
+$$;
+GRANT EXECUTE ON FUNCTION try_sql(text) TO PUBLIC;
+
+-- The application's login roles (roles are per cluster: created once).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_writer') THEN
+        CREATE ROLE app_writer LOGIN IN ROLE pii_vault_writer;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_reader') THEN
+        CREATE ROLE app_reader LOGIN IN ROLE pii_vault_reader;
+    END IF;
+END
+$$;
+-- A fresh database: wait (10 s at most) for the audit writer to connect
+-- to it, so a suite run alone sees the vault as a suite run after others.
+DO $$
+BEGIN
+    IF current_setting('shared_preload_libraries') LIKE '%pii_vault%' THEN
+        FOR i IN 1..200 LOOP
+            EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity
+                              WHERE backend_type = 'pii_vault audit writer' AND datname = current_database());
+            PERFORM pg_sleep(0.05);
+            -- pg_stat_activity is read once per transaction otherwise.
+            PERFORM pg_stat_clear_snapshot();
+        END LOOP;
+    END IF;
+END
+$$;
+RESET client_min_messages;
