@@ -104,3 +104,69 @@ SELECT operation, outcome, count(*) FROM pii_vault.audit_log
 WHERE session_role = 'cursor_thief' GROUP BY 1, 2 ORDER BY 1, 2;
 ALTER SYSTEM RESET pii_vault.max_reads_per_minute;
 SELECT pg_reload_conf();
+
+-- Queries that run outside the client's own query count against the
+-- message that caused them (each path below read 300 to 500 records in one
+-- statement when budgets were kept per executor).
+ALTER SYSTEM SET pii_vault.max_reads_per_minute = 0;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.2);
+\c - cursor_thief
+-- (The CONTEXT lines would name this session's temporary schema.)
+\set SHOW_CONTEXT never
+-- 8. A deferred constraint trigger fires at the commit of the statement.
+CREATE TEMP TABLE trig (n int);
+CREATE FUNCTION pg_temp.grab() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO loot SELECT NEW.n, vault_get(tok) FROM victims WHERE n = NEW.n;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER grab AFTER INSERT ON pg_temp.trig DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.grab();
+INSERT INTO pg_temp.trig SELECT n FROM victims;
+SELECT count(*) AS records_taken_by_deferred_trigger FROM loot;
+DELETE FROM loot;
+-- 9. COPY FROM runs row triggers without a query of the client's.
+CREATE TEMP TABLE sink (n int);
+CREATE FUNCTION pg_temp.grab_before() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO loot SELECT NEW.n, vault_get(tok) FROM victims WHERE n = NEW.n;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER grab_before BEFORE INSERT ON pg_temp.sink FOR EACH ROW EXECUTE FUNCTION pg_temp.grab_before();
+\copy pg_temp.sink FROM PROGRAM 'seq 1 400'
+SELECT count(*) AS records_taken_by_copy FROM loot;
+DELETE FROM loot;
+-- 10. A rule's actions are statements of their own.
+CREATE TEMP TABLE r (x int);
+CREATE RULE rr AS ON INSERT TO pg_temp.r DO INSTEAD (
+    INSERT INTO loot SELECT n, vault_get(tok) FROM victims WHERE n BETWEEN 1 AND 80;
+    INSERT INTO loot SELECT n, vault_get(tok) FROM victims WHERE n BETWEEN 81 AND 160;
+    INSERT INTO loot SELECT n, vault_get(tok) FROM victims WHERE n BETWEEN 161 AND 240);
+INSERT INTO pg_temp.r VALUES (1);
+SELECT count(*) AS records_taken_by_rule FROM loot;
+DELETE FROM loot;
+-- 11. A refused read caught in a loop, inside a query that is itself run
+-- outside any query of the client's (it crashed the server once: the
+-- query's memory was freed while the vault still pointed at it).
+CREATE TEMP TABLE trig2 (n int);
+CREATE FUNCTION pg_temp.grab_retry() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    FOR attempt IN 1..3 LOOP
+        BEGIN
+            INSERT INTO loot SELECT NEW.n, vault_get(tok) FROM victims WHERE n = NEW.n;
+            RETURN NULL;
+        EXCEPTION WHEN program_limit_exceeded THEN
+            NULL;
+        END;
+    END LOOP;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER grab_retry AFTER INSERT ON pg_temp.trig2 DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.grab_retry();
+INSERT INTO pg_temp.trig2 SELECT n FROM victims;
+SELECT count(*) AS records_taken_with_retries FROM loot;
+SELECT 1 AS server_still_up;
+\c - postgres
+ALTER SYSTEM RESET pii_vault.max_reads_per_minute;
+SELECT pg_reload_conf();

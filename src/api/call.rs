@@ -3,7 +3,8 @@
 //! `audited` runs the body of a `#[pg_extern]` and then queues its audit
 //! event: on success before the result is returned (and the result is
 //! withheld if the event cannot be queued: fail closed), on error before
-//! the error continues to the caller.
+//! the error continues to the caller (replaced by 55000 if the event cannot
+//! be queued).
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
@@ -19,15 +20,8 @@ pub struct Call {
     pub outcome: Outcome,
 }
 
-thread_local! {
-    /// Set when a refused duplicate was over a read budget (the store's
-    /// duplicate handler has no `Call` to mark).
-    static DUPLICATE_THROTTLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R {
     let mut call = Call { token: None, fields: None, outcome: Outcome::Ok };
-    DUPLICATE_THROTTLED.set(false);
     match catch_unwind(AssertUnwindSafe(|| body(&mut call))) {
         Ok(result) => {
             if !audit::record(operation, call.token.as_ref(), call.fields.as_deref(), call.outcome) {
@@ -38,15 +32,19 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R 
         Err(error) => {
             let outcome = match call.outcome {
                 Outcome::Throttled | Outcome::Denied => call.outcome,
-                _ if DUPLICATE_THROTTLED.take() => Outcome::Throttled,
                 _ => Outcome::Error,
             };
             // A failing call is audited like any other (a probe that fails
             // is still a probe): it waits for room as a successful one
-            // does. Not when the key is unusable: the writer writes nothing
-            // then, and the call touched no data.
+            // does, and if its event cannot be queued its own error (a
+            // duplicate says the value exists) is withheld too. Not when
+            // the key is unusable: the writer writes nothing then, and the
+            // call touched no data.
             if super::guard::key_usable() {
-                audit::record(operation, call.token.as_ref(), call.fields.as_deref(), outcome);
+                if !audit::record(operation, call.token.as_ref(), call.fields.as_deref(), outcome) {
+                    drop(error);
+                    raise(VaultError::AuditUnavailable);
+                }
             } else {
                 audit::record_if_room(operation, call.token.as_ref(), call.fields.as_deref(), outcome);
             }
@@ -68,14 +66,12 @@ impl Call {
         self.count(Kind::Writes);
     }
 
-    /// Refuses a store or update that sets a lookup value once the read
-    /// budgets are spent: refused as a duplicate it would count as a read,
-    /// and let through it would tell the value is free.
-    pub fn check_probe_room(&mut self) {
-        if let Err(limit) = throttle::check_room(Kind::Reads) {
-            self.outcome = Outcome::Throttled;
-            raise(error_of(limit));
-        }
+    /// Counts a store or update that sets an email, phone or login as a
+    /// read: its outcome (a new value, or 23505) tells whether the value is
+    /// taken, and a rolled-back store costs nothing else, so existence
+    /// probing costs what a lookup does.
+    pub fn count_probe(&mut self) {
+        self.count(Kind::Reads);
     }
 
     fn count(&mut self, kind: Kind) {
@@ -96,16 +92,6 @@ impl Call {
         self.outcome = Outcome::Denied;
         raise(error)
     }
-}
-
-/// A store or update refused as a duplicate tells its caller that the
-/// value exists: it counts as a read, so existence probing is throttled
-/// like a lookup. Raises the throttle's error when over a budget.
-pub fn count_duplicate_as_read() {
-    let mut call = Call { token: None, fields: None, outcome: Outcome::Ok };
-    DUPLICATE_THROTTLED.set(true);
-    call.count_read();
-    DUPLICATE_THROTTLED.set(false);
 }
 
 fn error_of(limit: Limit) -> VaultError {

@@ -3,7 +3,7 @@
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
-use super::call::{audited, count_duplicate_as_read};
+use super::call::audited;
 use super::errors::{raise, OrRaise};
 use super::guard;
 use super::jsonb::{JsonbDatum, TopLevelField};
@@ -40,7 +40,6 @@ fn index_hashes(ring: &KeyRing, record: &JsonbDatum) -> IndexHashes {
 /// Another record has this lookup value (the store reports it mid-statement,
 /// so this must not return).
 fn raise_duplicate(kind: LookupKind) -> ! {
-    count_duplicate_as_read();
     raise(VaultError::Duplicate(kind))
 }
 
@@ -68,7 +67,7 @@ fn vault_store(record: JsonbDatum) -> Uuid {
         guard::check_size(record.payload().len());
         let hashes = index_hashes(ring, &record);
         if !hashes.is_empty() {
-            call.check_probe_room();
+            call.count_probe();
         }
         let token = random_token().or_raise();
         let sealed = envelope::seal(ring, &token, PayloadEncoding::JsonbBinary, record.payload()).or_raise();
@@ -157,7 +156,7 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
             .iter()
             .any(|name| LookupKind::parse(name).is_ok_and(|k| k != LookupKind::Token));
         if sets_lookup_value {
-            call.check_probe_room();
+            call.count_probe();
         }
         let resealed = envelope::seal(ring, &token, PayloadEncoding::JsonbBinary, new_record.payload()).or_raise();
         let updated = store::update_record(&token, &resealed, &hashes, raise_duplicate);

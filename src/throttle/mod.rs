@@ -3,7 +3,8 @@
 //!
 //! - `pii_vault.max_reads_per_statement` / `max_writes_per_statement`:
 //!   counted per statement as `statement` defines it (a cursor across its
-//!   fetches, a `DO` or `CALL` across its commits);
+//!   fetches, a `DO` or `CALL` across its commits, everything one protocol
+//!   message runs);
 //! - `pii_vault.max_reads_per_minute` / `max_writes_per_minute`: rolling
 //!   budgets per login role (the session user, which `SET ROLE` does not
 //!   change), across all sessions, in shared memory (`role`). Superusers
@@ -23,30 +24,6 @@ pub use role::Kind;
 pub enum Limit {
     PerStatement(Kind, i32),
     PerMinute(Kind, i32),
-}
-
-/// Err when the next call of `kind` would be refused, without counting
-/// one. A store whose outcome (new record or duplicate) would tell whether
-/// a value exists is refused once the read budgets are spent, whichever
-/// the outcome would have been.
-pub fn check_room(kind: Kind) -> Result<(), Limit> {
-    let (per_statement, per_minute) = budgets(kind);
-    if per_statement > 0 {
-        let counts = statement::current();
-        let used = match kind {
-            Kind::Reads => counts.reads.get(),
-            Kind::Writes => counts.writes.get(),
-        };
-        if used >= per_statement as u64 {
-            return Err(Limit::PerStatement(kind, per_statement));
-        }
-    }
-    if let Some((role, now)) = role_budgeted(per_minute) {
-        if role::would_refuse(kind, role, now, per_minute) {
-            return Err(Limit::PerMinute(kind, per_minute));
-        }
-    }
-    Ok(())
 }
 
 /// The login role and the time, when a per-role budget of `per_minute`
@@ -87,14 +64,22 @@ fn budgets(kind: Kind) -> (i32, i32) {
 pub fn count(kind: Kind, warn: impl FnOnce(Limit)) -> Result<(), Limit> {
     let (per_statement, per_minute) = budgets(kind);
     if per_statement > 0 {
-        let counts = statement::current();
-        let (used, warned) = match kind {
-            Kind::Reads => (&counts.reads, &counts.warned_reads),
-            Kind::Writes => (&counts.writes, &counts.warned_writes),
-        };
-        used.set(used.get() + 1);
-        if used.get() > per_statement as u64 {
+        let (message, portal) = statement::current();
+        // Both counted, so that neither resets the other's budget.
+        let over = [Some(&message), portal.as_ref()].into_iter().flatten().fold(false, |over, counts| {
+            let used = match kind {
+                Kind::Reads => &counts.reads,
+                Kind::Writes => &counts.writes,
+            };
+            used.set(used.get() + 1);
+            over | (used.get() > per_statement as u64)
+        });
+        if over {
             let limit = Limit::PerStatement(kind, per_statement);
+            let warned = match kind {
+                Kind::Reads => &message.warned_reads,
+                Kind::Writes => &message.warned_writes,
+            };
             if !warned.replace(true) {
                 warn(limit);
             }

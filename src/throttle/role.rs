@@ -112,24 +112,6 @@ pub fn charge(kind: Kind, role: u32, now: i64, budget: i32) -> Verdict {
     table.charge(role, now, budget)
 }
 
-/// Whether a call of `role` at `now` would be refused, without charging.
-pub fn would_refuse(kind: Kind, role: u32, now: i64, budget: i32) -> bool {
-    let ptr = BUDGETS.load(Ordering::Acquire);
-    if ptr.is_null() || budget <= 0 {
-        return false;
-    }
-    // SAFETY: as in charge.
-    let budgets = unsafe { &*ptr };
-    let table = match kind {
-        Kind::Reads => &budgets.reads,
-        Kind::Writes => &budgets.writes,
-    };
-    let (cell, _) = table.cell_of(role, now);
-    let cost = (MINUTE_US / i64::from(budget)).max(1);
-    let tolerance = burst(budget) * cost;
-    cell.tat.load(Ordering::Acquire).min(now + tolerance + cost) - now > tolerance
-}
-
 impl Table {
     fn charge(&self, role: u32, now: i64, budget: i32) -> Verdict {
         let cost = (MINUTE_US / i64::from(budget)).max(1);
