@@ -32,9 +32,9 @@ use pgrx::shmem::PGRXSharedMemory;
 
 use super::event::AuditEvent;
 
-/// Events the ring holds (320 bytes a slot: 2.6 MB of shared memory).
-/// Room for a few of the writer's naps at the highest rate measured
-/// (~110 000 audited calls/s on two cores) and for bursts beyond it.
+/// Events the ring holds (`Ring::SIZE` of shared memory: under 5 MB).
+/// Room for several of the writer's naps at the highest audited rate two
+/// cores reach, and for bursts beyond it (BENCHMARKS.md has the rates).
 pub const CAPACITY: usize = 8192;
 
 /// A cache line (two, for the adjacent-line prefetcher) of its own, so

@@ -130,8 +130,7 @@ const LINGER_NAPS: u32 = 5;
 /// Each batch allocates and frees the same memory (the events, the
 /// transaction's contexts). With glibc's defaults, large blocks are mmap()ed
 /// and returned to the kernel on free, so every batch page-faulted them in
-/// again (~10 000 faults/s under load, measured with one row per event).
-/// Keep them in the heap.
+/// again. Keep them in the heap.
 fn keep_freed_memory() {
     const KEEP: i32 = 64 << 20;
     // SAFETY: mallopt only tunes this process's allocator.

@@ -13,10 +13,18 @@ pub const BLIND_INDEX_LEN: usize = 32;
 
 pub fn blind_index(ring: &KeyRing, kind: LookupKind, normalized: &str) -> [u8; BLIND_INDEX_LEN] {
     let mut mac = ring.index_mac.clone();
-    mac.update(kind.as_str().as_bytes());
-    mac.update(&[0u8]);
-    mac.update(normalized.as_bytes());
+    for part in mac_input(kind.as_str(), normalized) {
+        mac.update(part);
+    }
     mac.finalize().into_bytes().into()
+}
+
+/// What is MACed, in pieces: kind ‖ 0x00 ‖ value. A normalized value holds
+/// no NUL (control characters are refused), so the first 0x00 splits the
+/// input back into its kind and value: no other (kind, value) pair, for any
+/// kind names, feeds the MAC the same bytes.
+fn mac_input<'a>(kind: &'a str, value: &'a str) -> [&'a [u8]; 3] {
+    [kind.as_bytes(), &[0u8], value.as_bytes()]
 }
 
 #[cfg(test)]
@@ -42,10 +50,32 @@ mod tests {
         );
     }
 
+    fn joined(kind: &str, value: &str) -> Vec<u8> {
+        mac_input(kind, value).concat()
+    }
+
     #[test]
     fn separator_prevents_concatenation_ambiguity() {
+        // Without the separator a kind and a value could shift their
+        // boundary: ("log", "inx") and ("login", "x") would both MAC
+        // "loginx".
+        assert_ne!(joined("log", "inx"), joined("login", "x"));
+        assert_eq!(joined("login", "x"), b"login\0x");
+        // And the blind index is exactly the MAC of that input.
         let ring = KeyRing::derive(&[1u8; 32]);
-        // "email" ‖ 0 ‖ "x" must differ from "emai" ‖ 0 ‖ "lx" style shifts.
-        assert_ne!(blind_index(&ring, LookupKind::Login, "x"), blind_index(&ring, LookupKind::Login, "\0x"));
+        let mut mac = ring.index_mac.clone();
+        mac.update(b"login\0x");
+        assert_eq!(blind_index(&ring, LookupKind::Login, "x"), <[u8; 32]>::from(mac.finalize().into_bytes()));
+    }
+
+    proptest::proptest! {
+        // For any kind names and NUL-free values, different pairs feed the
+        // MAC different bytes.
+        #[test]
+        fn the_input_is_injective(k1 in "[a-z]{1,6}", v1 in "[^\\x00]{0,8}", k2 in "[a-z]{1,6}", v2 in "[^\\x00]{0,8}") {
+            if (k1.as_str(), v1.as_str()) != (k2.as_str(), v2.as_str()) {
+                proptest::prop_assert_ne!(joined(&k1, &v1), joined(&k2, &v2));
+            }
+        }
     }
 }

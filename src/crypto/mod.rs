@@ -26,8 +26,8 @@ use crate::error::{VaultError, VaultResult};
 ///
 /// A ChaCha20 generator per process, seeded from the operating system's
 /// CSPRNG (`getrandom`) on first use and re-seeded every `RESEED_AFTER`
-/// bytes. A system call per record cost about 0.3 µs, a fifth of sealing a
-/// 1 KB record. A process forked from one that used the generator
+/// bytes, instead of a system call per record (a large share of sealing a
+/// small record). A process forked from one that used the generator
 /// (PostgreSQL forks every backend) re-seeds before its first byte, so no
 /// two processes share a stream: a `pthread_atfork` child handler bumps
 /// `FORK_GENERATION`, which each use compares with the generation it was
