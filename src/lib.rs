@@ -11,6 +11,23 @@
 
 use pgrx::prelude::*;
 
+/// Declares PostgreSQL functions as PostgreSQL exports them, without
+/// pgrx's per-call guard (a sigsetjmp and a thread check), for hot paths
+/// and for hooks that must let an ERROR pass as a longjmp. Each
+/// declaration is pinned to pgrx's binding of the same function: a
+/// signature that changes in PostgreSQL's headers (which the bindings are
+/// generated from) fails to compile.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! unguarded {
+    ($(fn $name:ident($($arg:ty),*) $(-> $ret:ty)?;)*) => {
+        unsafe extern "C-unwind" {
+            $(pub fn $name($(_: $arg),*) $(-> $ret)?;)*
+        }
+        $(const _: unsafe fn($($arg),*) $(-> $ret)? = pgrx::pg_sys::$name;)*
+    };
+}
+
 mod api;
 mod audit;
 pub mod crypto;

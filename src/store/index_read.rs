@@ -129,20 +129,7 @@ mod unguarded {
     use pgrx::pg_sys::{TupleDesc, LOCKMODE};
     use std::ffi::c_int;
 
-    /// Declares each function as PostgreSQL exports it, without pgrx's
-    /// guard, and pins that declaration to pgrx's binding of the same
-    /// function: a signature that changes in PostgreSQL's headers (which
-    /// the bindings are generated from) fails to compile here.
-    macro_rules! unguarded {
-        ($(fn $name:ident($($arg:ty),*) $(-> $ret:ty)?;)*) => {
-            unsafe extern "C-unwind" {
-                $(pub fn $name($(_: $arg),*) $(-> $ret)?;)*
-            }
-            $(const _: unsafe fn($($arg),*) $(-> $ret)? = pgrx::pg_sys::$name;)*
-        };
-    }
-
-    unguarded! {
+    crate::unguarded! {
         fn CommandCounterIncrement();
         fn GetTransactionSnapshot() -> Snapshot;
         fn PushActiveSnapshot(Snapshot);

@@ -44,7 +44,20 @@ pub struct Counts {
 /// `COMMIT`s inside a `DO` or `CALL`.
 fn message() -> i64 {
     // SAFETY: a plain read of this backend's statement start.
-    unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
+    unsafe { raw::GetCurrentStatementStartTimestamp() }
+}
+
+/// Called from the executor hooks, on every query of the server: without
+/// pgrx's guard, whose panic would have no Rust frame above to catch it
+/// there (an out-of-memory ERROR from the allocation passes as a longjmp).
+mod raw {
+    use pgrx::pg_sys::{MemoryContext, MemoryContextCallback, Size, TimestampTz};
+
+    crate::unguarded! {
+        fn GetCurrentStatementStartTimestamp() -> TimestampTz;
+        fn MemoryContextAllocZero(MemoryContext, Size) -> *mut std::ffi::c_void;
+        fn MemoryContextRegisterResetCallback(MemoryContext, *mut MemoryContextCallback);
+    }
 }
 
 #[derive(Default)]
@@ -106,11 +119,11 @@ unsafe fn register_query(qd: *mut pg_sys::QueryDesc) {
             return;
         }
         let cxt = (*estate).es_query_cxt;
-        let callback = pg_sys::MemoryContextAllocZero(cxt, std::mem::size_of::<pg_sys::MemoryContextCallback>())
+        let callback = raw::MemoryContextAllocZero(cxt, std::mem::size_of::<pg_sys::MemoryContextCallback>())
             .cast::<pg_sys::MemoryContextCallback>();
         (*callback).func = Some(forget_query);
         (*callback).arg = qd.cast();
-        pg_sys::MemoryContextRegisterResetCallback(cxt, callback);
+        raw::MemoryContextRegisterResetCallback(cxt, callback);
     }
     BY_QUERY.with_borrow_mut(|m| m.insert(key, Rc::new(Counts::default())));
 }
