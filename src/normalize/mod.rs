@@ -140,6 +140,33 @@ pub(crate) fn ignorable_and_format_chars() -> Vec<char> {
     chars
 }
 
+/// Characters an identifier must never hold, one or more of each kind
+/// the issue named (tags, interlinear annotation, musical formatting,
+/// variation selector, grapheme joiner, Hangul fillers, Braille blank) and
+/// of the classic ones (zero-width, bidi, BOM, soft hyphen, separators).
+#[cfg(test)]
+pub(crate) const INVISIBLE_SAMPLES: [char; 19] = [
+    '\u{E0041}',
+    '\u{E0020}',
+    '\u{FFF9}',
+    '\u{1D173}',
+    '\u{FE0F}',
+    '\u{034F}',
+    '\u{3164}',
+    '\u{115F}',
+    '\u{1160}',
+    '\u{FFA0}',
+    '\u{2800}',
+    '\u{200B}',
+    '\u{200E}',
+    '\u{202E}',
+    '\u{2066}',
+    '\u{FEFF}',
+    '\u{00AD}',
+    '\u{2028}',
+    '\u{2029}',
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
