@@ -35,6 +35,13 @@ check() { # description, then a command that succeeds when the check holds
     if "$@"; then pass "$what"; else fail "$what"; fi
 }
 
+# all_of CONDITION...: every condition (a shell test, as text) holds; for
+# check, which runs one command.
+all_of() {
+    local c
+    for c in "$@"; do eval "$c" || return 1; done
+}
+
 check_equal() { # description, what came back, what must come back
     check "$1" [ "$2" = "$3" ]
     [ "$2" = "$3" ] || echo "   got: $2"
@@ -235,7 +242,7 @@ elapsed=$(( $(date +%s) - started + 1 ))
 got="$("${PSQL[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FILTER (WHERE outcome = 'ok') || ' ' || count(*) FROM pii_vault.audit_log WHERE application_name = 'swarm' AND operation = 'get'" | tail -1)"
 "${PSQL[@]}" -c "ALTER SYSTEM RESET pii_vault.max_reads_per_minute" -c "SELECT pg_reload_conf()" >/dev/null
 check "12 concurrent sessions of one role: at most 7 + 1 per second of 60 reads pass (got ${got% *} of ${got#* } in ${elapsed} s)" \
-    [ "${got#* }" = 60 ] && [ "${got% *}" -ge 7 ] && [ "${got% *}" -le $((7 + elapsed)) ]
+    all_of "[ '${got#* }' = 60 ]" "[ '${got% *}' -ge 7 ]" "[ '${got% *}' -le $((7 + elapsed)) ]"
 
 # ---- what a driver sees of an error ---------------------------------------------
 got="$(python3 "$HERE/driver_errors.py" "$WORK" "$PORT" "$DB" postgres 2>&1)"
@@ -262,7 +269,7 @@ for _ in $(seq 1 50); do
     sleep 0.1
 done
 check "the audit writer is back within 5 s of pg_terminate_backend" \
-    [ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ]
+    all_of "[ -n '$new_pid' ]" "[ '$new_pid' != '$old_pid' ]"
 check_equal "the 50 reads made while it was down are in the audit" \
     "$("${PSQL[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name = 'while_writer_down' AND operation = 'get' AND outcome = 'ok'" | tail -1)" 50
 # A clean shutdown right after 50 reads: the writer drains its queue first.
@@ -330,7 +337,19 @@ check "server log explains: the loaded master key is not the key this vault was 
 # ---- restore the dump taken above ----------------------------------------------
 # The vault serves one database (pii_vault.database): restore into a new
 # one and point the server at it, as a DBA moving the vault would.
+log_mark=$(wc -l <"$LOG")
 restart_with "pii_vault.database pointing at a new database" "pii_vault.database = 'pii_vault_restored'"
+# Until the database exists the audit writer says so once and retries
+# less and less often (1, 2, 4 … s apart), not every second: in the 6 s
+# after it says so, at most 2 more attempts (each logs PostgreSQL's FATAL).
+since_restart() { tail -n "+$((log_mark + 1))" "$LOG"; }
+waited_for_db() { since_restart | grep -q "pii_vault audit writer: could not connect to the database named by pii_vault.database"; }
+for _ in $(seq 1 100); do waited_for_db && break; sleep 0.1; done
+fatals_before=$(grep -c 'FATAL:  database "pii_vault_restored" does not exist' "$LOG")
+sleep 6
+fatals_after=$(grep -c 'FATAL:  database "pii_vault_restored" does not exist' "$LOG")
+check "while pii_vault.database does not exist, the writer says so once and retries less often (FATALs $fatals_before then $fatals_after)" \
+    all_of "[ $(since_restart | grep -c 'pii_vault audit writer: could not connect') = 1 ]" "[ $((fatals_after - fatals_before)) -le 2 ]"
 cluster_psql -q -d postgres -c "CREATE DATABASE pii_vault_restored" >/dev/null
 check "the dump restores into a new database (same key)" \
     cluster_psql -q -d pii_vault_restored -v ON_ERROR_STOP=1 -f "$DUMP" -o /dev/null

@@ -115,6 +115,11 @@ pub struct WriterState {
     /// The writer found that the loaded key does not match the vault's key
     /// check, and writes nothing.
     key_mismatch: bool,
+    /// A writer is connecting to its database: still set at the next
+    /// start means that connection died (the database does not exist).
+    connecting: bool,
+    /// Checks in a row that found the database missing.
+    missing_checks: u32,
     /// The last row the writer committed, in which audit table (by oid).
     chain_table: u32,
     chain_id: i64,
@@ -281,6 +286,26 @@ pub fn unregister_writer() {
     let wake = &ring().writer.0;
     wake.latch.store(0, Ordering::Relaxed);
     wake.sleeping.store(false, Ordering::Relaxed);
+}
+
+/// Marks the writer as connecting to its database (true), or connected
+/// (false, which also forgets the checks that found it missing). Returns
+/// whether the previous start left the mark: its connection died.
+pub fn set_connecting(connecting: bool) -> bool {
+    let mut w = WRITER.exclusive();
+    let died = w.connecting;
+    w.connecting = connecting;
+    if !connecting {
+        w.missing_checks = 0;
+    }
+    died
+}
+
+/// Counts a check that found the database missing; how many came before.
+pub fn note_missing_database() -> u32 {
+    let mut w = WRITER.exclusive();
+    w.missing_checks = w.missing_checks.saturating_add(1);
+    w.missing_checks - 1
 }
 
 /// Records whether the writer refuses to write under a mismatched key;

@@ -54,7 +54,11 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     keep_freed_memory();
     let database = guc::database();
+    if queue::set_connecting(true) {
+        pause_before_reconnecting();
+    }
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    queue::set_connecting(false);
     let Ok(ring) = keys::key_ring() else {
         // Without a key the vault refuses every call, so nothing is queued.
         log!("pii_vault audit writer: no usable key; not writing the audit");
@@ -121,6 +125,30 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     // must not end the audit.
     // SAFETY: ends this process the way PostgreSQL's own exits do.
     unsafe { pg_sys::proc_exit(1) };
+}
+
+/// The previous start died connecting to the database of
+/// pii_vault.database (PostgreSQL logged why, most likely that it does not
+/// exist yet). The postmaster restarts the writer a second after it exits;
+/// instead of a FATAL every second, say once what is going on and wait
+/// before each new attempt, twice as long each time, up to a minute.
+fn pause_before_reconnecting() {
+    let attempts_before = queue::note_missing_database();
+    if attempts_before == 0 {
+        log!(
+            "pii_vault audit writer: could not connect to the database named by pii_vault.database (does it exist?); retrying less and less often, at least once a minute"
+        );
+    }
+    let pause = Duration::from_secs(1u64 << attempts_before.min(6)).min(Duration::from_secs(60));
+    // The latch may already be set (a new process's is): wait out the
+    // whole pause, leaving early only on SIGTERM.
+    let until = std::time::Instant::now() + pause;
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero()) {
+        if !BackgroundWorker::wait_latch(Some(left)) {
+            // SAFETY: ends this process the way PostgreSQL's own exits do.
+            unsafe { pg_sys::proc_exit(1) };
+        }
+    }
 }
 
 /// After SIGTERM the writer exits once the queue has stayed empty for this
