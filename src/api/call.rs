@@ -9,6 +9,7 @@
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use super::errors::raise;
+use crate::audit::event::{fields_fit, FIELD_BYTES};
 use crate::audit::{self, Operation, Outcome};
 use crate::error::VaultError;
 use crate::throttle::{self, Kind, Limit};
@@ -85,6 +86,15 @@ impl Call {
             self.outcome = Outcome::Throttled;
             raise(error_of(limit));
         }
+    }
+
+    /// The field names the audit will name; refused (54000) when they do
+    /// not all fit in the event, so no call hides which fields it took.
+    pub fn name_fields(&mut self, fields: Vec<String>) {
+        if !fields_fit(&fields) {
+            raise(VaultError::TooManyFieldNames(FIELD_BYTES));
+        }
+        self.fields = Some(fields);
     }
 
     /// Marks the call refused by the vault's own policy, then raises.

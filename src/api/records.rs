@@ -7,7 +7,6 @@ use super::call::audited;
 use super::errors::{raise, OrRaise};
 use super::guard;
 use super::jsonb::{JsonbDatum, TopLevelField};
-use crate::audit::event::{fields_fit, FIELD_BYTES};
 use crate::audit::{Operation, Outcome};
 use crate::crypto::envelope::{self, PayloadEncoding};
 use crate::crypto::{blind_index::blind_index, random_token, KeyRing};
@@ -104,10 +103,7 @@ fn vault_get_fields(token: Uuid, fields: Vec<Option<String>>) -> Option<JsonbDat
         call.token = Some(token);
         let fields: Vec<String> =
             fields.into_iter().map(|f| f.ok_or(VaultError::NullFieldName)).collect::<Result<_, _>>().or_raise();
-        if !fields_fit(&fields) {
-            raise(VaultError::TooManyFieldNames(FIELD_BYTES));
-        }
-        call.fields = Some(fields);
+        call.name_fields(fields);
         let ring = guard::ready();
         call.count_read();
         let Some(full) = store::with_envelope(&token, |sealed| open_record(ring, &token, sealed)) else {
@@ -134,10 +130,7 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
         guard::check_text_size(&patch);
         let patch_text = patch.to_text().or_raise();
         let names = record::top_level_names(&patch_text).or_raise();
-        if !fields_fit(&names) {
-            raise(VaultError::TooManyFieldNames(FIELD_BYTES));
-        }
-        call.fields = Some(names);
+        call.name_fields(names);
         let Some(sealed) = store::fetch_envelope_for_update(&token) else {
             call.outcome = Outcome::NotFound;
             return false;

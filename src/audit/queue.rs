@@ -263,7 +263,8 @@ pub fn peek(max: usize) -> Vec<&'static AuditEvent> {
 }
 
 /// Marks the `n` oldest events committed, as rows up to `chain_id` with
-/// `chain_mac` in the audit table `chain_table`, and frees their slots.
+/// `chain_mac` in the audit table `chain_table`, and frees their slots. A
+/// committed batch means the key matched: any earlier mismatch is over.
 /// The writer only, after it is done with what `peek` returned.
 pub fn commit(n: usize, chain_table: u32, chain_id: i64, chain_mac: [u8; 32]) {
     {
@@ -271,6 +272,7 @@ pub fn commit(n: usize, chain_table: u32, chain_id: i64, chain_mac: [u8; 32]) {
         w.chain_table = chain_table;
         w.chain_id = chain_id;
         w.chain_mac = chain_mac;
+        w.key_mismatch = false;
     }
     ring().release(n);
 }
@@ -308,13 +310,11 @@ pub fn note_missing_database() -> u32 {
     w.missing_checks - 1
 }
 
-/// Records whether the writer refuses to write under a mismatched key;
-/// true when this changes it to a mismatch (to log it once).
-pub fn set_key_mismatch(mismatch: bool) -> bool {
+/// Records that the writer refuses to write under a mismatched key; true
+/// the first time (to log it once). `commit` clears it.
+pub fn note_key_mismatch() -> bool {
     let mut w = WRITER.exclusive();
-    let changed = w.key_mismatch != mismatch;
-    w.key_mismatch = mismatch;
-    changed && mismatch
+    !std::mem::replace(&mut w.key_mismatch, true)
 }
 
 /// Events ever queued (since server start), counting those being copied in.

@@ -257,13 +257,12 @@ fn write_batch(
     }));
     match written {
         Ok(Some(0)) => {
-            if queue::set_key_mismatch(true) {
+            if queue::note_key_mismatch() {
                 log!("pii_vault audit writer: the loaded master key is not the key this vault was created with; not writing the audit under it");
             }
             0
         }
         Ok(Some(n)) => {
-            queue::set_key_mismatch(false);
             let h = head.as_ref().expect("set by the batch");
             queue::commit(n, h.table.into(), h.id, h.mac);
             n
