@@ -24,16 +24,24 @@ pub enum KeyProblem {
     KeyFileWrongOwner,
     #[error("the command in pii_vault.key_command could not be run or exited with an error")]
     KeyCommandFailed,
-    #[error("the master key is not 64 hexadecimal characters (32 bytes)")]
+    #[error("the key source does not hold keys as 64 hexadecimal characters, one per line, each as <version>:<key> or a single bare key")]
     BadKeyFormat,
-    #[error("the loaded master key is not the key this vault was created with (key check failed)")]
-    WrongKey,
+    #[error("pii_vault.active_key_version names key version {0}, which the key source does not hold")]
+    ActiveVersionNotLoaded(u32),
+    #[error("the loaded key version {0} does not match the key this vault's data is under (key check failed)")]
+    WrongKey(u32),
+    #[error("none of the loaded key versions is one this vault's data is under (it has key versions {})", versions_text(.0))]
+    NoKnownVersion(Vec<u32>),
     #[error("the vault has no key check value")]
     KeyCheckMissing,
     #[error("pii_vault.default_region is not an ISO 3166 region code known to the phone number library")]
     BadDefaultRegion,
     #[error("this database is not the one named by pii_vault.database")]
     WrongDatabase,
+}
+
+fn versions_text(versions: &[u32]) -> String {
+    versions.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
 }
 
 impl KeyProblem {
@@ -48,8 +56,18 @@ impl KeyProblem {
                 "Make the file owned by the server's OS user with mode 0600 (or by root with mode 0640); then restart the server."
             }
             KeyCommandFailed => "Run the command as the server's OS user to see why (its output is never logged); then restart the server.",
-            BadKeyFormat => "The key file, or the command's output, must hold the key as 64 hexadecimal characters.",
-            WrongKey => "Restart the server with the key this vault was created with; nothing is read or written under this one.",
+            BadKeyFormat => {
+                "Write one key per line as <version>:<64 hex characters> (versions 1 to 32767, each once; # starts a comment), or a single bare key, which is version 1."
+            }
+            ActiveVersionNotLoaded(_) => {
+                "Add that version to the key source, or set pii_vault.active_key_version to a version it holds (0: the highest); then restart the server."
+            }
+            WrongKey(_) => {
+                "Restart the server with the keys this vault's data is under; nothing is read or written under this one."
+            }
+            NoKnownVersion(_) => {
+                "Keep at least one of the vault's key versions in the key source beside new ones; then restart the server."
+            }
             KeyCheckMissing => {
                 "The extension was not installed correctly: restore pii_vault.key_check from a backup, or recreate the extension while it holds no records."
             }

@@ -22,6 +22,8 @@ static MAX_WRITES_PER_STATEMENT: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// 10 updates or deletes a second, sustained, per login role.
 static MAX_WRITES_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(600);
 static ALLOW_BULK_EXPORT: GucSetting<bool> = GucSetting::<bool>::new(false);
+static ACTIVE_KEY_VERSION: GucSetting<i32> = GucSetting::<i32>::new(0);
+static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// Registers the settings. The PGC_POSTMASTER ones can only be defined while
 /// the postmaster loads the library; loaded later into one backend, the
@@ -76,6 +78,14 @@ pub fn init(preloading: bool) {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"pii_vault.allow_drop",
+        c"Allows DROP EXTENSION pii_vault (and any other drop of its storage) while the vault holds records.",
+        c"Off by default: dropping the extension erases every record and the whole audit. Superuser only; set it in the session that drops.",
+        &ALLOW_DROP,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     if preloading {
         // Reject misspelled pii_vault.* settings in postgresql.conf.
         // SAFETY: called from _PG_init with a static, NUL-terminated name.
@@ -117,6 +127,16 @@ fn define_postmaster_settings() {
         c"Region (ISO 3166 alpha-2) in which phone numbers without a leading + are read.",
         c"Fixed at server start: changing it would index the same number two ways.",
         &DEFAULT_REGION,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.active_key_version",
+        c"Key version new records, blind indexes and audit batches are written under (0: the highest loaded).",
+        c"Read at server start. Records under other loaded versions stay readable; CALL vault_rotate() moves them.",
+        &ACTIVE_KEY_VERSION,
+        0,
+        crate::keys::source::MAX_KEY_VERSION as i32,
         GucContext::Postmaster,
         GucFlags::default(),
     );
@@ -172,6 +192,15 @@ pub fn max_writes_per_minute() -> i32 {
 
 pub fn allow_bulk_export() -> bool {
     ALLOW_BULK_EXPORT.get()
+}
+
+/// The configured active key version; None: the highest loaded.
+pub fn active_key_version() -> Option<u32> {
+    Some(ACTIVE_KEY_VERSION.get()).filter(|v| *v > 0).map(|v| v as u32)
+}
+
+pub fn allow_drop() -> bool {
+    ALLOW_DROP.get()
 }
 
 pub fn max_record_bytes() -> usize {

@@ -9,20 +9,20 @@ use super::guard;
 use super::jsonb::JsonbDatum;
 use super::records::open_record;
 use crate::audit::{queue, Operation};
-use crate::crypto::audit_chain::{ChainVerifier, StoredBatch, Verdict};
-use crate::crypto::KeyRing;
+use crate::crypto::audit_chain::{Anchor, ChainVerifier, StoredBatch};
 use crate::error::VaultError;
 use crate::{guc, store};
 
-/// Checks the MAC chain of the whole audit: an edited, deleted, inserted or
-/// reordered batch of events makes `ok` false and names the first event of
-/// the first bad batch.
+/// Checks the MAC chain of the whole audit, from its anchor when it has one
+/// (after pruning or a key rotation): an edited, deleted, inserted or
+/// reordered batch of events, or an edited anchor, makes `ok` false and
+/// names the first event of the first bad batch.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_audit_verify(
 ) -> TableIterator<'static, (name!(ok, bool), name!(rows_checked, i64), name!(first_bad_id, Option<i64>))> {
     let verdict = audited(Operation::AuditVerify, |_call| {
-        let ring = guard::ready();
+        let keys = guard::ready();
         // The writer's last committed batch (when it committed any since the
         // server started), read before the batches so the snapshot holds
         // it: catches batches deleted from the end of the chain.
@@ -30,20 +30,60 @@ fn vault_audit_verify(
         let table = Spi::get_one::<pg_sys::Oid>("SELECT 'pii_vault.audit_batches'::regclass::oid").ok().flatten();
         let same_table = table.is_some_and(|t| u32::from(t) == state.chain_table);
         let head = (state.chain_id > 0 && same_table).then_some((state.chain_id, state.chain_mac));
-        verify_audit_batches(ring, head).unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"))
+        let anchor = read_anchor().unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
+        let anchor = anchor.as_ref().map(|(a, mac)| (a, mac.as_slice()));
+        let mut verifier = ChainVerifier::new(keys, head, anchor);
+        each_audit_batch(|batch| verifier.check(batch))
+            .unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
+        verifier.finish()
     });
     TableIterator::once((verdict.ok, verdict.rows_checked, verdict.first_bad_id))
 }
 
-/// Streams the batches through a cursor, a thousand at a time, freeing each
-/// chunk before the next: memory stays flat however long the audit is.
-fn verify_audit_batches(ring: &KeyRing, head: Option<(i64, [u8; 32])>) -> SpiResult<Verdict> {
+/// The audit's anchor and its stored MAC; None when there is none (or no
+/// anchor table: a vault of 0.1.0, whose library is this one until
+/// `ALTER EXTENSION pii_vault UPDATE`). Read under the calling statement's
+/// snapshot, as the batches are (read-only SPI takes no new one).
+pub(crate) fn read_anchor() -> SpiResult<Option<(Anchor, Vec<u8>)>> {
+    Spi::connect(|client| {
+        let exists = client
+            .select("SELECT pg_catalog.to_regclass('pii_vault.audit_anchor') IS NOT NULL", None, &[])?
+            .first()
+            .get::<bool>(1)?
+            .unwrap_or(false);
+        if !exists {
+            return Ok(None);
+        }
+        let rows = client.select(
+            "SELECT start_id, start_mac, sealed_upto, sealed_digest, key_version, mac FROM pii_vault.audit_anchor",
+            None,
+            &[],
+        )?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let row = rows.first();
+        let bytes32 = |v: Option<Vec<u8>>| -> [u8; 32] { v.and_then(|v| v.try_into().ok()).unwrap_or([0xff; 32]) };
+        let anchor = Anchor {
+            start_id: row.get(1)?.unwrap_or(-1),
+            start_mac: bytes32(row.get(2)?),
+            sealed_upto: row.get(3)?.unwrap_or(-1),
+            sealed_digest: bytes32(row.get(4)?),
+            key_version: row.get::<i32>(5)?.unwrap_or(0) as u32,
+        };
+        Ok(Some((anchor, row.get(6)?.unwrap_or_default())))
+    })
+}
+
+/// Streams the batches in chain order through a cursor, a thousand at a
+/// time, freeing each chunk before the next (memory stays flat however
+/// long the audit is), until `each` returns false.
+pub(crate) fn each_audit_batch(mut each: impl FnMut(StoredBatch<'_>) -> bool) -> SpiResult<()> {
     Spi::connect(|client| {
         let mut cursor = client.try_open_cursor(
             "SELECT first_id, last_id, token_filter, events, mac FROM pii_vault.audit_batches ORDER BY first_id",
             &[],
         )?;
-        let mut verifier = ChainVerifier::new(ring, head);
         loop {
             let chunk = cursor.fetch(1000)?;
             if chunk.is_empty() {
@@ -54,7 +94,7 @@ fn verify_audit_batches(ring: &KeyRing, head: Option<(i64, [u8; 32])>) -> SpiRes
                 let token_filter: Vec<u8> = row.get(3)?.unwrap_or_default();
                 let events: Vec<u8> = row.get(4)?.unwrap_or_default();
                 let mac: Vec<u8> = row.get(5)?.unwrap_or_default();
-                going = verifier.check(StoredBatch {
+                going = each(StoredBatch {
                     first_id: row.get(1)?.unwrap_or(0),
                     last_id: row.get(2)?.unwrap_or(0),
                     token_filter: &token_filter,
@@ -73,7 +113,7 @@ fn verify_audit_batches(ring: &KeyRing, head: Option<(i64, [u8; 32])>) -> SpiRes
                 break;
             }
         }
-        Ok(verifier.finish())
+        Ok(())
     })
 }
 
@@ -169,7 +209,7 @@ mod pii_vault {
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_export_all() -> TableIterator<'static, (name!(token, Uuid), name!(record, JsonbDatum))> {
     let rows = audited(Operation::Export, |call| {
-        let ring = guard::ready();
+        let keys = guard::ready();
         if !guc::allow_bulk_export() {
             call.deny(VaultError::BulkExportDisabled);
         }
@@ -178,7 +218,7 @@ fn vault_export_all() -> TableIterator<'static, (name!(token, Uuid), name!(recor
         }
         let rows: Vec<(Uuid, JsonbDatum)> = store::all_envelopes()
             .into_iter()
-            .map(|(token, sealed)| (Uuid::from_bytes(token), open_record(ring, &token, &sealed)))
+            .map(|(token, sealed)| (Uuid::from_bytes(token), open_record(keys, &token, &sealed)))
             .collect();
         rows
     });

@@ -1,12 +1,12 @@
-//! Preconditions every vault function checks first: a key is loaded and it
-//! is the key the vault was created with (checked once per backend).
+//! Preconditions every vault function checks first: keys are loaded and
+//! they are the keys the vault's data is under (checked once per backend).
 
 use std::cell::RefCell;
 
 use pgrx::pg_sys;
 
 use super::errors::raise;
-use crate::crypto::KeyRing;
+use crate::crypto::KeySet;
 use crate::error::{KeyProblem, VaultError};
 use crate::{guc, keys, normalize::Region, store};
 
@@ -30,37 +30,59 @@ pub fn in_vault_database() -> bool {
     })
 }
 
-/// The key ring, once it is known to match the stored key check value.
-pub fn ready() -> &'static KeyRing {
+/// The loaded keys, once they are known to match the stored key check
+/// values (`KeySet::verdict`). A loaded version the vault has no check
+/// value for yet is registered here, in the caller's transaction, when it
+/// can write: the verdict is then cached only once a later transaction
+/// reads the value back (a rolled-back registration is simply made again).
+pub fn ready() -> &'static KeySet {
     // SAFETY: a plain global, -1 outside parallel workers. The functions
     // are PARALLEL UNSAFE, so this never fires unless someone altered
     // them: a worker's counts would escape the leader's budgets.
     if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
         raise(VaultError::InParallelWorker);
     }
-    let ring = keys::key_ring().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
+    let keys = keys::key_set().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
     if !in_vault_database() {
         raise(VaultError::Unavailable(KeyProblem::WrongDatabase));
     }
     let verdict = KEY_CHECK.with_borrow(Clone::clone).unwrap_or_else(|| {
-        let verdict = match store::key_check_value(ring.key_version()) {
-            None => Err(KeyProblem::KeyCheckMissing),
-            Some(stored) if !ring.matches_check_value(&stored) => Err(KeyProblem::WrongKey),
-            Some(_) => Ok(()),
+        let verdict = keys.verdict(&store::key_checks());
+        let settled = match &verdict {
+            Err(problem) => {
+                // Only a backend can read the stored check values, so the
+                // server log hears of a wrong key here, once per backend
+                // (the ERROR itself may be caught and never logged).
+                pgrx::log!("pii_vault: {problem}. {}", problem.hint());
+                true
+            }
+            Ok(v) if v.unregistered.is_empty() => true,
+            Ok(v) => {
+                if transaction_can_write() {
+                    for version in &v.unregistered {
+                        let ring = keys.version(*version).expect("a loaded version");
+                        store::insert_key_check(*version, ring.check_value());
+                    }
+                }
+                false
+            }
         };
-        if let Err(problem) = &verdict {
-            // Only a backend can read the stored check value, so the server
-            // log hears of a wrong key here, once per backend (the ERROR
-            // itself may be caught by the caller and never logged).
-            pgrx::log!("pii_vault: {problem}. {}", problem.hint());
+        let verdict = verdict.map(drop);
+        if settled {
+            KEY_CHECK.set(Some(verdict.clone()));
         }
-        KEY_CHECK.set(Some(verdict.clone()));
         verdict
     });
     match verdict {
-        Ok(()) => ring,
+        Ok(()) => keys,
         Err(problem) => raise(VaultError::Unavailable(problem)),
     }
+}
+
+/// Whether this transaction may insert (not read-only, not a standby).
+fn transaction_can_write() -> bool {
+    // SAFETY: plain reads of backend globals.
+    unsafe { !pg_sys::XactReadOnly && !pg_sys::RecoveryInProgress() }
 }
 
 /// Whether this backend has found the loaded key to be the vault's.

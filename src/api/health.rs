@@ -40,8 +40,9 @@ fn vault_health() -> TableIterator<'static, (name!(check_name, String), name!(ok
             (!shmem::ready()).then(|| "pii_vault is not in shared_preload_libraries: add it in postgresql.conf and restart".into()),
             "loaded at server start",
         ),
-        check("key_loaded", keys::key_ring().err().map(|p| with_hint(&p)), "master key loaded"),
+        check("key_loaded", keys::key_set().err().map(|p| with_hint(&p)), "master keys loaded"),
         key_check(),
+        key_versions(),
         keyfile_permissions(),
         check(
             "database",
@@ -75,15 +76,39 @@ fn log_setting(name: &'static str, fine: impl Fn(&str) -> bool, fix: &str) -> Ch
 }
 
 fn key_check() -> Check {
-    let problem = match keys::key_ring() {
-        Err(_) => Some("no key loaded (see key_loaded)".to_string()),
-        Ok(ring) => match store::key_check_value(ring.key_version()) {
-            None => Some(with_hint(&KeyProblem::KeyCheckMissing)),
-            Some(v) if !ring.matches_check_value(&v) => Some(with_hint(&KeyProblem::WrongKey)),
-            Some(_) => None,
+    let (problem, fine) = match keys::key_set() {
+        Err(_) => (Some("no key loaded (see key_loaded)".to_string()), String::new()),
+        Ok(keys) => match keys.verdict(&store::key_checks()) {
+            Err(problem) => (Some(with_hint(&problem)), String::new()),
+            Ok(_) => (
+                None,
+                format!(
+                    "every loaded key version matches its key check value; version {} is active",
+                    keys.active().key_version()
+                ),
+            ),
         },
     };
-    check("key_check", problem, "the loaded key matches the key check value")
+    check("key_check", problem, &fine)
+}
+
+/// Versions the vault's records, audit or key checks are under that the
+/// key source no longer holds.
+fn key_versions() -> Check {
+    let problem = keys::key_set().ok().and_then(|keys| {
+        let missing: Vec<String> = store::versions_in_use()
+            .into_iter()
+            .filter(|(version, _)| keys.version(*version).is_none())
+            .map(|(version, records)| format!("key version {version} ({records} records)"))
+            .collect();
+        (!missing.is_empty()).then(|| {
+            format!(
+                "in use but not loaded: {}; records under it fail with 55000: add it back to the key source and restart",
+                missing.join(", ")
+            )
+        })
+    });
+    check("key_versions", problem, "every key version in use is loaded")
 }
 
 fn keyfile_permissions() -> Check {

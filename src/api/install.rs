@@ -10,15 +10,20 @@ mod pii_vault {
     use crate::error::{KeyProblem, VaultError};
     use crate::{keys, store};
 
-    /// Stores the loaded key's check value: from now on, a server started
-    /// with another key refuses to touch this vault.
+    /// Stores the check value of every loaded key version: from now on, a
+    /// server started with other keys refuses to touch this vault. (A
+    /// restore runs this too, and then loads the dump's values beside
+    /// these: under another key the two cannot both match, and every call
+    /// is refused.)
     #[pg_extern(volatile)]
     #[search_path(pg_catalog, pii_vault, pg_temp)]
     fn install_key_check() {
-        let ring = keys::key_ring().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
+        let keys = keys::key_set().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
         if !crate::api::guard::in_vault_database() {
             raise(VaultError::Unavailable(KeyProblem::WrongDatabase));
         }
-        store::insert_key_check(ring.key_version(), ring.check_value());
+        for ring in keys.rings() {
+            store::insert_key_check(ring.key_version(), ring.check_value());
+        }
     }
 }

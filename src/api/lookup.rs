@@ -18,7 +18,7 @@ use crate::store;
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
     audited(Operation::Lookup, |call| {
-        let ring = guard::ready();
+        let keys = guard::ready();
         let kind = LookupKind::parse(kind).or_raise();
         call.fields = Some(vec![kind.as_str().to_string()]);
         call.count_read();
@@ -28,8 +28,12 @@ fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
                 store::token_exists(&token).then_some(token)
             }
             _ => {
+                // The active version first: after a rotation every record
+                // is found by the first probe.
                 let normalized = normalize(kind, value, guard::region()).or_raise();
-                store::find_token(kind, &blind_index(ring, kind, &normalized))
+                let mut hashes = vec![blind_index(keys.active(), kind, &normalized)];
+                hashes.extend(keys.others().map(|ring| blind_index(ring, kind, &normalized)));
+                store::find_token(kind, &hashes)
             }
         };
         call.token = found;

@@ -9,16 +9,25 @@ use super::guard;
 use super::jsonb::{JsonbDatum, TopLevelField};
 use crate::audit::{Operation, Outcome};
 use crate::crypto::envelope::{self, PayloadEncoding};
-use crate::crypto::{blind_index::blind_index, random_token, KeyRing};
+use crate::crypto::{blind_index::blind_index, random_token, KeySet};
 use crate::error::VaultError;
 use crate::normalize::{normalize, LookupKind};
 use crate::record;
 use crate::store::{self, IndexHashes, Token};
 
-/// Blind-index hashes of a record's indexed fields. A field that is absent
-/// or null has none; any other non-string is refused, as is a string that
-/// does not normalize (either could never be looked up).
-fn index_hashes(ring: &KeyRing, record: &JsonbDatum) -> IndexHashes {
+/// Blind-index hashes of a record's indexed fields under the active key
+/// version. A field that is absent or null has none; any other non-string
+/// is refused, as is a string that does not normalize (either could never
+/// be looked up).
+///
+/// The unique indexes compare hashes of one version only, so while other
+/// versions are loaded (a rotation under way) a value is also looked up
+/// under each of them, and a record other than `own` holding it is a
+/// duplicate. (`vault_rotate` moves a record's hashes and its envelope in
+/// one row update, so every snapshot sees each record under exactly one
+/// version: the probe under the old one, or the unique index under the new
+/// one, catches it.)
+pub(crate) fn index_hashes(keys: &KeySet, record: &JsonbDatum, own: Option<&Token>) -> IndexHashes {
     // Every field's type is checked before any value is normalized, so a
     // record with both faults reports the non-string one, whichever kind.
     let fields = record.top_level_fields(LookupKind::INDEXED.map(|kind| kind.as_str())).or_raise();
@@ -30,7 +39,11 @@ fn index_hashes(ring: &KeyRing, record: &JsonbDatum) -> IndexHashes {
         // Absent and null fields have nothing to index.
         if let TopLevelField::String(value) = field {
             let normalized = normalize(kind, value, guard::region()).or_raise();
-            hashes.set(kind, blind_index(ring, kind, &normalized));
+            hashes.set(kind, blind_index(keys.active(), kind, &normalized));
+            let older: Vec<_> = keys.others().map(|ring| blind_index(ring, kind, &normalized)).collect();
+            if !older.is_empty() && store::find_token(kind, &older).is_some_and(|t| Some(&t) != own) {
+                raise_duplicate(kind);
+            }
         }
     }
     hashes
@@ -44,10 +57,10 @@ fn raise_duplicate(kind: LookupKind) -> ! {
 
 /// The decrypted record of `token` as a jsonb datum, decrypted straight
 /// into the datum's memory.
-pub(super) fn open_record(ring: &KeyRing, token: &Token, envelope_bytes: &[u8]) -> JsonbDatum {
+pub(crate) fn open_record(keys: &KeySet, token: &Token, envelope_bytes: &[u8]) -> JsonbDatum {
     let len = envelope::plaintext_len(envelope_bytes).ok_or(VaultError::DecryptFailed).or_raise();
     let (datum, encoding) =
-        JsonbDatum::filled_by(len, |bytes| envelope::open_into(ring, token, envelope_bytes, bytes).or_raise());
+        JsonbDatum::filled_by(len, |bytes| envelope::open_into(keys, token, envelope_bytes, bytes).or_raise());
     match encoding {
         PayloadEncoding::JsonbBinary => datum,
         PayloadEncoding::JsonText => {
@@ -62,14 +75,14 @@ pub(super) fn open_record(ring: &KeyRing, token: &Token, envelope_bytes: &[u8]) 
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_store(record: JsonbDatum) -> Uuid {
     audited(Operation::Store, |call| {
-        let ring = guard::ready();
+        let keys = guard::ready();
         guard::check_size(record.payload().len());
-        let hashes = index_hashes(ring, &record);
+        let hashes = index_hashes(keys, &record, None);
         if !hashes.is_empty() {
             call.count_probe();
         }
         let token = random_token().or_raise();
-        let sealed = envelope::seal(ring, &token, PayloadEncoding::JsonbBinary, record.payload()).or_raise();
+        let sealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, record.payload()).or_raise();
         store::insert_record(&token, &sealed, &hashes, raise_duplicate);
         // Only a token that exists is named in the audit.
         call.token = Some(token);
@@ -84,9 +97,9 @@ fn vault_get(token: Uuid) -> Option<JsonbDatum> {
     audited(Operation::Get, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        let ring = guard::ready();
+        let keys = guard::ready();
         call.count_read();
-        let record = store::with_envelope(&token, |sealed| open_record(ring, &token, sealed));
+        let record = store::with_envelope(&token, |sealed| open_record(keys, &token, sealed));
         if record.is_none() {
             call.outcome = Outcome::NotFound;
         }
@@ -104,9 +117,9 @@ fn vault_get_fields(token: Uuid, fields: Vec<Option<String>>) -> Option<JsonbDat
         let fields: Vec<String> =
             fields.into_iter().map(|f| f.ok_or(VaultError::NullFieldName)).collect::<Result<_, _>>().or_raise();
         call.name_fields(fields);
-        let ring = guard::ready();
+        let keys = guard::ready();
         call.count_read();
-        let Some(full) = store::with_envelope(&token, |sealed| open_record(ring, &token, sealed)) else {
+        let Some(full) = store::with_envelope(&token, |sealed| open_record(keys, &token, sealed)) else {
             call.outcome = Outcome::NotFound;
             return None;
         };
@@ -124,7 +137,7 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
     audited(Operation::Update, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        let ring = guard::ready();
+        let keys = guard::ready();
         call.count_write();
         guard::check_size(patch.payload().len());
         guard::check_text_size(&patch);
@@ -135,13 +148,13 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
             call.outcome = Outcome::NotFound;
             return false;
         };
-        let current = open_record(ring, &token, &sealed);
+        let current = open_record(keys, &token, &sealed);
         guard::check_text_size(&current);
         let current_text = current.to_text().or_raise();
         let new_text = record::merge_patch_text(&current_text, &patch_text).or_raise();
         let new_record = JsonbDatum::from_text(&new_text).or_raise();
         guard::check_size(new_record.payload().len());
-        let hashes = index_hashes(ring, &new_record);
+        let hashes = index_hashes(keys, &new_record, Some(&token));
         let sets_lookup_value = call
             .fields
             .as_deref()
@@ -151,7 +164,8 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
         if sets_lookup_value {
             call.count_probe();
         }
-        let resealed = envelope::seal(ring, &token, PayloadEncoding::JsonbBinary, new_record.payload()).or_raise();
+        let resealed =
+            envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, new_record.payload()).or_raise();
         let updated = store::update_record(&token, &resealed, &hashes, raise_duplicate);
         if !updated {
             call.outcome = Outcome::NotFound;

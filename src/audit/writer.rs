@@ -59,7 +59,7 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     }
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     queue::set_connecting(false);
-    let Ok(ring) = keys::key_ring() else {
+    let Ok(keys) = keys::key_set() else {
         // Without a key the vault refuses every call, so nothing is queued.
         log!("pii_vault audit writer: no usable key; not writing the audit");
         while BackgroundWorker::wait_latch(Some(Duration::from_secs(60))) {}
@@ -88,7 +88,7 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
             names.clear(); // idle: forget role names (a role may be renamed)
             IDLE
         } else {
-            match write_batch(ring, &mut head, &mut names, &pending) {
+            match write_batch(keys, &mut head, &mut names, &pending) {
                 // No audit table (yet): the events stay queued.
                 0 => IDLE,
                 // A backlog: keep writing (the zero wait still notices
@@ -111,7 +111,7 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
         if pending.is_empty() {
             quiet += 1;
             std::thread::sleep(NAP);
-        } else if write_batch(ring, &mut head, &mut names, &pending) == 0 {
+        } else if write_batch(keys, &mut head, &mut names, &pending) == 0 {
             break;
         } else {
             quiet = 0;
@@ -196,7 +196,7 @@ impl RoleNames {
 /// them committed in the queue; the number written, 0 when there is no
 /// audit table yet (the events then stay queued).
 fn write_batch(
-    ring: &crate::crypto::KeyRing,
+    keys: &crate::crypto::KeySet,
     head: &mut Option<ChainHead>,
     names: &mut RoleNames,
     batch: &[&AuditEvent],
@@ -211,9 +211,7 @@ fn write_batch(
                 // vault's, or the batch would be MACed under a key that
                 // vault_audit_verify() later rejects forever. The events
                 // stay queued (calls are refused under a wrong key anyway).
-                let stored: Option<Vec<u8>> =
-                    client.select(&plans.key_check, None, &[(ring.key_version() as i32).into()])?.first().get(1)?;
-                if !stored.is_some_and(|v| ring.matches_check_value(&v)) {
+                if keys.verdict(&crate::store::key_checks_with(client)?).is_err() {
                     return Ok(Some(0));
                 }
                 let last = client.select(
@@ -236,7 +234,9 @@ fn write_batch(
             let records: Vec<AuditRecord> =
                 batch.iter().enumerate().map(|(i, event)| to_record(first_id + i as i64, event, names)).collect();
             let last_id = first_id + records.len() as i64 - 1;
-            let events = encode_batch(&records);
+            // MACed under the active version, which the batch names.
+            let ring = keys.active();
+            let events = encode_batch(ring.key_version(), &records);
             let mac = batch_mac(ring, &h.mac, first_id, last_id, &events);
             let token_filter = batch_filter(&records);
             client.update(
@@ -277,11 +277,10 @@ fn write_batch(
     }
 }
 
-/// The writer's two statements, prepared once per writer process (parsing
+/// The writer's statements, prepared once per writer process (parsing
 /// and planning them per batch was most of its work under load).
 struct WriterPlans {
     audit_table: OwnedPreparedStatement,
-    key_check: OwnedPreparedStatement,
     insert_batch: OwnedPreparedStatement,
 }
 
@@ -295,12 +294,6 @@ fn writer_plans(client: &SpiClient<'_>) -> SpiResult<&'static WriterPlans> {
     }
     let plans = WriterPlans {
         audit_table: client.prepare("SELECT pg_catalog.to_regclass('pii_vault.audit_batches')::oid", &[])?.keep(),
-        key_check: client
-            .prepare(
-                "SELECT check_value FROM pii_vault.key_check WHERE key_version = $1",
-                &[PgBuiltInOids::INT4OID.oid()],
-            )?
-            .keep(),
         insert_batch: client
             .prepare_mut(
                 "INSERT INTO pii_vault.audit_batches (first_id, last_id, token_filter, events, mac) \

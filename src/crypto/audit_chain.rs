@@ -11,18 +11,30 @@
 //! Why batches: one heap row and one primary-key entry per event was most
 //! of the writer's cost (and of the audit's disk space); a batch row costs
 //! about the same whatever the number of events in it.
+//!
+//! Key versions: a batch names the key version that MACed it inside its
+//! MACed bytes (format 2; format 1, the only one before versions, is
+//! version 1), so the chain runs on across a change of active version.
+//! Once a version is retired, its batches can no longer be MACed again;
+//! an `Anchor` vouches for them instead: a MAC under a loaded version of a
+//! SHA-256 digest over every batch up to `sealed_upto`. The anchor also
+//! carries where the chain starts once old batches are pruned
+//! (`start_id`, and the MAC of the last pruned batch to chain from).
 
 use std::borrow::Cow;
 
 use hmac::Mac;
+use sha2::{Digest, Sha256};
 
-use super::keyring::{HmacSha256, KeyRing};
+use super::keyring::{HmacSha256, KeyRing, KeySet};
 use super::token_filter;
 
 pub const GENESIS: [u8; 32] = [0u8; 32];
 
-/// Version byte at the start of every encoded batch.
+/// Version byte at the start of every encoded batch: 1, MACed under key
+/// version 1; 2, followed by the key version (u32, big-endian).
 const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
 /// Marks an absent token or field list.
 const ABSENT: u32 = u32::MAX;
 /// More events than any batch holds: a count above it is corruption.
@@ -53,9 +65,14 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 /// The events of one batch, back to back; every field is length-prefixed,
 /// so no two different batches encode alike. Ids are not stored: event `i`
 /// has id `first_id + i`.
-pub fn encode_batch(records: &[AuditRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + records.len() * 80);
-    out.push(FORMAT_V1);
+pub fn encode_batch(key_version: u32, records: &[AuditRecord]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + records.len() * 80);
+    if key_version == 1 {
+        out.push(FORMAT_V1);
+    } else {
+        out.push(FORMAT_V2);
+        out.extend_from_slice(&key_version.to_be_bytes());
+    }
     out.extend_from_slice(&(records.len() as u32).to_be_bytes());
     for r in records {
         out.extend_from_slice(&r.at.to_be_bytes());
@@ -115,10 +132,22 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The key version that MACed an encoded batch.
+pub fn batch_key_version(bytes: &[u8]) -> Result<u32, Unreadable> {
+    let mut r = Reader(bytes);
+    match r.take(1)? {
+        [FORMAT_V1] => Ok(1),
+        [FORMAT_V2] => r.u32(),
+        _ => Err(Unreadable),
+    }
+}
+
 /// The events of a stored batch whose first event has id `first_id`.
 pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'static>>, Unreadable> {
     let mut r = Reader(bytes);
-    if r.take(1)? != [FORMAT_V1] {
+    if r.take(1)? == [FORMAT_V2] {
+        r.u32()?;
+    } else if bytes[0] != FORMAT_V1 {
         return Err(Unreadable);
     }
     let count = r.u32()? as usize;
@@ -218,21 +247,93 @@ pub struct Verdict {
 /// events make. `expected_head`, when known, is the (last id, mac) of a batch the
 /// writer committed (read before the batches): a chain that ends before it,
 /// or holds another MAC there, lost batches at its end.
+/// Where the stored chain starts and which of its batches a digest vouches
+/// for (see the module's documentation); MACed under `key_version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// The last event removed by pruning (0: none); the chain goes on from
+    /// `start_id + 1`, MACed after `start_mac`.
+    pub start_id: i64,
+    pub start_mac: [u8; 32],
+    /// Batches after `start_id` up to this event (0: none) are vouched for
+    /// by `sealed_digest`, whatever key version MACed them.
+    pub sealed_upto: i64,
+    pub sealed_digest: [u8; 32],
+    pub key_version: u32,
+}
+
+impl Anchor {
+    pub fn mac(&self, ring: &KeyRing) -> [u8; 32] {
+        let mut mac: HmacSha256 = ring.audit_mac.clone();
+        mac.update(b"pii_vault audit anchor v1");
+        mac.update(&self.start_id.to_be_bytes());
+        mac.update(&self.start_mac);
+        mac.update(&self.sealed_upto.to_be_bytes());
+        mac.update(&self.sealed_digest);
+        mac.update(&self.key_version.to_be_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// The digest an anchor seals batches with: SHA-256 over each batch's ids,
+/// events, token filter and MAC, length-prefixed, in chain order.
+#[derive(Clone, Default)]
+pub struct SealDigest(Sha256);
+
+impl SealDigest {
+    pub fn add(&mut self, batch: &StoredBatch<'_>) {
+        self.0.update(b"batch");
+        self.0.update(batch.first_id.to_be_bytes());
+        self.0.update(batch.last_id.to_be_bytes());
+        for part in [batch.events, batch.token_filter, batch.mac] {
+            self.0.update((part.len() as u64).to_be_bytes());
+            self.0.update(part);
+        }
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
+
 pub struct ChainVerifier<'r> {
-    ring: &'r KeyRing,
+    keys: &'r KeySet,
     expected_head: Option<(i64, [u8; 32])>,
     previous: [u8; 32],
     last_id: i64,
     checked: i64,
     bad: Option<i64>,
+    /// The anchor's sealed range still to be matched, and its digest so far.
+    sealed: Option<(i64, [u8; 32], SealDigest)>,
 }
 
 impl<'r> ChainVerifier<'r> {
-    pub fn new(ring: &'r KeyRing, expected_head: Option<(i64, [u8; 32])>) -> Self {
-        ChainVerifier { ring, expected_head, previous: GENESIS, last_id: 0, checked: 0, bad: None }
+    /// A verifier of the chain from its start: the genesis, or `anchor`
+    /// (with the MAC stored beside it), which must verify under a loaded
+    /// version.
+    pub fn new(keys: &'r KeySet, expected_head: Option<(i64, [u8; 32])>, anchor: Option<(&Anchor, &[u8])>) -> Self {
+        let mut v = ChainVerifier {
+            keys,
+            expected_head,
+            previous: GENESIS,
+            last_id: 0,
+            checked: 0,
+            bad: None,
+            sealed: None,
+        };
+        if let Some((anchor, stored_mac)) = anchor {
+            let genuine = keys.version(anchor.key_version).is_some_and(|ring| anchor.mac(ring).as_slice() == stored_mac);
+            v.previous = anchor.start_mac;
+            v.last_id = anchor.start_id;
+            if !genuine || anchor.start_id < 0 {
+                v.bad = Some(anchor.start_id.max(0) + 1);
+            } else if anchor.sealed_upto > anchor.start_id {
+                v.sealed = Some((anchor.sealed_upto, anchor.sealed_digest, SealDigest::default()));
+            }
+        }
+        v
     }
 
-    /// Checks the next batch; false once a batch failed (stop feeding).
     pub fn check(&mut self, batch: StoredBatch<'_>) -> bool {
         if self.bad.is_some() {
             return false;
@@ -251,11 +352,34 @@ impl<'r> ChainVerifier<'r> {
         }
     }
 
-    fn verdict_on(&self, batch: &StoredBatch<'_>) -> Result<([u8; 32], i64), ()> {
+    fn verdict_on(&mut self, batch: &StoredBatch<'_>) -> Result<([u8; 32], i64), ()> {
         if batch.first_id != self.last_id + 1 || batch.last_id < batch.first_id {
             return Err(());
         }
-        let expected = batch_mac(self.ring, &self.previous, batch.first_id, batch.last_id, batch.events);
+        let mut vouched = false;
+        if let Some((upto, digest, running)) = self.sealed.as_mut() {
+            if batch.last_id > *upto {
+                return Err(()); // the sealed range ends inside this batch
+            }
+            running.add(batch);
+            if batch.last_id == *upto {
+                if std::mem::take(running).finish() != *digest {
+                    return Err(());
+                }
+                self.sealed = None;
+                vouched = true;
+            } else {
+                // Vouched for once the digest matches at `upto`; until
+                // then its MAC is checked if its version is loaded.
+                vouched = true;
+            }
+        }
+        let version = batch_key_version(batch.events).map_err(|_| ())?;
+        let expected = match self.keys.version(version) {
+            Some(ring) => batch_mac(ring, &self.previous, batch.first_id, batch.last_id, batch.events),
+            None if vouched => batch.mac.try_into().map_err(|_| ())?,
+            None => return Err(()),
+        };
         let head_differs = matches!(self.expected_head, Some((id, mac)) if id == batch.last_id && mac != expected);
         if batch.mac != expected.as_slice() || head_differs {
             return Err(());
@@ -267,11 +391,19 @@ impl<'r> ChainVerifier<'r> {
         Ok((expected, records.len() as i64))
     }
 
+    /// The MAC of the last batch checked (the chain's head so far) and its
+    /// last event.
+    pub fn position(&self) -> (i64, [u8; 32]) {
+        (self.last_id, self.previous)
+    }
+
     pub fn finish(self) -> Verdict {
         let cut_short = matches!(self.expected_head, Some((head_id, _)) if head_id > self.last_id);
+        // Sealed batches that are gone (the digest never matched).
+        let seal_unmatched = self.sealed.is_some();
         match self.bad {
             Some(id) => Verdict { ok: false, rows_checked: self.checked, first_bad_id: Some(id) },
-            None if cut_short => {
+            None if cut_short || seal_unmatched => {
                 Verdict { ok: false, rows_checked: self.checked, first_bad_id: Some(self.last_id + 1) }
             }
             None => Verdict { ok: true, rows_checked: self.checked, first_bad_id: None },
@@ -287,11 +419,11 @@ mod tests {
     /// A whole chain held in memory, through `ChainVerifier`
     /// (vault_audit_verify streams it from a cursor instead).
     fn verify<'a>(
-        ring: &KeyRing,
+        ring: &KeySet,
         batches: impl IntoIterator<Item = StoredBatch<'a>>,
         expected_head: Option<(i64, [u8; 32])>,
     ) -> Verdict {
-        let mut verifier = ChainVerifier::new(ring, expected_head);
+        let mut verifier = ChainVerifier::new(ring, expected_head, None);
         for batch in batches {
             if !verifier.check(batch) {
                 break;
@@ -302,6 +434,11 @@ mod tests {
 
     fn ring() -> KeyRing {
         KeyRing::derive(&[5u8; 32])
+    }
+
+    /// Version 1 (the master key of `ring`) and version 2, active.
+    fn keys() -> KeySet {
+        KeySet::new([(1, &[5u8; 32]), (2, &[6u8; 32])], None).unwrap()
     }
 
     fn event(id: i64) -> AuditRecord<'static> {
@@ -335,16 +472,16 @@ mod tests {
                 let first_id = b * size + 1;
                 let last_id = first_id + size - 1;
                 let records: Vec<_> = (first_id..=last_id).map(event).collect();
-                let events = encode_batch(&records);
+                let events = encode_batch(1, &records);
                 prev = batch_mac(ring, &prev, first_id, last_id, &events);
                 Row { first_id, last_id, token_filter: batch_filter(&records), events, mac: prev.to_vec() }
             })
             .collect()
     }
 
-    fn check(ring: &KeyRing, rows: &[Row], head: Option<(i64, [u8; 32])>) -> Verdict {
+    fn check(_ring: &KeyRing, rows: &[Row], head: Option<(i64, [u8; 32])>) -> Verdict {
         verify(
-            ring,
+            &keys(),
             rows.iter().map(|r| StoredBatch {
                 first_id: r.first_id,
                 last_id: r.last_id,
@@ -363,17 +500,17 @@ mod tests {
     #[test]
     fn events_round_trip() {
         let records: Vec<_> = (7..20).map(event).collect();
-        assert_eq!(decode_batch(7, &encode_batch(&records)).unwrap(), records);
-        assert_eq!(decode_batch(1, &encode_batch(&[])).unwrap(), vec![]);
+        assert_eq!(decode_batch(7, &encode_batch(1, &records)).unwrap(), records);
+        assert_eq!(decode_batch(1, &encode_batch(1, &[])).unwrap(), vec![]);
     }
 
     #[test]
     fn garbage_does_not_decode() {
-        let good = encode_batch(&[event(1), event(2)]);
+        let good = encode_batch(1, &[event(1), event(2)]);
         assert_eq!(decode_batch(1, &good[..good.len() - 1]), Err(Unreadable));
         assert_eq!(decode_batch(1, &[good.as_slice(), b"x"].concat()), Err(Unreadable));
         assert_eq!(decode_batch(1, &[]), Err(Unreadable));
-        assert_eq!(decode_batch(1, &[2, 0, 0, 0, 0]), Err(Unreadable), "unknown version");
+        assert_eq!(decode_batch(1, &[3, 0, 0, 0, 0]), Err(Unreadable), "unknown format");
         assert_eq!(decode_batch(1, &[1, 255, 255, 255, 254]), Err(Unreadable), "absurd count");
     }
 
@@ -443,7 +580,7 @@ mod tests {
         let mut other = chain(&r, 5, 4);
         let mut records = decode_batch(17, &other[4].events).unwrap();
         records[0].outcome = "error".into();
-        other[4].events = encode_batch(&records);
+        other[4].events = encode_batch(1, &records);
         let prev: [u8; 32] = other[3].mac.as_slice().try_into().unwrap();
         other[4].mac = batch_mac(&r, &prev, 17, 20, &other[4].events).to_vec();
         assert!(check(&r, &other, None).ok);
@@ -461,7 +598,7 @@ mod tests {
             first_id: 13,
             last_id: 13,
             token_filter: vec![],
-            events: encode_batch(&[event(13)]),
+            events: encode_batch(1, &[event(13)]),
             mac: vec![0; 32],
         };
         rows.insert(3, forged);
@@ -476,8 +613,110 @@ mod tests {
 
     #[test]
     fn another_key_cannot_forge() {
-        let rows = chain(&KeyRing::derive(&[6u8; 32]), 3, 2);
+        let rows = chain(&KeyRing::derive(&[7u8; 32]), 3, 2);
         assert_eq!(check(&ring(), &rows, None).first_bad_id, Some(1));
+    }
+
+    /// A chain whose first `old` batches are MACed under version 1 and the
+    /// rest under version 2 (as the writer goes on after a restart with a
+    /// new active version).
+    fn mixed_chain(keys: &KeySet, n: i64, old: i64) -> Vec<Row> {
+        let mut prev = GENESIS;
+        (0..n)
+            .map(|b| {
+                let ring = keys.version(if b < old { 1 } else { 2 }).unwrap();
+                let (first_id, last_id) = (b * 3 + 1, b * 3 + 3);
+                let records: Vec<_> = (first_id..=last_id).map(event).collect();
+                let events = encode_batch(ring.key_version(), &records);
+                prev = batch_mac(ring, &prev, first_id, last_id, &events);
+                Row { first_id, last_id, token_filter: batch_filter(&records), events, mac: prev.to_vec() }
+            })
+            .collect()
+    }
+
+    fn batches(rows: &[Row]) -> impl Iterator<Item = StoredBatch<'_>> {
+        rows.iter().map(|r| StoredBatch {
+            first_id: r.first_id,
+            last_id: r.last_id,
+            token_filter: &r.token_filter,
+            events: &r.events,
+            mac: &r.mac,
+        })
+    }
+
+    fn verify_anchored(keys: &KeySet, rows: &[Row], anchor: &Anchor, anchor_mac: &[u8]) -> Verdict {
+        let mut v = ChainVerifier::new(keys, None, Some((anchor, anchor_mac)));
+        for b in batches(rows) {
+            if !v.check(b) {
+                break;
+            }
+        }
+        v.finish()
+    }
+
+    /// The anchor `vault_rotate` writes: batches up to the last one MACed
+    /// under an older version, sealed by digest under the active one.
+    fn seal(keys: &KeySet, rows: &[Row], start: (i64, [u8; 32]), upto: i64) -> (Anchor, Vec<u8>) {
+        let mut digest = SealDigest::default();
+        batches(rows).filter(|b| b.first_id > start.0 && b.last_id <= upto).for_each(|b| digest.add(&b));
+        let anchor = Anchor {
+            start_id: start.0,
+            start_mac: start.1,
+            sealed_upto: upto,
+            sealed_digest: digest.finish(),
+            key_version: 2,
+        };
+        let mac = anchor.mac(keys.version(2).unwrap()).to_vec();
+        (anchor, mac)
+    }
+
+    #[test]
+    fn the_chain_runs_on_across_versions_and_after_one_is_retired() {
+        let keys = keys();
+        let rows = mixed_chain(&keys, 6, 4);
+        assert_eq!(batch_key_version(&rows[0].events), Ok(1));
+        assert_eq!(batch_key_version(&rows[5].events), Ok(2));
+        assert!(verify(&keys, batches(&rows), None).ok);
+        let retired = KeySet::new([(2, &[6u8; 32])], None).unwrap();
+        // Version 1 gone and nothing sealed: its batches cannot be checked.
+        assert_eq!(verify(&retired, batches(&rows), None).first_bad_id, Some(1));
+        let (anchor, mac) = seal(&keys, &rows, (0, GENESIS), 12);
+        assert_eq!(verify_anchored(&retired, &rows, &anchor, &mac), Verdict { ok: true, rows_checked: 18, first_bad_id: None });
+        // A sealed batch edited, removed, or the anchor edited: caught.
+        let mut edited = mixed_chain(&keys, 6, 4);
+        edited[1].events.push(0);
+        assert!(!verify_anchored(&retired, &edited, &anchor, &mac).ok);
+        let mut cut = mixed_chain(&keys, 6, 4);
+        cut.remove(2);
+        assert!(!verify_anchored(&retired, &cut, &anchor, &mac).ok);
+        let mut moved = anchor.clone();
+        moved.sealed_upto = 15;
+        assert!(!verify_anchored(&retired, &rows, &moved, &mac).ok);
+        // Sealed batches dropped from the end of the table: caught too.
+        assert!(!verify_anchored(&retired, &rows[..2], &anchor, &mac).ok);
+    }
+
+    #[test]
+    fn a_pruned_chain_verifies_from_its_anchor() {
+        let keys = keys();
+        let rows = mixed_chain(&keys, 8, 0);
+        let start = (rows[2].last_id, rows[2].mac.as_slice().try_into().unwrap());
+        let (anchor, mac) = seal(&keys, &rows, start, 0);
+        let kept = &rows[3..];
+        assert_eq!(verify_anchored(&keys, kept, &anchor, &mac), Verdict { ok: true, rows_checked: 15, first_bad_id: None });
+        // A batch removed in the middle, or the first kept one: caught.
+        let mut gap: Vec<Row> = mixed_chain(&keys, 8, 0).into_iter().skip(3).collect();
+        gap.remove(2);
+        assert_eq!(verify_anchored(&keys, &gap, &anchor, &mac).first_bad_id, Some(16));
+        assert_eq!(verify_anchored(&keys, &rows[4..], &anchor, &mac).first_bad_id, Some(10));
+        // The anchor moved back (to hide a pruned batch) or forward (to
+        // drop more): its MAC no longer verifies.
+        let mut forged = anchor.clone();
+        forged.start_id = 12;
+        forged.start_mac = rows[3].mac.as_slice().try_into().unwrap();
+        assert_eq!(verify_anchored(&keys, &rows[4..], &forged, &mac).first_bad_id, Some(13));
+        // Without the anchor, a pruned chain does not start at the genesis.
+        assert_eq!(verify(&keys, batches(kept), None).first_bad_id, Some(1));
     }
 
     proptest! {
@@ -496,7 +735,7 @@ mod tests {
                 4 => target.fields = Some(vec!["email".into()]),
                 _ => target.application_name = "".into(),
             }
-            let edited = encode_batch(&records);
+            let edited = encode_batch(1, &records);
             if edited != rows[i].events {
                 rows[i].events = edited;
                 prop_assert_eq!(check(&r, &rows, None).first_bad_id, Some(rows[i].first_id));

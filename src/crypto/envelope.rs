@@ -15,15 +15,39 @@
 //! Both encryptions take as associated data a purpose label, the token and
 //! the header (bytes 0..6), so an envelope copied to another token, a data
 //! key copied to another envelope or a flipped header byte all fail the tag.
+//!
+//! Key rotation re-wraps the data key under another key version and leaves
+//! the record's ciphertext as it is (`rewrap`). The record stays bound to
+//! the header it was sealed with, so a re-wrapped envelope carries both:
+//!
+//! ```text
+//! 0      1    format version (2)
+//! 1      1    payload encoding
+//! 2      4    key version of the wrapping key, big-endian
+//! 6      4    key version the record was sealed under
+//! 10     12   nonce of the wrapped data key
+//! 22     48   data key encrypted under the wrapping key, + tag
+//! 70     12   nonce of the record
+//! 82     n+16 record encrypted under the data key, + tag
+//! ```
+//!
+//! The data key's associated data is its purpose, the token and the whole
+//! 10-byte header; the record's is its purpose, the token and the format-1
+//! header it was sealed with (1, encoding, sealing version), rebuilt from
+//! bytes 1 and 6..10. Both formats keep the wrapping version at bytes 2..6,
+//! which is where SQL reads it (`vault_key_versions`, `vault_rotate`).
 
 use zeroize::Zeroizing;
 
 use super::aead::{Aes256Gcm, KEY_LEN as DATA_KEY_LEN, NONCE_LEN, TAG_LEN};
-use super::{fill_random, KeyRing};
+use super::{fill_random, KeyRing, KeySet};
 use crate::error::{VaultError, VaultResult};
 
 pub const FORMAT_VERSION: u8 = 1;
+/// A re-wrapped envelope (see the module's documentation).
+const FORMAT_REWRAPPED: u8 = 2;
 const HEADER_LEN: usize = 6;
+const REWRAPPED_HEADER_LEN: usize = 10;
 const WRAPPED_KEY_AT: usize = HEADER_LEN + NONCE_LEN;
 const RECORD_NONCE_AT: usize = WRAPPED_KEY_AT + DATA_KEY_LEN + TAG_LEN;
 const RECORD_AT: usize = RECORD_NONCE_AT + NONCE_LEN;
@@ -114,68 +138,131 @@ fn seal_with(
     Ok(out)
 }
 
-/// Reads the key version of an envelope without decrypting it.
-pub fn key_version(envelope: &[u8]) -> Option<u32> {
-    if envelope.len() < OVERHEAD || envelope[0] != FORMAT_VERSION {
+/// The parts of a stored envelope of either format.
+struct Parts<'a> {
+    /// What the data key's associated data names: the whole header.
+    header: &'a [u8],
+    /// The format-1 header the record was sealed with (its associated data).
+    sealed_header: [u8; HEADER_LEN],
+    encoding: PayloadEncoding,
+    wrap_version: u32,
+    wrap_nonce: [u8; NONCE_LEN],
+    /// The encrypted data key and its tag.
+    wrapped: &'a [u8],
+    record_nonce: [u8; NONCE_LEN],
+    /// The encrypted record and its tag.
+    body: &'a [u8],
+}
+
+fn parts(envelope: &[u8]) -> Option<Parts<'_>> {
+    let header_len = match *envelope.first()? {
+        FORMAT_VERSION => HEADER_LEN,
+        FORMAT_REWRAPPED => REWRAPPED_HEADER_LEN,
+        _ => return None,
+    };
+    if envelope.len() < header_len + OVERHEAD - HEADER_LEN {
         return None;
     }
-    Some(u32::from_be_bytes(envelope[2..HEADER_LEN].try_into().ok()?))
+    let encoding = PayloadEncoding::from_byte(envelope[1])?;
+    let wrap_version = u32::from_be_bytes(envelope[2..6].try_into().ok()?);
+    let mut sealed_header = [FORMAT_VERSION, envelope[1], 0, 0, 0, 0];
+    sealed_header[2..].copy_from_slice(&envelope[header_len - 4..header_len]);
+    let (header, rest) = envelope.split_at(header_len);
+    let (wrap_nonce, rest) = rest.split_at(NONCE_LEN);
+    let (wrapped, rest) = rest.split_at(DATA_KEY_LEN + TAG_LEN);
+    let (record_nonce, body) = rest.split_at(NONCE_LEN);
+    Some(Parts {
+        header,
+        sealed_header,
+        encoding,
+        wrap_version,
+        wrap_nonce: wrap_nonce.try_into().ok()?,
+        wrapped,
+        record_nonce: record_nonce.try_into().ok()?,
+        body,
+    })
 }
 
-/// The length of the record an envelope holds; None when it is too short
-/// to be an envelope.
+/// Reads the key version an envelope's data key is wrapped under, without
+/// decrypting it.
+pub fn key_version(envelope: &[u8]) -> Option<u32> {
+    parts(envelope).map(|p| p.wrap_version)
+}
+
+/// The length of the record an envelope holds; None when it is not an
+/// envelope.
 pub fn plaintext_len(envelope: &[u8]) -> Option<usize> {
-    envelope.len().checked_sub(OVERHEAD)
+    parts(envelope).map(|p| p.body.len() - TAG_LEN)
 }
 
-/// Authenticates and decrypts an envelope written by `seal` for `token`.
-/// Any malformed, truncated, moved or altered envelope is `DecryptFailed`.
-pub fn open(ring: &KeyRing, token: &[u8; 16], envelope: &[u8]) -> VaultResult<(PayloadEncoding, Zeroizing<Vec<u8>>)> {
+/// Authenticates and decrypts an envelope written by `seal` (or `rewrap`)
+/// for `token`. Any malformed, truncated, moved or altered envelope is
+/// `DecryptFailed`; one under a version not loaded, `UnknownKeyVersion`.
+pub fn open(keys: &KeySet, token: &[u8; 16], envelope: &[u8]) -> VaultResult<(PayloadEncoding, Zeroizing<Vec<u8>>)> {
     let len = plaintext_len(envelope).ok_or(VaultError::DecryptFailed)?;
     let mut plaintext = Zeroizing::new(vec![0u8; len]);
-    let encoding = open_into(ring, token, envelope, plaintext.as_mut_slice())?;
+    let encoding = open_into(keys, token, envelope, plaintext.as_mut_slice())?;
     Ok((encoding, plaintext))
+}
+
+/// The data key of an envelope, unwrapped under its version.
+fn unwrap_data_key(keys: &KeySet, token: &[u8; 16], p: &Parts<'_>) -> VaultResult<Zeroizing<[u8; DATA_KEY_LEN]>> {
+    let ring = keys.version(p.wrap_version).ok_or(VaultError::UnknownKeyVersion(p.wrap_version))?;
+    let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
+    data_key.copy_from_slice(&p.wrapped[..DATA_KEY_LEN]);
+    let tag: [u8; TAG_LEN] = p.wrapped[DATA_KEY_LEN..].try_into().expect("tag length");
+    let (aad, aad_len) = associated_data(PURPOSE_DATA_KEY, token, p.header);
+    ring.wrap
+        .open_in_place(&p.wrap_nonce, &aad[..aad_len], data_key.as_mut(), &tag)
+        .map_err(|_| VaultError::DecryptFailed)?;
+    Ok(data_key)
 }
 
 /// Opens an envelope into `out`, exactly `plaintext_len(envelope)` bytes:
 /// `vault_get` passes the memory of the datum it returns, so the record is
 /// decrypted where it is needed, with no copy. On an error `out` holds
 /// zeros or ciphertext, never unauthenticated plaintext.
-pub fn open_into(ring: &KeyRing, token: &[u8; 16], envelope: &[u8], out: &mut [u8]) -> VaultResult<PayloadEncoding> {
-    let version = key_version(envelope).ok_or(VaultError::DecryptFailed)?;
-    if version != ring.key_version {
-        return Err(VaultError::UnknownKeyVersion(version));
-    }
-    if plaintext_len(envelope) != Some(out.len()) {
+pub fn open_into(keys: &KeySet, token: &[u8; 16], envelope: &[u8], out: &mut [u8]) -> VaultResult<PayloadEncoding> {
+    let p = parts(envelope).ok_or(VaultError::DecryptFailed)?;
+    if p.body.len() - TAG_LEN != out.len() {
         return Err(VaultError::DecryptFailed);
     }
-    let encoding = PayloadEncoding::from_byte(envelope[1]).ok_or(VaultError::DecryptFailed)?;
-    let header = &envelope[..HEADER_LEN];
-
-    let nonce_in =
-        |range: std::ops::Range<usize>| -> [u8; NONCE_LEN] { envelope[range].try_into().expect("nonce length") };
-    let tag_at = |at: usize| -> [u8; TAG_LEN] { envelope[at..at + TAG_LEN].try_into().expect("tag length") };
-
-    let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
-    data_key.copy_from_slice(&envelope[WRAPPED_KEY_AT..WRAPPED_KEY_AT + DATA_KEY_LEN]);
-    let (key_aad, key_aad_len) = associated_data(PURPOSE_DATA_KEY, token, header);
-    ring.wrap
-        .open_in_place(
-            &nonce_in(HEADER_LEN..WRAPPED_KEY_AT),
-            &key_aad[..key_aad_len],
-            data_key.as_mut(),
-            &tag_at(WRAPPED_KEY_AT + DATA_KEY_LEN),
-        )
-        .map_err(|_| VaultError::DecryptFailed)?;
-
+    let data_key = unwrap_data_key(keys, token, &p)?;
     let cipher = Aes256Gcm::new(&data_key);
-    let (record_aad, record_aad_len) = associated_data(PURPOSE_RECORD, token, header);
-    let body_end = envelope.len() - TAG_LEN;
-    out.copy_from_slice(&envelope[RECORD_AT..body_end]);
+    let (aad, aad_len) = associated_data(PURPOSE_RECORD, token, &p.sealed_header);
+    let (body, tag) = p.body.split_at(out.len());
+    out.copy_from_slice(body);
     cipher
-        .open_in_place(&nonce_in(RECORD_NONCE_AT..RECORD_AT), &record_aad[..record_aad_len], out, &tag_at(body_end))
+        .open_in_place(&p.record_nonce, &aad[..aad_len], out, &tag.try_into().expect("tag length"))
         .map_err(|_| VaultError::DecryptFailed)?;
-    Ok(encoding)
+    Ok(p.encoding)
+}
+
+/// The envelope with its data key re-wrapped under `to` (the active key
+/// version): the record's nonce and ciphertext are copied unchanged. The
+/// data key is authenticated first, the record itself is not (`open`
+/// does that, and `vault_rotate` opens every record it re-wraps to
+/// recompute its blind indexes).
+pub fn rewrap(keys: &KeySet, to: &KeyRing, token: &[u8; 16], envelope: &[u8]) -> VaultResult<Vec<u8>> {
+    let p = parts(envelope).ok_or(VaultError::DecryptFailed)?;
+    let data_key = unwrap_data_key(keys, token, &p)?;
+    let mut out = Vec::with_capacity(REWRAPPED_HEADER_LEN + envelope.len() - p.header.len());
+    out.push(FORMAT_REWRAPPED);
+    out.push(p.encoding as u8);
+    out.extend_from_slice(&to.key_version.to_be_bytes());
+    out.extend_from_slice(&p.sealed_header[2..]);
+    let mut wrap_nonce = [0u8; NONCE_LEN];
+    fill_random(&mut wrap_nonce)?;
+    out.extend_from_slice(&wrap_nonce);
+    let (aad, aad_len) = associated_data(PURPOSE_DATA_KEY, token, &out[..REWRAPPED_HEADER_LEN]);
+    let mut wrapped = *data_key;
+    let tag = to.wrap.seal_in_place(&wrap_nonce, &aad[..aad_len], &mut wrapped);
+    out.extend_from_slice(&wrapped);
+    zeroize::Zeroize::zeroize(&mut wrapped);
+    out.extend_from_slice(&tag);
+    out.extend_from_slice(&p.record_nonce);
+    out.extend_from_slice(p.body);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -185,6 +272,11 @@ mod tests {
 
     fn ring() -> KeyRing {
         KeyRing::derive(&[9u8; 32])
+    }
+
+    /// Version 1 from the same master key as `ring`, and version 2.
+    fn keys() -> KeySet {
+        KeySet::new([(1, &[9u8; 32]), (2, &[10u8; 32])], Some(1)).unwrap()
     }
 
     const TOKEN: [u8; 16] = [1; 16];
@@ -208,7 +300,7 @@ mod tests {
         let sealed =
             seal_with(&ring(), &token, PayloadEncoding::JsonbBinary, KNOWN_RECORD, &[9u8; RANDOM_LEN]).unwrap();
         assert_eq!(sealed, known);
-        let (encoding, plaintext) = open(&ring(), &token, &known).unwrap();
+        let (encoding, plaintext) = open(&keys(), &token, &known).unwrap();
         assert_eq!(encoding, PayloadEncoding::JsonbBinary);
         assert_eq!(plaintext.as_slice(), KNOWN_RECORD);
     }
@@ -218,7 +310,7 @@ mod tests {
         let r = ring();
         let env = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"{\"a\":1}").unwrap();
         assert_eq!(env.len(), OVERHEAD + 7);
-        let (enc, pt) = open(&r, &TOKEN, &env).unwrap();
+        let (enc, pt) = open(&keys(), &TOKEN, &env).unwrap();
         assert_eq!(enc, PayloadEncoding::JsonText);
         assert_eq!(pt.as_slice(), b"{\"a\":1}");
     }
@@ -229,15 +321,15 @@ mod tests {
         let env = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, b"0123456789").unwrap();
         assert_eq!(plaintext_len(&env), Some(10));
         let mut out = [0u8; 10];
-        assert_eq!(open_into(&r, &TOKEN, &env, &mut out), Ok(PayloadEncoding::JsonbBinary));
+        assert_eq!(open_into(&keys(), &TOKEN, &env, &mut out), Ok(PayloadEncoding::JsonbBinary));
         assert_eq!(&out, b"0123456789");
         let mut short = [0u8; 9];
-        assert_eq!(open_into(&r, &TOKEN, &env, &mut short), Err(VaultError::DecryptFailed));
+        assert_eq!(open_into(&keys(), &TOKEN, &env, &mut short), Err(VaultError::DecryptFailed));
         // A bad tag leaves no plaintext in the buffer.
         let mut tampered = env.clone();
         *tampered.last_mut().unwrap() ^= 1;
         let mut out = [0u8; 10];
-        assert_eq!(open_into(&r, &TOKEN, &tampered, &mut out), Err(VaultError::DecryptFailed));
+        assert_eq!(open_into(&keys(), &TOKEN, &tampered, &mut out), Err(VaultError::DecryptFailed));
         assert_ne!(&out, b"0123456789");
         assert_eq!(plaintext_len(&env[..OVERHEAD - 1]), None);
     }
@@ -262,13 +354,13 @@ mod tests {
     fn moved_to_another_token_fails() {
         let r = ring();
         let env = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
-        assert_eq!(open(&r, &[2u8; 16], &env).unwrap_err(), VaultError::DecryptFailed);
+        assert_eq!(open(&keys(), &[2u8; 16], &env).unwrap_err(), VaultError::DecryptFailed);
     }
 
     #[test]
     fn other_master_key_fails() {
         let env = seal(&ring(), &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
-        let other = KeyRing::derive(&[10u8; 32]);
+        let other = KeySet::new([(1, &[10u8; 32])], None).unwrap();
         assert_eq!(open(&other, &TOKEN, &env).unwrap_err(), VaultError::DecryptFailed);
     }
 
@@ -278,7 +370,7 @@ mod tests {
         let a = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"first").unwrap();
         let mut b = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"other").unwrap();
         b[HEADER_LEN..RECORD_NONCE_AT].copy_from_slice(&a[HEADER_LEN..RECORD_NONCE_AT]);
-        assert_eq!(open(&r, &TOKEN, &b).unwrap_err(), VaultError::DecryptFailed);
+        assert_eq!(open(&keys(), &TOKEN, &b).unwrap_err(), VaultError::DecryptFailed);
     }
 
     #[test]
@@ -286,7 +378,36 @@ mod tests {
         let r = ring();
         let mut env = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
         env[2..6].copy_from_slice(&7u32.to_be_bytes());
-        assert_eq!(open(&r, &TOKEN, &env).unwrap_err(), VaultError::UnknownKeyVersion(7));
+        assert_eq!(open(&keys(), &TOKEN, &env).unwrap_err(), VaultError::UnknownKeyVersion(7));
+    }
+
+    #[test]
+    fn a_rewrapped_envelope_keeps_its_record_and_binds_both_versions() {
+        let keys = keys();
+        let v2 = keys.version(2).unwrap();
+        let sealed = seal(&ring(), &TOKEN, PayloadEncoding::JsonText, b"{\"a\":1}").unwrap();
+        let moved = rewrap(&keys, v2, &TOKEN, &sealed).unwrap();
+        assert_eq!(key_version(&moved), Some(2));
+        assert_eq!(plaintext_len(&moved), Some(7));
+        // The record's nonce and ciphertext are the sealed ones, byte for byte.
+        assert_eq!(&moved[moved.len() - 7 - TAG_LEN - NONCE_LEN..], &sealed[RECORD_NONCE_AT..]);
+        let (enc, pt) = open(&keys, &TOKEN, &moved).unwrap();
+        assert_eq!((enc, pt.as_slice()), (PayloadEncoding::JsonText, &b"{\"a\":1}"[..]));
+        // Back to version 1, and again: still the same record.
+        let back = rewrap(&keys, keys.version(1).unwrap(), &TOKEN, &moved).unwrap();
+        assert_eq!(key_version(&back), Some(1));
+        assert_eq!(open(&keys, &TOKEN, &back).unwrap().1.as_slice(), b"{\"a\":1}");
+        // Without version 2 loaded the re-wrapped envelope names it.
+        let only_v1 = KeySet::new([(1, &[9u8; 32])], None).unwrap();
+        assert_eq!(open(&only_v1, &TOKEN, &moved).unwrap_err(), VaultError::UnknownKeyVersion(2));
+        // Another token, a flipped byte anywhere (headers included), or the
+        // sealing version edited: all fail.
+        assert_eq!(open(&keys, &[2u8; 16], &moved).unwrap_err(), VaultError::DecryptFailed);
+        for i in 0..moved.len() {
+            let mut bad = moved.clone();
+            bad[i] ^= 0x01;
+            assert!(open(&keys, &TOKEN, &bad).is_err(), "byte {i}");
+        }
     }
 
     proptest! {
@@ -294,7 +415,7 @@ mod tests {
         fn round_trip_any_bytes(pt in proptest::collection::vec(any::<u8>(), 0..4096), token in any::<[u8; 16]>()) {
             let r = ring();
             let env = seal(&r, &token, PayloadEncoding::JsonbBinary, &pt).unwrap();
-            let (enc, out) = open(&r, &token, &env).unwrap();
+            let (enc, out) = open(&keys(), &token, &env).unwrap();
             prop_assert_eq!(enc, PayloadEncoding::JsonbBinary);
             prop_assert_eq!(out.as_slice(), pt.as_slice());
         }
@@ -305,12 +426,13 @@ mod tests {
             let mut env = seal(&r, &TOKEN, PayloadEncoding::JsonText, &pt).unwrap();
             let i = pos.index(env.len());
             env[i] ^= 1 << bit;
-            prop_assert!(open(&r, &TOKEN, &env).is_err());
+            prop_assert!(open(&keys(), &TOKEN, &env).is_err());
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(env in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = open(&ring(), &TOKEN, &env);
+            let _ = open(&keys(), &TOKEN, &env);
+            let _ = rewrap(&keys(), &ring(), &TOKEN, &env);
         }
     }
 }

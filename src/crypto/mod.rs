@@ -14,7 +14,7 @@ pub mod envelope;
 pub mod keyring;
 pub mod token_filter;
 
-pub use keyring::KeyRing;
+pub use keyring::{KeyRing, KeySet};
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;

@@ -11,4 +11,4 @@
 pub mod source;
 pub mod state;
 
-pub use state::{init_at_preload, key_ring};
+pub use state::{init_at_preload, key_set};

@@ -173,25 +173,20 @@ struct Probe {
 }
 
 impl Probe {
-    /// Pushes the snapshot SPI would give a volatile function's query (the
-    /// command counter advanced, so the vault's own writes earlier in this
-    /// transaction, even in this statement, are visible; a fresh snapshot in
-    /// READ COMMITTED, the transaction's in REPEATABLE READ and
-    /// SERIALIZABLE), opens the relations as the executor does (locks held
-    /// to the end of the transaction) and starts the scan for `key`.
-    /// `index_only`: the entries themselves are wanted (`next_entry`).
+    /// Opens the relations as the executor does (locks held to the end of
+    /// the transaction) and starts the scan for `key` under the active
+    /// snapshot (pushed by `push_snapshot`). `index_only`: the entries
+    /// themselves are wanted (`next_entry`).
     ///
     /// # Safety
-    /// Inside a transaction, with a guard (pg_guard_ffi_boundary) around it:
-    /// the body holds only plain values, so an ERROR unwinds nothing.
+    /// Inside a transaction, after `push_snapshot`, with a guard
+    /// (pg_guard_ffi_boundary) around it: the body holds only plain values,
+    /// so an ERROR unwinds nothing.
     unsafe fn open(table: Oid, index: Oid, equality: Oid, key: Datum, index_only: bool) -> Probe {
         use unguarded::*;
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
         // SAFETY: per the function's contract.
         unsafe {
-            CommandCounterIncrement();
-            PushActiveSnapshot(GetTransactionSnapshot());
-            UpdateActiveSnapshotCommandId();
             let heap = table_open(table, lock);
             let index = index_open(index, lock);
             let scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
@@ -254,7 +249,7 @@ impl Probe {
         }
     }
 
-    /// Frees what the probe made and pops its snapshot.
+    /// Frees what the probe made.
     ///
     /// # Safety
     /// As for `open`; `self` came from `open` in this transaction.
@@ -271,9 +266,35 @@ impl Probe {
             index_endscan(self.scan);
             index_close(self.index, pg_sys::NoLock as pg_sys::LOCKMODE);
             table_close(self.heap, pg_sys::NoLock as pg_sys::LOCKMODE);
-            PopActiveSnapshot();
         }
     }
+}
+
+/// Pushes the snapshot SPI would give a volatile function's query (the
+/// command counter advanced, so the vault's own writes earlier in this
+/// transaction, even in this statement, are visible; a fresh snapshot in
+/// READ COMMITTED, the transaction's in REPEATABLE READ and SERIALIZABLE).
+/// Every probe of one call runs under it, so a row that a concurrent
+/// transaction moves from one index entry to another (key rotation) is
+/// seen at one place or the other, never at neither.
+///
+/// # Safety
+/// As for `Probe::open`; `pop_snapshot` follows.
+unsafe fn push_snapshot() {
+    use unguarded::*;
+    // SAFETY: per the function's contract.
+    unsafe {
+        CommandCounterIncrement();
+        PushActiveSnapshot(GetTransactionSnapshot());
+        UpdateActiveSnapshotCommandId();
+    }
+}
+
+/// # Safety
+/// After `push_snapshot`, in the same guarded block or a later one.
+unsafe fn pop_snapshot() {
+    // SAFETY: per the function's contract.
+    unsafe { unguarded::PopActiveSnapshot() }
 }
 
 /// Finds the row whose `index` column equals `key` and returns `read(slot)`,
@@ -290,26 +311,47 @@ pub(super) fn read_unique<R>(
     // with pgrx's guarded functions, as any Rust code.
     unsafe {
         let (probe, found) = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            push_snapshot();
             let mut probe = Probe::open(table, index_oid, equality, key, false);
             let found = probe.next_row();
             (probe, found)
         });
         let result = found.then(|| read(probe.slot));
-        pg_sys::ffi::pg_guard_ffi_boundary(|| probe.close());
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            probe.close();
+            pop_snapshot();
+        });
         result
     }
 }
 
-/// The token of the row whose `index` column equals `key`, read from the
-/// index entry (see `Probe::next_entry`); None when no visible row matches.
-pub(super) fn token_by_index(index: RecordsIndex, key: Datum) -> Option<[u8; 16]> {
+/// The token of the row whose `index` column equals one of `keys` (tried in
+/// order, under one snapshot), read from the index entry (see
+/// `Probe::next_entry`); None when no visible row matches any.
+pub(super) fn token_by_index(index: RecordsIndex, keys: &[Datum]) -> Option<[u8; 16]> {
     let oids = records_oids();
     let (table, index_oid, equality) = (oids.table, oids.indexes[index as usize], index.equality_proc());
     let attnum = index.token_attnum();
-    // SAFETY: see Probe; the body handles only plain values, and the token
-    // is copied out of the entry before the probe closes.
+    // SAFETY: see Probe and token_by_entry; one guarded block.
     unsafe {
         pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            push_snapshot();
+            let token = keys.iter().find_map(|key| token_by_entry(table, index_oid, equality, *key, attnum));
+            pop_snapshot();
+            token
+        })
+    }
+}
+
+/// One index-only probe of `token_by_index`.
+///
+/// # Safety
+/// As for `Probe::open`.
+unsafe fn token_by_entry(table: Oid, index_oid: Oid, equality: Oid, key: Datum, attnum: usize) -> Option<[u8; 16]> {
+    // SAFETY: the body handles only plain values, and the token is copied
+    // out of the entry before the probe closes.
+    unsafe {
+        {
             let mut probe = Probe::open(table, index_oid, equality, key, true);
             let token = probe.next_entry().map(|entry| {
                 let mut values = [Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
@@ -325,7 +367,7 @@ pub(super) fn token_by_index(index: RecordsIndex, key: Datum) -> Option<[u8; 16]
             });
             probe.close();
             token
-        })
+        }
     }
 }
 

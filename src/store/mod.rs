@@ -98,20 +98,22 @@ pub fn fetch_envelope_for_update(token: &Token) -> Option<Vec<u8>> {
     with_plans(|client, plans| first_value(client.update(&plans.fetch_envelope_for_update, Some(1), &[uuid(token)])?))
 }
 
-/// The token whose `kind` blind index equals `hash`.
-pub fn find_token(kind: LookupKind, hash: &IndexHash) -> Option<Token> {
+/// The token whose `kind` blind index equals one of `hashes` (the value's
+/// hash under each loaded key version, tried in order under one snapshot).
+pub fn find_token(kind: LookupKind, hashes: &[IndexHash]) -> Option<Token> {
     let index = match kind {
         LookupKind::Email => RecordsIndex::Email,
         LookupKind::Phone => RecordsIndex::Phone,
         LookupKind::Login => RecordsIndex::Login,
         LookupKind::Token => unreachable!("tokens are not blind-indexed"),
     };
-    let key = hash.as_slice().into_datum().expect("a hash is never NULL");
-    token_by_index(index, key)
+    let keys: Vec<pg_sys::Datum> =
+        hashes.iter().map(|hash| hash.as_slice().into_datum().expect("a hash is never NULL")).collect();
+    token_by_index(index, &keys)
 }
 
 pub fn token_exists(token: &Token) -> bool {
-    token_by_index(RecordsIndex::Token, token_datum(token)).is_some()
+    token_by_index(RecordsIndex::Token, &[token_datum(token)]).is_some()
 }
 
 /// Replaces a record's envelope and blind indexes; false when there is no
@@ -145,22 +147,61 @@ pub fn all_envelopes() -> Vec<(Token, Vec<u8>)> {
     })
 }
 
-/// The key check value stored at CREATE EXTENSION for `key_version`.
-pub fn key_check_value(key_version: u32) -> Option<Vec<u8>> {
-    with_plans(|client, plans| {
-        first_value(client.select(&plans.key_check_value, Some(1), &[(key_version as i32).into()])?)
-    })
+/// Every stored key check value: (key version, value), a version possibly
+/// more than once (see `KeySet::verdict`).
+pub fn key_checks() -> Vec<(u32, Vec<u8>)> {
+    Spi::connect(|client| key_checks_with(client)).unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"))
 }
 
-/// Stores the key check value (install time only).
+/// `key_checks` inside an SPI connection the caller holds (the audit
+/// writer's).
+pub fn key_checks_with(client: &pgrx::spi::SpiClient<'_>) -> SpiResult<Vec<(u32, Vec<u8>)>> {
+    let rows = client.select("SELECT key_version, check_value FROM pii_vault.key_check", None, &[])?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let (Some(version), Some(value)) = (row.get::<i32>(1)?, row.get::<Vec<u8>>(2)?) {
+            out.push((version as u32, value));
+        }
+    }
+    Ok(out)
+}
+
+/// Stores the key check value of `key_version` unless one is stored (at
+/// CREATE EXTENSION, and when a new version is first loaded).
 pub fn insert_key_check(key_version: u32, check_value: &[u8]) {
-    Spi::connect_mut(|client| {
-        client.update(
-            "INSERT INTO pii_vault.key_check (key_version, check_value) VALUES ($1, $2)",
+    Spi::connect_mut(|client| insert_key_check_with(client, key_version, check_value))
+        .unwrap_or_else(|e| error!("pii_vault: could not store the key check value: {e}"))
+}
+
+pub fn insert_key_check_with(client: &mut pgrx::spi::SpiClient<'_>, key_version: u32, check_value: &[u8]) -> SpiResult<()> {
+    client.update(
+        "INSERT INTO pii_vault.key_check (key_version, check_value) SELECT $1, $2 \
+         WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)",
+        None,
+        &[(key_version as i32).into(), check_value.into()],
+    )?;
+    Ok(())
+}
+
+/// The key version of every record's data key (bytes 2..6 of the envelope
+/// in both formats, `crypto::envelope`), with the number of records under
+/// each, ascending.
+pub fn versions_in_use() -> Vec<(u32, i64)> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT ('x' || pg_catalog.encode(pg_catalog.substring(envelope FROM 3 FOR 4), 'hex'))::bit(32)::integer, \
+                    pg_catalog.count(*) \
+             FROM pii_vault.records GROUP BY 1 ORDER BY 1",
             None,
-            &[(key_version as i32).into(), check_value.into()],
+            &[],
         )?;
-        SpiResult::Ok(())
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let (Some(version), Some(n)) = (row.get::<i32>(1)?, row.get::<i64>(2)?) {
+                out.push((version as u32, n));
+            }
+        }
+        SpiResult::Ok(out)
     })
-    .unwrap_or_else(|e| error!("pii_vault: could not store the key check value: {e}"))
+    .unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"))
 }

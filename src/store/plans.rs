@@ -11,16 +11,13 @@ pub(super) struct Plans {
     pub fetch_envelope_for_update: OwnedPreparedStatement,
     pub update_record: OwnedPreparedStatement,
     pub delete_record: OwnedPreparedStatement,
-    pub key_check_value: OwnedPreparedStatement,
 }
 
 const UUID: PgOid = PgOid::BuiltIn(PgBuiltInOids::UUIDOID);
 const BYTEA: PgOid = PgOid::BuiltIn(PgBuiltInOids::BYTEAOID);
-const INT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4OID);
 
 impl Plans {
     fn prepare(client: &SpiClient<'_>) -> SpiResult<Plans> {
-        let read = |sql: &str, args: &[PgOid]| client.prepare(sql, args).map(|p| p.keep());
         let write = |sql: &str, args: &[PgOid]| client.prepare_mut(sql, args).map(|p| p.keep());
         let index_args = [UUID, BYTEA, BYTEA, BYTEA, BYTEA];
         Ok(Plans {
@@ -39,7 +36,6 @@ impl Plans {
                 &index_args,
             )?,
             delete_record: write("DELETE FROM pii_vault.records WHERE token = $1 RETURNING 1", &[UUID])?,
-            key_check_value: read("SELECT check_value FROM pii_vault.key_check WHERE key_version = $1", &[INT4])?,
         })
     }
 }
