@@ -327,12 +327,12 @@ run_suites restored --use-existing key_restored
 logged_once() { [ "$(grep -c "pii_vault: .*$1" "$LOG")" -eq 1 ]; }
 for msg in "has group or world access" \
            "does not exist or cannot be read" \
-           "is not 64 hexadecimal characters" \
+           "is not one key per line" \
            "no master key is configured"; do
     check "server log explains once: $msg" logged_once "$msg"
 done
-check "server log explains: the loaded master key is not the key this vault was created with" \
-    grep -q "pii_vault: the loaded master key is not the key this vault was created with" "$LOG"
+check "server log explains: the loaded key version 1 does not match the vault's data" \
+    grep -q "pii_vault: the loaded key version 1 does not match the key this vault's data is under" "$LOG"
 
 # ---- restore the dump taken above ----------------------------------------------
 # The vault serves one database (pii_vault.database): restore into a new

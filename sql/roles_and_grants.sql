@@ -34,6 +34,11 @@ REVOKE ALL ON pii_vault.audit_log FROM PUBLIC;
 REVOKE ALL ON FUNCTION pii_vault.audit_events(bigint, bytea) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pii_vault.audit_batch_may_name(bytea, uuid) FROM PUBLIC;
 
+-- A dump's audit goes only into a vault that keeps none of its own.
+REVOKE ALL ON FUNCTION pii_vault.audit_batches_restore_guard() FROM PUBLIC;
+CREATE TRIGGER audit_batches_restore_guard BEFORE INSERT ON pii_vault.audit_batches
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.audit_batches_restore_guard();
+
 -- The audit of one token, for auditors and admins (no PII in it).
 CREATE FUNCTION vault_audit(for_token uuid)
 RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,
@@ -91,3 +96,35 @@ GRANT EXECUTE ON FUNCTION vault_update(uuid, jsonb) TO pii_vault_writer, pii_vau
 
 REVOKE ALL ON FUNCTION vault_delete(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_delete(uuid) TO pii_vault_writer, pii_vault_admin;
+
+-- Keys over time (admin; the auditor may see which versions are in use).
+REVOKE ALL ON FUNCTION vault_key_versions() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_key_versions() TO pii_vault_auditor, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_rotate_batch(integer, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_rotate_batch(integer, boolean) TO pii_vault_admin;
+
+-- Moves every record to the active key version, one committed batch at a
+-- time. PostgreSQL refuses COMMIT in a SECURITY DEFINER procedure and in
+-- one with a SET clause, so this runs as its caller and names everything
+-- by schema; each batch is the SECURITY DEFINER vault_rotate_batch.
+CREATE PROCEDURE vault_rotate(batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    step record;
+    restart boolean := true;
+BEGIN
+    LOOP
+        SELECT * INTO STRICT step FROM @extschema@.vault_rotate_batch(batch_size, restart);
+        COMMIT;
+        EXIT WHEN step.done;
+        restart := false;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON PROCEDURE vault_rotate(integer) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE vault_rotate(integer) TO pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_audit_prune(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_audit_prune(timestamptz) TO pii_vault_admin;

@@ -41,9 +41,12 @@ CREATE UNIQUE INDEX records_login_index_key ON pii_vault.records (login_index) I
 -- Ciphertext does not compress: store it out of line without trying.
 ALTER TABLE pii_vault.records ALTER COLUMN envelope SET STORAGE EXTERNAL;
 
--- The MAC of a fixed label under the key this vault was created with.
+-- The MAC of a fixed label under each key version the vault has seen.
+-- Not unique per version on purpose: a restore appends the dump's values
+-- beside those CREATE EXTENSION stored, and under another key the two
+-- cannot both match, so every call is refused (KeySet::verdict).
 CREATE TABLE pii_vault.key_check (
-    key_version integer     PRIMARY KEY,
+    key_version integer     NOT NULL,
     check_value bytea       NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -82,9 +85,27 @@ EXCEPTION WHEN feature_not_supported THEN
 END
 $$;
 
+-- Where the audit's chain starts once old batches are pruned, and a
+-- digest vouching for the batches MACed under key versions since retired;
+-- MACed under the version it names (src/crypto/audit_chain.rs). At most
+-- one row.
+CREATE TABLE pii_vault.audit_anchor (
+    single        boolean     PRIMARY KEY DEFAULT true CHECK (single),
+    start_id      bigint      NOT NULL,
+    start_mac     bytea       NOT NULL,
+    sealed_upto   bigint      NOT NULL,
+    sealed_digest bytea       NOT NULL,
+    key_version   integer     NOT NULL,
+    mac           bytea       NOT NULL,
+    written_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
 REVOKE ALL ON ALL TABLES IN SCHEMA pii_vault FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pii_vault FROM PUBLIC;
 
--- pg_dump carries the ciphertext and the audit (never the key).
+-- pg_dump carries the ciphertext, the audit and the key check values
+-- (never a key), so a restore under another key is refused.
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.records', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_batches', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.key_check', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_anchor', '');

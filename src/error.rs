@@ -24,7 +24,7 @@ pub enum KeyProblem {
     KeyFileWrongOwner,
     #[error("the command in pii_vault.key_command could not be run or exited with an error")]
     KeyCommandFailed,
-    #[error("the key source does not hold keys as 64 hexadecimal characters, one per line, each as <version>:<key> or a single bare key")]
+    #[error("the key source is not one key per line as <version>:<64 hexadecimal characters>, or one bare key")]
     BadKeyFormat,
     #[error("pii_vault.active_key_version names key version {0}, which the key source does not hold")]
     ActiveVersionNotLoaded(u32),
@@ -57,7 +57,7 @@ impl KeyProblem {
             }
             KeyCommandFailed => "Run the command as the server's OS user to see why (its output is never logged); then restart the server.",
             BadKeyFormat => {
-                "Write one key per line as <version>:<64 hex characters> (versions 1 to 32767, each once; # starts a comment), or a single bare key, which is version 1."
+                "Versions run from 1 to 32767, each at most once; # starts a comment. A file holding a single bare key is version 1."
             }
             ActiveVersionNotLoaded(_) => {
                 "Add that version to the key source, or set pii_vault.active_key_version to a version it holds (0: the highest); then restart the server."
@@ -132,6 +132,14 @@ pub enum VaultError {
     BulkExportDisabled,
     #[error("pii_vault: bulk export is only for members of pii_vault_admin")]
     NotAdmin,
+    #[error("pii_vault: batch_size must be between 1 and {0}")]
+    BadBatchSize(i32),
+    #[error("pii_vault: the audit does not verify from event {0}; nothing was changed")]
+    AuditDoesNotVerify(i64),
+    #[error("pii_vault: the vault holds records; dropping it would erase them and the whole audit")]
+    DropRefused,
+    #[error("pii_vault: this vault already has an audit; a dump's audit can only be restored into a vault just created")]
+    AuditNotEmpty,
 }
 
 pub type VaultResult<T> = Result<T, VaultError>;

@@ -59,6 +59,7 @@ pub extern "C-unwind" fn _PG_init() {
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     guc::init(preloading);
     keys::init_at_preload(preloading);
+    api::storage_guards::install_hook();
     if preloading {
         shmem::init();
         throttle::statement::install_hooks();

@@ -7,6 +7,10 @@
 \set ECHO none
 \ir common/setup.sql
 \set ECHO all
+-- The attacker switches off the trigger that keeps a dump's audit out of a
+-- vault with its own (audit_batches_restore_guard: a guard against a
+-- DBA's mistake, which a superuser can always disable).
+SET session_replication_role = replica;
 -- Calls naming tokens, so there are batches to tamper with.
 SELECT vault_store('{"name": "tamper target"}') AS target \gset
 -- Five reads, each written before the next is made: five batches.

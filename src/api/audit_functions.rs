@@ -10,6 +10,7 @@ use super::jsonb::JsonbDatum;
 use super::records::open_record;
 use crate::audit::{queue, Operation};
 use crate::crypto::audit_chain::{Anchor, ChainVerifier, StoredBatch};
+use crate::crypto::KeySet;
 use crate::error::VaultError;
 use crate::{guc, store};
 
@@ -231,4 +232,143 @@ fn caller_is_admin() -> bool {
         let admin = pg_sys::get_role_oid(c"pii_vault_admin".as_ptr(), true);
         admin != pg_sys::InvalidOid && pg_sys::is_member_of_role(pg_sys::GetOuterUserId(), admin)
     }
+}
+
+/// What a pass over the audit found: whether it verifies, where the chain
+/// would start once the batches entirely before a time are removed, and
+/// the digest sealing every batch after that start, up to the last one
+/// MACed under a version other than the active one.
+struct AnchorPlan {
+    verdict: crate::crypto::audit_chain::Verdict,
+    anchor: Anchor,
+    existing: Option<Anchor>,
+    removed_events: i64,
+}
+
+/// One pass over the audit under `keys`, with pruning up to `before`
+/// (PostgreSQL microseconds) when given. Never plans to remove the newest
+/// batch: the writer chains its next batch to it.
+fn plan_anchor(keys: &KeySet, before: Option<i64>) -> SpiResult<AnchorPlan> {
+    use crate::crypto::audit_chain::{batch_key_version, decode_batch, SealDigest, GENESIS};
+    let existing = read_anchor()?;
+    let newest: i64 =
+        Spi::get_one("SELECT pg_catalog.max(last_id) FROM pii_vault.audit_batches")?.unwrap_or(0);
+    let mut verifier = ChainVerifier::new(keys, None, existing.as_ref().map(|(a, mac)| (a, mac.as_slice())));
+    let (mut start_id, mut start_mac) = existing.as_ref().map_or((0, GENESIS), |(a, _)| (a.start_id, a.start_mac));
+    let mut pruning = before.is_some();
+    let mut removed_events = 0;
+    let mut digest = SealDigest::default();
+    let mut sealed: Option<(i64, [u8; 32])> = None;
+    let active = keys.active().key_version();
+    each_audit_batch(|batch| {
+        if !verifier.check(batch) {
+            return false;
+        }
+        if pruning {
+            let events = decode_batch(batch.first_id, batch.events).unwrap_or_default();
+            let latest = events.iter().map(|e| e.at).max().unwrap_or(i64::MAX);
+            if batch.last_id < newest && before.is_some_and(|b| latest < b) {
+                start_id = batch.last_id;
+                start_mac = batch.mac.try_into().unwrap_or(GENESIS);
+                removed_events += events.len() as i64;
+                return true;
+            }
+            pruning = false;
+        }
+        digest.add(&batch);
+        if batch_key_version(batch.events) != Ok(active) {
+            sealed = Some((batch.last_id, digest.clone().finish()));
+        }
+        true
+    })?;
+    let (sealed_upto, sealed_digest) = sealed.unwrap_or((0, [0; 32]));
+    Ok(AnchorPlan {
+        verdict: verifier.finish(),
+        anchor: Anchor { start_id, start_mac, sealed_upto, sealed_digest, key_version: active },
+        existing: existing.map(|(a, _)| a),
+        removed_events,
+    })
+}
+
+/// Serializes the two writers of the anchor (pruning and rotation) for the
+/// rest of the transaction; the audit writer only appends batches and is
+/// not held up. Taken before anything is read, so what is read afterwards
+/// (in READ COMMITTED, each statement's own snapshot) includes whatever
+/// the previous holder committed.
+fn lock_anchor() -> SpiResult<()> {
+    Spi::run("LOCK TABLE pii_vault.audit_anchor IN SHARE ROW EXCLUSIVE MODE")
+}
+
+fn write_anchor(keys: &KeySet, plan: &AnchorPlan) -> SpiResult<()> {
+    if plan.existing.as_ref() == Some(&plan.anchor)
+        || (plan.existing.is_none() && plan.anchor.start_id == 0 && plan.anchor.sealed_upto == 0)
+    {
+        return Ok(());
+    }
+    let a = &plan.anchor;
+    let mac = a.mac(keys.active());
+    Spi::connect_mut(|client| {
+        client.update("DELETE FROM pii_vault.audit_anchor", None, &[])?;
+        client.update(
+            "INSERT INTO pii_vault.audit_anchor (start_id, start_mac, sealed_upto, sealed_digest, key_version, mac) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            None,
+            &[
+                a.start_id.into(),
+                a.start_mac.as_slice().into(),
+                a.sealed_upto.into(),
+                a.sealed_digest.as_slice().into(),
+                (a.key_version as i32).into(),
+                mac.as_slice().into(),
+            ],
+        )?;
+        Ok(())
+    })
+}
+
+/// After a rotation: seals the batches MACed under older versions with a
+/// digest MACed under the active one, so `vault_audit_verify()` still
+/// checks them once those versions leave the key source. An audit that
+/// does not verify is left as it is (with a WARNING): sealing it would
+/// vouch for the tampering.
+pub(crate) fn anchor_older_batches(keys: &KeySet) {
+    let plan = lock_anchor()
+        .and_then(|()| plan_anchor(keys, None))
+        .unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
+    if !plan.verdict.ok {
+        warning!(
+            "pii_vault: the audit does not verify from event {}; its batches under older key versions were not sealed",
+            plan.verdict.first_bad_id.unwrap_or(0)
+        );
+        return;
+    }
+    write_anchor(keys, &plan).unwrap_or_else(|e| error!("pii_vault: could not write the audit anchor: {e}"));
+}
+
+/// Removes the audit batches whose events are all older than `before`
+/// (from the oldest on, never the newest batch), after checking the whole
+/// chain, and leaves an anchor MACed under the active key version from
+/// which `vault_audit_verify()` goes on: a batch removed later from the
+/// middle, or an edited anchor, is still caught. Returns the number of
+/// events removed. Refused (XX001) when the audit does not verify: pruning
+/// would erase the evidence.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_audit_prune(before: pgrx::datum::TimestampWithTimeZone) -> i64 {
+    audited(Operation::AuditPrune, |_call| {
+        let keys = guard::ready();
+        let plan = lock_anchor()
+            .and_then(|()| plan_anchor(keys, Some(before.into_inner())))
+            .unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
+        if !plan.verdict.ok {
+            crate::api::errors::raise(VaultError::AuditDoesNotVerify(plan.verdict.first_bad_id.unwrap_or(0)));
+        }
+        Spi::run_with_args(
+            "DELETE FROM pii_vault.audit_batches WHERE last_id <= $1",
+            &[plan.anchor.start_id.into()],
+        )
+        .and_then(|()| write_anchor(keys, &plan))
+        .unwrap_or_else(|e| error!("pii_vault: could not prune the audit: {e}"));
+        plan.removed_events
+    })
 }

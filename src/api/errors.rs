@@ -22,7 +22,10 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
         | NullFieldName => ERRCODE_INVALID_PARAMETER_VALUE,
         RecordTooLarge { .. } | TooDeep { .. } | TooManyFieldNames(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         Duplicate(_) => ERRCODE_UNIQUE_VIOLATION,
-        DecryptFailed | AuditBatchUnreadable(_) => ERRCODE_DATA_CORRUPTED,
+        DecryptFailed | AuditBatchUnreadable(_) | AuditDoesNotVerify(_) => ERRCODE_DATA_CORRUPTED,
+        BadBatchSize(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+        DropRefused => ERRCODE_OBJECT_IN_USE,
+        AuditNotEmpty => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         RandomFailure => ERRCODE_INTERNAL_ERROR,
     }
 }
@@ -44,6 +47,15 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
         BulkExportDisabled => Some("A superuser can enable it with pii_vault.allow_bulk_export = on and a configuration reload."),
         ReadsPerStatement(_) | WritesPerStatement(_) => Some(
             "One statement (a cursor across its fetches, a DO block or CALL across its commits) may reach only so many records; read or write in separate statements, or ask a superuser to raise the budget.",
+        ),
+        AuditDoesNotVerify(_) => Some(
+            "SELECT * FROM vault_audit_verify() names the first bad event; keep the audit as it is for investigation.",
+        ),
+        DropRefused => Some(
+            "Delete the records first; or, as a superuser, SET pii_vault.allow_drop = on in this session and drop again.",
+        ),
+        AuditNotEmpty => Some(
+            "Restore into a database where pii_vault has just been created, with pg_restore --single-transaction so a refused restore leaves nothing; here, DROP EXTENSION pii_vault (allowed while it holds no records) and restore again.",
         ),
         ReadsPerMinute(_) | WritesPerMinute(_) => Some(
             "The budget refills continuously at its rate per minute; retry later, or ask a superuser to raise it in postgresql.conf.",

@@ -11,3 +11,5 @@ mod install;
 pub(crate) mod jsonb;
 mod lookup;
 mod records;
+mod rotation;
+pub(crate) mod storage_guards;

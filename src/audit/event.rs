@@ -49,6 +49,9 @@ audit_code! {
         AuditVerify = 8 => "audit_verify",
         Health = 9 => "health",
         Normalize = 10 => "normalize",
+        Rotate = 11 => "rotate",
+        AuditPrune = 12 => "audit_prune",
+        KeyVersions = 13 => "key_versions",
     }
 }
 

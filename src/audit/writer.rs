@@ -40,6 +40,14 @@ pub fn register() {
         .load();
 }
 
+/// Set in the audit writer's process only (the restore guard on
+/// `pii_vault.audit_batches` lets its inserts through).
+static IS_WRITER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn is_writer() -> bool {
+    IS_WRITER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The chain as this writer continues it: the last row's id and MAC, and
 /// the table they belong to (a re-created extension starts a new chain).
 struct ChainHead {
@@ -51,6 +59,7 @@ struct ChainHead {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
+    IS_WRITER.store(true, std::sync::atomic::Ordering::Relaxed);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     keep_freed_memory();
     let database = guc::database();

@@ -221,6 +221,7 @@ pub fn batch_mac(ring: &KeyRing, previous: &[u8; 32], first_id: i64, last_id: i6
 }
 
 /// One stored batch, as read back for verification.
+#[derive(Clone, Copy)]
 pub struct StoredBatch<'a> {
     pub first_id: i64,
     pub last_id: i64,

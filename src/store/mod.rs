@@ -189,7 +189,7 @@ pub fn insert_key_check_with(client: &mut pgrx::spi::SpiClient<'_>, key_version:
 pub fn versions_in_use() -> Vec<(u32, i64)> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT ('x' || pg_catalog.encode(pg_catalog.substring(envelope FROM 3 FOR 4), 'hex'))::bit(32)::integer, \
+            "SELECT ('x' || pg_catalog.encode(pg_catalog.substring(envelope, 3, 4), 'hex'))::bit(32)::integer, \
                     pg_catalog.count(*) \
              FROM pii_vault.records GROUP BY 1 ORDER BY 1",
             None,
@@ -204,4 +204,48 @@ pub fn versions_in_use() -> Vec<(u32, i64)> {
         SpiResult::Ok(out)
     })
     .unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"))
+}
+
+/// Up to `limit` records after `after` (in token order) whose data key is
+/// not under `version`, row-locked until the transaction ends; records a
+/// concurrent call holds locked are skipped (a later pass takes them), so
+/// rotation never waits on an application's transaction.
+pub fn records_not_under(version: u32, after: &Token, limit: i64) -> Vec<(Token, Vec<u8>)> {
+    with_plans(|client, plans| {
+        let table = client.update(
+            &plans.records_not_under,
+            None,
+            &[uuid(after), (version as i32).to_be_bytes().as_slice().into(), limit.into()],
+        )?;
+        let mut out = Vec::with_capacity(table.len());
+        for row in table {
+            if let (Some(token), Some(envelope)) = (row.get::<Uuid>(1)?, row.get::<Vec<u8>>(2)?) {
+                out.push((*token.as_bytes(), envelope));
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// How many records' data keys are not under `version`.
+pub fn count_not_under(version: u32) -> i64 {
+    with_plans(|client, plans| {
+        Ok(first_value(client.select(
+            &plans.count_not_under,
+            None,
+            &[(version as i32).to_be_bytes().as_slice().into()],
+        )?)?
+        .unwrap_or(0))
+    })
+}
+
+/// Replaces a record's envelope and blind indexes for a key rotation (its
+/// content and `updated_at` unchanged).
+pub fn rekey_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, duplicate: fn(LookupKind) -> !) {
+    let [e, p, l] = hashes.args();
+    let args = [uuid(token), envelope.into(), e, p, l];
+    unique::duplicates_raised_as(
+        || with_plans(|client, plans| client.update(&plans.rekey_record, None, &args).map(drop)),
+        duplicate,
+    )
 }

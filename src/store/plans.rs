@@ -11,10 +11,14 @@ pub(super) struct Plans {
     pub fetch_envelope_for_update: OwnedPreparedStatement,
     pub update_record: OwnedPreparedStatement,
     pub delete_record: OwnedPreparedStatement,
+    pub records_not_under: OwnedPreparedStatement,
+    pub count_not_under: OwnedPreparedStatement,
+    pub rekey_record: OwnedPreparedStatement,
 }
 
 const UUID: PgOid = PgOid::BuiltIn(PgBuiltInOids::UUIDOID);
 const BYTEA: PgOid = PgOid::BuiltIn(PgBuiltInOids::BYTEAOID);
+const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 
 impl Plans {
     fn prepare(client: &SpiClient<'_>) -> SpiResult<Plans> {
@@ -36,6 +40,25 @@ impl Plans {
                 &index_args,
             )?,
             delete_record: write("DELETE FROM pii_vault.records WHERE token = $1 RETURNING 1", &[UUID])?,
+            // The wrapping key's version is bytes 2..6 of every envelope
+            // (crypto::envelope); a slice of an out-of-line value is
+            // fetched without the rest of it.
+            records_not_under: write(
+                "SELECT token, envelope FROM pii_vault.records \
+                 WHERE token > $1 AND pg_catalog.substring(envelope, 3, 4) <> $2 \
+                 ORDER BY token LIMIT $3 FOR UPDATE SKIP LOCKED",
+                &[UUID, BYTEA, INT8],
+            )?,
+            count_not_under: write(
+                "SELECT pg_catalog.count(*) FROM pii_vault.records \
+                 WHERE pg_catalog.substring(envelope, 3, 4) <> $1",
+                &[BYTEA],
+            )?,
+            rekey_record: write(
+                "UPDATE pii_vault.records SET envelope = $2, email_index = $3, phone_index = $4, login_index = $5 \
+                 WHERE token = $1",
+                &index_args,
+            )?,
         })
     }
 }

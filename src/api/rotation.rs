@@ -1,0 +1,135 @@
+//! Keys over time: `vault_rotate_batch` (one committed step of `CALL
+//! vault_rotate()`) and `vault_key_versions()`.
+
+use std::cell::Cell;
+
+use pgrx::prelude::*;
+
+use super::audit_functions::anchor_older_batches;
+use super::call::audited;
+use super::errors::{raise, OrRaise};
+use super::guard;
+use super::records::{index_hashes, open_record};
+use crate::audit::Operation;
+use crate::crypto::envelope;
+use crate::error::VaultError;
+use crate::keys;
+use crate::store::{self, Token};
+
+/// Largest `batch_size`: a batch holds its rows locked until it commits.
+const MAX_BATCH_SIZE: i32 = 100_000;
+
+/// Where this backend's rotation pass stands: the last token it moved and
+/// how many records remained when the pass began, less those moved since.
+/// A pass walks the tokens in order (each batch an index range scan, never
+/// a scan of what is done already); a new CALL starts a new pass.
+#[derive(Clone, Copy)]
+struct Pass {
+    after: Token,
+    remaining: i64,
+    version: u32,
+}
+
+thread_local! {
+    static PASS: Cell<Option<Pass>> = const { Cell::new(None) };
+}
+
+/// Moves up to `batch_size` records to the active key version: re-wraps
+/// each one's data key (its ciphertext is not re-encrypted) and recomputes
+/// its blind indexes, in the caller's transaction. Called in a loop by the
+/// procedure `vault_rotate`, which commits after each call; `restart`
+/// starts a new pass from the first token. When no record is left under an
+/// older version, anchors the audit batches MACed under older versions
+/// (so they still verify once those keys are retired) and says `done`.
+/// Charged to no budget: it is the admin's maintenance, audited once per
+/// batch.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_rotate_batch(
+    batch_size: i32,
+    restart: bool,
+) -> TableIterator<'static, (name!(rotated, i64), name!(remaining, i64), name!(done, bool))> {
+    let row = audited(Operation::Rotate, |_call| {
+        let keys = guard::ready();
+        if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
+            raise(VaultError::BadBatchSize(MAX_BATCH_SIZE));
+        }
+        let active = keys.active();
+        let version = active.key_version();
+        let pass = match PASS.get() {
+            Some(pass) if !restart && pass.version == version => pass,
+            _ => Pass { after: [0; 16], remaining: store::count_not_under(version), version },
+        };
+        let batch = store::records_not_under(version, &pass.after, batch_size as i64);
+        for (token, sealed) in &batch {
+            let record = open_record(keys, token, sealed);
+            let hashes = index_hashes(keys, &record, Some(token));
+            let moved = envelope::rewrap(keys, active, token, sealed).or_raise();
+            store::rekey_record(token, &moved, &hashes, |kind| raise(VaultError::Duplicate(kind)));
+        }
+        let rotated = batch.len() as i64;
+        let mut next = Pass {
+            after: batch.last().map_or(pass.after, |(token, _)| *token),
+            remaining: (pass.remaining - rotated).max(0),
+            version,
+        };
+        let end_of_pass = rotated < batch_size as i64;
+        if end_of_pass {
+            // Records skipped because they were locked, or stored under an
+            // older version by a server still running with it: another pass.
+            next = Pass { after: [0; 16], remaining: store::count_not_under(version), version };
+        }
+        PASS.set(Some(next));
+        let done = end_of_pass && next.remaining == 0;
+        if done {
+            PASS.set(None);
+            anchor_older_batches(keys);
+        } else if end_of_pass && rotated == 0 {
+            // Every remaining record is locked by another transaction: wait
+            // a little rather than spin.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            check_for_interrupts!();
+        }
+        notice!(
+            "pii_vault: {rotated} records moved to key version {version}; {} remain under other versions",
+            next.remaining
+        );
+        (rotated, next.remaining, done)
+    });
+    TableIterator::once(row)
+}
+
+/// Which key versions exist where: loaded in this server, active, and the
+/// number of records whose data keys are under each (a version the vault
+/// has a key check for, or records under, appears even when not loaded).
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_key_versions() -> TableIterator<
+    'static,
+    (name!(key_version, i32), name!(loaded, bool), name!(active, bool), name!(records, i64)),
+> {
+    let rows = audited(Operation::KeyVersions, |_call| {
+        // Works under a wrong or partial key set too: it is how an admin
+        // finds out which versions are needed.
+        let loaded = keys::key_set().map(|k| k.rings().iter().map(|r| r.key_version()).collect::<Vec<_>>());
+        let active = keys::key_set().map(|k| k.active().key_version()).ok();
+        let in_use = store::versions_in_use();
+        let mut versions: Vec<u32> = in_use.iter().map(|(v, _)| *v).collect();
+        versions.extend(store::key_checks().into_iter().map(|(v, _)| v));
+        if let Ok(loaded) = &loaded {
+            versions.extend(loaded);
+        }
+        versions.sort_unstable();
+        versions.dedup();
+        versions
+            .into_iter()
+            .map(|v| {
+                let records = in_use.iter().find(|(u, _)| *u == v).map_or(0, |(_, n)| *n);
+                let is_loaded = loaded.as_ref().is_ok_and(|l| l.contains(&v));
+                (v as i32, is_loaded, active == Some(v), records)
+            })
+            .collect::<Vec<_>>()
+    });
+    TableIterator::new(rows)
+}
