@@ -117,6 +117,9 @@ run_suites main \
     write_budget_holds \
     inputs_cannot_slip_through \
     merge_cannot_be_blown_up \
+    drop_is_refused \
+    key_versions \
+    audit_prune_keeps_evidence \
     leave_canaries
 
 # ---- protocol paths a client library takes ----------------------------------

@@ -1,0 +1,21 @@
+-- vault_key_versions(): which key versions are loaded, which is active,
+-- and how many records each holds (auditors and admins only).
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
+SELECT vault_store('{"name": "versioned"}') IS NOT NULL AS stored;
+SELECT key_version, loaded, active, records > 0 AS holds_records FROM vault_key_versions();
+SELECT current_setting('pii_vault.active_key_version') AS active_setting;
+SET ROLE app_reader;
+SELECT try_sql('SELECT * FROM vault_key_versions()') AS reader_asks;
+RESET ROLE;
+CREATE ROLE key_auditor IN ROLE pii_vault_auditor;
+SET ROLE key_auditor;
+SELECT key_version, loaded, active FROM vault_key_versions();
+RESET ROLE;
+DROP ROLE key_auditor;
+-- Rotating with every record under the active version moves nothing.
+SELECT try_sql('CALL vault_rotate(0)') AS bad_batch_size;
+CALL vault_rotate();
+SELECT key_version, records > 0 AS holds_records FROM vault_key_versions();
+SELECT ok FROM vault_audit_verify();
