@@ -26,26 +26,8 @@ OUT="$WORK/regress"
 DB=pii_vault_regress
 KEEP="${PII_VAULT_KEEP_CLUSTER:-0}"
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "ok     - $1"; }
-fail() { failed=$((failed + 1)); echo "FAILED - $1"; }
-check() { # description, then a command that succeeds when the check holds
-    local what="$1"; shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
-
-# all_of CONDITION...: every condition (a shell test, as text) holds; for
-# check, which runs one command.
-all_of() {
-    local c
-    for c in "$@"; do eval "$c" || return 1; done
-}
-
-check_equal() { # description, what came back, what must come back
-    check "$1" [ "$2" = "$3" ]
-    [ "$2" = "$3" ] || echo "   got: $2"
-}
+# shellcheck source=checks.sh
+. "$HERE/checks.sh"
 
 cleanup() {
     if cluster_running; then cluster_stop immediate || true; fi
@@ -135,16 +117,6 @@ check_equal "a portal executed with a row limit of 50 (asyncpg) gets 100 records
 # ---- concurrency: the UNIQUE constraints decide ------------------------------
 # Races are driven by what the server says each session is doing
 # (pg_stat_activity, pg_locks), never by sleeping and hoping.
-#   until_sql SQL: polls until SQL returns t (30 s at most).
-until_sql() {
-    local i
-    for i in $(seq 1 600); do
-        [ "$(cluster_psql -q -At -d "$DB" -c "$1")" = t ] && return 0
-        sleep 0.05
-    done
-    echo "   timed out waiting for: $1"
-    return 1
-}
 waiting_on_lock() { # application_name
     until_sql "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = '$1' AND wait_event_type = 'Lock')"
 }
