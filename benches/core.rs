@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pii_vault::crypto::blind_index::blind_index;
 use pii_vault::crypto::envelope::{open_into, seal, PayloadEncoding};
-use pii_vault::crypto::KeyRing;
+use pii_vault::crypto::KeySet;
 use pii_vault::normalize::{normalize, parse_region, LookupKind};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
@@ -33,7 +33,8 @@ fn time_per_op(mut f: impl FnMut()) -> Duration {
 }
 
 fn main() {
-    let keys = KeyRing::derive(&[42u8; 32]);
+    let set = KeySet::new([(1, &[42u8; 32])], None).expect("one version");
+    let keys = set.active();
     let token = [7u8; 16];
     let record = vec![b'x'; 1024];
 
@@ -55,26 +56,26 @@ fn main() {
     });
 
     let store = time_per_op(|| {
-        let sealed = seal(&keys, &token, PayloadEncoding::JsonbBinary, black_box(&record)).unwrap();
+        let sealed = seal(keys, &token, PayloadEncoding::JsonbBinary, black_box(&record)).unwrap();
         black_box(sealed);
         for (kind, value) in [
             (LookupKind::Email, "customer.number.12345@example.com"),
             (LookupKind::Phone, "+14152012345"),
             (LookupKind::Login, "customer12345"),
         ] {
-            black_box(blind_index(&keys, kind, value));
+            black_box(blind_index(keys, kind, value));
         }
     });
     let seal_only = time_per_op(|| {
-        black_box(seal(&keys, &token, PayloadEncoding::JsonbBinary, black_box(&record)).unwrap());
+        black_box(seal(keys, &token, PayloadEncoding::JsonbBinary, black_box(&record)).unwrap());
     });
 
-    let sealed = seal(&keys, &token, PayloadEncoding::JsonbBinary, &record).unwrap();
+    let sealed = seal(keys, &token, PayloadEncoding::JsonbBinary, &record).unwrap();
     // Into memory the caller owns, as vault_get decrypts straight into the
     // datum it returns.
     let mut out = vec![0u8; record.len()];
     let get = time_per_op(|| {
-        black_box(open_into(&keys, &token, black_box(&sealed), &mut out).unwrap());
+        black_box(open_into(&set, &token, black_box(&sealed), &mut out).unwrap());
     });
     assert_eq!(out, record);
 

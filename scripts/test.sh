@@ -8,6 +8,8 @@
 #   2. cargo pgrx test   #[pg_test]s inside a live backend;
 #   3. pg_test/run.sh    end-to-end pg_regress suites on a throwaway
 #                        cluster: roles, attacks, key failures, leak scans;
+#      pg_test/day_two.sh  upgrade from every earlier release, dump and
+#                        restore, key rotation under load;
 #   4. bench/run.sh --smoke --secdef-cost --floor --budget-cost, so the benchmark keeps working
 #      (not a timing).
 # Installs whatever is missing first (scripts/setup.sh). Exit status is 0
@@ -33,6 +35,19 @@ count_cargo() { # log, exit status
     fi
     passed=$((passed + p)); failed=$((failed + f))
     echo "$p passed, $f failed"
+}
+
+# Adds up a suite's closing "NAME: N passed, N failed" line; none at all
+# (the script died) counts as a failure.
+count_suite() { # name, log
+    local line
+    line=$(grep -E "^$1: [0-9]+ passed, [0-9]+ failed" "$2" | tail -1)
+    if [ -n "$line" ]; then
+        passed=$((passed + $(awk '{print $2}' <<<"$line")))
+        failed=$((failed + $(awk '{print $4}' <<<"$line")))
+    else
+        failed=$((failed + 1))
+    fi
 }
 
 section "setup"
@@ -76,13 +91,10 @@ if scripts/install.sh >"$LOGS/install.log" 2>&1; then
     echo "installed"
     section "pg_test (end-to-end suites on a throwaway cluster)"
     pg_test/run.sh | tee "$LOGS/pg_test.log"
-    line=$(grep -E '^pg_test: [0-9]+ passed, [0-9]+ failed' "$LOGS/pg_test.log" | tail -1)
-    if [ -n "$line" ]; then
-        passed=$((passed + $(awk '{print $2}' <<<"$line")))
-        failed=$((failed + $(awk '{print $4}' <<<"$line")))
-    else
-        failed=$((failed + 1))
-    fi
+    count_suite pg_test "$LOGS/pg_test.log"
+    section "pg_test/day_two.sh (upgrade, dump and restore, key rotation)"
+    pg_test/day_two.sh | tee "$LOGS/day_two.log"
+    count_suite day_two "$LOGS/day_two.log"
     section "benchmark smoke run (bench/run.sh --smoke --secdef-cost --floor --budget-cost: small N, keeps the benchmark working)"
     if bench/run.sh --smoke --secdef-cost --floor --budget-cost --no-install >"$LOGS/bench.log" 2>&1 \
         && grep -q "^| store | 1 |" "$LOGS/bench.log" && grep -q "^## What SECURITY DEFINER" "$LOGS/bench.log" \

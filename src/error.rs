@@ -138,7 +138,9 @@ pub enum VaultError {
     AuditDoesNotVerify(i64),
     #[error("pii_vault: the vault holds records; dropping it would erase them and the whole audit")]
     DropRefused,
-    #[error("pii_vault: this vault already has an audit; a dump's audit can only be restored into a vault just created")]
+    #[error(
+        "pii_vault: this vault already has an audit; a dump's audit can only be restored into a vault just created"
+    )]
     AuditNotEmpty,
 }
 

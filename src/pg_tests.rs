@@ -113,8 +113,8 @@ mod tests {
         let stored = Spi::get_one::<Vec<u8>>("SELECT check_value FROM pii_vault.key_check WHERE key_version = 1")
             .unwrap()
             .unwrap();
-        let ring = crate::keys::key_ring().expect("key loaded at preload");
-        assert!(ring.matches_check_value(&stored));
+        let keys = crate::keys::key_set().expect("key loaded at preload");
+        assert!(keys.version(1).expect("a bare key is version 1").matches_check_value(&stored));
     }
 
     #[pg_test]

@@ -251,8 +251,7 @@ struct AnchorPlan {
 fn plan_anchor(keys: &KeySet, before: Option<i64>) -> SpiResult<AnchorPlan> {
     use crate::crypto::audit_chain::{batch_key_version, decode_batch, SealDigest, GENESIS};
     let existing = read_anchor()?;
-    let newest: i64 =
-        Spi::get_one("SELECT pg_catalog.max(last_id) FROM pii_vault.audit_batches")?.unwrap_or(0);
+    let newest: i64 = Spi::get_one("SELECT pg_catalog.max(last_id) FROM pii_vault.audit_batches")?.unwrap_or(0);
     let mut verifier = ChainVerifier::new(keys, None, existing.as_ref().map(|(a, mac)| (a, mac.as_slice())));
     let (mut start_id, mut start_mac) = existing.as_ref().map_or((0, GENESIS), |(a, _)| (a.start_id, a.start_mac));
     let mut pruning = before.is_some();
@@ -363,12 +362,9 @@ fn vault_audit_prune(before: pgrx::datum::TimestampWithTimeZone) -> i64 {
         if !plan.verdict.ok {
             crate::api::errors::raise(VaultError::AuditDoesNotVerify(plan.verdict.first_bad_id.unwrap_or(0)));
         }
-        Spi::run_with_args(
-            "DELETE FROM pii_vault.audit_batches WHERE last_id <= $1",
-            &[plan.anchor.start_id.into()],
-        )
-        .and_then(|()| write_anchor(keys, &plan))
-        .unwrap_or_else(|e| error!("pii_vault: could not prune the audit: {e}"));
+        Spi::run_with_args("DELETE FROM pii_vault.audit_batches WHERE last_id <= $1", &[plan.anchor.start_id.into()])
+            .and_then(|()| write_anchor(keys, &plan))
+            .unwrap_or_else(|e| error!("pii_vault: could not prune the audit: {e}"));
         plan.removed_events
     })
 }

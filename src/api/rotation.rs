@@ -105,10 +105,8 @@ fn vault_rotate_batch(
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]
-fn vault_key_versions() -> TableIterator<
-    'static,
-    (name!(key_version, i32), name!(loaded, bool), name!(active, bool), name!(records, i64)),
-> {
+fn vault_key_versions(
+) -> TableIterator<'static, (name!(key_version, i32), name!(loaded, bool), name!(active, bool), name!(records, i64))> {
     let rows = audited(Operation::KeyVersions, |_call| {
         // Works under a wrong or partial key set too: it is how an admin
         // finds out which versions are needed.

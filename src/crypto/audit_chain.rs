@@ -313,17 +313,11 @@ impl<'r> ChainVerifier<'r> {
     /// (with the MAC stored beside it), which must verify under a loaded
     /// version.
     pub fn new(keys: &'r KeySet, expected_head: Option<(i64, [u8; 32])>, anchor: Option<(&Anchor, &[u8])>) -> Self {
-        let mut v = ChainVerifier {
-            keys,
-            expected_head,
-            previous: GENESIS,
-            last_id: 0,
-            checked: 0,
-            bad: None,
-            sealed: None,
-        };
+        let mut v =
+            ChainVerifier { keys, expected_head, previous: GENESIS, last_id: 0, checked: 0, bad: None, sealed: None };
         if let Some((anchor, stored_mac)) = anchor {
-            let genuine = keys.version(anchor.key_version).is_some_and(|ring| anchor.mac(ring).as_slice() == stored_mac);
+            let genuine =
+                keys.version(anchor.key_version).is_some_and(|ring| anchor.mac(ring).as_slice() == stored_mac);
             v.previous = anchor.start_mac;
             v.last_id = anchor.start_id;
             if !genuine || anchor.start_id < 0 {
@@ -682,7 +676,10 @@ mod tests {
         // Version 1 gone and nothing sealed: its batches cannot be checked.
         assert_eq!(verify(&retired, batches(&rows), None).first_bad_id, Some(1));
         let (anchor, mac) = seal(&keys, &rows, (0, GENESIS), 12);
-        assert_eq!(verify_anchored(&retired, &rows, &anchor, &mac), Verdict { ok: true, rows_checked: 18, first_bad_id: None });
+        assert_eq!(
+            verify_anchored(&retired, &rows, &anchor, &mac),
+            Verdict { ok: true, rows_checked: 18, first_bad_id: None }
+        );
         // A sealed batch edited, removed, or the anchor edited: caught.
         let mut edited = mixed_chain(&keys, 6, 4);
         edited[1].events.push(0);
@@ -704,7 +701,10 @@ mod tests {
         let start = (rows[2].last_id, rows[2].mac.as_slice().try_into().unwrap());
         let (anchor, mac) = seal(&keys, &rows, start, 0);
         let kept = &rows[3..];
-        assert_eq!(verify_anchored(&keys, kept, &anchor, &mac), Verdict { ok: true, rows_checked: 15, first_bad_id: None });
+        assert_eq!(
+            verify_anchored(&keys, kept, &anchor, &mac),
+            Verdict { ok: true, rows_checked: 15, first_bad_id: None }
+        );
         // A batch removed in the middle, or the first kept one: caught.
         let mut gap: Vec<Row> = mixed_chain(&keys, 8, 0).into_iter().skip(3).collect();
         gap.remove(2);

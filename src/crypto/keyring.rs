@@ -109,8 +109,7 @@ impl KeySet {
         masters: impl IntoIterator<Item = (u32, &'m [u8; 32])>,
         active: Option<u32>,
     ) -> Result<KeySet, KeyProblem> {
-        let rings: Vec<KeyRing> =
-            masters.into_iter().map(|(v, master)| KeyRing::derive_version(v, master)).collect();
+        let rings: Vec<KeyRing> = masters.into_iter().map(|(v, master)| KeyRing::derive_version(v, master)).collect();
         if rings.is_empty() || rings.windows(2).any(|w| w[0].key_version >= w[1].key_version) {
             return Err(KeyProblem::BadKeyFormat);
         }

@@ -17,9 +17,8 @@ pub fn init_at_preload(preloading: bool) {
     let state = if preloading {
         let keyfile = guc::keyfile();
         let key_command = guc::key_command();
-        let loaded = load_master_keys(keyfile.as_deref(), key_command.as_deref(), server_uid()).and_then(|masters| {
-            KeySet::new(masters.iter().map(|(v, key)| (*v, &**key)), guc::active_key_version())
-        });
+        let loaded = load_master_keys(keyfile.as_deref(), key_command.as_deref(), server_uid())
+            .and_then(|masters| KeySet::new(masters.iter().map(|(v, key)| (*v, &**key)), guc::active_key_version()));
         if let Err(problem) = &loaded {
             pgrx::log!("pii_vault: {problem}; every vault function fails until this is fixed. {}", problem.hint());
         }

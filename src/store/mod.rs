@@ -150,7 +150,7 @@ pub fn all_envelopes() -> Vec<(Token, Vec<u8>)> {
 /// Every stored key check value: (key version, value), a version possibly
 /// more than once (see `KeySet::verdict`).
 pub fn key_checks() -> Vec<(u32, Vec<u8>)> {
-    Spi::connect(|client| key_checks_with(client)).unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"))
+    Spi::connect(key_checks_with).unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"))
 }
 
 /// `key_checks` inside an SPI connection the caller holds (the audit
@@ -173,7 +173,11 @@ pub fn insert_key_check(key_version: u32, check_value: &[u8]) {
         .unwrap_or_else(|e| error!("pii_vault: could not store the key check value: {e}"))
 }
 
-pub fn insert_key_check_with(client: &mut pgrx::spi::SpiClient<'_>, key_version: u32, check_value: &[u8]) -> SpiResult<()> {
+pub fn insert_key_check_with(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    key_version: u32,
+    check_value: &[u8],
+) -> SpiResult<()> {
     client.update(
         "INSERT INTO pii_vault.key_check (key_version, check_value) SELECT $1, $2 \
          WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)",
