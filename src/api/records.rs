@@ -49,6 +49,31 @@ pub(crate) fn index_hashes(keys: &KeySet, record: &JsonbDatum, own: Option<&Toke
     hashes
 }
 
+/// The blind-index hashes `vault_rotate` gives a stored record under the
+/// active version, and how many of its values it could not index. A value
+/// stored by an earlier release whose normalizer was laxer may not
+/// normalize any more; it cannot be looked up either (`vault_lookup`
+/// refuses it the same way), so it stays unindexed rather than stopping
+/// the rotation at that record. No other record can hold a value this one
+/// holds (the unique indexes saw to that when it was stored), so no
+/// duplicate probe is needed.
+pub(crate) fn rotated_index_hashes(keys: &KeySet, record: &JsonbDatum) -> (IndexHashes, usize) {
+    let fields = record.top_level_fields(LookupKind::INDEXED.map(|kind| kind.as_str())).or_raise();
+    let mut hashes = IndexHashes::default();
+    let mut unindexed = 0;
+    for (kind, field) in LookupKind::INDEXED.into_iter().zip(fields) {
+        match field {
+            TopLevelField::String(value) => match normalize(kind, value, guard::region()) {
+                Ok(normalized) => hashes.set(kind, blind_index(keys.active(), kind, &normalized)),
+                Err(_) => unindexed += 1,
+            },
+            TopLevelField::Other => unindexed += 1,
+            _ => {}
+        }
+    }
+    (hashes, unindexed)
+}
+
 /// Another record has this lookup value (the store reports it mid-statement,
 /// so this must not return).
 fn raise_duplicate(kind: LookupKind) -> ! {

@@ -9,7 +9,7 @@ use super::audit_functions::anchor_older_batches;
 use super::call::audited;
 use super::errors::{raise, OrRaise};
 use super::guard;
-use super::records::{index_hashes, open_record};
+use super::records::{open_record, rotated_index_hashes};
 use crate::audit::Operation;
 use crate::crypto::envelope;
 use crate::error::VaultError;
@@ -28,6 +28,12 @@ struct Pass {
     after: Token,
     remaining: i64,
     version: u32,
+}
+
+impl Pass {
+    fn start(version: u32, from: &[u32]) -> Pass {
+        Pass { after: [0; 16], remaining: store::count_under(from), version }
+    }
 }
 
 thread_local! {
@@ -56,16 +62,26 @@ fn vault_rotate_batch(
         }
         let active = keys.active();
         let version = active.key_version();
+        // Only records under a loaded version can move; any others stay
+        // where they are, and are named once the pass ends.
+        let from: Vec<u32> = keys.others().map(|ring| ring.key_version()).collect();
         let pass = match PASS.get() {
             Some(pass) if !restart && pass.version == version => pass,
-            _ => Pass { after: [0; 16], remaining: store::count_not_under(version), version },
+            _ => Pass::start(version, &from),
         };
-        let batch = store::records_not_under(version, &pass.after, batch_size as i64);
+        let batch = store::records_under(&from, &pass.after, batch_size as i64);
+        let mut unindexed = 0;
         for (token, sealed) in &batch {
             let record = open_record(keys, token, sealed);
-            let hashes = index_hashes(keys, &record, Some(token));
+            let (hashes, skipped) = rotated_index_hashes(keys, &record);
+            unindexed += skipped;
             let moved = envelope::rewrap(keys, active, token, sealed).or_raise();
             store::rekey_record(token, &moved, &hashes, |kind| raise(VaultError::Duplicate(kind)));
+        }
+        if unindexed > 0 {
+            warning!(
+                "pii_vault: {unindexed} email, phone or login values of this batch no longer normalize and are left unindexed (they could not be looked up before either)"
+            );
         }
         let rotated = batch.len() as i64;
         let mut next = Pass {
@@ -77,12 +93,18 @@ fn vault_rotate_batch(
         if end_of_pass {
             // Records skipped because they were locked, or stored under an
             // older version by a server still running with it: another pass.
-            next = Pass { after: [0; 16], remaining: store::count_not_under(version), version };
+            next = Pass::start(version, &from);
         }
         PASS.set(Some(next));
         let done = end_of_pass && next.remaining == 0;
         if done {
             PASS.set(None);
+            let stranded = store::count_not_under(version);
+            if stranded > 0 {
+                warning!(
+                    "pii_vault: {stranded} records are under key versions that are not loaded and were not moved; see vault_key_versions()"
+                );
+            }
             anchor_older_batches(keys);
         } else if end_of_pass && rotated == 0 {
             // Every remaining record is locked by another transaction: wait

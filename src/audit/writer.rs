@@ -220,8 +220,15 @@ fn write_batch(
                 // vault's, or the batch would be MACed under a key that
                 // vault_audit_verify() later rejects forever. The events
                 // stay queued (calls are refused under a wrong key anyway).
-                if keys.verdict(&crate::store::key_checks_with(client)?).is_err() {
+                let Ok(verdict) = keys.verdict(&crate::store::key_checks_with(client)?) else {
                     return Ok(Some(0));
+                };
+                // New key versions are registered here too, in the writer's
+                // own transaction, so a vault read only by read-only
+                // transactions still settles its key checks.
+                for version in verdict.unregistered {
+                    let ring = keys.version(version).expect("a loaded version");
+                    crate::store::insert_key_check_with(client, version, ring.check_value())?;
                 }
                 let last = client.select(
                     "SELECT last_id, mac FROM pii_vault.audit_batches ORDER BY first_id DESC LIMIT 1",

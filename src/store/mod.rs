@@ -210,17 +210,13 @@ pub fn versions_in_use() -> Vec<(u32, i64)> {
     .unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"))
 }
 
-/// Up to `limit` records after `after` (in token order) whose data key is
-/// not under `version`, row-locked until the transaction ends; records a
-/// concurrent call holds locked are skipped (a later pass takes them), so
+/// Up to `limit` records after `after` (in token order) whose data keys are
+/// under one of `versions`, row-locked until the transaction ends; records
+/// a concurrent call holds locked are skipped (a later pass takes them), so
 /// rotation never waits on an application's transaction.
-pub fn records_not_under(version: u32, after: &Token, limit: i64) -> Vec<(Token, Vec<u8>)> {
+pub fn records_under(versions: &[u32], after: &Token, limit: i64) -> Vec<(Token, Vec<u8>)> {
     with_plans(|client, plans| {
-        let table = client.update(
-            &plans.records_not_under,
-            None,
-            &[uuid(after), (version as i32).to_be_bytes().as_slice().into(), limit.into()],
-        )?;
+        let table = client.update(&plans.records_under, None, &[uuid(after), version_bytes(versions), limit.into()])?;
         let mut out = Vec::with_capacity(table.len());
         for row in table {
             if let (Some(token), Some(envelope)) = (row.get::<Uuid>(1)?, row.get::<Vec<u8>>(2)?) {
@@ -229,6 +225,19 @@ pub fn records_not_under(version: u32, after: &Token, limit: i64) -> Vec<(Token,
         }
         Ok(out)
     })
+}
+
+/// How many records' data keys are under one of `versions`.
+pub fn count_under(versions: &[u32]) -> i64 {
+    with_plans(|client, plans| {
+        Ok(first_value(client.select(&plans.count_under, None, &[version_bytes(versions)])?)?.unwrap_or(0))
+    })
+}
+
+/// Key versions as the envelope stores them (4 bytes, big-endian), for
+/// `= ANY($n)` against bytes 2..6 of the envelope.
+fn version_bytes(versions: &[u32]) -> DatumWithOid<'static> {
+    DatumWithOid::from(versions.iter().map(|v| v.to_be_bytes().to_vec()).collect::<Vec<Vec<u8>>>())
 }
 
 /// How many records' data keys are not under `version`.

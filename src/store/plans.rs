@@ -11,13 +11,15 @@ pub(super) struct Plans {
     pub fetch_envelope_for_update: OwnedPreparedStatement,
     pub update_record: OwnedPreparedStatement,
     pub delete_record: OwnedPreparedStatement,
-    pub records_not_under: OwnedPreparedStatement,
+    pub records_under: OwnedPreparedStatement,
+    pub count_under: OwnedPreparedStatement,
     pub count_not_under: OwnedPreparedStatement,
     pub rekey_record: OwnedPreparedStatement,
 }
 
 const UUID: PgOid = PgOid::BuiltIn(PgBuiltInOids::UUIDOID);
 const BYTEA: PgOid = PgOid::BuiltIn(PgBuiltInOids::BYTEAOID);
+const BYTEA_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::BYTEAARRAYOID);
 const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 
 impl Plans {
@@ -43,11 +45,16 @@ impl Plans {
             // The wrapping key's version is bytes 2..6 of every envelope
             // (crypto::envelope); a slice of an out-of-line value is
             // fetched without the rest of it.
-            records_not_under: write(
+            records_under: write(
                 "SELECT token, envelope FROM pii_vault.records \
-                 WHERE token > $1 AND pg_catalog.substring(envelope, 3, 4) <> $2 \
+                 WHERE token > $1 AND pg_catalog.substring(envelope, 3, 4) = ANY ($2) \
                  ORDER BY token LIMIT $3 FOR UPDATE SKIP LOCKED",
-                &[UUID, BYTEA, INT8],
+                &[UUID, BYTEA_ARRAY, INT8],
+            )?,
+            count_under: write(
+                "SELECT pg_catalog.count(*) FROM pii_vault.records \
+                 WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1)",
+                &[BYTEA_ARRAY],
             )?,
             count_not_under: write(
                 "SELECT pg_catalog.count(*) FROM pii_vault.records \
