@@ -23,9 +23,9 @@ SELECT pii_vault.audit_wait() AS written;
 SET session_replication_role = replica; -- the attacker's edits (see audit_tamper_evidence)
 CREATE TEMP TABLE second AS SELECT * FROM pii_vault.audit_batches ORDER BY first_id OFFSET 1 LIMIT 1;
 UPDATE pii_vault.audit_batches SET mac = '\x00' WHERE first_id = (SELECT first_id FROM second);
-SELECT count(*) AS batches FROM pii_vault.audit_batches \gset
+SELECT count(*) AS batches, min(first_id) AS first_batch FROM pii_vault.audit_batches \gset
 SELECT regexp_replace(try_sql('SELECT vault_audit_prune(now() + interval ''1 hour'')'), 'event [0-9]+', 'event N') AS prune_tampered;
-SELECT count(*) = :batches AS nothing_removed FROM pii_vault.audit_batches;
+SELECT count(*) >= :batches AND min(first_id) = :first_batch AS nothing_removed FROM pii_vault.audit_batches;
 UPDATE pii_vault.audit_batches a SET mac = s.mac FROM second s WHERE a.first_id = s.first_id;
 SELECT ok FROM vault_audit_verify();
 
@@ -34,7 +34,9 @@ SELECT pii_vault.audit_wait() AS written;
 SELECT count(*) AS events_before FROM pii_vault.audit_log \gset
 SELECT vault_audit_prune(now() + interval '1 hour') AS removed \gset
 SELECT :removed > 0 AS removed_some, :removed <= :events_before AS removed_at_most_all;
-SELECT count(*) AS batches_left FROM pii_vault.audit_batches;
+SELECT count(*) FILTER (WHERE last_id <= (SELECT start_id FROM pii_vault.audit_anchor)) AS pruned_batches_left,
+       min(first_id) = (SELECT start_id + 1 FROM pii_vault.audit_anchor) AS chain_starts_after_the_anchor
+FROM pii_vault.audit_batches;
 SELECT start_id > 0 AS anchored, key_version FROM pii_vault.audit_anchor;
 SELECT ok, rows_checked > 0 AS checked FROM vault_audit_verify();
 -- Pruning again right away removes nothing more (the newest batch stays).
