@@ -72,6 +72,16 @@ SET search_path TO pg_catalog, pii_vault, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'vault_audit_prune_wrapper';
 
+CREATE FUNCTION pii_vault."audit_append_only"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
+
+CREATE FUNCTION pii_vault."key_check_changed"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
+
 CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
 	RETURNS TRIGGER
 	LANGUAGE c
@@ -85,6 +95,24 @@ GRANT EXECUTE ON FUNCTION vault_normalize(text, text) TO pii_vault_reader, pii_v
 REVOKE ALL ON FUNCTION pii_vault.audit_batches_restore_guard() FROM PUBLIC;
 CREATE TRIGGER audit_batches_restore_guard BEFORE INSERT ON pii_vault.audit_batches
     FOR EACH ROW EXECUTE FUNCTION pii_vault.audit_batches_restore_guard();
+
+-- The audit is append-only: only the audit writer adds batches, only
+-- vault_audit_prune removes them (and re-anchors), whoever else tries.
+REVOKE ALL ON FUNCTION pii_vault.audit_append_only() FROM PUBLIC;
+CREATE TRIGGER audit_batches_append_only BEFORE UPDATE OR DELETE ON pii_vault.audit_batches
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.audit_append_only();
+CREATE TRIGGER audit_batches_no_truncate BEFORE TRUNCATE ON pii_vault.audit_batches
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.audit_append_only();
+CREATE TRIGGER audit_anchor_append_only BEFORE UPDATE OR DELETE ON pii_vault.audit_anchor
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.audit_append_only();
+CREATE TRIGGER audit_anchor_no_truncate BEFORE TRUNCATE ON pii_vault.audit_anchor
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.audit_append_only();
+
+-- Every session judges the loaded keys again once the key check values
+-- change (a restore appends the dump's).
+REVOKE ALL ON FUNCTION pii_vault.key_check_changed() FROM PUBLIC;
+CREATE TRIGGER key_check_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pii_vault.key_check
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.key_check_changed();
 
 -- Keys over time (admin; the auditor may see which versions are in use).
 REVOKE ALL ON FUNCTION vault_key_versions() FROM PUBLIC;

@@ -39,6 +39,24 @@ REVOKE ALL ON FUNCTION pii_vault.audit_batches_restore_guard() FROM PUBLIC;
 CREATE TRIGGER audit_batches_restore_guard BEFORE INSERT ON pii_vault.audit_batches
     FOR EACH ROW EXECUTE FUNCTION pii_vault.audit_batches_restore_guard();
 
+-- The audit is append-only: only the audit writer adds batches, only
+-- vault_audit_prune removes them (and re-anchors), whoever else tries.
+REVOKE ALL ON FUNCTION pii_vault.audit_append_only() FROM PUBLIC;
+CREATE TRIGGER audit_batches_append_only BEFORE UPDATE OR DELETE ON pii_vault.audit_batches
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.audit_append_only();
+CREATE TRIGGER audit_batches_no_truncate BEFORE TRUNCATE ON pii_vault.audit_batches
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.audit_append_only();
+CREATE TRIGGER audit_anchor_append_only BEFORE UPDATE OR DELETE ON pii_vault.audit_anchor
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.audit_append_only();
+CREATE TRIGGER audit_anchor_no_truncate BEFORE TRUNCATE ON pii_vault.audit_anchor
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.audit_append_only();
+
+-- Every session judges the loaded keys again once the key check values
+-- change (a restore appends the dump's).
+REVOKE ALL ON FUNCTION pii_vault.key_check_changed() FROM PUBLIC;
+CREATE TRIGGER key_check_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pii_vault.key_check
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.key_check_changed();
+
 -- The audit of one token, for auditors and admins (no PII in it).
 CREATE FUNCTION vault_audit(for_token uuid)
 RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,

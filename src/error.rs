@@ -142,6 +142,8 @@ pub enum VaultError {
         "pii_vault: this vault already has an audit; a dump's audit can only be restored into a vault just created"
     )]
     AuditNotEmpty,
+    #[error("pii_vault: the audit is append-only; only vault_audit_prune removes batches")]
+    AuditAppendOnly,
 }
 
 pub type VaultResult<T> = Result<T, VaultError>;

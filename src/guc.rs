@@ -24,6 +24,7 @@ static MAX_WRITES_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(600);
 static ALLOW_BULK_EXPORT: GucSetting<bool> = GucSetting::<bool>::new(false);
 static ACTIVE_KEY_VERSION: GucSetting<i32> = GucSetting::<i32>::new(0);
 static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
+static AUDIT_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 
 /// Registers the settings. The PGC_POSTMASTER ones can only be defined while
 /// the postmaster loads the library; loaded later into one backend, the
@@ -83,6 +84,16 @@ pub fn init(preloading: bool) {
         c"Allows DROP EXTENSION pii_vault (and any other drop of its storage) while the vault holds records.",
         c"Off by default: dropping the extension erases every record and the whole audit. Superuser only; set it in the session that drops.",
         &ALLOW_DROP,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.audit_retention_days",
+        c"Audit events younger than this many days are never pruned, whatever vault_audit_prune is given.",
+        c"So an admin cannot erase the audit of their own recent calls. Superuser only (0: no floor).",
+        &AUDIT_RETENTION_DAYS,
+        0,
+        36500,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -197,6 +208,10 @@ pub fn allow_bulk_export() -> bool {
 /// The configured active key version; None: the highest loaded.
 pub fn active_key_version() -> Option<u32> {
     Some(ACTIVE_KEY_VERSION.get()).filter(|v| *v > 0).map(|v| v as u32)
+}
+
+pub fn audit_retention_days() -> i32 {
+    AUDIT_RETENTION_DAYS.get()
 }
 
 pub fn allow_drop() -> bool {

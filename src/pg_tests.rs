@@ -110,6 +110,8 @@ mod tests {
 
     #[pg_test]
     fn key_check_value_matches_the_loaded_key() {
+        // Stored by the first call, not by CREATE EXTENSION.
+        store(r#"{"login": "first call"}"#);
         let stored = Spi::get_one::<Vec<u8>>("SELECT check_value FROM pii_vault.key_check WHERE key_version = 1")
             .unwrap()
             .unwrap();

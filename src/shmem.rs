@@ -1,20 +1,42 @@
 //! The vault's shared memory: the audit queue and the per-role budgets.
 //! Only exists when the library is preloaded.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use pgrx::pg_shmem_init;
 use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PgAtomic};
 
 use crate::audit::queue::{self, Ring, WriterState, WRITER};
 use crate::throttle::role::{self, Budgets};
 
 static READY: AtomicBool = AtomicBool::new(false);
 
+/// Bumped after every transaction that changed `pii_vault.key_check`
+/// commits (a trigger there): each backend, and the audit writer, judge
+/// the loaded keys again before their next call or batch. A restore that
+/// appends the dump's key check values so reaches sessions already open.
+// SAFETY: a unique name; initialized by pg_shmem_init! at preload.
+static KEY_CHECK_GENERATION: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"pii_vault_key_check_generation") };
+
+pub fn key_check_generation() -> u64 {
+    if ready() {
+        KEY_CHECK_GENERATION.get().load(Ordering::Acquire)
+    } else {
+        0
+    }
+}
+
+pub fn bump_key_check_generation() {
+    if ready() {
+        KEY_CHECK_GENERATION.get().fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// Requests the shared memory; from `_PG_init` at preload only.
 pub fn init() {
     request_ring();
     pg_shmem_init!(WRITER = WriterState::default());
+    pg_shmem_init!(KEY_CHECK_GENERATION);
     READY.store(true, Ordering::Relaxed);
 }
 

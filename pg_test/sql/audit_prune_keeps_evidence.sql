@@ -7,6 +7,17 @@
 \ir common/setup.sql
 \set ECHO all
 SELECT vault_store('{"name": "prune target"}') AS target \gset
+-- Events younger than pii_vault.audit_retention_days (30) are never
+-- pruned, and only a superuser can lower it: an admin cannot erase the
+-- audit of their own recent calls.
+CREATE ROLE prune_admin IN ROLE pii_vault_admin;
+SET ROLE prune_admin;
+SELECT try_sql('SET pii_vault.audit_retention_days = 0') AS admin_lowers_retention;
+SELECT vault_audit_prune(now() + interval '1 hour') AS admin_removed;
+RESET ROLE;
+DROP ROLE prune_admin;
+-- This suite prunes what it has just written: no floor.
+SET pii_vault.audit_retention_days = 0;
 SELECT vault_get(:'target') IS NOT NULL AS read, pii_vault.audit_wait() AS written;
 SELECT vault_get(:'target') IS NOT NULL AS read, pii_vault.audit_wait() AS written;
 SELECT vault_get(:'target') IS NOT NULL AS read, pii_vault.audit_wait() AS written;
@@ -74,4 +85,18 @@ DELETE FROM pii_vault.audit_anchor;
 SELECT ok, first_bad_id AS first_bad FROM vault_audit_verify();
 INSERT INTO pii_vault.audit_anchor SELECT * FROM anchor;
 SELECT ok FROM vault_audit_verify();
+
+-- The audit is append-only for everyone but the audit writer and
+-- vault_audit_prune: a member of pg_write_all_data cannot delete, edit,
+-- renumber or truncate batches, nor touch the anchor.
 RESET session_replication_role;
+CREATE ROLE audit_editor IN ROLE pg_write_all_data, pg_read_all_data;
+SET ROLE audit_editor;
+SELECT try_sql('DELETE FROM pii_vault.audit_batches') AS delete_batches;
+SELECT try_sql('UPDATE pii_vault.audit_batches SET first_id = first_id + 1000000') AS renumber_batches;
+SELECT try_sql('TRUNCATE pii_vault.audit_batches') AS truncate_batches;
+SELECT try_sql('DELETE FROM pii_vault.audit_anchor') AS delete_anchor;
+SELECT try_sql('TRUNCATE pii_vault.audit_anchor') AS truncate_anchor;
+RESET ROLE;
+DROP ROLE audit_editor;
+SELECT ok FROM vault_audit_verify();

@@ -100,3 +100,29 @@ SELECT ok FROM vault_audit_verify();
 -- The verification calls themselves are audited.
 SELECT pii_vault.audit_wait() AS audit_written;
 SELECT count(*) >= 10 AS verify_calls_audited FROM pii_vault.audit_log WHERE operation = 'audit_verify';
+
+-- The newest batches deleted and the audit writer restarted (so it has to
+-- find where the chain goes on): it chains on from the last batch it
+-- committed, not from the table's end, and the gap is reported.
+SELECT pii_vault.audit_wait() AS audit_written;
+SELECT max(first_id) AS newest FROM pii_vault.audit_batches \gset
+CREATE TEMP TABLE newest AS SELECT * FROM pii_vault.audit_batches WHERE first_id = :newest;
+DELETE FROM pii_vault.audit_batches WHERE first_id = :newest;
+SELECT pid AS old_writer FROM pg_stat_activity WHERE backend_type = 'pii_vault audit writer' \gset
+SELECT pg_terminate_backend(:old_writer) AS writer_terminated;
+SELECT set_config('my.old_writer', :'old_writer', false) IS NOT NULL AS noted;
+DO $$
+BEGIN
+    FOR i IN 1..200 LOOP
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'pii_vault audit writer'
+                          AND pid <> current_setting('my.old_writer')::int);
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$$;
+SELECT vault_get(:'target') IS NOT NULL AS read, pii_vault.audit_wait() AS written;
+SELECT ok, first_bad_id = :newest AS names_the_gap FROM vault_audit_verify();
+INSERT INTO pii_vault.audit_batches SELECT * FROM newest;
+SELECT ok FROM vault_audit_verify();
+RESET session_replication_role;

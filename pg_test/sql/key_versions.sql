@@ -19,3 +19,11 @@ SELECT try_sql('CALL vault_rotate(0)') AS bad_batch_size;
 CALL vault_rotate();
 SELECT key_version, records > 0 AS holds_records FROM vault_key_versions();
 SELECT ok FROM vault_audit_verify();
+
+-- A key check value that does not match the loaded key, added while this
+-- session has already judged the keys (as a restore appends the dump's):
+-- the next call judges again and refuses; removed, calls work again.
+INSERT INTO pii_vault.key_check (key_version, check_value) VALUES (1, '\x00');
+SELECT try_sql('SELECT vault_lookup(''login'', ''nobody'')') AS after_a_foreign_check_value;
+DELETE FROM pii_vault.key_check WHERE check_value = '\x00';
+SELECT try_sql('SELECT vault_lookup(''login'', ''nobody'')') AS after_it_is_gone;

@@ -123,7 +123,7 @@ SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_anchor', '');
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/audit_functions.rs:355
+-- src/api/audit_functions.rs:380
 -- pii_vault::api::audit_functions::vault_audit_prune
 CREATE  FUNCTION "vault_audit_prune"(
 	"before" timestamp with time zone /* pgrx :: datum :: TimestampWithTimeZone */
@@ -149,7 +149,7 @@ AS 'MODULE_PATHNAME', 'vault_audit_verify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/records.rs:178
+-- src/api/records.rs:203
 -- pii_vault::api::records::vault_delete
 CREATE  FUNCTION "vault_delete"(
 	"token" uuid /* Uuid */
@@ -174,7 +174,7 @@ AS 'MODULE_PATHNAME', 'vault_export_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/records.rs:94
+-- src/api/records.rs:119
 -- pii_vault::api::records::vault_get
 CREATE  FUNCTION "vault_get"(
 	"token" uuid /* Uuid */
@@ -186,7 +186,7 @@ AS 'MODULE_PATHNAME', 'vault_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/records.rs:111
+-- src/api/records.rs:136
 -- pii_vault::api::records::vault_get
 CREATE  FUNCTION "vault_get"(
 	"token" uuid, /* Uuid */
@@ -213,7 +213,7 @@ AS 'MODULE_PATHNAME', 'vault_health_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/rotation.rs:106
+-- src/api/rotation.rs:142
 -- pii_vault::api::rotation::vault_key_versions
 CREATE  FUNCTION "vault_key_versions"() RETURNS TABLE (
 	"key_version" INT,  /* i32 */
@@ -254,7 +254,7 @@ AS 'MODULE_PATHNAME', 'vault_normalize_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/rotation.rs:46
+-- src/api/rotation.rs:54
 -- pii_vault::api::rotation::vault_rotate_batch
 CREATE  FUNCTION "vault_rotate_batch"(
 	"batch_size" INT, /* i32 */
@@ -271,7 +271,7 @@ AS 'MODULE_PATHNAME', 'vault_rotate_batch_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/records.rs:74
+-- src/api/records.rs:99
 -- pii_vault::api::records::vault_store
 CREATE  FUNCTION "vault_store"(
 	"record" jsonb /* JsonbDatum */
@@ -283,7 +283,7 @@ AS 'MODULE_PATHNAME', 'vault_store_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/records.rs:134
+-- src/api/records.rs:159
 -- pii_vault::api::records::vault_update
 CREATE  FUNCTION "vault_update"(
 	"token" uuid, /* Uuid */
@@ -296,23 +296,20 @@ AS 'MODULE_PATHNAME', 'vault_update_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/install.rs:5
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/install.rs:18
--- pii_vault::api::install::pii_vault::install_key_check
-CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/api/audit_functions.rs:121
 CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::audit_functions::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:197
+-- pii_vault::api::audit_functions::pii_vault::audit_read_note
+CREATE  FUNCTION pii_vault."audit_read_note"(
+	"token" uuid /* Option < Uuid > */
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -350,18 +347,6 @@ AS 'MODULE_PATHNAME', 'audit_wait_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/audit_functions.rs:197
--- pii_vault::api::audit_functions::pii_vault::audit_read_note
-CREATE  FUNCTION pii_vault."audit_read_note"(
-	"token" uuid /* Option < Uuid > */
-) RETURNS void
-VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/api/audit_functions.rs:191
 -- pii_vault::api::audit_functions::pii_vault::audit_batch_may_name
 CREATE  FUNCTION pii_vault."audit_batch_may_name"(
@@ -374,17 +359,50 @@ AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/storage_guards.rs:77
+-- src/api/storage_guards.rs:110
 CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/storage_guards.rs:89
+-- src/api/storage_guards.rs:122
 -- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
 CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
 	RETURNS TRIGGER
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:139
+-- pii_vault::api::storage_guards::pii_vault::audit_append_only
+CREATE FUNCTION pii_vault."audit_append_only"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:156
+-- pii_vault::api::storage_guards::pii_vault::key_check_changed
+CREATE FUNCTION pii_vault."key_check_changed"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/install.rs:5
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/install.rs:19
+-- pii_vault::api::install::pii_vault::install_key_check
+CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -430,6 +448,24 @@ REVOKE ALL ON FUNCTION pii_vault.audit_batch_may_name(bytea, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pii_vault.audit_batches_restore_guard() FROM PUBLIC;
 CREATE TRIGGER audit_batches_restore_guard BEFORE INSERT ON pii_vault.audit_batches
     FOR EACH ROW EXECUTE FUNCTION pii_vault.audit_batches_restore_guard();
+
+-- The audit is append-only: only the audit writer adds batches, only
+-- vault_audit_prune removes them (and re-anchors), whoever else tries.
+REVOKE ALL ON FUNCTION pii_vault.audit_append_only() FROM PUBLIC;
+CREATE TRIGGER audit_batches_append_only BEFORE UPDATE OR DELETE ON pii_vault.audit_batches
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.audit_append_only();
+CREATE TRIGGER audit_batches_no_truncate BEFORE TRUNCATE ON pii_vault.audit_batches
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.audit_append_only();
+CREATE TRIGGER audit_anchor_append_only BEFORE UPDATE OR DELETE ON pii_vault.audit_anchor
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.audit_append_only();
+CREATE TRIGGER audit_anchor_no_truncate BEFORE TRUNCATE ON pii_vault.audit_anchor
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.audit_append_only();
+
+-- Every session judges the loaded keys again once the key check values
+-- change (a restore appends the dump's).
+REVOKE ALL ON FUNCTION pii_vault.key_check_changed() FROM PUBLIC;
+CREATE TRIGGER key_check_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pii_vault.key_check
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.key_check_changed();
 
 -- The audit of one token, for auditors and admins (no PII in it).
 CREATE FUNCTION vault_audit(for_token uuid)

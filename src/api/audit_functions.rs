@@ -289,6 +289,30 @@ fn plan_anchor(keys: &KeySet, before: Option<i64>) -> SpiResult<AnchorPlan> {
     })
 }
 
+thread_local! {
+    static EDITING_AUDIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this backend is pruning or re-anchoring the audit (the
+/// append-only trigger lets only that, and the audit writer, through).
+pub(crate) fn editing_audit() -> bool {
+    EDITING_AUDIT.get()
+}
+
+/// Runs `f` with the audit open to pruning and re-anchoring; closed again
+/// however `f` ends (an ERROR unwinds through here as a Rust panic).
+fn while_editing_audit<R>(f: impl FnOnce() -> R) -> R {
+    struct Close;
+    impl Drop for Close {
+        fn drop(&mut self) {
+            EDITING_AUDIT.set(false);
+        }
+    }
+    EDITING_AUDIT.set(true);
+    let _close = Close;
+    f()
+}
+
 /// Serializes the two writers of the anchor (pruning and rotation) for the
 /// rest of the transaction; the audit writer only appends batches and is
 /// not held up. Taken before anything is read, so what is read afterwards
@@ -341,11 +365,13 @@ pub(crate) fn anchor_older_batches(keys: &KeySet) {
         );
         return;
     }
-    write_anchor(keys, &plan).unwrap_or_else(|e| error!("pii_vault: could not write the audit anchor: {e}"));
+    while_editing_audit(|| write_anchor(keys, &plan))
+        .unwrap_or_else(|e| error!("pii_vault: could not write the audit anchor: {e}"));
 }
 
-/// Removes the audit batches whose events are all older than `before`
-/// (from the oldest on, never the newest batch), after checking the whole
+/// Removes the audit batches whose events are all older than `before` and
+/// than `pii_vault.audit_retention_days` (from the oldest on, never the
+/// newest batch), after checking the whole
 /// chain, and leaves an anchor MACed under the active key version from
 /// which `vault_audit_verify()` goes on: a batch removed later from the
 /// middle, or an edited anchor, is still caught. Returns the number of
@@ -356,8 +382,15 @@ pub(crate) fn anchor_older_batches(keys: &KeySet) {
 fn vault_audit_prune(before: pgrx::datum::TimestampWithTimeZone) -> i64 {
     audited(Operation::AuditPrune, |_call| {
         let keys = guard::ready();
+        let floor = Spi::get_one_with_args::<pgrx::datum::TimestampWithTimeZone>(
+            "SELECT pg_catalog.now() - pg_catalog.make_interval(days => $1)",
+            &[guc::audit_retention_days().into()],
+        )
+        .ok()
+        .flatten()
+        .map_or(i64::MIN, |t| t.into_inner());
         let plan = lock_anchor()
-            .and_then(|()| plan_anchor(keys, Some(before.into_inner())))
+            .and_then(|()| plan_anchor(keys, Some(before.into_inner().min(floor))))
             .unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
         if !plan.verdict.ok {
             crate::api::errors::raise(VaultError::AuditDoesNotVerify(plan.verdict.first_bad_id.unwrap_or(0)));

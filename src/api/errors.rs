@@ -13,7 +13,7 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
     use VaultError::*;
     match error {
         Unavailable(_) | UnknownKeyVersion(_) | AuditUnavailable => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        BulkExportDisabled | NotAdmin => ERRCODE_INSUFFICIENT_PRIVILEGE,
+        BulkExportDisabled | NotAdmin | AuditAppendOnly => ERRCODE_INSUFFICIENT_PRIVILEGE,
         ReadsPerStatement(_) | ReadsPerMinute(_) | WritesPerStatement(_) | WritesPerMinute(_) => {
             ERRCODE_PROGRAM_LIMIT_EXCEEDED
         }

@@ -11,8 +11,10 @@ use crate::error::{KeyProblem, VaultError};
 use crate::{guc, keys, normalize::Region, store};
 
 thread_local! {
-    /// None until this backend compared the key with the stored key check.
-    static KEY_CHECK: RefCell<Option<Result<(), KeyProblem>>> = const { RefCell::new(None) };
+    /// This backend's judgement of the loaded keys, and the key check
+    /// generation (`shmem::key_check_generation`) it was made under: made
+    /// again once the stored values change.
+    static KEY_CHECK: RefCell<Option<(Result<(), KeyProblem>, u64)>> = const { RefCell::new(None) };
 }
 
 /// Whether this is the database named by pii_vault.database (the one the
@@ -30,11 +32,11 @@ pub fn in_vault_database() -> bool {
     })
 }
 
-/// The loaded keys, once they are known to match the stored key check
-/// values (`KeySet::verdict`). A loaded version the vault has no check
-/// value for yet is registered here, in the caller's transaction, when it
-/// can write: the verdict is then cached only once a later transaction
-/// reads the value back (a rolled-back registration is simply made again).
+/// The loaded keys, once they are known to be the vault's
+/// (`store::settle_key_checks`). A loaded version the vault has no check
+/// value for yet is stored here, in the caller's transaction, when it can
+/// write; the judgement is then kept only once a later transaction finds
+/// it stored (a rolled-back one is simply stored again).
 pub fn ready() -> &'static KeySet {
     // SAFETY: a plain global, -1 outside parallel workers. The functions
     // are PARALLEL UNSAFE, so this never fires unless someone altered
@@ -46,9 +48,12 @@ pub fn ready() -> &'static KeySet {
     if !in_vault_database() {
         raise(VaultError::Unavailable(KeyProblem::WrongDatabase));
     }
-    let verdict = KEY_CHECK.with_borrow(Clone::clone).unwrap_or_else(|| {
-        let verdict = keys.verdict(&store::key_checks());
-        let settled = match &verdict {
+    let generation = crate::shmem::key_check_generation();
+    let cached = KEY_CHECK.with_borrow(|k| k.as_ref().filter(|(_, g)| *g == generation).map(|(v, _)| v.clone()));
+    let verdict = cached.unwrap_or_else(|| {
+        let judged = pgrx::Spi::connect_mut(|client| store::settle_key_checks(client, keys, transaction_can_write()))
+            .unwrap_or_else(|e| pgrx::error!("pii_vault: internal storage error: {e}"));
+        let settled = match &judged {
             Err(problem) => {
                 // Only a backend can read the stored check values, so the
                 // server log hears of a wrong key here, once per backend
@@ -56,20 +61,11 @@ pub fn ready() -> &'static KeySet {
                 pgrx::log!("pii_vault: {problem}. {}", problem.hint());
                 true
             }
-            Ok(v) if v.unregistered.is_empty() => true,
-            Ok(v) => {
-                if transaction_can_write() {
-                    for version in &v.unregistered {
-                        let ring = keys.version(*version).expect("a loaded version");
-                        store::insert_key_check(*version, ring.check_value());
-                    }
-                }
-                false
-            }
+            Ok(settled) => *settled,
         };
-        let verdict = verdict.map(drop);
+        let verdict = judged.map(drop);
         if settled {
-            KEY_CHECK.set(Some(verdict.clone()));
+            KEY_CHECK.set(Some((verdict.clone(), generation)));
         }
         verdict
     });
@@ -87,7 +83,7 @@ fn transaction_can_write() -> bool {
 
 /// Whether this backend has found the loaded key to be the vault's.
 pub fn key_usable() -> bool {
-    KEY_CHECK.with_borrow(|verdict| matches!(verdict, Some(Ok(()))))
+    KEY_CHECK.with_borrow(|verdict| matches!(verdict, Some((Ok(()), _))))
 }
 
 pub fn region() -> Region {

@@ -78,13 +78,15 @@ fn log_setting(name: &'static str, fine: impl Fn(&str) -> bool, fix: &str) -> Ch
 fn key_check() -> Check {
     let (problem, fine) = match keys::key_set() {
         Err(_) => (Some("no key loaded (see key_loaded)".to_string()), String::new()),
-        Ok(keys) => match keys.verdict(&store::key_checks()) {
-            Err(problem) => (Some(with_hint(&problem)), String::new()),
-            Ok(_) => (
+        Ok(keys) => match Spi::connect_mut(|client| store::settle_key_checks(client, keys, false)) {
+            Err(e) => (Some(format!("the key check values cannot be read: {e}")), String::new()),
+            Ok(Err(problem)) => (Some(with_hint(&problem)), String::new()),
+            Ok(Ok(settled)) => (
                 None,
                 format!(
-                    "every loaded key version matches its key check value; version {} is active",
-                    keys.active().key_version()
+                    "the loaded keys are the vault's; version {} is active{}",
+                    keys.active().key_version(),
+                    if settled { "" } else { " (new versions' check values are stored by the next call)" }
                 ),
             ),
         },

@@ -8,22 +8,20 @@ mod pii_vault {
 
     use crate::api::errors::raise;
     use crate::error::{KeyProblem, VaultError};
-    use crate::{keys, store};
+    use crate::keys;
 
-    /// Stores the check value of every loaded key version: from now on, a
-    /// server started with other keys refuses to touch this vault. (A
-    /// restore runs this too, and then loads the dump's values beside
-    /// these: under another key the two cannot both match, and every call
-    /// is refused.)
+    /// Refuses CREATE EXTENSION without a loaded key or outside the vault's
+    /// database. Stores nothing: the key check values are stored by the
+    /// first call (`store::settle_key_checks`), so a restore, which runs
+    /// CREATE EXTENSION before loading the dump's values, finds only the
+    /// dump's. (Named for what 0.1.0's did, which its install script
+    /// calls.)
     #[pg_extern(volatile)]
     #[search_path(pg_catalog, pii_vault, pg_temp)]
     fn install_key_check() {
-        let keys = keys::key_set().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
+        keys::key_set().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
         if !crate::api::guard::in_vault_database() {
             raise(VaultError::Unavailable(KeyProblem::WrongDatabase));
-        }
-        for ring in keys.rings() {
-            store::insert_key_check(ring.key_version(), ring.check_value());
         }
     }
 }

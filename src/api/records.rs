@@ -50,28 +50,28 @@ pub(crate) fn index_hashes(keys: &KeySet, record: &JsonbDatum, own: Option<&Toke
 }
 
 /// The blind-index hashes `vault_rotate` gives a stored record under the
-/// active version, and how many of its values it could not index. A value
-/// stored by an earlier release whose normalizer was laxer may not
-/// normalize any more; it cannot be looked up either (`vault_lookup`
-/// refuses it the same way), so it stays unindexed rather than stopping
-/// the rotation at that record. No other record can hold a value this one
-/// holds (the unique indexes saw to that when it was stored), so no
-/// duplicate probe is needed.
-pub(crate) fn rotated_index_hashes(keys: &KeySet, record: &JsonbDatum) -> (IndexHashes, usize) {
+/// active version, or the first kind whose value no longer normalizes (a
+/// value an earlier release's laxer normalizer accepted, or a national
+/// phone number after `pii_vault.default_region` changed). Such a record
+/// is not moved: dropping its index entry would hide it from lookups by
+/// another spelling (`+1 415 …` for a number stored as `(415) …`) and let
+/// a duplicate in. No other record can hold a value this one holds (the
+/// unique indexes saw to that when it was stored), so no duplicate probe
+/// is needed.
+pub(crate) fn rotated_index_hashes(keys: &KeySet, record: &JsonbDatum) -> Result<IndexHashes, LookupKind> {
     let fields = record.top_level_fields(LookupKind::INDEXED.map(|kind| kind.as_str())).or_raise();
     let mut hashes = IndexHashes::default();
-    let mut unindexed = 0;
     for (kind, field) in LookupKind::INDEXED.into_iter().zip(fields) {
         match field {
-            TopLevelField::String(value) => match normalize(kind, value, guard::region()) {
-                Ok(normalized) => hashes.set(kind, blind_index(keys.active(), kind, &normalized)),
-                Err(_) => unindexed += 1,
-            },
-            TopLevelField::Other => unindexed += 1,
-            _ => {}
+            TopLevelField::String(value) => {
+                let normalized = normalize(kind, value, guard::region()).map_err(|_| kind)?;
+                hashes.set(kind, blind_index(keys.active(), kind, &normalized));
+            }
+            TopLevelField::Other => return Err(kind),
+            TopLevelField::Absent | TopLevelField::Null => {}
         }
     }
-    (hashes, unindexed)
+    Ok(hashes)
 }
 
 /// Another record has this lookup value (the store reports it mid-statement,

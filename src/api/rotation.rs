@@ -28,11 +28,13 @@ struct Pass {
     after: Token,
     remaining: i64,
     version: u32,
+    /// Records this pass could not move (see `rotated_index_hashes`).
+    stuck: i64,
 }
 
 impl Pass {
     fn start(version: u32, from: &[u32]) -> Pass {
-        Pass { after: [0; 16], remaining: store::count_under(from), version }
+        Pass { after: [0; 16], remaining: store::count_under(from), version, stuck: 0 }
     }
 }
 
@@ -70,36 +72,48 @@ fn vault_rotate_batch(
             _ => Pass::start(version, &from),
         };
         let batch = store::records_under(&from, &pass.after, batch_size as i64);
-        let mut unindexed = 0;
+        let mut stuck = 0;
         for (token, sealed) in &batch {
             let record = open_record(keys, token, sealed);
-            let (hashes, skipped) = rotated_index_hashes(keys, &record);
-            unindexed += skipped;
+            let Ok(hashes) = rotated_index_hashes(keys, &record).inspect_err(|kind| {
+                warning!(
+                    "pii_vault: record {} was not moved: its {kind} no longer normalizes under the current settings",
+                    pgrx::Uuid::from_bytes(*token)
+                );
+            }) else {
+                stuck += 1;
+                continue;
+            };
             let moved = envelope::rewrap(keys, active, token, sealed).or_raise();
             store::rekey_record(token, &moved, &hashes, |kind| raise(VaultError::Duplicate(kind)));
         }
-        if unindexed > 0 {
-            warning!(
-                "pii_vault: {unindexed} email, phone or login values of this batch no longer normalize and are left unindexed (they could not be looked up before either)"
-            );
-        }
-        let rotated = batch.len() as i64;
+        let rotated = batch.len() as i64 - stuck;
         let mut next = Pass {
             after: batch.last().map_or(pass.after, |(token, _)| *token),
             remaining: (pass.remaining - rotated).max(0),
             version,
+            stuck: pass.stuck + stuck,
         };
-        let end_of_pass = rotated < batch_size as i64;
+        let end_of_pass = (batch.len() as i64) < batch_size as i64;
+        let mut done = false;
         if end_of_pass {
             // Records skipped because they were locked, or stored under an
-            // older version by a server still running with it: another pass.
-            next = Pass::start(version, &from);
+            // older version by a server still running with it: another
+            // pass, unless all that remain are records it cannot move.
+            let left = Pass::start(version, &from);
+            done = left.remaining <= next.stuck;
+            if done && next.stuck > 0 {
+                warning!(
+                    "pii_vault: {} records stay under older key versions (see the warnings above): correct their values with vault_update, or restore the setting they were stored under, and CALL vault_rotate() again",
+                    next.stuck
+                );
+            }
+            next = Pass { remaining: left.remaining - next.stuck.min(left.remaining), ..left };
         }
         PASS.set(Some(next));
-        let done = end_of_pass && next.remaining == 0;
         if done {
             PASS.set(None);
-            let stranded = store::count_not_under(version);
+            let stranded = store::count_not_under(version) - store::count_under(&from);
             if stranded > 0 {
                 warning!(
                     "pii_vault: {stranded} records are under key versions that are not loaded and were not moved; see vault_key_versions()"

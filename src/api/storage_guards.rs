@@ -1,6 +1,8 @@
 //! Guards on the storage itself, whatever SQL reaches it: no drop of the
-//! records while any exist, and no restore of a dump's audit into a vault
-//! that already keeps its own.
+//! records while any exist; no restore of a dump's audit into a vault
+//! that already keeps its own; an audit that only the audit writer adds to
+//! and only pruning removes from; and every session told when the key
+//! check values change.
 
 use std::ffi::c_void;
 
@@ -24,7 +26,7 @@ pub fn install_hook() {
     }
 }
 
-/// Refuses (55006) to drop `pii_vault.records` while it holds a row,
+/// Refuses (55006) to drop the vault's records table while it holds a row,
 /// unless `pii_vault.allow_drop` is on (a superuser-only setting). Every
 /// way of dropping the vault drops this table first (DROP EXTENSION, with
 /// or without CASCADE; DROP SCHEMA … CASCADE on the extension's schema;
@@ -48,30 +50,63 @@ unsafe extern "C-unwind" fn object_access(
         || class_id != pg_sys::RelationRelationId
         || sub_id != 0
         || guc::allow_drop()
-        || object_id != records_table()
+        || !is_records_table(object_id)
     {
         return;
     }
-    if records_exist() {
+    if has_rows(object_id) {
         raise(VaultError::DropRefused);
     }
 }
 
-/// The OID of `pii_vault.records` in this database (InvalidOid when it has
-/// no vault).
-fn records_table() -> Oid {
-    // SAFETY: catalog lookups inside a transaction; missing_ok.
+/// Whether `relid` is the vault's records table: `pii_vault.records`, or,
+/// whatever it was renamed or moved to, the extension's member table with
+/// an `envelope` column.
+fn is_records_table(relid: Oid) -> bool {
+    // SAFETY: catalog lookups inside a transaction; missing_ok throughout.
     unsafe {
         let schema = pg_sys::get_namespace_oid(c"pii_vault".as_ptr(), true);
-        if schema == pg_sys::InvalidOid {
-            return pg_sys::InvalidOid;
+        if schema != pg_sys::InvalidOid && pg_sys::get_relname_relid(c"records".as_ptr(), schema) == relid {
+            return true;
         }
-        pg_sys::get_relname_relid(c"records".as_ptr(), schema)
+        let extension = pg_sys::get_extension_oid(c"pii_vault".as_ptr(), true);
+        extension != pg_sys::InvalidOid
+            && pg_sys::getExtensionOfObject(pg_sys::RelationRelationId, relid) == extension
+            && pg_sys::get_attnum(relid, c"envelope".as_ptr()) != pg_sys::InvalidAttrNumber as pg_sys::AttrNumber
     }
 }
 
-fn records_exist() -> bool {
-    Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pii_vault.records)").ok().flatten().unwrap_or(true)
+/// Whether the table holds a row committed by now (or written by this
+/// transaction): read under the latest snapshot, not the transaction's,
+/// which in REPEATABLE READ may predate records stored since. The drop
+/// holds the table's ACCESS EXCLUSIVE lock by now, so no insert is in
+/// flight.
+fn has_rows(relid: Oid) -> bool {
+    // SAFETY: catalog lookups and one read-only query in its own SPI
+    // connection, under a snapshot pushed and popped around it.
+    unsafe {
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        let name = pg_sys::get_rel_name(relid);
+        if schema.is_null() || name.is_null() {
+            return true;
+        }
+        let quoted = |s: *const std::ffi::c_char| {
+            std::ffi::CStr::from_ptr(pg_sys::quote_identifier(s)).to_string_lossy().into_owned()
+        };
+        let query = std::ffi::CString::new(format!("SELECT FROM {}.{} LIMIT 1", quoted(schema), quoted(name)))
+            .expect("identifiers hold no NUL");
+        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+        let found = if pg_sys::SPI_connect() == pg_sys::SPI_OK_CONNECT as i32 {
+            let status = pg_sys::SPI_execute(query.as_ptr(), true, 1);
+            let found = status != pg_sys::SPI_OK_SELECT as i32 || pg_sys::SPI_processed > 0;
+            pg_sys::SPI_finish();
+            found
+        } else {
+            true
+        };
+        pg_sys::PopActiveSnapshot();
+        found
+    }
 }
 
 #[pg_schema]
@@ -94,6 +129,38 @@ mod pii_vault {
             raise(VaultError::AuditNotEmpty);
         }
         Ok(trigger.new())
+    }
+
+    /// BEFORE UPDATE OR DELETE (each row) and BEFORE TRUNCATE on
+    /// `pii_vault.audit_batches` and `pii_vault.audit_anchor`: the audit is
+    /// appended to by the audit writer and shortened only by
+    /// `vault_audit_prune` (and re-anchored by `vault_rotate`). A member of
+    /// `pg_write_all_data` cannot delete or renumber batches; a superuser
+    /// can disable the trigger, and `vault_audit_verify()` still catches
+    /// what they change.
+    #[pg_trigger]
+    fn audit_append_only<'a>(
+        trigger: &'a pgrx::PgTrigger<'a>,
+    ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, PgHeapTupleError> {
+        if !crate::audit::writer::is_writer() && !super::super::audit_functions::editing_audit() {
+            raise(VaultError::AuditAppendOnly);
+        }
+        // Let the row through: OLD for a DELETE (NULL would skip it
+        // silently), NEW for an UPDATE; a TRUNCATE's result is ignored.
+        Ok(trigger.new().or_else(|| trigger.old()))
+    }
+
+    /// AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE on
+    /// `pii_vault.key_check`, once per statement: when the transaction
+    /// commits, every session judges the loaded keys again
+    /// (`shmem::key_check_generation`). At commit, not now: a session
+    /// judging before the change is visible would keep the old verdict.
+    #[pg_trigger]
+    fn key_check_changed<'a>(
+        _trigger: &'a pgrx::PgTrigger<'a>,
+    ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgHeapTupleError> {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, crate::shmem::bump_key_check_generation);
+        Ok(None)
     }
 
     /// Whether a batch visible to the inserting statement was written by

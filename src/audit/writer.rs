@@ -215,34 +215,19 @@ fn write_batch(
             let plans = writer_plans(client)?;
             let table: Option<pg_sys::Oid> = client.select(&plans.audit_table, None, &[])?.first().get(1)?;
             let Some(table) = table else { return Ok(None) };
-            if head.as_ref().is_none_or(|h| h.table != table) {
-                // A new chain head: first make sure the loaded key is the
-                // vault's, or the batch would be MACed under a key that
-                // vault_audit_verify() later rejects forever. The events
-                // stay queued (calls are refused under a wrong key anyway).
-                let Ok(verdict) = keys.verdict(&crate::store::key_checks_with(client)?) else {
-                    return Ok(Some(0));
-                };
-                // New key versions are registered here too, in the writer's
-                // own transaction, so a vault read only by read-only
-                // transactions still settles its key checks.
-                for version in verdict.unregistered {
-                    let ring = keys.version(version).expect("a loaded version");
-                    crate::store::insert_key_check_with(client, version, ring.check_value())?;
+            // The loaded keys must be the vault's before anything is MACed
+            // under them, or vault_audit_verify() rejects the batch forever
+            // (the events stay queued; calls are refused under a wrong key
+            // anyway). Judged again whenever the key check values change.
+            let generation = crate::shmem::key_check_generation();
+            if KEYS_CHECKED.get() != Some(generation) {
+                match crate::store::settle_key_checks(client, keys, true)? {
+                    Ok(_) => KEYS_CHECKED.set(Some(generation)),
+                    Err(_) => return Ok(Some(0)),
                 }
-                let last = client.select(
-                    "SELECT last_id, mac FROM pii_vault.audit_batches ORDER BY first_id DESC LIMIT 1",
-                    None,
-                    &[],
-                )?;
-                let (id, mac) = if last.is_empty() {
-                    (0, GENESIS)
-                } else {
-                    let row = last.first();
-                    let mac: Vec<u8> = row.get(2)?.unwrap_or_default();
-                    (row.get(1)?.unwrap_or(0), mac.try_into().unwrap_or(GENESIS))
-                };
-                *head = Some(ChainHead { table, id, mac });
+            }
+            if head.as_ref().is_none_or(|h| h.table != table) {
+                *head = Some(chain_head(client, table)?);
             }
             let h = head.as_mut().expect("set above");
             let first_id = h.id + 1;
@@ -291,6 +276,37 @@ fn write_batch(
             error!("pii_vault audit writer: could not write the audit: {e}");
         }
     }
+}
+
+thread_local! {
+    /// The key check generation (`shmem::key_check_generation`) under which
+    /// this writer last found the loaded keys to be the vault's.
+    static KEYS_CHECKED: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Where the next batch chains on in `table`: after the last batch this
+/// server's writers committed there (kept in shared memory across writer
+/// restarts), or, when none has since the server started, after the
+/// table's last row. Never after a later row: continuing from whatever
+/// the table ends with would let batches deleted from its end (and a
+/// writer made to restart, by pg_terminate_backend or a planted row
+/// colliding with its next id) go unnoticed; chaining on from the
+/// remembered head leaves a gap `vault_audit_verify()` reports instead.
+fn chain_head(client: &SpiClient<'_>, table: pg_sys::Oid) -> SpiResult<ChainHead> {
+    let remembered = queue::state();
+    if remembered.chain_id > 0 && remembered.chain_table == u32::from(table) {
+        return Ok(ChainHead { table, id: remembered.chain_id, mac: remembered.chain_mac });
+    }
+    let last =
+        client.select("SELECT last_id, mac FROM pii_vault.audit_batches ORDER BY first_id DESC LIMIT 1", None, &[])?;
+    let (id, mac) = if last.is_empty() {
+        (0, GENESIS)
+    } else {
+        let row = last.first();
+        let mac: Vec<u8> = row.get(2)?.unwrap_or_default();
+        (row.get(1)?.unwrap_or(0), mac.try_into().unwrap_or(GENESIS))
+    };
+    Ok(ChainHead { table, id, mac })
 }
 
 /// The writer's statements, prepared once per writer process (parsing

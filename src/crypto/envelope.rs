@@ -218,6 +218,15 @@ fn unwrap_data_key(keys: &KeySet, token: &[u8; 16], p: &Parts<'_>) -> VaultResul
     Ok(data_key)
 }
 
+/// Whether the data key of an envelope opens under the loaded keys (the
+/// record itself is not decrypted): what proves, when a vault has no key
+/// check values (one restored from a dump of 0.1.0), that the loaded keys
+/// are its keys.
+pub fn data_key_opens(keys: &KeySet, token: &[u8; 16], envelope: &[u8]) -> VaultResult<()> {
+    let p = parts(envelope).ok_or(VaultError::DecryptFailed)?;
+    unwrap_data_key(keys, token, &p).map(drop)
+}
+
 /// Opens an envelope into `out`, exactly `plaintext_len(envelope)` bytes:
 /// `vault_get` passes the memory of the datum it returns, so the record is
 /// decrypted where it is needed, with no copy. On an error `out` holds

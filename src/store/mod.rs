@@ -166,18 +166,61 @@ pub fn key_checks_with(client: &pgrx::spi::SpiClient<'_>) -> SpiResult<Vec<(u32,
     Ok(out)
 }
 
-/// Stores the key check value of `key_version` unless one is stored (at
-/// CREATE EXTENSION, and when a new version is first loaded).
-pub fn insert_key_check(key_version: u32, check_value: &[u8]) {
-    Spi::connect_mut(|client| insert_key_check_with(client, key_version, check_value))
-        .unwrap_or_else(|e| error!("pii_vault: could not store the key check value: {e}"))
+/// Judges the loaded keys against the vault's key check values
+/// (`KeySet::verdict`) and, when `can_write`, stores the check value of
+/// every loaded version the vault has none for. Ok(true): settled, nothing
+/// left to store; Ok(false): fine for this transaction, but a value is
+/// still to be stored (or was stored by this uncommitted transaction).
+///
+/// A vault with no check values at all (just created, or restored from a
+/// dump of 0.1.0, which did not carry them) is vouched for by its data:
+/// none, or a record whose data key opens under a loaded version. CREATE
+/// EXTENSION stores nothing, so a restore, whose dump brings the vault's
+/// own values, never finds values of the restoring server's keys beside
+/// them: under keys that share no version with the dump every call is
+/// refused.
+pub fn settle_key_checks(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    keys: &crate::crypto::KeySet,
+    can_write: bool,
+) -> SpiResult<Result<bool, crate::error::KeyProblem>> {
+    use crate::error::KeyProblem;
+    let stored = key_checks_with(client)?;
+    let unregistered: Vec<u32> = if stored.is_empty() {
+        let sample = client.select("SELECT token, envelope FROM pii_vault.records LIMIT 1", None, &[])?;
+        if !sample.is_empty() {
+            let row = sample.first();
+            let (token, envelope) = (row.get::<Uuid>(1)?, row.get::<Vec<u8>>(2)?);
+            let token = token.map(|t| *t.as_bytes()).unwrap_or_default();
+            let envelope = envelope.unwrap_or_default();
+            let version = crate::crypto::envelope::key_version(&envelope).unwrap_or(0);
+            if let Err(e) = crate::crypto::envelope::data_key_opens(keys, &token, &envelope) {
+                return Ok(Err(match e {
+                    crate::error::VaultError::UnknownKeyVersion(v) => KeyProblem::NoKnownVersion(vec![v]),
+                    _ => KeyProblem::WrongKey(version),
+                }));
+            }
+        }
+        keys.rings().iter().map(|r| r.key_version()).collect()
+    } else {
+        match keys.verdict(&stored) {
+            Ok(verdict) => verdict.unregistered,
+            Err(problem) => return Ok(Err(problem)),
+        }
+    };
+    if unregistered.is_empty() {
+        return Ok(Ok(true));
+    }
+    if can_write {
+        for version in unregistered {
+            let ring = keys.version(version).expect("a loaded version");
+            insert_key_check_with(client, version, ring.check_value())?;
+        }
+    }
+    Ok(Ok(false))
 }
 
-pub fn insert_key_check_with(
-    client: &mut pgrx::spi::SpiClient<'_>,
-    key_version: u32,
-    check_value: &[u8],
-) -> SpiResult<()> {
+fn insert_key_check_with(client: &mut pgrx::spi::SpiClient<'_>, key_version: u32, check_value: &[u8]) -> SpiResult<()> {
     client.update(
         "INSERT INTO pii_vault.key_check (key_version, check_value) SELECT $1, $2 \
          WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)",
