@@ -108,7 +108,7 @@ fn vault_rotate_batch(
                     next.stuck
                 );
             }
-            next = Pass { remaining: left.remaining - next.stuck.min(left.remaining), ..left };
+            next = left;
         }
         PASS.set(Some(next));
         if done {
