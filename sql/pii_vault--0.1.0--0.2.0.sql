@@ -122,10 +122,12 @@ REVOKE ALL ON FUNCTION vault_rotate_batch(integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_rotate_batch(integer, boolean) TO pii_vault_admin;
 
 -- Moves every record to the active key version, one committed batch at a
--- time. PostgreSQL refuses COMMIT in a SECURITY DEFINER procedure and in
+-- time, pausing after each so the application keeps most of the machine
+-- (bench/run.sh --rotation; '0' rotates at full speed, for a maintenance
+-- window). PostgreSQL refuses COMMIT in a SECURITY DEFINER procedure and in
 -- one with a SET clause, so this runs as its caller and names everything
 -- by schema; each batch is the SECURITY DEFINER vault_rotate_batch.
-CREATE PROCEDURE vault_rotate(batch_size integer DEFAULT 1000)
+CREATE PROCEDURE vault_rotate(batch_size integer DEFAULT 1000, pause interval DEFAULT '250 milliseconds')
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -137,11 +139,12 @@ BEGIN
         COMMIT;
         EXIT WHEN step.done;
         restart := false;
+        PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', pause));
     END LOOP;
 END
 $$;
-REVOKE ALL ON PROCEDURE vault_rotate(integer) FROM PUBLIC;
-GRANT EXECUTE ON PROCEDURE vault_rotate(integer) TO pii_vault_admin;
+REVOKE ALL ON PROCEDURE vault_rotate(integer, interval) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE vault_rotate(integer, interval) TO pii_vault_admin;
 
 REVOKE ALL ON FUNCTION vault_audit_prune(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_audit_prune(timestamptz) TO pii_vault_admin;

@@ -296,6 +296,53 @@ AS 'MODULE_PATHNAME', 'vault_update_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api/install.rs:5
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/install.rs:19
+-- pii_vault::api::install::pii_vault::install_key_check
+CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:112
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:124
+-- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
+CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:158
+-- pii_vault::api::storage_guards::pii_vault::key_check_changed
+CREATE FUNCTION pii_vault."key_check_changed"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:141
+-- pii_vault::api::storage_guards::pii_vault::audit_append_only
+CREATE FUNCTION pii_vault."audit_append_only"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/api/audit_functions.rs:121
 CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::audit_functions::pii_vault */
 /* </end connected objects> */
@@ -310,6 +357,18 @@ VOLATILE
 SET search_path TO pg_catalog, pii_vault, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:191
+-- pii_vault::api::audit_functions::pii_vault::audit_batch_may_name
+CREATE  FUNCTION pii_vault."audit_batch_may_name"(
+	"token_filter" bytea, /* & [u8] */
+	"token" uuid /* Uuid */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -344,65 +403,6 @@ STRICT VOLATILE
 SET search_path TO pg_catalog, pii_vault, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_wait_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/audit_functions.rs:191
--- pii_vault::api::audit_functions::pii_vault::audit_batch_may_name
-CREATE  FUNCTION pii_vault."audit_batch_may_name"(
-	"token_filter" bytea, /* & [u8] */
-	"token" uuid /* Uuid */
-) RETURNS bool /* bool */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:110
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:122
--- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
-CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:139
--- pii_vault::api::storage_guards::pii_vault::audit_append_only
-CREATE FUNCTION pii_vault."audit_append_only"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:156
--- pii_vault::api::storage_guards::pii_vault::key_check_changed
-CREATE FUNCTION pii_vault."key_check_changed"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/install.rs:5
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/install.rs:19
--- pii_vault::api::install::pii_vault::install_key_check
-CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -533,10 +533,12 @@ REVOKE ALL ON FUNCTION vault_rotate_batch(integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_rotate_batch(integer, boolean) TO pii_vault_admin;
 
 -- Moves every record to the active key version, one committed batch at a
--- time. PostgreSQL refuses COMMIT in a SECURITY DEFINER procedure and in
+-- time, pausing after each so the application keeps most of the machine
+-- (bench/run.sh --rotation; '0' rotates at full speed, for a maintenance
+-- window). PostgreSQL refuses COMMIT in a SECURITY DEFINER procedure and in
 -- one with a SET clause, so this runs as its caller and names everything
 -- by schema; each batch is the SECURITY DEFINER vault_rotate_batch.
-CREATE PROCEDURE vault_rotate(batch_size integer DEFAULT 1000)
+CREATE PROCEDURE vault_rotate(batch_size integer DEFAULT 1000, pause interval DEFAULT '250 milliseconds')
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -548,11 +550,12 @@ BEGIN
         COMMIT;
         EXIT WHEN step.done;
         restart := false;
+        PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', pause));
     END LOOP;
 END
 $$;
-REVOKE ALL ON PROCEDURE vault_rotate(integer) FROM PUBLIC;
-GRANT EXECUTE ON PROCEDURE vault_rotate(integer) TO pii_vault_admin;
+REVOKE ALL ON PROCEDURE vault_rotate(integer, interval) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE vault_rotate(integer, interval) TO pii_vault_admin;
 
 REVOKE ALL ON FUNCTION vault_audit_prune(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_audit_prune(timestamptz) TO pii_vault_admin;
