@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reads pgbench results collected by bench/run.sh and prints the table.
 
-  report.py RESULTS_DIR [--secdef | --floor | --budget]
+  report.py RESULTS_DIR [--secdef | --floor | --budget | --rotation]
 
 RESULTS_DIR/runs.tsv has one line per pgbench run:
   op  clients  round  system  tps  logglob
@@ -14,6 +14,18 @@ with SECURITY DEFINER and the vault's pinned search_path), and the time
 per lookup (1 / ops/s, in us) the issue's target leaves. With --budget:
 the vault called by a non-superuser role with the per-role read budget on
 (vault_app) and off (vault_app_off), and what the budget costs.
+
+With --rotation (bench/run.sh --rotation): RESULTS_DIR/rotation.tsv has one
+line per 1 s pgbench run, before, during or after a rotation:
+  round  phase  op  clients  failed  aborted  logglob
+rotation.rounds one line per rotation (round, from and to version, start
+and end in epoch seconds, batches, records left behind); rotation.audit
+the get and lookup calls the audit records as not ok (round, phase, op,
+count; "during" up to the end of the last run started during the
+rotation); rotation.facts the records. A run's time is from its first
+transaction's start to its last one's end (pgbench's connecting and
+exiting left out); during a rotation only the part of a run inside it
+counts, with the transactions that ended in that part.
 """
 import glob
 import statistics
@@ -47,6 +59,9 @@ def main():
     secdef = "--secdef" in sys.argv[2:]
     floor = "--floor" in sys.argv[2:]
     budget = "--budget" in sys.argv[2:]
+    if "--rotation" in sys.argv[2:]:
+        rotation(root)
+        return
     tps = defaultdict(list)
     lat = defaultdict(list)
     for line in open(f"{root}/runs.tsv"):
@@ -127,5 +142,115 @@ def floor_table(ops, tps):
                  f"{t_target - us['noop_pinned']:.2f}", f"{us['plain'] - us['noop']:.2f}"]
         print(f"| {c} | " + " | ".join(cells) + " |")
 
+
+def transactions(pattern):
+    """(start, end, latency in us) of each logged transaction, in epoch
+    seconds; a failed one (its latency field a word) is left out, counted
+    by pgbench's own summary instead."""
+    out = []
+    for path in glob.glob(pattern):
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[2].isdigit():
+                    lat = int(parts[2])
+                    end = int(parts[4]) + int(parts[5]) / 1e6
+                    out.append((end - lat / 1e6, end, lat))
+    return out
+
+
+def rotation(root):
+    facts = dict(line.rstrip("\n").split("\t") for line in open(f"{root}/rotation.facts"))
+    records = int(facts["records"])
+    window = {}
+    for line in open(f"{root}/rotation.rounds"):
+        r, _from, _to, start, end, batches, _left = line.rstrip("\n").split("\t")
+        window[r] = (float(start), float(end), batches)
+    count = defaultdict(int)  # (round, phase, op) -> transactions counted
+    secs = defaultdict(float)  # (round, phase, op) -> the seconds they took
+    lat = defaultdict(list)  # (phase, op) -> latencies, every round
+    failed = defaultdict(int)  # (round, phase, op) -> failed calls
+    clients = "-"
+    for line in open(f"{root}/rotation.tsv"):
+        r, phase, op, clients, f, a, logglob = line.rstrip("\n").split("\t")
+        key = (r, phase, op)
+        failed[key] += int(f) + int(a)
+        txns = transactions(logglob)
+        if not txns:
+            continue
+        lo, hi = min(t[0] for t in txns), max(t[1] for t in txns)
+        if phase == "during":
+            lo, hi = max(lo, window[r][0]), min(hi, window[r][1])
+            if hi <= lo:
+                continue
+        inside = [t for t in txns if lo <= t[1] <= hi]
+        count[key] += len(inside)
+        secs[key] += hi - lo
+        lat[(phase, op)].extend(t[2] for t in inside)
+    for line in open(f"{root}/rotation.audit"):
+        r, phase, op, n = line.rstrip("\n").split("\t")
+        failed[(r, phase, op)] += int(n)
+    rounds = sorted(window, key=int)
+
+    def ops(r, phase, op):
+        key = (r, phase, op)
+        return count[key] / secs[key] if secs[key] > 0 else None
+
+    def mean_ops(phase, op):
+        vs = [v for v in (ops(r, phase, op) for r in rounds) if v is not None]
+        return statistics.mean(vs) if vs else None
+
+    def fmt(v, f="{:,.0f}"):
+        return "-" if v is None else f.format(v)
+
+    def row(label, wall, per_op, n_failed):
+        cells = [label, f"{records:,}", clients, f"{wall:.1f}", f"{records / wall:,.0f}"]
+        for before, during in per_op:
+            ratio = during / before if before and during is not None else None
+            cells += [fmt(before), fmt(during), fmt(ratio, "{:.2f}")]
+        print("| " + " | ".join(cells + [str(n_failed)]) + " |")
+
+    header = ("| round | records | clients | rotation s | records/s | get ops/s before | get during "
+              "| get during/before | lookup ops/s before | lookup during | lookup during/before | failed calls during |")
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    walls = {r: window[r][1] - window[r][0] for r in rounds}
+    for r in rounds:
+        row(r, walls[r], [(ops(r, "before", op), ops(r, "during", op)) for op in ["get", "lookup"]],
+            sum(failed[(r, "during", op)] for op in ["get", "lookup"]))
+    if len(rounds) > 1:
+        row("mean", statistics.mean(walls.values()),
+            [(mean_ops("before", op), mean_ops("during", op)) for op in ["get", "lookup"]],
+            sum(n for (_r, phase, _op), n in failed.items() if phase == "during"))
+    print()
+    header = "| operation | phase | measured s | ops/s | p50 ms | p99 ms | failed calls |"
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    labels = {"before": "before", "during": "during the rotation", "after": "after it (not vacuumed)"}
+    for op in ["get", "lookup"]:
+        for phase in ["before", "during", "after"]:
+            ls = sorted(lat[(phase, op)])
+            measured = sum(secs[(r, phase, op)] for r in rounds)
+            print(f"| {op} | {labels[phase]} | {measured:.1f} | {fmt(mean_ops(phase, op))} "
+                  f"| {percentile(ls, 0.5) / 1000:.3f} | {percentile(ls, 0.99) / 1000:.3f} "
+                  f"| {sum(failed[(r, phase, op)] for r in rounds)} |")
+    print()
+    get_s = sum(secs[(r, "during", "get")] for r in rounds)
+    lookup_s = sum(secs[(r, "during", "lookup")] for r in rounds)
+    batches = "/".join(window[r][2] for r in rounds)
+    print(f"Over {len(rounds)} rotation(s) of {sum(walls.values()):.1f} s in all ({batches} batches), get was "
+          f"measured {get_s:.1f} s and lookup {lookup_s:.1f} s (the rest: pgbench starting and stopping between "
+          f"runs). ops/s are the mean of the rounds; p50 and p99 over every transaction counted.")
+    during_failed = sum(n for (_r, phase, _op), n in failed.items() if phase == "during")
+    verdicts = []
+    for op in ["get", "lookup"]:
+        before, during = mean_ops("before", op), mean_ops("during", op)
+        if before and during is not None:
+            verdicts.append(f"{op} {during / before:.2f} ({'met' if during / before >= 0.8 else 'below'})")
+        else:
+            verdicts.append(f"{op} not measured (the rotation ended first)")
+    print(f"Target: no failed calls ({during_failed} during the rotations, "
+          f"{sum(failed.values()) - during_failed} before and after) and at least 0.80 of the throughput "
+          f"before during the rotation: " + ", ".join(verdicts) + ".")
 
 main()
