@@ -5,8 +5,7 @@
 -- reads both formats of envelope and audit batch.
 \echo Use "ALTER EXTENSION pii_vault UPDATE TO '0.2.0'" to load this file. \quit
 
--- A restore appends the dump's key check values beside CREATE EXTENSION's
--- (see sql/storage.sql), so a version may appear more than once.
+-- Several key check values of one version may meet (see sql/storage.sql).
 ALTER TABLE pii_vault.key_check DROP CONSTRAINT key_check_pkey;
 ALTER TABLE pii_vault.key_check ALTER COLUMN key_version SET NOT NULL;
 

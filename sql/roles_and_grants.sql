@@ -1,7 +1,8 @@
 -- pii_vault roles and grants: run after every function exists.
 
--- Store the key check value now: a vault cannot be created without a key,
--- and a server later started with another key refuses to use it.
+-- A vault cannot be created without a key, nor outside pii_vault.database.
+-- Its key check values are stored by its first call, not here, so a
+-- restore (CREATE EXTENSION, then the dump's data) finds only the dump's.
 SELECT pii_vault.install_key_check();
 
 -- Group roles (NOLOGIN). Created when missing, never dropped by the

@@ -41,10 +41,11 @@ CREATE UNIQUE INDEX records_login_index_key ON pii_vault.records (login_index) I
 -- Ciphertext does not compress: store it out of line without trying.
 ALTER TABLE pii_vault.records ALTER COLUMN envelope SET STORAGE EXTERNAL;
 
--- The MAC of a fixed label under each key version the vault has seen.
--- Not unique per version on purpose: a restore appends the dump's values
--- beside those CREATE EXTENSION stored, and under another key the two
--- cannot both match, so every call is refused (KeySet::verdict).
+-- The MAC of a fixed label under each key version the vault has seen,
+-- stored by the first call (store::settle_key_checks). Not unique per
+-- version on purpose: a dump restored into a vault that stored its own
+-- values appends beside them, and under another key the two cannot both
+-- match, so every call is refused (KeySet::verdict).
 CREATE TABLE pii_vault.key_check (
     key_version integer     NOT NULL,
     check_value bytea       NOT NULL,

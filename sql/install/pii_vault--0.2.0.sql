@@ -52,10 +52,11 @@ CREATE UNIQUE INDEX records_login_index_key ON pii_vault.records (login_index) I
 -- Ciphertext does not compress: store it out of line without trying.
 ALTER TABLE pii_vault.records ALTER COLUMN envelope SET STORAGE EXTERNAL;
 
--- The MAC of a fixed label under each key version the vault has seen.
--- Not unique per version on purpose: a restore appends the dump's values
--- beside those CREATE EXTENSION stored, and under another key the two
--- cannot both match, so every call is refused (KeySet::verdict).
+-- The MAC of a fixed label under each key version the vault has seen,
+-- stored by the first call (store::settle_key_checks). Not unique per
+-- version on purpose: a dump restored into a vault that stored its own
+-- values appends beside them, and under another key the two cannot both
+-- match, so every call is refused (KeySet::verdict).
 CREATE TABLE pii_vault.key_check (
     key_version integer     NOT NULL,
     check_value bytea       NOT NULL,
@@ -296,55 +297,30 @@ AS 'MODULE_PATHNAME', 'vault_update_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/install.rs:5
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/install.rs:19
--- pii_vault::api::install::pii_vault::install_key_check
-CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:112
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:124
--- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
-CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:158
--- pii_vault::api::storage_guards::pii_vault::key_check_changed
-CREATE FUNCTION pii_vault."key_check_changed"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:141
--- pii_vault::api::storage_guards::pii_vault::audit_append_only
-CREATE FUNCTION pii_vault."audit_append_only"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/api/audit_functions.rs:121
 CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::audit_functions::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:152
+-- pii_vault::api::audit_functions::pii_vault::audit_events
+CREATE  FUNCTION pii_vault."audit_events"(
+	"first_id" bigint, /* i64 */
+	"events" bytea /* & [u8] */
+) RETURNS TABLE (
+	"id" bigint,  /* i64 */
+	"at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"session_role" TEXT,  /* String */
+	"acting_role" TEXT,  /* String */
+	"application_name" TEXT,  /* String */
+	"operation" TEXT,  /* String */
+	"token" uuid,  /* Option < Uuid > */
+	"fields" TEXT[],  /* :: std :: option :: Option < Vec < String > > */
+	"outcome" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_events_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -372,28 +348,6 @@ AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/audit_functions.rs:152
--- pii_vault::api::audit_functions::pii_vault::audit_events
-CREATE  FUNCTION pii_vault."audit_events"(
-	"first_id" bigint, /* i64 */
-	"events" bytea /* & [u8] */
-) RETURNS TABLE (
-	"id" bigint,  /* i64 */
-	"at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
-	"session_role" TEXT,  /* String */
-	"acting_role" TEXT,  /* String */
-	"application_name" TEXT,  /* String */
-	"operation" TEXT,  /* String */
-	"token" uuid,  /* Option < Uuid > */
-	"fields" TEXT[],  /* :: std :: option :: Option < Vec < String > > */
-	"outcome" TEXT  /* String */
-)
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_events_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/api/audit_functions.rs:137
 -- pii_vault::api::audit_functions::pii_vault::audit_wait
 CREATE  FUNCTION pii_vault."audit_wait"(
@@ -406,12 +360,60 @@ AS 'MODULE_PATHNAME', 'audit_wait_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api/install.rs:5
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/install.rs:19
+-- pii_vault::api::install::pii_vault::install_key_check
+CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:112
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:158
+-- pii_vault::api::storage_guards::pii_vault::key_check_changed
+CREATE FUNCTION pii_vault."key_check_changed"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:124
+-- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
+CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:141
+-- pii_vault::api::storage_guards::pii_vault::audit_append_only
+CREATE FUNCTION pii_vault."audit_append_only"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/lib.rs:46
 -- finalize
 -- pii_vault roles and grants: run after every function exists.
 
--- Store the key check value now: a vault cannot be created without a key,
--- and a server later started with another key refuses to use it.
+-- A vault cannot be created without a key, nor outside pii_vault.database.
+-- Its key check values are stored by its first call, not here, so a
+-- restore (CREATE EXTENSION, then the dump's data) finds only the dump's.
 SELECT pii_vault.install_key_check();
 
 -- Group roles (NOLOGIN). Created when missing, never dropped by the
