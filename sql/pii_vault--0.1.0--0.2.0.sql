@@ -8,6 +8,8 @@
 -- Several key check values of one version may meet (see sql/storage.sql).
 ALTER TABLE pii_vault.key_check DROP CONSTRAINT key_check_pkey;
 ALTER TABLE pii_vault.key_check ALTER COLUMN key_version SET NOT NULL;
+-- Values stored before carry none (NULL): this vault's id from then on.
+ALTER TABLE pii_vault.key_check ADD COLUMN vault_id uuid;
 
 -- Where the audit's chain starts once old batches are pruned, and a
 -- digest vouching for the batches MACed under key versions since retired;

@@ -46,10 +46,14 @@ ALTER TABLE pii_vault.records ALTER COLUMN envelope SET STORAGE EXTERNAL;
 -- version on purpose: a dump restored into a vault that stored its own
 -- values appends beside them, and under another key the two cannot both
 -- match, so every call is refused (KeySet::verdict).
+-- vault_id: a random id the first call gives the vault and every value
+-- it stores carries, so values of two vaults (a dump restored into one
+-- already in use) are told apart and refused.
 CREATE TABLE pii_vault.key_check (
     key_version integer     NOT NULL,
     check_value bytea       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    vault_id    uuid
 );
 
 -- Every vault call: who, what, outcome. Never a record value. Written only

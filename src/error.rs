@@ -34,6 +34,8 @@ pub enum KeyProblem {
     NoKnownVersion(Vec<u32>),
     #[error("the vault has no key check value")]
     KeyCheckMissing,
+    #[error("this vault's key check values come from two vaults: a dump was restored into a vault already in use")]
+    TwoVaults,
     #[error("pii_vault.default_region is not an ISO 3166 region code known to the phone number library")]
     BadDefaultRegion,
     #[error("this database is not the one named by pii_vault.database")]
@@ -72,6 +74,9 @@ impl KeyProblem {
                 "The extension was not installed correctly: restore pii_vault.key_check from a backup, or recreate the extension while it holds no records."
             }
             BadDefaultRegion => "Set it to a two-letter region code such as US or DE in postgresql.conf and restart the server.",
+            TwoVaults => {
+                "Restore into a database where pii_vault has just been created (pg_restore --single-transaction); here, drop the extension (as a superuser with pii_vault.allow_drop = on if it holds records) and restore again."
+            }
             WrongDatabase => {
                 "The vault and its audit writer serve one database: use the vault there, or set pii_vault.database to this database and restart the server."
             }

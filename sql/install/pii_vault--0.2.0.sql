@@ -57,10 +57,14 @@ ALTER TABLE pii_vault.records ALTER COLUMN envelope SET STORAGE EXTERNAL;
 -- version on purpose: a dump restored into a vault that stored its own
 -- values appends beside them, and under another key the two cannot both
 -- match, so every call is refused (KeySet::verdict).
+-- vault_id: a random id the first call gives the vault and every value
+-- it stores carries, so values of two vaults (a dump restored into one
+-- already in use) are told apart and refused.
 CREATE TABLE pii_vault.key_check (
     key_version integer     NOT NULL,
     check_value bytea       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    vault_id    uuid
 );
 
 -- Every vault call: who, what, outcome. Never a record value. Written only
@@ -150,7 +154,7 @@ AS 'MODULE_PATHNAME', 'vault_audit_verify_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/records.rs:203
+-- src/api/records.rs:213
 -- pii_vault::api::records::vault_delete
 CREATE  FUNCTION "vault_delete"(
 	"token" uuid /* Uuid */
@@ -175,7 +179,7 @@ AS 'MODULE_PATHNAME', 'vault_export_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/records.rs:119
+-- src/api/records.rs:129
 -- pii_vault::api::records::vault_get
 CREATE  FUNCTION "vault_get"(
 	"token" uuid /* Uuid */
@@ -187,7 +191,7 @@ AS 'MODULE_PATHNAME', 'vault_get_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/records.rs:136
+-- src/api/records.rs:146
 -- pii_vault::api::records::vault_get
 CREATE  FUNCTION "vault_get"(
 	"token" uuid, /* Uuid */
@@ -214,7 +218,7 @@ AS 'MODULE_PATHNAME', 'vault_health_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/rotation.rs:142
+-- src/api/rotation.rs:145
 -- pii_vault::api::rotation::vault_key_versions
 CREATE  FUNCTION "vault_key_versions"() RETURNS TABLE (
 	"key_version" INT,  /* i32 */
@@ -272,7 +276,7 @@ AS 'MODULE_PATHNAME', 'vault_rotate_batch_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/records.rs:99
+-- src/api/records.rs:109
 -- pii_vault::api::records::vault_store
 CREATE  FUNCTION "vault_store"(
 	"record" jsonb /* JsonbDatum */
@@ -284,7 +288,7 @@ AS 'MODULE_PATHNAME', 'vault_store_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/records.rs:159
+-- src/api/records.rs:169
 -- pii_vault::api::records::vault_update
 CREATE  FUNCTION "vault_update"(
 	"token" uuid, /* Uuid */
@@ -299,6 +303,18 @@ AS 'MODULE_PATHNAME', 'vault_update_wrapper';
 /* <begin connected objects> */
 -- src/api/audit_functions.rs:121
 CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::audit_functions::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:191
+-- pii_vault::api::audit_functions::pii_vault::audit_batch_may_name
+CREATE  FUNCTION pii_vault."audit_batch_may_name"(
+	"token_filter" bytea, /* & [u8] */
+	"token" uuid /* Uuid */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -336,18 +352,6 @@ AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/audit_functions.rs:191
--- pii_vault::api::audit_functions::pii_vault::audit_batch_may_name
-CREATE  FUNCTION pii_vault."audit_batch_may_name"(
-	"token_filter" bytea, /* & [u8] */
-	"token" uuid /* Uuid */
-) RETURNS bool /* bool */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/api/audit_functions.rs:137
 -- pii_vault::api::audit_functions::pii_vault::audit_wait
 CREATE  FUNCTION pii_vault."audit_wait"(
@@ -357,6 +361,38 @@ STRICT VOLATILE
 SET search_path TO pg_catalog, pii_vault, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_wait_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:112
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:141
+-- pii_vault::api::storage_guards::pii_vault::audit_append_only
+CREATE FUNCTION pii_vault."audit_append_only"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:124
+-- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
+CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:158
+-- pii_vault::api::storage_guards::pii_vault::key_check_changed
+CREATE FUNCTION pii_vault."key_check_changed"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -372,38 +408,6 @@ STRICT VOLATILE
 SET search_path TO pg_catalog, pii_vault, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:112
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:158
--- pii_vault::api::storage_guards::pii_vault::key_check_changed
-CREATE FUNCTION pii_vault."key_check_changed"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:124
--- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
-CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:141
--- pii_vault::api::storage_guards::pii_vault::audit_append_only
-CREATE FUNCTION pii_vault."audit_append_only"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */

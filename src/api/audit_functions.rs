@@ -395,9 +395,14 @@ fn vault_audit_prune(before: pgrx::datum::TimestampWithTimeZone) -> i64 {
         if !plan.verdict.ok {
             crate::api::errors::raise(VaultError::AuditDoesNotVerify(plan.verdict.first_bad_id.unwrap_or(0)));
         }
-        Spi::run_with_args("DELETE FROM pii_vault.audit_batches WHERE last_id <= $1", &[plan.anchor.start_id.into()])
+        while_editing_audit(|| {
+            Spi::run_with_args(
+                "DELETE FROM pii_vault.audit_batches WHERE last_id <= $1",
+                &[plan.anchor.start_id.into()],
+            )
             .and_then(|()| write_anchor(keys, &plan))
-            .unwrap_or_else(|e| error!("pii_vault: could not prune the audit: {e}"));
+        })
+        .unwrap_or_else(|e| error!("pii_vault: could not prune the audit: {e}"));
         plan.removed_events
     })
 }

@@ -75,10 +75,17 @@ pub fn ready() -> &'static KeySet {
     }
 }
 
-/// Whether this transaction may insert (not read-only, not a standby).
+/// Whether this transaction may store key check values: not read-only,
+/// not a standby, and READ COMMITTED (the re-check under the lock in
+/// `store::settle_key_checks` needs a fresh snapshot; a REPEATABLE READ
+/// one could miss another session's values and add a second vault id).
 fn transaction_can_write() -> bool {
     // SAFETY: plain reads of backend globals.
-    unsafe { !pg_sys::XactReadOnly && !pg_sys::RecoveryInProgress() }
+    unsafe {
+        !pg_sys::XactReadOnly
+            && !pg_sys::RecoveryInProgress()
+            && pg_sys::XactIsoLevel <= pg_sys::XACT_READ_COMMITTED as i32
+    }
 }
 
 /// Whether this backend has found the loaded key to be the vault's.

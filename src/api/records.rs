@@ -9,7 +9,7 @@ use super::guard;
 use super::jsonb::{JsonbDatum, TopLevelField};
 use crate::audit::{Operation, Outcome};
 use crate::crypto::envelope::{self, PayloadEncoding};
-use crate::crypto::{blind_index::blind_index, random_token, KeySet};
+use crate::crypto::{blind_index::blind_index, random_token, KeyRing, KeySet};
 use crate::error::VaultError;
 use crate::normalize::{normalize, LookupKind};
 use crate::record;
@@ -50,21 +50,31 @@ pub(crate) fn index_hashes(keys: &KeySet, record: &JsonbDatum, own: Option<&Toke
 }
 
 /// The blind-index hashes `vault_rotate` gives a stored record under the
-/// active version, or the first kind whose value no longer normalizes (a
-/// value an earlier release's laxer normalizer accepted, or a national
-/// phone number after `pii_vault.default_region` changed). Such a record
-/// is not moved: dropping its index entry would hide it from lookups by
-/// another spelling (`+1 415 …` for a number stored as `(415) …`) and let
-/// a duplicate in. No other record can hold a value this one holds (the
+/// active version, or the first kind whose value does not normalize to
+/// what it was indexed under (`stored`, computed under `from`, the version
+/// the record is moving from): a value an earlier release's laxer
+/// normalizer accepted, or a national phone number after
+/// `pii_vault.default_region` changed (no longer valid, or valid as
+/// another country's number). Such a record is not moved: re-indexing it
+/// would hide it from lookups of the value it was stored under and let a
+/// duplicate in. No other record can hold a value this one holds (the
 /// unique indexes saw to that when it was stored), so no duplicate probe
 /// is needed.
-pub(crate) fn rotated_index_hashes(keys: &KeySet, record: &JsonbDatum) -> Result<IndexHashes, LookupKind> {
+pub(crate) fn rotated_index_hashes(
+    keys: &KeySet,
+    from: &KeyRing,
+    record: &JsonbDatum,
+    stored: &IndexHashes,
+) -> Result<IndexHashes, LookupKind> {
     let fields = record.top_level_fields(LookupKind::INDEXED.map(|kind| kind.as_str())).or_raise();
     let mut hashes = IndexHashes::default();
     for (kind, field) in LookupKind::INDEXED.into_iter().zip(fields) {
         match field {
             TopLevelField::String(value) => {
                 let normalized = normalize(kind, value, guard::region()).map_err(|_| kind)?;
+                if stored.get(kind) != Some(&blind_index(from, kind, &normalized)) {
+                    return Err(kind);
+                }
                 hashes.set(kind, blind_index(keys.active(), kind, &normalized));
             }
             TopLevelField::Other => return Err(kind),

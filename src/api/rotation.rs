@@ -73,11 +73,14 @@ fn vault_rotate_batch(
         };
         let batch = store::records_under(&from, &pass.after, batch_size as i64);
         let mut stuck = 0;
-        for (token, sealed) in &batch {
+        for (token, sealed, stored) in &batch {
             let record = open_record(keys, token, sealed);
-            let Ok(hashes) = rotated_index_hashes(keys, &record).inspect_err(|kind| {
+            // Loaded: only records under loaded versions were selected.
+            let from_ring =
+                envelope::key_version(sealed).and_then(|v| keys.version(v)).ok_or(VaultError::DecryptFailed).or_raise();
+            let Ok(hashes) = rotated_index_hashes(keys, from_ring, &record, stored).inspect_err(|kind| {
                 warning!(
-                    "pii_vault: record {} was not moved: its {kind} no longer normalizes under the current settings",
+                    "pii_vault: record {} was not moved: its {kind} no longer normalizes to what it was indexed under (pii_vault.default_region changed, or stored by an earlier release)",
                     pgrx::Uuid::from_bytes(*token)
                 );
             }) else {
@@ -89,7 +92,7 @@ fn vault_rotate_batch(
         }
         let rotated = batch.len() as i64 - stuck;
         let mut next = Pass {
-            after: batch.last().map_or(pass.after, |(token, _)| *token),
+            after: batch.last().map_or(pass.after, |(token, _, _)| *token),
             remaining: (pass.remaining - rotated).max(0),
             version,
             stuck: pass.stuck + stuck,

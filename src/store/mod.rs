@@ -33,6 +33,15 @@ pub struct IndexHashes {
 }
 
 impl IndexHashes {
+    pub fn get(&self, kind: LookupKind) -> Option<&IndexHash> {
+        match kind {
+            LookupKind::Email => self.email.as_ref(),
+            LookupKind::Phone => self.phone.as_ref(),
+            LookupKind::Login => self.login.as_ref(),
+            LookupKind::Token => None,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.email.is_none() && self.phone.is_none() && self.login.is_none()
     }
@@ -184,8 +193,64 @@ pub fn settle_key_checks(
     keys: &crate::crypto::KeySet,
     can_write: bool,
 ) -> SpiResult<Result<bool, crate::error::KeyProblem>> {
+    match judge_key_checks(client, keys)? {
+        Err(problem) => return Ok(Err(problem)),
+        Ok((unregistered, _)) if unregistered.is_empty() => return Ok(Ok(true)),
+        Ok(_) if !can_write => return Ok(Ok(false)),
+        Ok(_) => {}
+    }
+    // Storing: one session at a time (a backend's first call and the audit
+    // writer race for it), under a transaction-scoped advisory lock, then
+    // judged again (READ COMMITTED: a fresh snapshot), so a later session
+    // finds an earlier one's values and their vault id instead of adding a
+    // second vault. Never waited for: a session that does not get the lock
+    // goes on without storing (the keys are vouched for already), and the
+    // holder, or a later call, stores them.
+    let locked = client
+        .update("SELECT pg_catalog.pg_try_advisory_xact_lock($1, $2)", None, &KEY_CHECK_LOCK.map(DatumWithOid::from))?
+        .first()
+        .get::<bool>(1)?
+        .unwrap_or(false);
+    if !locked {
+        return Ok(Ok(false));
+    }
+    let (unregistered, vault) = match judge_key_checks(client, keys)? {
+        Err(problem) => return Ok(Err(problem)),
+        Ok(judged) => judged,
+    };
+    // This vault's id: the one its values carry, or a new one.
+    let vault_id = vault.unwrap_or_else(|| {
+        Some(Uuid::from_bytes(
+            crate::crypto::random_token().unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}")),
+        ))
+    });
+    for version in unregistered {
+        let ring = keys.version(version).expect("a loaded version");
+        insert_key_check_with(client, version, ring.check_value(), vault_id)?;
+    }
+    Ok(Ok(false))
+}
+
+/// The advisory lock (two int4 keys) under which key check values are
+/// stored: "piiv", 1.
+const KEY_CHECK_LOCK: [i32; 2] = [0x7069_6976, 1];
+
+/// The loaded versions still to be stored, and the vault id the stored
+/// values carry (None when there are none), or why the keys are refused.
+#[allow(clippy::type_complexity)]
+fn judge_key_checks(
+    client: &pgrx::spi::SpiClient<'_>,
+    keys: &crate::crypto::KeySet,
+) -> SpiResult<Result<(Vec<u32>, Option<Option<Uuid>>), crate::error::KeyProblem>> {
     use crate::error::KeyProblem;
     let stored = key_checks_with(client)?;
+    // Values stored by two vaults: a dump's restored into a vault that had
+    // stored its own (a call reached it first). Under the same keys or
+    // not, two vaults' data now meet in one: refused.
+    let vaults = vault_ids_with(client)?;
+    if vaults.len() > 1 {
+        return Ok(Err(KeyProblem::TwoVaults));
+    }
     let unregistered: Vec<u32> = if stored.is_empty() {
         let sample = client.select("SELECT token, envelope FROM pii_vault.records LIMIT 1", None, &[])?;
         if !sample.is_empty() {
@@ -208,26 +273,62 @@ pub fn settle_key_checks(
             Err(problem) => return Ok(Err(problem)),
         }
     };
-    if unregistered.is_empty() {
-        return Ok(Ok(true));
-    }
-    if can_write {
-        for version in unregistered {
-            let ring = keys.version(version).expect("a loaded version");
-            insert_key_check_with(client, version, ring.check_value())?;
-        }
-    }
-    Ok(Ok(false))
+    Ok(Ok((unregistered, vaults.into_iter().next())))
 }
 
-fn insert_key_check_with(client: &mut pgrx::spi::SpiClient<'_>, key_version: u32, check_value: &[u8]) -> SpiResult<()> {
-    client.update(
-        "INSERT INTO pii_vault.key_check (key_version, check_value) SELECT $1, $2 \
-         WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)",
-        None,
-        &[(key_version as i32).into(), check_value.into()],
-    )?;
+fn insert_key_check_with(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    key_version: u32,
+    check_value: &[u8],
+    vault_id: Option<Uuid>,
+) -> SpiResult<()> {
+    // A 0.1.0 schema (this library runs it until ALTER EXTENSION UPDATE)
+    // has no vault_id column.
+    let has_vault_id = client
+        .select(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'pii_vault.key_check'::pg_catalog.regclass \
+             AND attname = 'vault_id' AND NOT attisdropped)",
+            None,
+            &[],
+        )?
+        .first()
+        .get::<bool>(1)?
+        .unwrap_or(false);
+    let (sql, with_id) = if has_vault_id {
+        (
+            "INSERT INTO pii_vault.key_check (key_version, check_value, vault_id) SELECT $1, $2, $3 \
+             WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)",
+            true,
+        )
+    } else {
+        (
+            "INSERT INTO pii_vault.key_check (key_version, check_value) SELECT $1, $2 \
+             WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)",
+            false,
+        )
+    };
+    let mut args = vec![(key_version as i32).into(), check_value.into()];
+    if with_id {
+        args.push(DatumWithOid::from(vault_id));
+    }
+    client.update(sql, None, &args)?;
     Ok(())
+}
+
+/// The distinct vault ids the key check values carry (NULL for values
+/// stored before 0.2.0, and on a 0.1.0 schema, which has no such column:
+/// read through to_jsonb so the query works on both).
+fn vault_ids_with(client: &pgrx::spi::SpiClient<'_>) -> SpiResult<Vec<Option<Uuid>>> {
+    let rows = client.select(
+        "SELECT DISTINCT (pg_catalog.to_jsonb(k) OPERATOR(pg_catalog.->>) 'vault_id')::uuid FROM pii_vault.key_check k",
+        None,
+        &[],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(row.get::<Uuid>(1)?);
+    }
+    Ok(out)
 }
 
 /// The key version of every record's data key (bytes 2..6 of the envelope
@@ -254,16 +355,23 @@ pub fn versions_in_use() -> Vec<(u32, i64)> {
 }
 
 /// Up to `limit` records after `after` (in token order) whose data keys are
-/// under one of `versions`, row-locked until the transaction ends; records
+/// under one of `versions`, with their blind-index hashes, row-locked until
+/// the transaction ends; records
 /// a concurrent call holds locked are skipped (a later pass takes them), so
 /// rotation never waits on an application's transaction.
-pub fn records_under(versions: &[u32], after: &Token, limit: i64) -> Vec<(Token, Vec<u8>)> {
+pub fn records_under(versions: &[u32], after: &Token, limit: i64) -> Vec<(Token, Vec<u8>, IndexHashes)> {
     with_plans(|client, plans| {
         let table = client.update(&plans.records_under, None, &[uuid(after), version_bytes(versions), limit.into()])?;
         let mut out = Vec::with_capacity(table.len());
+        let hash = |v: Option<Vec<u8>>| v.and_then(|v| IndexHash::try_from(v.as_slice()).ok());
         for row in table {
             if let (Some(token), Some(envelope)) = (row.get::<Uuid>(1)?, row.get::<Vec<u8>>(2)?) {
-                out.push((*token.as_bytes(), envelope));
+                let hashes = IndexHashes {
+                    email: hash(row.get::<Vec<u8>>(3)?),
+                    phone: hash(row.get::<Vec<u8>>(4)?),
+                    login: hash(row.get::<Vec<u8>>(5)?),
+                };
+                out.push((*token.as_bytes(), envelope, hashes));
             }
         }
         Ok(out)

@@ -46,7 +46,7 @@ impl Plans {
             // (crypto::envelope); a slice of an out-of-line value is
             // fetched without the rest of it.
             records_under: write(
-                "SELECT token, envelope FROM pii_vault.records \
+                "SELECT token, envelope, email_index, phone_index, login_index FROM pii_vault.records \
                  WHERE token > $1 AND pg_catalog.substring(envelope, 3, 4) = ANY ($2) \
                  ORDER BY token LIMIT $3 FOR UPDATE SKIP LOCKED",
                 &[UUID, BYTEA_ARRAY, INT8],
