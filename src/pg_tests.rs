@@ -110,7 +110,11 @@ mod tests {
 
     #[pg_test]
     fn key_check_value_matches_the_loaded_key() {
-        // Stored by the first call, not by CREATE EXTENSION.
+        // Stored by the first call, not by CREATE EXTENSION, under an
+        // advisory lock a call does not wait for (store::KEY_CHECK_LOCK):
+        // the tests run in parallel transactions that never commit, so
+        // this one takes the lock first (waiting for the others to end).
+        Spi::run("SELECT pg_advisory_xact_lock(1885956470, 1)").unwrap();
         store(r#"{"login": "first call"}"#);
         let stored = Spi::get_one::<Vec<u8>>("SELECT check_value FROM pii_vault.key_check WHERE key_version = 1")
             .unwrap()
