@@ -31,9 +31,8 @@ fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
                 // The active version first: after a rotation every record
                 // is found by the first probe.
                 let normalized = normalize(kind, value, guard::region()).or_raise();
-                let mut hashes = vec![blind_index(keys.active(), kind, &normalized)];
-                hashes.extend(keys.others().map(|ring| blind_index(ring, kind, &normalized)));
-                store::find_token(kind, &hashes)
+                let rings = std::iter::once(keys.active()).chain(keys.others());
+                store::find_token(kind, rings.map(|ring| blind_index(ring, kind, &normalized)))
             }
         };
         call.token = found;

@@ -40,8 +40,8 @@ pub(crate) fn index_hashes(keys: &KeySet, record: &JsonbDatum, own: Option<&Toke
         if let TopLevelField::String(value) = field {
             let normalized = normalize(kind, value, guard::region()).or_raise();
             hashes.set(kind, blind_index(keys.active(), kind, &normalized));
-            let older: Vec<_> = keys.others().map(|ring| blind_index(ring, kind, &normalized)).collect();
-            if !older.is_empty() && store::find_token(kind, &older).is_some_and(|t| Some(&t) != own) {
+            let older = keys.others().map(|ring| blind_index(ring, kind, &normalized));
+            if store::find_token(kind, older).is_some_and(|t| Some(&t) != own) {
                 raise_duplicate(kind);
             }
         }

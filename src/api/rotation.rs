@@ -149,21 +149,21 @@ fn vault_key_versions(
     let rows = audited(Operation::KeyVersions, |_call| {
         // Works under a wrong or partial key set too: it is how an admin
         // finds out which versions are needed.
-        let loaded = keys::key_set().map(|k| k.rings().iter().map(|r| r.key_version()).collect::<Vec<_>>());
-        let active = keys::key_set().map(|k| k.active().key_version()).ok();
+        let loaded_keys = keys::key_set().ok();
+        let loaded: Vec<u32> =
+            loaded_keys.map_or_else(Vec::new, |k| k.rings().iter().map(|r| r.key_version()).collect());
+        let active = loaded_keys.map(|k| k.active().key_version());
         let in_use = store::versions_in_use();
         let mut versions: Vec<u32> = in_use.iter().map(|(v, _)| *v).collect();
         versions.extend(store::key_checks().into_iter().map(|(v, _)| v));
-        if let Ok(loaded) = &loaded {
-            versions.extend(loaded);
-        }
+        versions.extend(&loaded);
         versions.sort_unstable();
         versions.dedup();
         versions
             .into_iter()
             .map(|v| {
                 let records = in_use.iter().find(|(u, _)| *u == v).map_or(0, |(_, n)| *n);
-                let is_loaded = loaded.as_ref().is_ok_and(|l| l.contains(&v));
+                let is_loaded = loaded.contains(&v);
                 (v as i32, is_loaded, active == Some(v), records)
             })
             .collect::<Vec<_>>()

@@ -326,9 +326,13 @@ pub(super) fn read_unique<R>(
 }
 
 /// The token of the row whose `index` column equals one of `keys` (tried in
-/// order, under one snapshot), read from the index entry (see
-/// `Probe::next_entry`); None when no visible row matches any.
-pub(super) fn token_by_index(index: RecordsIndex, keys: &[Datum]) -> Option<[u8; 16]> {
+/// order, under one snapshot; a key is made only if the ones before it
+/// found nothing), read from the index entry (see `Probe::next_entry`);
+/// None when no visible row matches any.
+pub(super) fn token_by_index(index: RecordsIndex, keys: impl IntoIterator<Item = Datum>) -> Option<[u8; 16]> {
+    // No key (a store while one key version is loaded): no snapshot, no scan.
+    let mut keys = keys.into_iter().peekable();
+    keys.peek()?;
     let oids = records_oids();
     let (table, index_oid, equality) = (oids.table, oids.indexes[index as usize], index.equality_proc());
     let attnum = index.token_attnum();
@@ -336,7 +340,7 @@ pub(super) fn token_by_index(index: RecordsIndex, keys: &[Datum]) -> Option<[u8;
     unsafe {
         pg_sys::ffi::pg_guard_ffi_boundary(|| {
             push_snapshot();
-            let token = keys.iter().find_map(|key| token_by_entry(table, index_oid, equality, *key, attnum));
+            let token = keys.find_map(|key| token_by_entry(table, index_oid, equality, key, attnum));
             pop_snapshot();
             token
         })

@@ -108,21 +108,20 @@ pub fn fetch_envelope_for_update(token: &Token) -> Option<Vec<u8>> {
 }
 
 /// The token whose `kind` blind index equals one of `hashes` (the value's
-/// hash under each loaded key version, tried in order under one snapshot).
-pub fn find_token(kind: LookupKind, hashes: &[IndexHash]) -> Option<Token> {
+/// hash under each loaded key version, tried in order under one snapshot,
+/// each computed only if the ones before it found nothing).
+pub fn find_token(kind: LookupKind, hashes: impl IntoIterator<Item = IndexHash>) -> Option<Token> {
     let index = match kind {
         LookupKind::Email => RecordsIndex::Email,
         LookupKind::Phone => RecordsIndex::Phone,
         LookupKind::Login => RecordsIndex::Login,
         LookupKind::Token => unreachable!("tokens are not blind-indexed"),
     };
-    let keys: Vec<pg_sys::Datum> =
-        hashes.iter().map(|hash| hash.as_slice().into_datum().expect("a hash is never NULL")).collect();
-    token_by_index(index, &keys)
+    token_by_index(index, hashes.into_iter().map(|hash| hash.as_slice().into_datum().expect("a hash is never NULL")))
 }
 
 pub fn token_exists(token: &Token) -> bool {
-    token_by_index(RecordsIndex::Token, &[token_datum(token)]).is_some()
+    token_by_index(RecordsIndex::Token, [token_datum(token)]).is_some()
 }
 
 /// Replaces a record's envelope and blind indexes; false when there is no
