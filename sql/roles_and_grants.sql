@@ -11,7 +11,8 @@ DO $$
 DECLARE
     r text;
 BEGIN
-    FOREACH r IN ARRAY ARRAY['pii_vault_reader', 'pii_vault_writer', 'pii_vault_auditor', 'pii_vault_admin'] LOOP
+    FOREACH r IN ARRAY ARRAY['pii_vault_reader', 'pii_vault_writer', 'pii_vault_auditor', 'pii_vault_admin',
+                             'pii_vault_share_reader'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
         END IF;
@@ -28,7 +29,7 @@ REVOKE ALL ON FUNCTION pii_vault.audit_wait(integer) FROM PUBLIC;
 -- the tables, granted to nobody: auditors read it through vault_audit().
 CREATE VIEW pii_vault.audit_log AS
 SELECT e.id, e.at, e.session_role::name AS session_role, e.acting_role::name AS acting_role,
-       e.application_name, e.operation, e.token, e.fields, e.outcome
+       e.application_name, e.operation, e.token, e.fields, e.outcome, e.purpose
 FROM pii_vault.audit_batches AS b
 CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e;
 REVOKE ALL ON pii_vault.audit_log FROM PUBLIC;
@@ -61,7 +62,7 @@ CREATE TRIGGER key_check_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON
 -- The audit of one token, for auditors and admins (no PII in it).
 CREATE FUNCTION vault_audit(for_token uuid)
 RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,
-               operation text, token uuid, fields text[], outcome text)
+               operation text, token uuid, fields text[], outcome text, purpose text)
 LANGUAGE plpgsql STRICT VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pii_vault, pg_temp
 AS $$
@@ -73,7 +74,7 @@ BEGIN
     -- Each batch's token filter skips the batches that cannot name it.
     RETURN QUERY
         SELECT e.id, e.at, e.session_role::name, e.acting_role::name, e.application_name,
-               e.operation, e.token, e.fields, e.outcome
+               e.operation, e.token, e.fields, e.outcome, e.purpose
         FROM pii_vault.audit_batches AS b
         CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e
         WHERE pii_vault.audit_batch_may_name(b.token_filter, for_token) AND e.token = for_token
@@ -115,6 +116,32 @@ GRANT EXECUTE ON FUNCTION vault_update(uuid, jsonb) TO pii_vault_writer, pii_vau
 
 REVOKE ALL ON FUNCTION vault_delete(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_delete(uuid) TO pii_vault_writer, pii_vault_admin;
+
+-- The record's life cycle: expiry (writer); restore and erasure (admin).
+REVOKE ALL ON FUNCTION vault_store(jsonb, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_store(jsonb, timestamptz) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_set_expiry(uuid, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_set_expiry(uuid, timestamptz) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_restore(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_restore(uuid) TO pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_erase(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_erase(uuid) TO pii_vault_admin;
+
+-- Shares: made and revoked by writers, read by a partner-facing service
+-- holding pii_vault_share_reader (which may call nothing else) and by
+-- every role that may read records.
+REVOKE ALL ON FUNCTION vault_share(uuid, text[], interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_share(uuid, text[], interval) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_get_shared(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_get_shared(uuid)
+    TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_unshare(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_unshare(uuid) TO pii_vault_writer, pii_vault_admin;
 
 -- Keys over time (admin; the auditor may see which versions are in use).
 REVOKE ALL ON FUNCTION vault_key_versions() FROM PUBLIC;

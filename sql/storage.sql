@@ -28,16 +28,28 @@ CREATE TABLE pii_vault.records (
     phone_index bytea,
     login_index bytea,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- When the record stops being visible (NULL: never); purged after.
+    expires_at  timestamptz,
+    -- When vault_delete made it invisible; kept for pii_vault.delete_grace
+    -- (vault_restore), with its *_index columns NULL so its lookup values
+    -- are free for other records meanwhile.
+    deleted_at  timestamptz
 );
 -- Partial: most records lack one kind or another (few have a login), and a
 -- NULL has nothing to look up or to collide with, so it gets no index entry
 -- (one index insert and its WAL fewer per store). INCLUDE (token): a lookup
 -- wants only the token, and reads it from the index entry without visiting
 -- the heap where the visibility map allows (src/store/index_read.rs).
-CREATE UNIQUE INDEX records_email_index_key ON pii_vault.records (email_index) INCLUDE (token) WHERE email_index IS NOT NULL;
-CREATE UNIQUE INDEX records_phone_index_key ON pii_vault.records (phone_index) INCLUDE (token) WHERE phone_index IS NOT NULL;
-CREATE UNIQUE INDEX records_login_index_key ON pii_vault.records (login_index) INCLUDE (token) WHERE login_index IS NOT NULL;
+-- expires_at is included too, so a lookup tells an expired record from a
+-- live one without the heap.
+CREATE UNIQUE INDEX records_email_index_key ON pii_vault.records (email_index) INCLUDE (token, expires_at) WHERE email_index IS NOT NULL;
+CREATE UNIQUE INDEX records_phone_index_key ON pii_vault.records (phone_index) INCLUDE (token, expires_at) WHERE phone_index IS NOT NULL;
+CREATE UNIQUE INDEX records_login_index_key ON pii_vault.records (login_index) INCLUDE (token, expires_at) WHERE login_index IS NOT NULL;
+-- What the purge worker looks for; partial, so records that never expire
+-- and are not deleted cost nothing here.
+CREATE INDEX records_expires_at ON pii_vault.records (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX records_deleted_at ON pii_vault.records (deleted_at) WHERE deleted_at IS NOT NULL;
 -- Ciphertext does not compress: store it out of line without trying.
 ALTER TABLE pii_vault.records ALTER COLUMN envelope SET STORAGE EXTERNAL;
 
@@ -105,6 +117,24 @@ CREATE TABLE pii_vault.audit_anchor (
     written_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
+-- Shares: read access to some top-level fields of one record until
+-- expires_at (vault_share, vault_get_shared). The share id itself, which
+-- reads the fields, is only ever in the caller's hands: stored is
+-- id_hash = HMAC(blind-index key of key_version, id), so a dump cannot be
+-- used to read through a live share. Field names are stored as given:
+-- they are the record's schema, named in the audit too, never its values.
+-- Gone with their record (erasure, purge).
+CREATE TABLE pii_vault.shares (
+    id_hash     bytea       PRIMARY KEY,
+    key_version integer     NOT NULL,
+    token       uuid        NOT NULL REFERENCES pii_vault.records (token) ON DELETE CASCADE,
+    fields      text[]      NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX shares_token ON pii_vault.shares (token);
+CREATE INDEX shares_expires_at ON pii_vault.shares (expires_at);
+
 REVOKE ALL ON ALL TABLES IN SCHEMA pii_vault FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pii_vault FROM PUBLIC;
 
@@ -114,3 +144,4 @@ SELECT pg_catalog.pg_extension_config_dump('pii_vault.records', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_batches', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.key_check', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_anchor', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.shares', '');

@@ -149,6 +149,14 @@ pub enum VaultError {
     AuditNotEmpty,
     #[error("pii_vault: the audit is append-only; only vault_audit_prune removes batches")]
     AuditAppendOnly,
+    #[error("pii_vault: the expiry must be in the future")]
+    ExpiryInThePast,
+    #[error("pii_vault: the time-to-live must be positive and at most {setting} ({seconds} seconds)")]
+    BadTtl { setting: &'static str, seconds: i32 },
+    #[error("pii_vault: a share names at least one field")]
+    NoFields,
+    #[error("pii_vault: pii_vault.purpose is required for this call")]
+    PurposeRequired,
 }
 
 pub type VaultResult<T> = Result<T, VaultError>;

@@ -25,6 +25,12 @@ static ALLOW_BULK_EXPORT: GucSetting<bool> = GucSetting::<bool>::new(false);
 static ACTIVE_KEY_VERSION: GucSetting<i32> = GucSetting::<i32>::new(0);
 static ALLOW_DROP: GucSetting<bool> = GucSetting::<bool>::new(false);
 static AUDIT_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
+const DAY: i32 = 24 * 60 * 60;
+static DELETE_GRACE: GucSetting<i32> = GucSetting::<i32>::new(7 * DAY);
+static PURGE_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
+static MAX_SHARE_TTL: GucSetting<i32> = GucSetting::<i32>::new(DAY);
+static PURPOSE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static REQUIRE_PURPOSE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// Registers the settings. The PGC_POSTMASTER ones can only be defined while
 /// the postmaster loads the library; loaded later into one backend, the
@@ -94,6 +100,58 @@ pub fn init(preloading: bool) {
         &AUDIT_RETENTION_DAYS,
         0,
         36500,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.delete_grace",
+        c"How long vault_restore can bring back a record after vault_delete (0: deleted at once).",
+        c"The row, without its lookup values, stays until then; the purge worker removes it after. Superuser only.",
+        &DELETE_GRACE,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.purge_interval",
+        c"How often the purge worker removes expired records, records past their delete grace and expired shares.",
+        c"Expired and deleted records are invisible at once; this is when their rows go.",
+        &PURGE_INTERVAL,
+        1,
+        DAY,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.max_share_ttl",
+        c"Longest time-to-live vault_share accepts.",
+        c"Superuser only.",
+        &MAX_SHARE_TTL,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    // SAFETY: the check hook is guarded and only reads the proposed value.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"pii_vault.purpose",
+            c"Why this session reads personal data (at most 64 characters); recorded in every audit event.",
+            c"Any role may set it, e.g. SET pii_vault.purpose = 'support ticket 4711'.",
+            &PURPOSE,
+            GucContext::Userset,
+            GucFlags::default(),
+            Some(check_purpose),
+            None,
+            None,
+        );
+    }
+    GucRegistry::define_bool_guc(
+        c"pii_vault.require_purpose",
+        c"Refuses every call that returns personal data while pii_vault.purpose is empty.",
+        c"Superuser only.",
+        &REQUIRE_PURPOSE,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -220,4 +278,64 @@ pub fn allow_drop() -> bool {
 
 pub fn max_record_bytes() -> usize {
     MAX_RECORD_BYTES.get().max(0) as usize
+}
+
+pub fn delete_grace_seconds() -> i32 {
+    DELETE_GRACE.get()
+}
+
+pub fn purge_interval_seconds() -> i32 {
+    PURGE_INTERVAL.get()
+}
+
+pub fn max_share_ttl_seconds() -> i32 {
+    MAX_SHARE_TTL.get()
+}
+
+pub fn require_purpose() -> bool {
+    REQUIRE_PURPOSE.get()
+}
+
+/// The purpose set for this session (None when unset or empty), borrowed
+/// from the setting: read on every call, so never copied.
+pub fn purpose() -> Option<&'static str> {
+    // SAFETY: PostgreSQL keeps the setting's string until it is set again,
+    // which cannot happen while a call runs; the check hook admitted only
+    // valid UTF-8 (the database encoding), so the conversion never fails.
+    unsafe {
+        let raw = *PURPOSE.as_ptr();
+        if raw.is_null() {
+            return None;
+        }
+        CStr::from_ptr(raw).to_str().ok().filter(|p| !p.is_empty())
+    }
+}
+
+/// Refuses a purpose of more than `PURPOSE_CHARS` characters or with
+/// control characters (it is shown in the audit as given).
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_purpose(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pgrx::pg_sys::GucSource::Type,
+) -> bool {
+    use crate::audit::event::PURPOSE_CHARS;
+    // SAFETY: PostgreSQL passes the proposed value, NULL or a C string.
+    let value = unsafe {
+        if newval.is_null() || (*newval).is_null() {
+            return true;
+        }
+        CStr::from_ptr(*newval)
+    };
+    match value.to_str() {
+        Ok(text) if text.chars().count() <= PURPOSE_CHARS && !text.chars().any(char::is_control) => true,
+        _ => {
+            // SAFETY: GUC_check_errdetail's variables, set as PostgreSQL's
+            // own check hooks set them.
+            unsafe {
+                pgrx::pg_sys::GUC_check_errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as i32);
+            }
+            false
+        }
+    }
 }

@@ -7,7 +7,8 @@
 //! - `store`: the only code running SQL against the vault's tables;
 //! - `audit`: the shared-memory queue and the background writer of the
 //!   audit; `throttle`: read limits; `shmem`: their shared memory;
-//! - `keys`, `guc`: settings and the master key, loaded at preload.
+//! - `keys`, `guc`: settings and the master key, loaded at preload;
+//!   `purge`: the background worker that removes what expired.
 
 use pgrx::prelude::*;
 
@@ -35,6 +36,7 @@ pub mod error;
 mod guc;
 pub mod keys;
 pub mod normalize;
+mod purge;
 pub mod record;
 mod shmem;
 mod store;
@@ -64,6 +66,7 @@ pub extern "C-unwind" fn _PG_init() {
         shmem::init();
         throttle::statement::install_hooks();
         audit::writer::register();
+        purge::register();
     }
 }
 

@@ -28,7 +28,9 @@ FROM vault_export_all();
 SELECT e.record ->> 'email' AS email FROM vault_export_all() AS e WHERE e.record ->> 'login' = 'export-target';
 
 \c - postgres
-SELECT (SELECT count(*) FROM pii_vault.records) = (SELECT count(*) FROM vault_export_all()) AS all_records_exported;
+-- Every live record (deleted and expired ones are invisible to every call).
+SELECT (SELECT count(*) FROM pii_vault.records WHERE deleted_at IS NULL AND (expires_at IS NULL OR expires_at > now()))
+     = (SELECT count(*) FROM vault_export_all()) AS all_records_exported;
 ALTER SYSTEM RESET pii_vault.allow_bulk_export;
 SELECT pg_reload_conf();
 SELECT pii_vault.audit_wait() AS audit_written;

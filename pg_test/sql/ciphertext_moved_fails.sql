@@ -31,4 +31,4 @@ UPDATE pii_vault.records SET envelope = overlay(envelope PLACING '\x00000009'::b
 SELECT try_sql($$SELECT vault_get('$$ || :'t3' || $$')$$);
 
 -- Clean up so later suites see only intact records.
-SELECT vault_delete(:'t1'), vault_delete(:'t2'), vault_delete(:'t3');
+SELECT vault_erase(:'t1'), vault_erase(:'t2'), vault_erase(:'t3');

@@ -22,8 +22,10 @@ SELECT n, vault_store(jsonb_build_object('n', n, 'email', 'customer' || n || '@s
 FROM generate_series(1, 300) AS n;
 RESET pii_vault.max_reads_per_statement;
 GRANT SELECT ON customers TO wiper;
+-- Live records: a deleted one is invisible at once (its row stays for
+-- pii_vault.delete_grace, restorable by an admin).
 CREATE FUNCTION records_left() RETURNS bigint LANGUAGE sql AS
-$$ SELECT count(*) FROM pii_vault.records r JOIN customers c ON c.tok = r.token $$;
+$$ SELECT count(*) FROM pii_vault.records r JOIN customers c ON c.tok = r.token WHERE r.deleted_at IS NULL $$;
 GRANT EXECUTE ON FUNCTION records_left() TO wiper;
 ALTER FUNCTION records_left() SECURITY DEFINER;
 

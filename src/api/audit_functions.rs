@@ -165,6 +165,7 @@ mod pii_vault {
             name!(token, Option<Uuid>),
             name!(fields, Option<Vec<String>>),
             name!(outcome, String),
+            name!(purpose, Option<String>),
         ),
     > {
         let records =
@@ -180,6 +181,7 @@ mod pii_vault {
                 r.token.map(Uuid::from_bytes),
                 r.fields.map(|names| names.into_iter().map(std::borrow::Cow::into_owned).collect()),
                 r.outcome.into_owned(),
+                Some(r.purpose.into_owned()).filter(|p| !p.is_empty()),
             )
         }))
     }

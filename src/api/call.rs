@@ -97,6 +97,14 @@ impl Call {
         self.fields = Some(fields);
     }
 
+    /// Refuses a call that returns personal data without a purpose while
+    /// `pii_vault.require_purpose` is on (42501, audited as denied).
+    pub fn check_purpose(&mut self) {
+        if crate::guc::require_purpose() && crate::guc::purpose().is_none() {
+            self.deny(VaultError::PurposeRequired);
+        }
+    }
+
     /// Marks the call refused by the vault's own policy, then raises.
     pub fn deny(&mut self, error: VaultError) -> ! {
         self.outcome = Outcome::Denied;

@@ -168,7 +168,8 @@ fn function_grants() -> Check {
          CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a \
          WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner \
            AND (a.grantee = 0 OR a.grantee::regrole::text NOT IN \
-                ('pii_vault_reader', 'pii_vault_writer', 'pii_vault_auditor', 'pii_vault_admin')) \
+                ('pii_vault_reader', 'pii_vault_writer', 'pii_vault_auditor', 'pii_vault_admin', \
+                 'pii_vault_share_reader')) \
          ORDER BY 1",
     );
     check(

@@ -7,10 +7,11 @@ use pgrx::Uuid;
 use super::call::audited;
 use super::errors::OrRaise;
 use super::guard;
-use crate::audit::{Operation, Outcome};
+use super::records::outcome_of;
+use crate::audit::Operation;
 use crate::crypto::blind_index::blind_index;
 use crate::normalize::{format_token, normalize, parse_token, LookupKind};
-use crate::store;
+use crate::store::{self, Seen};
 
 /// The token of the record whose `kind` field matches `value` after
 /// normalization, or NULL.
@@ -22,24 +23,28 @@ fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
         let kind = LookupKind::parse(kind).or_raise();
         call.fields = Some(vec![kind.as_str().to_string()]);
         call.count_read();
-        let found = match kind {
+        call.check_purpose();
+        let (token, seen) = match kind {
             LookupKind::Token => {
                 let token = parse_token(value).or_raise();
-                store::token_exists(&token).then_some(token)
+                (Some(token), store::token_seen(&token))
             }
             _ => {
                 // The active version first: after a rotation every record
                 // is found by the first probe.
                 let normalized = normalize(kind, value, guard::region()).or_raise();
                 let rings = std::iter::once(keys.active()).chain(keys.others());
-                store::find_token(kind, rings.map(|ring| blind_index(ring, kind, &normalized)))
+                match store::find_token(kind, rings.map(|ring| blind_index(ring, kind, &normalized))) {
+                    Some((token, seen)) => (Some(token), seen),
+                    None => (None, Seen::Missing),
+                }
             }
         };
-        call.token = found;
-        if found.is_none() {
-            call.outcome = Outcome::NotFound;
-        }
-        found.map(Uuid::from_bytes)
+        call.outcome = outcome_of(&seen);
+        // The audit names a token that exists (an expired record's too:
+        // the auditor sees which record an expired lookup hit).
+        call.token = token.filter(|_| !matches!(seen, Seen::Missing));
+        seen.live().and(token).map(Uuid::from_bytes)
     })
 }
 

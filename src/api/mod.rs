@@ -12,4 +12,5 @@ pub(crate) mod jsonb;
 mod lookup;
 mod records;
 mod rotation;
+mod shares;
 pub(crate) mod storage_guards;

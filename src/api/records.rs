@@ -7,13 +7,14 @@ use super::call::audited;
 use super::errors::{raise, OrRaise};
 use super::guard;
 use super::jsonb::{JsonbDatum, TopLevelField};
-use crate::audit::{Operation, Outcome};
+use crate::audit::{self, Operation, Outcome};
 use crate::crypto::envelope::{self, PayloadEncoding};
 use crate::crypto::{blind_index::blind_index, random_token, KeyRing, KeySet};
 use crate::error::VaultError;
+use crate::guc;
 use crate::normalize::{normalize, LookupKind};
 use crate::record;
-use crate::store::{self, IndexHashes, Token};
+use crate::store::{self, IndexHashes, Seen, Token};
 
 /// Blind-index hashes of a record's indexed fields under the active key
 /// version. A field that is absent or null has none; any other non-string
@@ -27,7 +28,15 @@ use crate::store::{self, IndexHashes, Token};
 /// one row update, so every snapshot sees each record under exactly one
 /// version: the probe under the old one, or the unique index under the new
 /// one, catches it.)
-pub(crate) fn index_hashes(keys: &KeySet, record: &JsonbDatum, own: Option<&Token>) -> IndexHashes {
+/// `count_probe` runs once, before the first probe: the answer (a
+/// duplicate, or a value free) is what existence probing wants, so it is
+/// charged before it is given.
+pub(crate) fn index_hashes(
+    keys: &KeySet,
+    record: &JsonbDatum,
+    own: Option<&Token>,
+    mut count_probe: impl FnMut(),
+) -> IndexHashes {
     // Every field's type is checked before any value is normalized, so a
     // record with both faults reports the non-string one, whichever kind.
     let fields = record.top_level_fields(LookupKind::INDEXED.map(|kind| kind.as_str())).or_raise();
@@ -35,18 +44,46 @@ pub(crate) fn index_hashes(keys: &KeySet, record: &JsonbDatum, own: Option<&Toke
         raise(VaultError::FieldNotString(kind));
     }
     let mut hashes = IndexHashes::default();
+    let mut counted = false;
     for (kind, field) in LookupKind::INDEXED.into_iter().zip(fields) {
         // Absent and null fields have nothing to index.
         if let TopLevelField::String(value) = field {
             let normalized = normalize(kind, value, guard::region()).or_raise();
-            hashes.set(kind, blind_index(keys.active(), kind, &normalized));
+            if !std::mem::replace(&mut counted, true) {
+                count_probe();
+            }
+            let active = blind_index(keys.active(), kind, &normalized);
+            hashes.set(kind, active);
             let older = keys.others().map(|ring| blind_index(ring, kind, &normalized));
-            if store::find_token(kind, older).is_some_and(|t| Some(&t) != own) {
-                raise_duplicate(kind);
+            match store::find_token(kind, std::iter::once(active).chain(older)) {
+                Some((holder, _)) if Some(&holder) == own => {}
+                Some((_, Seen::Live(()))) => raise_duplicate(kind),
+                // An expired record that still holds the value (the purge
+                // worker has not come by yet) is purged now: for the API
+                // it is gone, so its value is free.
+                Some((holder, _)) => purge_now(&holder),
+                None => {}
             }
         }
     }
     hashes
+}
+
+/// Removes an expired record in the caller's transaction, audited as the
+/// purge worker's removals are.
+fn purge_now(token: &Token) {
+    if store::erase_record(token) && !audit::record(Operation::Purge, Some(token), None, Outcome::Ok) {
+        raise(VaultError::AuditUnavailable);
+    }
+}
+
+/// The audit outcome of a record the API did not find live.
+pub(crate) fn outcome_of<R>(seen: &Seen<R>) -> Outcome {
+    match seen {
+        Seen::Live(_) => Outcome::Ok,
+        Seen::Expired => Outcome::Expired,
+        Seen::Missing => Outcome::NotFound,
+    }
 }
 
 /// The blind-index hashes `vault_rotate` gives a stored record under the
@@ -109,16 +146,32 @@ pub(crate) fn open_record(keys: &KeySet, token: &Token, envelope_bytes: &[u8]) -
 #[pg_extern(strict, volatile, security_definer)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_store(record: JsonbDatum) -> Uuid {
+    store_record(record, None)
+}
+
+/// Stores a record that expires at `expires_at` (NULL: never).
+#[pg_extern(name = "vault_store", volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_store_expiring(record: Option<JsonbDatum>, expires_at: Option<TimestampWithTimeZone>) -> Option<Uuid> {
+    Some(store_record(record?, expires_at.map(timestamp_micros)))
+}
+
+pub(crate) fn timestamp_micros(at: TimestampWithTimeZone) -> i64 {
+    let datum = at.into_datum().expect("a timestamptz is never NULL");
+    datum.value() as i64
+}
+
+fn store_record(record: JsonbDatum, expires_at: Option<i64>) -> Uuid {
     audited(Operation::Store, |call| {
         let keys = guard::ready();
         guard::check_size(record.payload().len());
-        let hashes = index_hashes(keys, &record, None);
-        if !hashes.is_empty() {
-            call.count_probe();
+        if expires_at.is_some_and(|at| at <= store::now()) {
+            raise(VaultError::ExpiryInThePast);
         }
+        let hashes = index_hashes(keys, &record, None, || call.count_probe());
         let token = random_token().or_raise();
         let sealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, record.payload()).or_raise();
-        store::insert_record(&token, &sealed, &hashes, raise_duplicate);
+        store::insert_record(&token, &sealed, &hashes, expires_at, raise_duplicate);
         // Only a token that exists is named in the audit.
         call.token = Some(token);
         Uuid::from_bytes(token)
@@ -133,12 +186,11 @@ fn vault_get(token: Uuid) -> Option<JsonbDatum> {
         let token = *token.as_bytes();
         call.token = Some(token);
         let keys = guard::ready();
+        call.check_purpose();
         call.count_read();
         let record = store::with_envelope(&token, |sealed| open_record(keys, &token, sealed));
-        if record.is_none() {
-            call.outcome = Outcome::NotFound;
-        }
-        record
+        call.outcome = outcome_of(&record);
+        record.live()
     })
 }
 
@@ -153,16 +205,20 @@ fn vault_get_fields(token: Uuid, fields: Vec<Option<String>>) -> Option<JsonbDat
             fields.into_iter().map(|f| f.ok_or(VaultError::NullFieldName)).collect::<Result<_, _>>().or_raise();
         call.name_fields(fields);
         let keys = guard::ready();
+        call.check_purpose();
         call.count_read();
-        let Some(full) = store::with_envelope(&token, |sealed| open_record(keys, &token, sealed)) else {
-            call.outcome = Outcome::NotFound;
-            return None;
-        };
-        guard::check_text_size(&full);
-        let full_text = full.to_text().or_raise();
-        let fields = call.fields.as_deref().unwrap_or_default();
-        Some(JsonbDatum::from_text(&record::project(&full_text, fields).or_raise()).or_raise())
+        let found = store::with_envelope(&token, |sealed| open_record(keys, &token, sealed));
+        call.outcome = outcome_of(&found);
+        let full = found.live()?;
+        Some(project(&full, call.fields.as_deref().unwrap_or_default()))
     })
+}
+
+/// The named top-level fields of a record (absent ones skipped).
+pub(crate) fn project(full: &JsonbDatum, fields: &[String]) -> JsonbDatum {
+    guard::check_text_size(full);
+    let full_text = full.to_text().or_raise();
+    JsonbDatum::from_text(&record::project(&full_text, fields).or_raise()).or_raise()
 }
 
 /// Applies an RFC 7386 merge patch; false when there is no such token.
@@ -179,8 +235,9 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
         let patch_text = patch.to_text().or_raise();
         let names = record::top_level_names(&patch_text).or_raise();
         call.name_fields(names);
-        let Some(sealed) = store::fetch_envelope_for_update(&token) else {
-            call.outcome = Outcome::NotFound;
+        let found = store::fetch_envelope_for_update(&token);
+        call.outcome = outcome_of(&found);
+        let Some(sealed) = found.live() else {
             return false;
         };
         let current = open_record(keys, &token, &sealed);
@@ -189,16 +246,17 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
         let new_text = record::merge_patch_text(&current_text, &patch_text).or_raise();
         let new_record = JsonbDatum::from_text(&new_text).or_raise();
         guard::check_size(new_record.payload().len());
-        let hashes = index_hashes(keys, &new_record, Some(&token));
         let sets_lookup_value = call
             .fields
             .as_deref()
             .unwrap_or_default()
             .iter()
             .any(|name| LookupKind::parse(name).is_ok_and(|k| k != LookupKind::Token));
-        if sets_lookup_value {
-            call.count_probe();
-        }
+        let hashes = index_hashes(keys, &new_record, Some(&token), || {
+            if sets_lookup_value {
+                call.count_probe()
+            }
+        });
         let resealed =
             envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, new_record.payload()).or_raise();
         let updated = store::update_record(&token, &resealed, &hashes, raise_duplicate);
@@ -209,7 +267,9 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
     })
 }
 
-/// Deletes a record and its blind indexes; false when there is no such token.
+/// Deletes a record: invisible at once, restorable by `vault_restore` for
+/// `pii_vault.delete_grace`, removed by the purge worker after (at once
+/// when the grace is 0). False when there is no such record.
 #[pg_extern(strict, volatile, security_definer)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_delete(token: Uuid) -> bool {
@@ -218,10 +278,73 @@ fn vault_delete(token: Uuid) -> bool {
         call.token = Some(token);
         guard::ready();
         call.count_write();
-        let deleted = store::delete_record(&token);
+        let deleted = store::delete_record(&token, guc::delete_grace_seconds() == 0);
         if !deleted {
-            call.outcome = Outcome::NotFound;
+            call.outcome = outcome_of(&store::token_seen(&token));
         }
         deleted
+    })
+}
+
+/// Sets (or, with NULL, clears) a record's expiry; false when there is no
+/// such record.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_set_expiry(token: Option<Uuid>, expires_at: Option<TimestampWithTimeZone>) -> Option<bool> {
+    let token = *token?.as_bytes();
+    Some(audited(Operation::SetExpiry, |call| {
+        call.token = Some(token);
+        guard::ready();
+        call.count_write();
+        let expires_at = expires_at.map(timestamp_micros);
+        if expires_at.is_some_and(|at| at <= store::now()) {
+            raise(VaultError::ExpiryInThePast);
+        }
+        let set = store::set_expiry(&token, expires_at);
+        if !set {
+            call.outcome = outcome_of(&store::token_seen(&token));
+        }
+        set
+    }))
+}
+
+/// Brings back a record deleted less than `pii_vault.delete_grace` ago,
+/// with its lookup values (23505 when another record took one of them
+/// meanwhile); false when there is no such deleted record.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_restore(token: Uuid) -> bool {
+    audited(Operation::Restore, |call| {
+        let token = *token.as_bytes();
+        call.token = Some(token);
+        let keys = guard::ready();
+        call.count_write();
+        let found = store::fetch_deleted_for_update(&token, f64::from(guc::delete_grace_seconds()));
+        call.outcome = outcome_of(&found);
+        let Some(sealed) = found.live() else {
+            return false;
+        };
+        let record = open_record(keys, &token, &sealed);
+        let hashes = index_hashes(keys, &record, Some(&token), || call.count_probe());
+        store::restore_record(&token, &hashes, raise_duplicate)
+    })
+}
+
+/// Erases a subject at once: the record (live, expired or deleted) and
+/// everything attached to it. The audit keeps an `erase` event naming the
+/// token, no value. False when there is no such record.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_erase(token: Uuid) -> bool {
+    audited(Operation::Erase, |call| {
+        let token = *token.as_bytes();
+        call.token = Some(token);
+        guard::ready();
+        call.count_write();
+        let erased = store::erase_record(&token);
+        if !erased {
+            call.outcome = Outcome::NotFound;
+        }
+        erased
     })
 }

@@ -52,6 +52,13 @@ audit_code! {
         Rotate = 11 => "rotate",
         AuditPrune = 12 => "audit_prune",
         KeyVersions = 13 => "key_versions",
+        SetExpiry = 14 => "set_expiry",
+        Restore = 15 => "restore",
+        Erase = 16 => "erase",
+        Purge = 17 => "purge",
+        Share = 18 => "share",
+        GetShared = 19 => "get_shared",
+        Unshare = 20 => "unshare",
     }
 }
 
@@ -63,10 +70,15 @@ audit_code! {
         Denied = 3 => "denied",
         Throttled = 4 => "throttled",
         Error = 5 => "error",
+        Expired = 6 => "expired",
     }
 }
 
 const APP_NAME_BYTES: usize = 64;
+/// `pii_vault.purpose` is at most 64 characters (longer is refused before
+/// the call runs); four bytes each at most.
+pub const PURPOSE_CHARS: usize = 64;
+const PURPOSE_BYTES: usize = 4 * PURPOSE_CHARS;
 /// Room for the field names of one call, each followed by a NUL. A call
 /// naming more is refused before it runs (`fields_fit`), so the audit
 /// always holds every name asked for.
@@ -91,6 +103,8 @@ pub struct AuditEvent {
     token: [u8; 16],
     app_name_len: u8,
     app_name: [u8; APP_NAME_BYTES],
+    purpose_len: u16,
+    purpose: [u8; PURPOSE_BYTES],
     /// How many field names the call named (may exceed what fits).
     fields_count: u32,
     fields_len: u16,
@@ -110,6 +124,8 @@ impl AuditEvent {
         token: [0; 16],
         app_name_len: 0,
         app_name: [0; APP_NAME_BYTES],
+        purpose_len: 0,
+        purpose: [0; PURPOSE_BYTES],
         fields_count: 0,
         fields_len: 0,
         fields: [0; FIELD_BYTES],
@@ -121,6 +137,7 @@ impl AuditEvent {
         session_role: u32,
         acting_role: u32,
         application_name: &str,
+        purpose: &str,
         operation: Operation,
         token: Option<&[u8; 16]>,
         fields: Option<&[String]>,
@@ -139,6 +156,9 @@ impl AuditEvent {
         let app = truncate_utf8(application_name, APP_NAME_BYTES);
         e.app_name[..app.len()].copy_from_slice(app.as_bytes());
         e.app_name_len = app.len() as u8;
+        let purpose = truncate_utf8(purpose, PURPOSE_BYTES);
+        e.purpose[..purpose.len()].copy_from_slice(purpose.as_bytes());
+        e.purpose_len = purpose.len() as u16;
         if let Some(fields) = fields {
             e.has_fields = true;
             e.fields_count = fields.len().min(u32::MAX as usize) as u32;
@@ -174,6 +194,8 @@ impl AuditEvent {
             token,
             app_name_len,
             ref app_name,
+            purpose_len,
+            ref purpose,
             fields_count,
             fields_len,
             ref fields,
@@ -188,6 +210,8 @@ impl AuditEvent {
         slot.token = token;
         slot.app_name_len = app_name_len;
         slot.app_name[..app_name_len as usize].copy_from_slice(&app_name[..app_name_len as usize]);
+        slot.purpose_len = purpose_len;
+        slot.purpose[..purpose_len as usize].copy_from_slice(&purpose[..purpose_len as usize]);
         slot.fields_count = fields_count;
         slot.fields_len = fields_len;
         slot.fields[..fields_len as usize].copy_from_slice(&fields[..fields_len as usize]);
@@ -207,6 +231,10 @@ impl AuditEvent {
 
     pub fn application_name(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.app_name[..self.app_name_len as usize])
+    }
+
+    pub fn purpose(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.purpose[..self.purpose_len as usize])
     }
 
     /// The field names that fit, plus a marker naming how many did not.
@@ -241,7 +269,7 @@ mod tests {
     use super::*;
 
     fn event(fields: Option<&[String]>) -> AuditEvent {
-        AuditEvent::new(1, 10, 11, "app", Operation::Get, Some(&[7; 16]), fields, Outcome::Ok)
+        AuditEvent::new(1, 10, 11, "app", "", Operation::Get, Some(&[7; 16]), fields, Outcome::Ok)
     }
 
     #[test]
@@ -310,27 +338,30 @@ mod tests {
             9,
             9,
             &"x".repeat(64),
+            &"y".repeat(64),
             Operation::Export,
             Some(&[9; 16]),
             Some(&long_names),
             Outcome::Denied,
         );
         let names = vec!["email".to_string()];
-        let e = AuditEvent::new(1, 10, 11, "app", Operation::Lookup, None, Some(&names), Outcome::NotFound);
+        let e = AuditEvent::new(1, 10, 11, "app", "ticket 1", Operation::Lookup, None, Some(&names), Outcome::NotFound);
         e.copy_used_to(&mut slot);
         assert_eq!((slot.at, slot.session_role, slot.acting_role), (1, 10, 11));
         assert_eq!(slot.operation(), Some(Operation::Lookup));
         assert_eq!(slot.outcome(), Some(Outcome::NotFound));
         assert_eq!(slot.token(), None);
         assert_eq!(slot.application_name(), "app");
+        assert_eq!(slot.purpose(), "ticket 1");
         assert_eq!(slot.fields().unwrap(), names);
     }
 
     #[test]
     fn application_name_is_cut_on_a_char_boundary() {
         let long = "é".repeat(100);
-        let e = AuditEvent::new(0, 0, 0, &long, Operation::Store, None, None, Outcome::Error);
+        let e = AuditEvent::new(0, 0, 0, &long, &long, Operation::Store, None, None, Outcome::Error);
         assert_eq!(e.application_name(), "é".repeat(32));
+        assert_eq!(e.purpose(), long);
         assert_eq!(e.token(), None);
     }
 }

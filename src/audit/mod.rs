@@ -60,6 +60,7 @@ fn queue_event(
             // SECURITY DEFINER hides from current_user inside the vault.
             pg_sys::GetOuterUserId().into(),
             app,
+            crate::guc::purpose().unwrap_or(""),
             operation,
             token,
             fields,

@@ -396,7 +396,7 @@ mod tests {
 
     fn event(producer: u32, n: i64) -> AuditEvent {
         let fields = vec![format!("f{n}")];
-        AuditEvent::new(n, producer, producer, "app", Operation::Lookup, None, Some(&fields), Outcome::Ok)
+        AuditEvent::new(n, producer, producer, "app", "", Operation::Lookup, None, Some(&fields), Outcome::Ok)
     }
 
     #[test]

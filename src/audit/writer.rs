@@ -369,5 +369,6 @@ fn to_record<'a>(id: i64, event: &'a AuditEvent, names: &'a RoleNames) -> AuditR
         token: event.token(),
         fields: event.fields(),
         outcome: event.outcome().map_or("?", |o| o.as_str()).into(),
+        purpose: event.purpose(),
     }
 }

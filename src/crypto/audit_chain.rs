@@ -32,9 +32,11 @@ use super::token_filter;
 pub const GENESIS: [u8; 32] = [0u8; 32];
 
 /// Version byte at the start of every encoded batch: 1, MACed under key
-/// version 1; 2, followed by the key version (u32, big-endian).
+/// version 1; 2, followed by the key version (u32, big-endian); 3, as 2
+/// with each event's purpose of access after its outcome (0.3.0 on).
 const FORMAT_V1: u8 = 1;
 const FORMAT_V2: u8 = 2;
+const FORMAT_V3: u8 = 3;
 /// Marks an absent token or field list.
 const ABSENT: u32 = u32::MAX;
 /// More events than any batch holds: a count above it is corruption.
@@ -55,6 +57,9 @@ pub struct AuditRecord<'a> {
     pub token: Option<[u8; 16]>,
     pub fields: Option<Vec<Cow<'a, str>>>,
     pub outcome: Cow<'a, str>,
+    /// `pii_vault.purpose` at the call; empty when none was set (and in
+    /// batches written before 0.3.0).
+    pub purpose: Cow<'a, str>,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -66,13 +71,9 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 /// so no two different batches encode alike. Ids are not stored: event `i`
 /// has id `first_id + i`.
 pub fn encode_batch(key_version: u32, records: &[AuditRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + records.len() * 80);
-    if key_version == 1 {
-        out.push(FORMAT_V1);
-    } else {
-        out.push(FORMAT_V2);
-        out.extend_from_slice(&key_version.to_be_bytes());
-    }
+    let mut out = Vec::with_capacity(9 + records.len() * 84);
+    out.push(FORMAT_V3);
+    out.extend_from_slice(&key_version.to_be_bytes());
     out.extend_from_slice(&(records.len() as u32).to_be_bytes());
     for r in records {
         out.extend_from_slice(&r.at.to_be_bytes());
@@ -97,6 +98,7 @@ pub fn encode_batch(key_version: u32, records: &[AuditRecord]) -> Vec<u8> {
             None => out.extend_from_slice(&ABSENT.to_be_bytes()),
         }
         put_str(&mut out, &r.outcome);
+        put_str(&mut out, &r.purpose);
     }
     out
 }
@@ -137,7 +139,7 @@ pub fn batch_key_version(bytes: &[u8]) -> Result<u32, Unreadable> {
     let mut r = Reader(bytes);
     match r.take(1)? {
         [FORMAT_V1] => Ok(1),
-        [FORMAT_V2] => r.u32(),
+        [FORMAT_V2] | [FORMAT_V3] => r.u32(),
         _ => Err(Unreadable),
     }
 }
@@ -145,10 +147,13 @@ pub fn batch_key_version(bytes: &[u8]) -> Result<u32, Unreadable> {
 /// The events of a stored batch whose first event has id `first_id`.
 pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'static>>, Unreadable> {
     let mut r = Reader(bytes);
-    if r.take(1)? == [FORMAT_V2] {
-        r.u32()?;
-    } else if bytes[0] != FORMAT_V1 {
-        return Err(Unreadable);
+    let format = r.take(1)?[0];
+    match format {
+        FORMAT_V1 => {}
+        FORMAT_V2 | FORMAT_V3 => {
+            r.u32()?;
+        }
+        _ => return Err(Unreadable),
     }
     let count = r.u32()? as usize;
     if count > MAX_BATCH_EVENTS {
@@ -172,6 +177,7 @@ pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'stat
             _ => return Err(Unreadable),
         };
         let outcome = r.string()?;
+        let purpose = if format == FORMAT_V3 { r.string()? } else { Cow::Borrowed("") };
         let id = first_id.checked_add(i as i64).ok_or(Unreadable)?;
         records.push(AuditRecord {
             id,
@@ -183,6 +189,7 @@ pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'stat
             token,
             fields,
             outcome,
+            purpose,
         });
     }
     if !r.0.is_empty() {
@@ -447,6 +454,7 @@ mod tests {
             token: if id % 3 == 0 { None } else { Some([(id % 5) as u8; 16]) },
             fields: if id % 2 == 0 { Some(vec!["name".into(), "we\"ird,{}".into()]) } else { None },
             outcome: "ok".into(),
+            purpose: if id % 4 == 1 { "ticket 7".into() } else { "".into() },
         }
     }
 
@@ -496,7 +504,7 @@ mod tests {
         assert_eq!(decode_batch(1, &good[..good.len() - 1]), Err(Unreadable));
         assert_eq!(decode_batch(1, &[good.as_slice(), b"x"].concat()), Err(Unreadable));
         assert_eq!(decode_batch(1, &[]), Err(Unreadable));
-        assert_eq!(decode_batch(1, &[3, 0, 0, 0, 0]), Err(Unreadable), "unknown format");
+        assert_eq!(decode_batch(1, &[4, 0, 0, 0, 0]), Err(Unreadable), "unknown format");
         assert_eq!(decode_batch(1, &[1, 255, 255, 255, 254]), Err(Unreadable), "absurd count");
     }
 

@@ -19,6 +19,18 @@ pub fn blind_index(ring: &KeyRing, kind: LookupKind, normalized: &str) -> [u8; B
     mac.finalize().into_bytes().into()
 }
 
+/// The keyed hash a share or session id is stored under:
+/// HMAC(index key, what ‖ 0x00 ‖ the id's 16 bytes). `what` ("share",
+/// "session") is no lookup kind's name, and the id has a fixed length, so
+/// no lookup value and no id of another kind feeds the MAC the same bytes.
+pub fn id_hash(ring: &KeyRing, what: &str, id: &[u8; 16]) -> [u8; BLIND_INDEX_LEN] {
+    let mut mac = ring.index_mac.clone();
+    mac.update(what.as_bytes());
+    mac.update(&[0u8]);
+    mac.update(id);
+    mac.finalize().into_bytes().into()
+}
+
 /// What is MACed, in pieces: kind ‖ 0x00 ‖ value. A normalized value holds
 /// no NUL (control characters are refused), so the first 0x00 splits the
 /// input back into its kind and value: no other (kind, value) pair, for any

@@ -68,6 +68,16 @@ pub(super) const ENVELOPE_COLUMN: i32 = 2;
 struct RecordsOids {
     table: Oid,
     indexes: [Oid; 4],
+    /// Attribute numbers of `expires_at` and `deleted_at`; None on a
+    /// schema from before 0.3.0 (this library runs one until ALTER
+    /// EXTENSION UPDATE), where no record expires or is soft-deleted.
+    life_cycle: Option<LifeCycleColumns>,
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct LifeCycleColumns {
+    pub expires_at: i32,
+    pub deleted_at: i32,
 }
 
 impl RecordsOids {
@@ -92,6 +102,12 @@ unsafe extern "C-unwind" fn forget_oids(_arg: Datum, relid: Oid) {
     }
 }
 
+/// The life-cycle columns of `pii_vault.records`, None on a schema from
+/// before 0.3.0.
+pub(super) fn life_cycle_columns() -> Option<LifeCycleColumns> {
+    records_oids().life_cycle
+}
+
 fn records_oids() -> RecordsOids {
     if let Some(oids) = OIDS.get() {
         return oids;
@@ -112,7 +128,11 @@ fn records_oids() -> RecordsOids {
             }
             oid
         };
-        RecordsOids { table: relid(c"records"), indexes: RecordsIndex::ALL.map(|index| relid(index.name())) }
+        let table = relid(c"records");
+        let column = |name: &std::ffi::CStr| i32::from(pg_sys::get_attnum(table, name.as_ptr()));
+        let (expires_at, deleted_at) = (column(c"expires_at"), column(c"deleted_at"));
+        let life_cycle = (expires_at > 0 && deleted_at > 0).then_some(LifeCycleColumns { expires_at, deleted_at });
+        RecordsOids { table, indexes: RecordsIndex::ALL.map(|index| relid(index.name())), life_cycle }
     };
     OIDS.set(Some(oids));
     oids
@@ -325,11 +345,15 @@ pub(super) fn read_unique<R>(
     }
 }
 
-/// The token of the row whose `index` column equals one of `keys` (tried in
+/// A row found through a blind index: its token and, when the index
+/// includes it (0.3.0 on), its `expires_at` (microseconds since 2000).
+pub(super) type IndexEntry = ([u8; 16], Option<i64>);
+
+/// The entry of the row whose `index` column equals one of `keys` (tried in
 /// order, under one snapshot; a key is made only if the ones before it
 /// found nothing), read from the index entry (see `Probe::next_entry`);
 /// None when no visible row matches any.
-pub(super) fn token_by_index(index: RecordsIndex, keys: impl IntoIterator<Item = Datum>) -> Option<[u8; 16]> {
+pub(super) fn token_by_index(index: RecordsIndex, keys: impl IntoIterator<Item = Datum>) -> Option<IndexEntry> {
     // No key (a store while one key version is loaded): no snapshot, no scan.
     let mut keys = keys.into_iter().peekable();
     keys.peek()?;
@@ -351,7 +375,7 @@ pub(super) fn token_by_index(index: RecordsIndex, keys: impl IntoIterator<Item =
 ///
 /// # Safety
 /// As for `Probe::open`.
-unsafe fn token_by_entry(table: Oid, index_oid: Oid, equality: Oid, key: Datum, attnum: usize) -> Option<[u8; 16]> {
+unsafe fn token_by_entry(table: Oid, index_oid: Oid, equality: Oid, key: Datum, attnum: usize) -> Option<IndexEntry> {
     // SAFETY: the body handles only plain values, and the token is copied
     // out of the entry before the probe closes.
     unsafe {
@@ -367,12 +391,29 @@ unsafe fn token_by_entry(table: Oid, index_oid: Oid, equality: Oid, key: Datum, 
                     nulls.as_mut_ptr(),
                 );
                 // A uuid datum points at its 16 bytes; the token is NOT NULL.
-                *values[attnum - 1].cast_mut_ptr::<[u8; 16]>()
+                let token = *values[attnum - 1].cast_mut_ptr::<[u8; 16]>();
+                // The blind indexes include expires_at after the token
+                // (sql/storage.sql) from 0.3.0 on; a timestamptz is by value.
+                let natts = (*(*probe.scan).xs_itupdesc).natts as usize;
+                let expires_at = (attnum < natts && !nulls[attnum]).then(|| values[attnum].value() as i64);
+                (token, expires_at)
             });
             probe.close();
             token
         }
     }
+}
+
+/// The timestamptz in column `attnum` of the row in `slot`; None if NULL.
+///
+/// # Safety
+/// `slot` holds a row of `pii_vault.records` and `attnum` is a timestamptz
+/// column.
+pub(super) unsafe fn timestamp_column(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<i64> {
+    let mut is_null = false;
+    // SAFETY: per the function's contract; a timestamptz is by value.
+    let datum = unsafe { pg_sys::slot_getattr(slot, attnum, &mut is_null) };
+    (!is_null).then(|| datum.value() as i64)
 }
 
 /// Calls `f` with the bytes of bytea column `attnum` of the row in `slot`,

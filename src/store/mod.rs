@@ -42,10 +42,6 @@ impl IndexHashes {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.email.is_none() && self.phone.is_none() && self.login.is_none()
-    }
-
     pub fn set(&mut self, kind: LookupKind, hash: IndexHash) {
         match kind {
             LookupKind::Email => self.email = Some(hash),
@@ -77,56 +73,141 @@ fn uuid(token: &Token) -> DatumWithOid<'static> {
     DatumWithOid::from(Uuid::from_bytes(*token))
 }
 
+/// What the API finds under a token or a lookup value.
+pub enum Seen<R> {
+    Live(R),
+    /// There, but past its `expires_at`: for the API as if missing (and
+    /// audited as expired) until the purge worker removes it.
+    Expired,
+    /// No such record, or one soft-deleted.
+    Missing,
+}
+
+impl<R> Seen<R> {
+    pub fn live(self) -> Option<R> {
+        match self {
+            Seen::Live(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// The current time as a timestamptz (microseconds since 2000-01-01), the
+/// clock expiries are judged by.
+pub fn now() -> i64 {
+    // SAFETY: reads the system clock.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+fn expired(expires_at: Option<i64>) -> bool {
+    expires_at.is_some_and(|at| at <= now())
+}
+
 /// Inserts a new record. A lookup value another record has (or, with
 /// odds of 2^-122, its token) goes to `duplicate`, which raises.
-pub fn insert_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, duplicate: fn(LookupKind) -> !) {
+pub fn insert_record(
+    token: &Token,
+    envelope: &[u8],
+    hashes: &IndexHashes,
+    expires_at: Option<i64>,
+    duplicate: fn(LookupKind) -> !,
+) {
     let [e, p, l] = hashes.args();
-    let args = [uuid(token), envelope.into(), e, p, l];
+    let args = [uuid(token), envelope.into(), e, p, l, timestamp(expires_at)];
+    let life_cycle = index_read::life_cycle_columns().is_some();
+    if !life_cycle && expires_at.is_some() {
+        error!("pii_vault: internal storage error: expiry on a schema without it");
+    }
+    let args = if life_cycle { &args[..] } else { &args[..5] };
     unique::duplicates_raised_as(
-        || with_plans(|client, plans| client.update(&plans.insert_record, None, &args).map(drop)),
+        || with_plans(|client, plans| client.update(&plans.insert_record, None, args).map(drop)),
         duplicate,
     )
 }
 
-/// Calls `f` with the stored envelope of a record (borrowed, not copied);
-/// None when there is no such record.
-pub fn with_envelope<R>(token: &Token, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+fn timestamp(at: Option<i64>) -> DatumWithOid<'static> {
+    // SAFETY: a timestamptz datum is its microseconds, by value.
+    DatumWithOid::from(
+        at.and_then(|at| unsafe { pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(at), false) }),
+    )
+}
+
+/// Calls `f` with the stored envelope of a live record (borrowed, not
+/// copied).
+pub fn with_envelope<R>(token: &Token, f: impl FnOnce(&[u8]) -> R) -> Seen<R> {
     // SAFETY: the slot holds a row of pii_vault.records; envelope is bytea.
+    match read_live(token, |slot| unsafe { index_read::with_bytea_column(slot, index_read::ENVELOPE_COLUMN, f) }) {
+        Seen::Live(Some(r)) => Seen::Live(r),
+        Seen::Expired => Seen::Expired,
+        _ => Seen::Missing,
+    }
+}
+
+/// Whether a record exists under `token`, as the API sees it (its
+/// envelope is not read).
+pub fn token_seen(token: &Token) -> Seen<()> {
+    read_live(token, |_| ())
+}
+
+/// `read(slot)` of the row under `token` when it is live.
+fn read_live<R>(token: &Token, read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R) -> Seen<R> {
+    let columns = index_read::life_cycle_columns();
+    // SAFETY: the slot holds a row of pii_vault.records, whose life-cycle
+    // columns are timestamptz.
     read_unique(RecordsIndex::Token, token_datum(token), |slot| unsafe {
-        index_read::with_bytea_column(slot, index_read::ENVELOPE_COLUMN, f)
+        if let Some(c) = columns {
+            if index_read::timestamp_column(slot, c.deleted_at).is_some() {
+                return Seen::Missing;
+            }
+            if expired(index_read::timestamp_column(slot, c.expires_at)) {
+                return Seen::Expired;
+            }
+        }
+        Seen::Live(read(slot))
     })
-    .flatten()
+    .unwrap_or(Seen::Missing)
 }
 
 fn token_datum(token: &Token) -> pg_sys::Datum {
     Uuid::from_bytes(*token).into_datum().expect("a uuid is never NULL")
 }
 
-/// The stored envelope of a record, row-locked until the transaction ends.
-pub fn fetch_envelope_for_update(token: &Token) -> Option<Vec<u8>> {
-    with_plans(|client, plans| first_value(client.update(&plans.fetch_envelope_for_update, Some(1), &[uuid(token)])?))
+/// The stored envelope of a live record, row-locked until the transaction
+/// ends.
+pub fn fetch_envelope_for_update(token: &Token) -> Seen<Vec<u8>> {
+    with_plans(|client, plans| {
+        let table = client.update(&plans.fetch_envelope_for_update, Some(1), &[uuid(token)])?;
+        if table.is_empty() {
+            return Ok(Seen::Missing);
+        }
+        let row = table.first();
+        Ok(match (row.get::<Vec<u8>>(1)?, row.get::<bool>(2)?) {
+            (_, Some(true)) => Seen::Expired,
+            (Some(envelope), _) => Seen::Live(envelope),
+            (None, _) => Seen::Missing,
+        })
+    })
 }
 
-/// The token whose `kind` blind index equals one of `hashes` (the value's
+/// The record whose `kind` blind index equals one of `hashes` (the value's
 /// hash under each loaded key version, tried in order under one snapshot,
-/// each computed only if the ones before it found nothing).
-pub fn find_token(kind: LookupKind, hashes: impl IntoIterator<Item = IndexHash>) -> Option<Token> {
+/// each computed only if the ones before it found nothing), with its
+/// token whether live or expired.
+pub fn find_token(kind: LookupKind, hashes: impl IntoIterator<Item = IndexHash>) -> Option<(Token, Seen<()>)> {
     let index = match kind {
         LookupKind::Email => RecordsIndex::Email,
         LookupKind::Phone => RecordsIndex::Phone,
         LookupKind::Login => RecordsIndex::Login,
         LookupKind::Token => unreachable!("tokens are not blind-indexed"),
     };
+    // A soft-deleted record has no blind-index values, so it is never found.
     token_by_index(index, hashes.into_iter().map(|hash| hash.as_slice().into_datum().expect("a hash is never NULL")))
+        .map(|(token, expires_at)| (token, if expired(expires_at) { Seen::Expired } else { Seen::Live(()) }))
 }
 
-pub fn token_exists(token: &Token) -> bool {
-    token_by_index(RecordsIndex::Token, [token_datum(token)]).is_some()
-}
-
-/// Replaces a record's envelope and blind indexes; false when there is no
-/// such record. A lookup value another record has goes to `duplicate`,
-/// which raises.
+/// Replaces a live record's envelope and blind indexes; false when there
+/// is none. A lookup value another record has goes to `duplicate`, which
+/// raises.
 pub fn update_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, duplicate: fn(LookupKind) -> !) -> bool {
     let [e, p, l] = hashes.args();
     let args = [uuid(token), envelope.into(), e, p, l];
@@ -136,15 +217,158 @@ pub fn update_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, dupli
     )
 }
 
-pub fn delete_record(token: &Token) -> bool {
-    with_plans(|client, plans| Ok(client.update(&plans.delete_record, None, &[uuid(token)])?.len() == 1))
+/// Deletes a live record: soft (kept for the grace, without its lookup
+/// values) unless `at_once`; false when there is no live record.
+pub fn delete_record(token: &Token, at_once: bool) -> bool {
+    with_plans(|client, plans| {
+        Ok(client.update(&plans.delete_record, None, &[uuid(token), DatumWithOid::from(at_once)])?.len() == 1)
+    })
+}
+
+/// Removes a record's row, whatever its state, with everything attached
+/// (ON DELETE CASCADE); false when there is none.
+pub fn erase_record(token: &Token) -> bool {
+    with_plans(|client, plans| Ok(client.update(&plans.erase_record, None, &[uuid(token)])?.len() == 1))
+}
+
+/// Runs `f` with the statements of a 0.3.0 schema; before ALTER EXTENSION
+/// UPDATE, the functions that need them do not exist in SQL, so this is
+/// only reached through one called by hand: refused.
+fn with_life_cycle<R>(f: impl FnOnce(&mut pgrx::spi::SpiClient<'_>, &plans::LifeCyclePlans) -> SpiResult<R>) -> R {
+    with_plans(|client, plans| {
+        match &plans.life_cycle {
+        Some(lc) => f(client, lc),
+        None => error!("pii_vault: internal storage error: the vault's schema predates 0.3.0; run ALTER EXTENSION pii_vault UPDATE"),
+    }
+    })
+}
+
+/// Sets or clears a live record's expiry; false when there is none.
+pub fn set_expiry(token: &Token, expires_at: Option<i64>) -> bool {
+    with_life_cycle(|client, lc| {
+        Ok(client.update(&lc.set_expiry, None, &[uuid(token), timestamp(expires_at)])?.len() == 1)
+    })
+}
+
+/// The envelope of a record soft-deleted less than `grace_seconds` ago,
+/// row-locked until the transaction ends.
+pub fn fetch_deleted_for_update(token: &Token, grace_seconds: f64) -> Seen<Vec<u8>> {
+    with_life_cycle(|client, lc| {
+        let table = client.update(&lc.fetch_deleted_for_update, Some(1), &[uuid(token), grace_seconds.into()])?;
+        if table.is_empty() {
+            return Ok(Seen::Missing);
+        }
+        let row = table.first();
+        Ok(match (row.get::<Vec<u8>>(1)?, row.get::<bool>(2)?) {
+            (_, Some(true)) => Seen::Expired,
+            (Some(envelope), _) => Seen::Live(envelope),
+            (None, _) => Seen::Missing,
+        })
+    })
+}
+
+/// Brings a soft-deleted record back with its blind indexes. A lookup
+/// value another record took meanwhile goes to `duplicate`.
+pub fn restore_record(token: &Token, hashes: &IndexHashes, duplicate: fn(LookupKind) -> !) -> bool {
+    let [e, p, l] = hashes.args();
+    let args = [uuid(token), e, p, l];
+    unique::duplicates_raised_as(
+        || with_life_cycle(|client, lc| Ok(client.update(&lc.restore_record, None, &args)?.len() == 1)),
+        duplicate,
+    )
+}
+
+/// Whether this database has the vault at 0.3.0 or later (the purge
+/// worker's precondition).
+pub fn life_cycle_installed() -> bool {
+    Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('pii_vault.shares') IS NOT NULL")
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// A share as stored: the record's token and the fields it gives.
+pub struct Share {
+    pub token: Token,
+    pub fields: Vec<String>,
+}
+
+/// Stores a share of a live record, its id stored as `id_hash` (under key
+/// `key_version`); false when the record is not live.
+pub fn insert_share(id_hash: &IndexHash, key_version: u32, token: &Token, fields: &[String], ttl_seconds: f64) -> bool {
+    let args = [
+        id_hash.as_slice().into(),
+        (key_version as i32).into(),
+        uuid(token),
+        DatumWithOid::from(fields.to_vec()),
+        ttl_seconds.into(),
+    ];
+    with_life_cycle(|client, lc| Ok(client.update(&lc.insert_share, None, &args)?.len() == 1))
+}
+
+/// The share whose id hashes to one of `hashes` (one per loaded version).
+pub fn find_share(hashes: &[IndexHash]) -> Seen<Share> {
+    let hashes = DatumWithOid::from(hashes.iter().map(|h| h.to_vec()).collect::<Vec<Vec<u8>>>());
+    with_life_cycle(|client, lc| {
+        let table = client.select(&lc.find_share, Some(1), &[hashes])?;
+        if table.is_empty() {
+            return Ok(Seen::Missing);
+        }
+        let row = table.first();
+        Ok(match (row.get::<Uuid>(1)?, row.get::<Vec<String>>(2)?, row.get::<bool>(3)?) {
+            (_, _, Some(true)) => Seen::Expired,
+            (Some(token), Some(fields), _) => Seen::Live(Share { token: *token.as_bytes(), fields }),
+            _ => Seen::Missing,
+        })
+    })
+}
+
+/// Removes the share whose id hashes to one of `hashes`: the token it was
+/// of, and whether it had expired; None when there is none.
+pub fn delete_share(hashes: &[IndexHash]) -> Option<(Token, bool)> {
+    let hashes = DatumWithOid::from(hashes.iter().map(|h| h.to_vec()).collect::<Vec<Vec<u8>>>());
+    with_life_cycle(|client, lc| {
+        let table = client.update(&lc.delete_share, None, &[hashes])?;
+        if table.is_empty() {
+            return Ok(None);
+        }
+        let row = table.first();
+        Ok(row.get::<Uuid>(1)?.map(|t| (*t.as_bytes(), row.get::<bool>(2).ok().flatten().unwrap_or(false))))
+    })
+}
+
+/// Removes up to `limit` expired shares; the tokens they were of.
+pub fn purge_shares(limit: i64) -> Vec<Token> {
+    with_life_cycle(|client, lc| tokens(client.update(&lc.purge_shares, None, &[limit.into()])?))
+}
+
+fn tokens(table: SpiTupleTable<'_>) -> SpiResult<Vec<Token>> {
+    let mut out = Vec::with_capacity(table.len());
+    for row in table {
+        if let Some(token) = row.get::<Uuid>(1)? {
+            out.push(*token.as_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// Removes up to `limit` records that expired or were deleted more than
+/// `grace_seconds` ago; their tokens.
+pub fn purge_records(limit: i64, grace_seconds: f64) -> Vec<Token> {
+    with_life_cycle(|client, lc| {
+        tokens(client.update(&lc.purge_records, None, &[limit.into(), grace_seconds.into()])?)
+    })
 }
 
 /// Every (token, envelope), for the bulk export.
 pub fn all_envelopes() -> Vec<(Token, Vec<u8>)> {
     with_plans(|client, _plans| {
-        let table =
-            client.select("SELECT token, envelope FROM pii_vault.records ORDER BY created_at, token", None, &[])?;
+        let live = if index_read::life_cycle_columns().is_some() { plans::LIVE } else { "true" };
+        let table = client.select(
+            &format!("SELECT token, envelope FROM pii_vault.records WHERE {live} ORDER BY created_at, token"),
+            None,
+            &[],
+        )?;
         let mut out = Vec::with_capacity(table.len());
         for row in table {
             if let (Some(token), Some(envelope)) = (row.get::<Uuid>(1)?, row.get::<Vec<u8>>(2)?) {

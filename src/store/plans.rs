@@ -11,6 +11,8 @@ pub(super) struct Plans {
     pub fetch_envelope_for_update: OwnedPreparedStatement,
     pub update_record: OwnedPreparedStatement,
     pub delete_record: OwnedPreparedStatement,
+    pub erase_record: OwnedPreparedStatement,
+    pub life_cycle: Option<LifeCyclePlans>,
     pub records_under: OwnedPreparedStatement,
     pub count_under: OwnedPreparedStatement,
     pub count_not_under: OwnedPreparedStatement,
@@ -21,27 +23,76 @@ const UUID: PgOid = PgOid::BuiltIn(PgBuiltInOids::UUIDOID);
 const BYTEA: PgOid = PgOid::BuiltIn(PgBuiltInOids::BYTEAOID);
 const BYTEA_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::BYTEAARRAYOID);
 const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
+const BOOL: PgOid = PgOid::BuiltIn(PgBuiltInOids::BOOLOID);
+const INT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4OID);
+const TEXT_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
+const FLOAT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::FLOAT8OID);
+const TIMESTAMPTZ: PgOid = PgOid::BuiltIn(PgBuiltInOids::TIMESTAMPTZOID);
+
+/// A record the API may see: not soft-deleted, not expired (by the clock,
+/// not the transaction's start: an expiry takes effect at once).
+pub(super) const LIVE: &str =
+    "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > pg_catalog.clock_timestamp())";
 
 impl Plans {
-    fn prepare(client: &SpiClient<'_>) -> SpiResult<Plans> {
+    /// `life_cycle`: the schema has 0.3.0's `expires_at` and `deleted_at`
+    /// (store::index_read::life_cycle_columns); before, records neither
+    /// expire nor are soft-deleted, and a delete removes the row.
+    fn prepare(client: &SpiClient<'_>, life_cycle: bool) -> SpiResult<Plans> {
         let write = |sql: &str, args: &[PgOid]| client.prepare_mut(sql, args).map(|p| p.keep());
         let index_args = [UUID, BYTEA, BYTEA, BYTEA, BYTEA];
+        let delete = "DELETE FROM pii_vault.records WHERE token = $1 RETURNING 1";
         Ok(Plans {
-            insert_record: write(
-                "INSERT INTO pii_vault.records (token, envelope, email_index, phone_index, login_index) \
-                 VALUES ($1, $2, $3, $4, $5)",
-                &index_args,
-            )?,
-            fetch_envelope_for_update: write(
-                "SELECT envelope FROM pii_vault.records WHERE token = $1 FOR UPDATE",
-                &[UUID],
-            )?,
+            insert_record: if life_cycle {
+                write(
+                    "INSERT INTO pii_vault.records (token, envelope, email_index, phone_index, login_index, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[UUID, BYTEA, BYTEA, BYTEA, BYTEA, TIMESTAMPTZ],
+                )?
+            } else {
+                write(
+                    "INSERT INTO pii_vault.records (token, envelope, email_index, phone_index, login_index) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &index_args,
+                )?
+            },
+            // The envelope, and whether the record has expired (NULL when
+            // it has no expiry).
+            fetch_envelope_for_update: if life_cycle {
+                write(
+                    "SELECT envelope, expires_at <= pg_catalog.clock_timestamp() FROM pii_vault.records \
+                     WHERE token = $1 AND deleted_at IS NULL FOR UPDATE",
+                    &[UUID],
+                )?
+            } else {
+                write("SELECT envelope, NULL::boolean FROM pii_vault.records WHERE token = $1 FOR UPDATE", &[UUID])?
+            },
             update_record: write(
-                "UPDATE pii_vault.records SET envelope = $2, email_index = $3, phone_index = $4, \
-                 login_index = $5, updated_at = pg_catalog.now() WHERE token = $1 RETURNING 1",
+                &format!(
+                    "UPDATE pii_vault.records SET envelope = $2, email_index = $3, phone_index = $4, \
+                     login_index = $5, updated_at = pg_catalog.now() WHERE token = $1{} RETURNING 1",
+                    if life_cycle { format!(" AND {LIVE}") } else { String::new() }
+                ),
                 &index_args,
             )?,
-            delete_record: write("DELETE FROM pii_vault.records WHERE token = $1 RETURNING 1", &[UUID])?,
+            // Soft: the row stays for pii_vault.delete_grace without its
+            // lookup values ($2: the grace is 0, the row goes at once).
+            delete_record: if life_cycle {
+                write(
+                    &format!(
+                        "WITH soft AS (UPDATE pii_vault.records SET deleted_at = pg_catalog.clock_timestamp(), \
+                         email_index = NULL, phone_index = NULL, login_index = NULL \
+                         WHERE token = $1 AND NOT $2 AND {LIVE} RETURNING 1), \
+                         hard AS (DELETE FROM pii_vault.records WHERE token = $1 AND $2 AND {LIVE} RETURNING 1) \
+                         SELECT 1 FROM soft UNION ALL SELECT 1 FROM hard"
+                    ),
+                    &[UUID, BOOL],
+                )?
+            } else {
+                write(delete, &[UUID, BOOL])?
+            },
+            erase_record: write(delete, &[UUID])?,
+            life_cycle: if life_cycle { Some(LifeCyclePlans::prepare(client)?) } else { None },
             // The wrapping key's version is bytes 2..6 of every envelope
             // (crypto::envelope); a slice of an out-of-line value is
             // fetched without the rest of it.
@@ -70,21 +121,112 @@ impl Plans {
     }
 }
 
+/// Statements only a 0.3.0 schema has the columns for.
+pub(super) struct LifeCyclePlans {
+    pub set_expiry: OwnedPreparedStatement,
+    pub fetch_deleted_for_update: OwnedPreparedStatement,
+    pub restore_record: OwnedPreparedStatement,
+    pub purge_records: OwnedPreparedStatement,
+    pub purge_shares: OwnedPreparedStatement,
+    pub insert_share: OwnedPreparedStatement,
+    pub find_share: OwnedPreparedStatement,
+    pub delete_share: OwnedPreparedStatement,
+}
+
+impl LifeCyclePlans {
+    fn prepare(client: &SpiClient<'_>) -> SpiResult<LifeCyclePlans> {
+        let write = |sql: &str, args: &[PgOid]| client.prepare_mut(sql, args).map(|p| p.keep());
+        Ok(LifeCyclePlans {
+            set_expiry: write(
+                &format!(
+                    "UPDATE pii_vault.records SET expires_at = $2 WHERE token = $1 AND {LIVE} RETURNING 1"
+                ),
+                &[UUID, TIMESTAMPTZ],
+            )?,
+            // A soft-deleted record still within its grace ($2), its
+            // envelope, and whether it has expired meanwhile.
+            fetch_deleted_for_update: write(
+                "SELECT envelope, expires_at <= pg_catalog.clock_timestamp() FROM pii_vault.records \
+                 WHERE token = $1 AND deleted_at > pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2) FOR UPDATE",
+                &[UUID, FLOAT8],
+            )?,
+            restore_record: write(
+                "UPDATE pii_vault.records SET deleted_at = NULL, email_index = $2, phone_index = $3, \
+                 login_index = $4, updated_at = pg_catalog.now() WHERE token = $1 AND deleted_at IS NOT NULL \
+                 RETURNING 1",
+                &[UUID, BYTEA, BYTEA, BYTEA],
+            )?,
+            // Up to $1 records expired or deleted more than $2 ago. Rows a
+            // call holds locked are skipped (the next round takes them),
+            // and the condition is checked again on the row as locked, so a
+            // record whose expiry was just cleared or that was just
+            // restored is never removed. The shares, sessions and other
+            // rows attached go with it (ON DELETE CASCADE).
+            purge_records: write(
+                "WITH due AS (SELECT token FROM pii_vault.records \
+                     WHERE expires_at <= pg_catalog.clock_timestamp() \
+                        OR deleted_at <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2) \
+                     LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 DELETE FROM pii_vault.records AS r USING due WHERE r.token = due.token \
+                   AND (r.expires_at <= pg_catalog.clock_timestamp() \
+                        OR r.deleted_at <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2)) \
+                 RETURNING r.token",
+                &[INT8, FLOAT8],
+            )?,
+            purge_shares: write(
+                "WITH due AS (SELECT id_hash FROM pii_vault.shares WHERE expires_at <= pg_catalog.clock_timestamp() \
+                     LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 DELETE FROM pii_vault.shares AS s USING due WHERE s.id_hash = due.id_hash \
+                 RETURNING s.token",
+                &[INT8],
+            )?,
+            // Only of a live record, which stays locked (FOR KEY SHARE, as
+            // the foreign key's check takes it) until the transaction ends.
+            insert_share: write(
+                &format!(
+                    "INSERT INTO pii_vault.shares (id_hash, key_version, token, fields, expires_at) \
+                     SELECT $1, $2, token, $4, pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $5) \
+                     FROM pii_vault.records WHERE token = $3 AND {LIVE} FOR KEY SHARE \
+                     RETURNING 1"
+                ),
+                &[BYTEA, INT4, UUID, TEXT_ARRAY, FLOAT8],
+            )?,
+            // $1: the id's hash under each loaded version. The token, the
+            // fields, and whether the share has expired.
+            find_share: write(
+                "SELECT token, fields, expires_at <= pg_catalog.clock_timestamp() FROM pii_vault.shares \
+                 WHERE id_hash = ANY ($1) LIMIT 1",
+                &[BYTEA_ARRAY],
+            )?,
+            delete_share: write(
+                "DELETE FROM pii_vault.shares WHERE id_hash = ANY ($1) RETURNING token, \
+                 expires_at <= pg_catalog.clock_timestamp()",
+                &[BYTEA_ARRAY],
+            )?,
+        })
+    }
+}
+
 thread_local! {
     // Leaked on purpose: kept plans live as long as the backend, and a
     // destructor running SPI_freeplan during process exit would be unsafe.
-    static PLANS: Cell<Option<&'static Plans>> = const { Cell::new(None) };
+    // One set per schema (before 0.3.0, from 0.3.0), so a backend that
+    // saw the schema before ALTER EXTENSION UPDATE moves on to the new
+    // statements at its next call.
+    static PLANS: [Cell<Option<&'static Plans>>; 2] = const { [Cell::new(None), Cell::new(None)] };
 }
 
-/// Runs `f` inside an SPI connection with this backend's prepared plans.
-/// An SPI failure here is a bug or a broken installation, not bad input.
+/// Runs `f` inside an SPI connection with this backend's prepared plans
+/// for the schema in place. An SPI failure here is a bug or a broken
+/// installation, not bad input.
 pub(super) fn with_plans<R>(f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> SpiResult<R>) -> R {
+    let life_cycle = super::index_read::life_cycle_columns().is_some();
     Spi::connect_mut(|client| {
-        let plans = match PLANS.get() {
+        let plans = match PLANS.with(|p| p[life_cycle as usize].get()) {
             Some(plans) => plans,
             None => {
-                let plans: &'static Plans = Box::leak(Box::new(Plans::prepare(client)?));
-                PLANS.set(Some(plans));
+                let plans: &'static Plans = Box::leak(Box::new(Plans::prepare(client, life_cycle)?));
+                PLANS.with(|p| p[life_cycle as usize].set(Some(plans)));
                 plans
             }
         };

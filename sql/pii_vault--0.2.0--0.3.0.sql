@@ -1,0 +1,186 @@
+-- pii_vault 0.2.0 -> 0.3.0: the record's life cycle (expiry, soft delete,
+-- restore, erasure, the purge worker), shares, and the purpose of access in
+-- the audit. Leaves exactly what a fresh install of 0.3.0 has
+-- (pg_test/day_two.sh compares the two). No stored row changes format:
+-- 0.3.0 reads the audit batches and envelopes of every earlier release.
+\echo Use "ALTER EXTENSION pii_vault UPDATE TO '0.3.0'" to load this file. \quit
+
+-- Expiry and soft delete (see sql/storage.sql).
+ALTER TABLE pii_vault.records ADD COLUMN expires_at timestamptz, ADD COLUMN deleted_at timestamptz;
+-- The blind indexes include expires_at, so a lookup tells an expired
+-- record from a live one without the heap. Rebuilt under the table's
+-- exclusive lock, so no duplicate can slip in meanwhile.
+DROP INDEX pii_vault.records_email_index_key;
+DROP INDEX pii_vault.records_phone_index_key;
+DROP INDEX pii_vault.records_login_index_key;
+CREATE UNIQUE INDEX records_email_index_key ON pii_vault.records (email_index) INCLUDE (token, expires_at) WHERE email_index IS NOT NULL;
+CREATE UNIQUE INDEX records_phone_index_key ON pii_vault.records (phone_index) INCLUDE (token, expires_at) WHERE phone_index IS NOT NULL;
+CREATE UNIQUE INDEX records_login_index_key ON pii_vault.records (login_index) INCLUDE (token, expires_at) WHERE login_index IS NOT NULL;
+CREATE INDEX records_expires_at ON pii_vault.records (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX records_deleted_at ON pii_vault.records (deleted_at) WHERE deleted_at IS NOT NULL;
+
+-- Shares (see sql/storage.sql).
+CREATE TABLE pii_vault.shares (
+    id_hash     bytea       PRIMARY KEY,
+    key_version integer     NOT NULL,
+    token       uuid        NOT NULL REFERENCES pii_vault.records (token) ON DELETE CASCADE,
+    fields      text[]      NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX shares_token ON pii_vault.shares (token);
+CREATE INDEX shares_expires_at ON pii_vault.shares (expires_at);
+REVOKE ALL ON pii_vault.shares FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.shares', '');
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'pii_vault_share_reader') THEN
+        CREATE ROLE pii_vault_share_reader NOLOGIN;
+    END IF;
+END
+$$;
+
+-- The audit's events carry the purpose of access: the decoding function,
+-- the view over it and vault_audit() gain a column.
+DROP VIEW pii_vault.audit_log;
+DROP FUNCTION vault_audit(uuid);
+DROP FUNCTION pii_vault.audit_events(bigint, bytea);
+CREATE  FUNCTION pii_vault."audit_events"(
+	"first_id" bigint, /* i64 */
+	"events" bytea /* & [u8] */
+) RETURNS TABLE (
+	"id" bigint,  /* i64 */
+	"at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"session_role" TEXT,  /* String */
+	"acting_role" TEXT,  /* String */
+	"application_name" TEXT,  /* String */
+	"operation" TEXT,  /* String */
+	"token" uuid,  /* Option < Uuid > */
+	"fields" TEXT[],  /* :: std :: option :: Option < Vec < String > > */
+	"outcome" TEXT,  /* String */
+	"purpose" TEXT  /* Option < String > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_events_wrapper';
+
+CREATE VIEW pii_vault.audit_log AS
+SELECT e.id, e.at, e.session_role::name AS session_role, e.acting_role::name AS acting_role,
+       e.application_name, e.operation, e.token, e.fields, e.outcome, e.purpose
+FROM pii_vault.audit_batches AS b
+CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e;
+REVOKE ALL ON pii_vault.audit_log FROM PUBLIC;
+REVOKE ALL ON FUNCTION pii_vault.audit_events(bigint, bytea) FROM PUBLIC;
+
+-- The audit of one token, for auditors and admins (no PII in it).
+CREATE FUNCTION vault_audit(for_token uuid)
+RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,
+               operation text, token uuid, fields text[], outcome text, purpose text)
+LANGUAGE plpgsql STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pii_vault, pg_temp
+AS $$
+BEGIN
+    -- Audited (and refused if the audit cannot be written) before any row;
+    -- then wait briefly for queued events so the answer is current.
+    PERFORM pii_vault.audit_read_note(for_token);
+    PERFORM pii_vault.audit_wait(2000);
+    -- Each batch's token filter skips the batches that cannot name it.
+    RETURN QUERY
+        SELECT e.id, e.at, e.session_role::name, e.acting_role::name, e.application_name,
+               e.operation, e.token, e.fields, e.outcome, e.purpose
+        FROM pii_vault.audit_batches AS b
+        CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e
+        WHERE pii_vault.audit_batch_may_name(b.token_filter, for_token) AND e.token = for_token
+        ORDER BY e.id;
+END
+$$;
+REVOKE ALL ON FUNCTION vault_audit(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_audit(uuid) TO pii_vault_auditor, pii_vault_admin;
+
+-- Functions new in 0.3.0, as the 0.3.0 install script creates them.
+CREATE  FUNCTION "vault_store"(
+	"record" jsonb, /* Option < JsonbDatum > */
+	"expires_at" timestamp with time zone /* Option < TimestampWithTimeZone > */
+) RETURNS uuid /* Option < Uuid > */
+VOLATILE SECURITY DEFINER 
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'vault_store_expiring_wrapper';
+
+CREATE  FUNCTION "vault_set_expiry"(
+	"token" uuid, /* Option < Uuid > */
+	"expires_at" timestamp with time zone /* Option < TimestampWithTimeZone > */
+) RETURNS bool /* Option < bool > */
+VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'vault_set_expiry_wrapper';
+
+CREATE  FUNCTION "vault_restore"(
+	"token" uuid /* Uuid */
+) RETURNS bool /* bool */
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'vault_restore_wrapper';
+
+CREATE  FUNCTION "vault_erase"(
+	"token" uuid /* Uuid */
+) RETURNS bool /* bool */
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'vault_erase_wrapper';
+
+CREATE  FUNCTION "vault_share"(
+	"token" uuid, /* Uuid */
+	"fields" TEXT[], /* Vec < Option < String > > */
+	"ttl" interval /* Interval */
+) RETURNS uuid /* Option < Uuid > */
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'vault_share_wrapper';
+
+CREATE  FUNCTION "vault_get_shared"(
+	"share" uuid /* Uuid */
+) RETURNS jsonb /* Option < JsonbDatum > */
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'vault_get_shared_wrapper';
+
+CREATE  FUNCTION "vault_unshare"(
+	"share" uuid /* Uuid */
+) RETURNS bool /* bool */
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'vault_unshare_wrapper';
+
+-- The record's life cycle: expiry (writer); restore and erasure (admin).
+REVOKE ALL ON FUNCTION vault_store(jsonb, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_store(jsonb, timestamptz) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_set_expiry(uuid, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_set_expiry(uuid, timestamptz) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_restore(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_restore(uuid) TO pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_erase(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_erase(uuid) TO pii_vault_admin;
+
+-- Shares: made and revoked by writers, read by a partner-facing service
+-- holding pii_vault_share_reader (which may call nothing else) and by
+-- every role that may read records.
+REVOKE ALL ON FUNCTION vault_share(uuid, text[], interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_share(uuid, text[], interval) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_get_shared(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_get_shared(uuid)
+    TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_unshare(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_unshare(uuid) TO pii_vault_writer, pii_vault_admin;

@@ -1,0 +1,102 @@
+//! The purge worker: a background worker that removes, every
+//! `pii_vault.purge_interval`, the rows the API no longer sees: records
+//! past their `expires_at`, records deleted more than
+//! `pii_vault.delete_grace` ago (with everything attached to them), and
+//! expired shares. Each removal is audited as a `purge` event, queued in
+//! the transaction that removes it (no event, no removal).
+//!
+//! It works in bounded batches, one transaction each, and skips rows a
+//! call holds locked; every removal checks its condition again on the row
+//! as locked (`store::purge_records`), so a record whose expiry was just
+//! cleared, or that was just restored, stays.
+
+use std::time::Duration;
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::prelude::*;
+
+use crate::audit::{self, Operation, Outcome};
+use crate::{guc, keys, store};
+
+/// Rows removed per transaction: a batch holds its locks and its WAL for
+/// about this many rows, and the worker looks at SIGTERM in between.
+pub const BATCH: i64 = 1000;
+
+pub fn register() {
+    BackgroundWorkerBuilder::new("pii_vault purge worker")
+        .set_type("pii_vault purge worker")
+        .set_library("pii_vault")
+        .set_function("pii_vault_purge_worker_main")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(10)))
+        .load();
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi(Some(&guc::database()), None);
+    if keys::key_set().is_err() {
+        // Without keys the vault refuses every call and audits nothing:
+        // nothing is purged either (the audit could not say so).
+        log!("pii_vault purge worker: no usable key; not purging");
+        while BackgroundWorker::wait_latch(Some(Duration::from_secs(60))) {}
+        return;
+    }
+    BackgroundWorker::transaction(|| {
+        Spi::run("SET search_path = pg_catalog, pg_temp").unwrap_or_else(|e| error!("pii_vault purge worker: {e}"));
+    });
+    loop {
+        let interval = Duration::from_secs(guc::purge_interval_seconds().max(1) as u64);
+        if !BackgroundWorker::wait_latch(Some(interval)) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: reloading the configuration as PostgreSQL's own
+            // workers do on SIGHUP, outside any transaction.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        purge_all();
+    }
+}
+
+/// Removes everything due, batch by batch, until a batch comes back short
+/// or SIGTERM arrives.
+fn purge_all() {
+    loop {
+        let removed = BackgroundWorker::transaction(purge_batch);
+        if removed < BATCH || !BackgroundWorker::wait_latch(Some(Duration::ZERO)) {
+            return;
+        }
+    }
+}
+
+/// One batch, in one transaction: how many rows it removed (0 when the
+/// vault is not installed here, or predates 0.3.0).
+pub fn purge_batch() -> i64 {
+    if !store::life_cycle_installed() {
+        return 0;
+    }
+    let grace = f64::from(guc::delete_grace_seconds());
+    let records = store::purge_records(BATCH, grace);
+    for token in &records {
+        queue(Operation::Purge, token, None);
+    }
+    let room = BATCH - records.len() as i64;
+    let shares = if room > 0 { store::purge_shares(room) } else { Vec::new() };
+    let share = vec!["share".to_string()];
+    for token in &shares {
+        queue(Operation::Purge, token, Some(&share));
+    }
+    (records.len() + shares.len()) as i64
+}
+
+/// Queues the purge event before the removal commits; if it cannot be
+/// queued, the batch rolls back and waits for the next round.
+fn queue(operation: Operation, token: &store::Token, fields: Option<&[String]>) {
+    if !audit::record(operation, Some(token), fields, Outcome::Ok) {
+        error!("pii_vault purge worker: the audit queue stayed full; nothing purged this round");
+    }
+}
