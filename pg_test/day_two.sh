@@ -4,9 +4,11 @@
 #   1. Every C symbol an install or upgrade script of any release names is
 #      exported by the library.
 #   2. Upgrade: a vault created as 0.1.0 (its install script as released),
-#      used by this library, then ALTER EXTENSION pii_vault UPDATE: every
-#      record reads back, every lookup finds it, the audit verifies, and
-#      the schema equals a fresh 0.2.0 install (pg_test/schema_snapshot.sql).
+#      used by this library, updated to 0.2.0, used, dumped, updated to
+#      this release; another updated from 0.1.0 in one step; the 0.2.0
+#      dump restored into a 0.2.0 vault and updated: every record reads
+#      back, every lookup finds it, the audit verifies, and the schema
+#      equals a fresh install (pg_test/schema_snapshot.sql).
 #   3. Dump and restore: pg_dump → pg_restore into another cluster with the
 #      same key (everything readable, audit verifies, new stores work); into
 #      a vault that keeps its own audit (refused, nothing restored); into a
@@ -73,10 +75,16 @@ check_equal "the library exports every C symbol named by the SQL of every releas
 # one in sql/install/: the same lines, comments aside (they carry source
 # line numbers) and in any order (pgrx's order of independent objects
 # varies between builds).
+# A version still in development (its issue open) has no frozen script
+# yet; it is frozen, and from then on checked here, when it is released.
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml")"
-check "the installed pii_vault--$VERSION.sql is the frozen sql/install/pii_vault--$VERSION.sql" \
-    diff <(grep -v '^--' "$("$PG_CONFIG" --sharedir)/extension/pii_vault--$VERSION.sql" | sort) \
-         <(grep -v '^--' "$ROOT/sql/install/pii_vault--$VERSION.sql" | sort)
+if [ -e "$ROOT/sql/install/pii_vault--$VERSION.sql" ]; then
+    check "the installed pii_vault--$VERSION.sql is the frozen sql/install/pii_vault--$VERSION.sql" \
+        diff <(grep -v '^--' "$("$PG_CONFIG" --sharedir)/extension/pii_vault--$VERSION.sql" | sort) \
+             <(grep -v '^--' "$ROOT/sql/install/pii_vault--$VERSION.sql" | sort)
+else
+    echo "note   - $VERSION is not released yet: its install script is frozen into sql/install/ when it is"
+fi
 
 # ---- 2. upgrade from 0.1.0 ------------------------------------------------------
 new_cluster a 54339 vault
@@ -98,17 +106,44 @@ check_equal "this library works a 0.1.0 vault: stores, reads, lookups, update, d
     "$(q -c "SELECT count(*) FILTER (WHERE vault_get(tok) ->> 'login' = 'person' || n
                                      AND vault_lookup('email', 'Person' || n || '@UPGRADE.example') = tok) FROM people")" 19
 check_equal "the 0.1.0 vault's audit verifies" "$(q -c "SELECT pii_vault.audit_wait()" -c "SELECT ok FROM vault_audit_verify()" | tail -1)" t
-q -c "ALTER EXTENSION pii_vault UPDATE" >/dev/null
-check_equal "ALTER EXTENSION pii_vault UPDATE goes to 0.2.0" \
+# people_intact LABEL: every record reads back as it was, every lookup
+# (email, phone, login) finds it, and the audit verifies, old events
+# included.
+people_intact() {
+    check_equal "$1: every record reads back as it was" \
+        "$(q -c "SELECT count(*) FILTER (WHERE vault_get(tok) ->> 'name' = CASE n WHEN 1 THEN 'Person 1 updated' ELSE 'Person ' || n END) FROM people")" 19
+    check_equal "$1: every lookup (email, phone, login) finds its record" \
+        "$(q -c "SELECT count(*) FILTER (WHERE vault_lookup('email', 'person' || n || '@upgrade.example') = tok
+                                         AND vault_lookup('phone', '(415) 555-26' || lpad(n::text, 2, '0')) = tok
+                                         AND vault_lookup('login', 'PERSON' || n) = tok) FROM people")" 19
+    check_equal "$1: the audit verifies, every earlier release's events included" \
+        "$(q -c "SELECT pii_vault.audit_wait()" -c "SELECT ok, rows_checked > 40 FROM vault_audit_verify()" | tail -1)" "t|t"
+}
+q -c "ALTER EXTENSION pii_vault UPDATE TO '0.2.0'" >/dev/null
+check_equal "ALTER EXTENSION pii_vault UPDATE TO '0.2.0' goes to 0.2.0" \
     "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_vault'")" "0.2.0"
-check_equal "after the upgrade every record reads back as it was" \
-    "$(q -c "SELECT count(*) FILTER (WHERE vault_get(tok) ->> 'name' = CASE n WHEN 1 THEN 'Person 1 updated' ELSE 'Person ' || n END) FROM people")" 19
-check_equal "after the upgrade every lookup (email, phone, login) finds its record" \
-    "$(q -c "SELECT count(*) FILTER (WHERE vault_lookup('email', 'person' || n || '@upgrade.example') = tok
-                                     AND vault_lookup('phone', '(415) 555-26' || lpad(n::text, 2, '0')) = tok
-                                     AND vault_lookup('login', 'PERSON' || n) = tok) FROM people")" 19
-check_equal "after the upgrade the audit verifies, events of 0.1.0 included" \
-    "$(q -c "SELECT pii_vault.audit_wait()" -c "SELECT ok, rows_checked > 40 FROM vault_audit_verify()" | tail -1)" "t|t"
+people_intact "0.1.0 -> 0.2.0"
+# Used as 0.2.0 (a delete there removes the row), then dumped: the dump a
+# 0.2.0 vault leaves, restored below into a 0.2.0 vault that is updated.
+q -c "INSERT INTO people SELECT 20, vault_store('{\"email\": \"person20@upgrade.example\"}')" \
+  -c "SELECT vault_delete(tok) FROM people WHERE n = 20" -c "DELETE FROM people WHERE n = 20" >/dev/null
+check_equal "this library works a 0.2.0 vault: a delete there removes the row" \
+    "$(q -c "SELECT count(*) FROM pii_vault.records")" 19
+DUMP_020="$BASE/vault-0.2.0.dump"
+as_pg "$PG_BIN/pg_dump" -Fc -h "$CLUSTER_DIR" -p "$CLUSTER_PORT" -d vault -f "$DUMP_020"
+q -c "ALTER EXTENSION pii_vault UPDATE" >/dev/null
+check_equal "ALTER EXTENSION pii_vault UPDATE goes on to $VERSION" \
+    "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_vault'")" "$VERSION"
+people_intact "0.1.0 -> 0.2.0 -> $VERSION"
+check_equal "after the upgrade to $VERSION a delete is soft and an admin restores it with its lookups" \
+    "$(q -c "SELECT vault_delete(tok) FROM people WHERE n = 2" -c "SELECT vault_get(tok) IS NULL FROM people WHERE n = 2" \
+         -c "SELECT vault_restore(tok) FROM people WHERE n = 2" \
+         -c "SELECT vault_lookup('email', 'person2@upgrade.example') = tok FROM people WHERE n = 2" | tr '\n' ' ')" "t t t t "
+check_equal "after the upgrade the purpose of access is audited" \
+    "$(q -c "SET pii_vault.purpose = 'upgrade check'" -c "SELECT vault_get(tok) IS NOT NULL FROM people WHERE n = 3" \
+         -c "SELECT pii_vault.audit_wait()" \
+         -c "SELECT purpose FROM vault_audit((SELECT tok FROM people WHERE n = 3)) ORDER BY id DESC LIMIT 1" | tr '\n' ' ')" \
+    "t t upgrade check "
 check_equal "after the upgrade new stores work and a known email is still refused" \
     "$(q -c "SELECT vault_store('{\"email\": \"after-upgrade@upgrade.example\"}') IS NOT NULL" \
           -c "SELECT try_sql('SELECT vault_store(''{\"email\": \"person2@upgrade.example\"}'')')" | sed -n 1,2p | tr '\n' '|')" \
@@ -126,10 +161,39 @@ DB=restored
 write_keyfile "$CLUSTER_DIR/vault.key" "$KEY_A" 600
 cluster_start || { cat "$CLUSTER_LOG"; fail "cluster B starts"; }
 cluster_psql -q -d postgres -c "CREATE DATABASE restored" >/dev/null
+drop_vault() {
+    q -c "SET pii_vault.allow_drop = on" -c "DROP EXTENSION pii_vault CASCADE" -c "DROP TABLE IF EXISTS people" \
+      -c "DROP FUNCTION IF EXISTS try_sql(text)" >/dev/null 2>&1
+}
+
+# 0.1.0 -> this release in one ALTER EXTENSION UPDATE.
+q -c "CREATE EXTENSION pii_vault VERSION '0.1.0'"
+(cd "$HERE/sql" && q -f common/setup.sql >/dev/null)
+q -c "CREATE TABLE people AS SELECT n, vault_store(jsonb_build_object('email', 'person' || n || '@upgrade.example',
+          'login', 'person' || n, 'phone', '(415) 555-26' || lpad(n::text, 2, '0'),
+          'name', CASE n WHEN 1 THEN 'Person 1 updated' ELSE 'Person ' || n END)) AS tok
+      FROM generate_series(1, 19) n" -c "SELECT vault_get(tok) FROM people" >/dev/null
+q -c "ALTER EXTENSION pii_vault UPDATE" >/dev/null
+check_equal "ALTER EXTENSION pii_vault UPDATE from 0.1.0 goes to $VERSION at once" \
+    "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_vault'")" "$VERSION"
+people_intact "0.1.0 -> $VERSION"
+q -f "$HERE/schema_snapshot.sql" >"$BASE/direct.snapshot"
+drop_vault
+
+# A 0.2.0 vault's dump restored into a 0.2.0 vault, then updated.
+q -c "CREATE EXTENSION pii_vault VERSION '0.2.0'" >/dev/null
+got="$(as_pg "$PG_BIN/pg_restore" --single-transaction -h "$CLUSTER_DIR" -p "$CLUSTER_PORT" -d "$DB" "$DUMP_020" 2>&1)"
+check_equal "a 0.2.0 vault's dump restores into a vault created as 0.2.0" "$got" ""
+q -c "ALTER EXTENSION pii_vault UPDATE" >/dev/null
+people_intact "0.2.0 dump restored, then updated to $VERSION"
+drop_vault
+
 q -c "CREATE EXTENSION pii_vault" >/dev/null
 q -f "$HERE/schema_snapshot.sql" >"$BASE/fresh.snapshot"
-check "the upgraded schema equals a fresh 0.2.0 install (functions, grants, tables, indexes, triggers, dump list)" \
+check "0.1.0 -> 0.2.0 -> $VERSION leaves the schema of a fresh $VERSION install (functions, grants, tables, indexes, triggers, dump list)" \
     diff -u "$BASE/fresh.snapshot" "$BASE/upgraded.snapshot"
+check "0.1.0 -> $VERSION in one update leaves the schema of a fresh $VERSION install" \
+    diff -u "$BASE/fresh.snapshot" "$BASE/direct.snapshot"
 
 restore() { as_pg "$PG_BIN/pg_restore" --single-transaction -h "$CLUSTER_DIR" -p "$CLUSTER_PORT" -d "$DB" "$DUMP" 2>&1; }
 # This vault has audited a call of its own: a restore would mix two chains.

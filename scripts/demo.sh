@@ -51,6 +51,14 @@ SELECT vault_update(vault_token, '{"address": {"city": "Marylebone"}}') FROM cus
 SELECT vault_get(vault_token, ARRAY['address']) FROM customers;
 -- What the vault will index a phone number as (or why it refuses it).
 SELECT vault_normalize('phone', '+44 (0)20 7946 0958');
+-- A courier gets a share of the name and address only, for two hours
+-- (the vault keeps a keyed hash of the share id, never the id).
+SET pii_vault.purpose = 'delivery of order 1042';
+SELECT vault_share(vault_token, ARRAY['name', 'address'], '2 hours') AS courier_share FROM customers WHERE id = 1 \gset
+SELECT vault_get_shared(:'courier_share');
+SELECT vault_unshare(:'courier_share');
+SELECT vault_get_shared(:'courier_share') AS after_unshare;
+RESET pii_vault.purpose;
 -- The storage itself is out of reach, even for the vault's own writer role.
 \set ON_ERROR_STOP off
 SELECT * FROM pii_vault.records;
@@ -65,10 +73,16 @@ SELECT count(vault_get(vault_token)) FROM customers;
 -- What a leaked dump or a stolen disk shows: tokens, ciphertext, keyed hashes.
 SELECT token, left(encode(envelope, 'hex'), 48) || '…' AS envelope, left(encode(email_index, 'hex'), 16) || '…' AS email_index
 FROM pii_vault.records LIMIT 3;
+-- Ada asks to be forgotten (GDPR art. 17): an admin erases her at once;
+-- the audit keeps only an erase event naming her token.
+SELECT vault_erase(vault_token) AS erased FROM customers WHERE id = 1;
+SELECT vault_get(vault_token) AS after_erasure, vault_lookup('email', 'ada@example.org') AS lookup
+FROM customers WHERE id = 1;
+SELECT count(*) AS rows_left FROM pii_vault.records r JOIN customers c ON c.vault_token = r.token WHERE c.id = 1;
 -- Every call was audited (no values, only who, what and the outcome), by a
 -- background writer, in rows chained by MACs.
 SELECT pii_vault.audit_wait();
-SELECT id, session_role, operation, fields, outcome FROM pii_vault.audit_log ORDER BY id LIMIT 10;
+SELECT id, session_role, operation, fields, outcome, purpose FROM pii_vault.audit_log ORDER BY id LIMIT 12;
 SELECT session_role, operation, outcome, count(*) FROM pii_vault.audit_log GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 SELECT * FROM vault_audit_verify();
 -- The configuration checks a DBA runs after installing.

@@ -127,9 +127,11 @@ pub enum VaultError {
     ReadsPerStatement(i32),
     #[error("pii_vault: read limit reached: pii_vault.max_reads_per_minute ({0}) reads by this login role in the last minute")]
     ReadsPerMinute(i32),
-    #[error("pii_vault: write limit reached: more than pii_vault.max_writes_per_statement ({0}) updates and deletes in one statement")]
+    #[error(
+        "pii_vault: write limit reached: more than pii_vault.max_writes_per_statement ({0}) writes in one statement"
+    )]
     WritesPerStatement(i32),
-    #[error("pii_vault: write limit reached: pii_vault.max_writes_per_minute ({0}) updates and deletes by this login role in the last minute")]
+    #[error("pii_vault: write limit reached: pii_vault.max_writes_per_minute ({0}) writes by this login role in the last minute")]
     WritesPerMinute(i32),
     #[error("pii_vault: vault functions do not run in parallel workers")]
     InParallelWorker,

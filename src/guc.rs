@@ -65,14 +65,14 @@ pub fn init(preloading: bool) {
     );
     define_budget(
         c"pii_vault.max_writes_per_statement",
-        c"Most vault_update and vault_delete calls one statement may make (0: no limit).",
+        c"Most writes (updates, deletes, expiries, restores, erasures, shares) one statement may make (0: no limit).",
         c"A cursor is one statement across its fetches; a DO block or CALL across its commits.",
         &MAX_WRITES_PER_STATEMENT,
         GucContext::Suset,
     );
     define_budget(
         c"pii_vault.max_writes_per_minute",
-        c"Most vault_update and vault_delete calls one login role may make in any minute, across sessions (0: no limit).",
+        c"Most writes one login role may make in any minute, across sessions (0: no limit).",
         c"A rolling budget: calls at this rate or slower are never refused; a burst of a tenth of it passes at once.",
         &MAX_WRITES_PER_MINUTE,
         GucContext::Sighup,

@@ -122,6 +122,14 @@ fn vault_rotate_batch(
                     "pii_vault: {stranded} records are under key versions that are not loaded and were not moved; see vault_key_versions()"
                 );
             }
+            let shares = store::live_shares_not_under(version);
+            if shares > 0 {
+                // A share id's keyed hash cannot be recomputed without the
+                // id, which only its holder has.
+                notice!(
+                    "pii_vault: {shares} live shares were made under older key versions; they work while those versions are loaded (at most pii_vault.max_share_ttl)"
+                );
+            }
             anchor_older_batches(keys);
         } else if end_of_pass && rotated == 0 {
             // Every remaining record is locked by another transaction: wait

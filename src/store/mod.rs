@@ -337,6 +337,22 @@ pub fn delete_share(hashes: &[IndexHash]) -> Option<(Token, bool)> {
     })
 }
 
+/// How many live shares have their id hashed under a version other than
+/// `version` (0 on a schema without shares).
+pub fn live_shares_not_under(version: u32) -> i64 {
+    if index_read::life_cycle_columns().is_none() {
+        return 0;
+    }
+    Spi::get_one_with_args::<i64>(
+        "SELECT pg_catalog.count(*) FROM pii_vault.shares \
+         WHERE key_version <> $1 AND expires_at > pg_catalog.clock_timestamp()",
+        &[(version as i32).into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(0)
+}
+
 /// Removes up to `limit` expired shares; the tokens they were of.
 pub fn purge_shares(limit: i64) -> Vec<Token> {
     with_life_cycle(|client, lc| tokens(client.update(&lc.purge_shares, None, &[limit.into()])?))
