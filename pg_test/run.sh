@@ -256,6 +256,38 @@ check_equal "a clean shutdown right after 50 reads loses none of their audit" \
 check "the audit verifies after the writer was killed and the server restarted" \
     [ "$("${PSQL[@]}" -c "SELECT ok FROM vault_audit_verify()")" = t ]
 
+# ---- the purge worker killed while purging loses no live record --------------
+# 20 000 records expire 3 s after they are stored, beside 500 that never
+# do; the purge worker (every second) is killed with SIGKILL as soon as it
+# has begun removing them, so the server restarts as after a crash. Its
+# batch in flight rolls back; afterwards every expired record is gone and
+# every live one reads back and is found.
+purge_pid() { "${PSQL[@]}" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pii_vault purge worker'"; }
+doomed_left() { "${PSQL[@]}" -c "SELECT count(*) FROM pii_vault.records r JOIN purge_doomed d ON d.tok = r.token"; }
+"${PSQL[@]}" -c "ALTER SYSTEM SET pii_vault.purge_interval = 1" -c "SELECT pg_reload_conf()" >/dev/null
+"${PSQL[@]}" -c "SET pii_vault.max_reads_per_statement = 0" -c "CREATE TABLE purge_live AS SELECT n, vault_store(jsonb_build_object('n', n, 'email', 'live' || n || '@purge.example')) AS tok
+                 FROM generate_series(1, 500) n" \
+    -c "CREATE TABLE purge_doomed AS SELECT n, vault_store(jsonb_build_object('n', n), clock_timestamp() + interval '3 seconds') AS tok
+        FROM generate_series(1, 20000) n" >/dev/null
+killed=""
+for _ in $(seq 1 600); do
+    left="$(doomed_left)"
+    if [ "$left" -lt 20000 ] && [ "$left" -gt 0 ]; then
+        pid="$(purge_pid)"
+        [ -n "$pid" ] && kill -9 "$pid" && killed="$left"
+        break
+    fi
+    sleep 0.02
+done
+check "the purge worker was killed (SIGKILL) while purging ($killed of 20000 expired records left)" [ -n "$killed" ]
+for _ in $(seq 1 300); do "${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.1; done
+until_sql "SELECT count(*) = 0 FROM pii_vault.records r JOIN purge_doomed d ON d.tok = r.token" >/dev/null
+check_equal "after the crash the purge resumes and removes every expired record" "$(doomed_left)" 0
+check_equal "every live record reads back and is found by its email" \
+    "$("${PSQL[@]}" -c "SELECT count(*) FILTER (WHERE vault_get(tok) ->> 'n' = n::text
+                                               AND vault_lookup('email', 'live' || n || '@purge.example') = tok) FROM purge_live")" 500
+"${PSQL[@]}" -c "ALTER SYSTEM RESET pii_vault.purge_interval" -c "SELECT pg_reload_conf()" >/dev/null
+
 # ---- key failures: restart and expect 55000 with the right message ----------
 restart_with() { # description, then conf lines
     local what="$1"; shift

@@ -311,8 +311,9 @@ pub fn purpose() -> Option<&'static str> {
     }
 }
 
-/// Refuses a purpose of more than `PURPOSE_CHARS` characters or with
-/// control characters (it is shown in the audit as given).
+/// Refuses a purpose of more than `PURPOSE_CHARS` characters, one of
+/// spaces only, or one with control, invisible or format characters (it
+/// is shown in the audit as given).
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn check_purpose(
     newval: *mut *mut std::ffi::c_char,
@@ -327,8 +328,17 @@ unsafe extern "C-unwind" fn check_purpose(
         }
         CStr::from_ptr(*newval)
     };
+    // Empty is unset; otherwise it must say something visible: not only
+    // spaces, and no invisible or format character (a bidi override could
+    // make it read otherwise in the audit).
+    let readable = |text: &str| {
+        text.is_empty()
+            || (!text.trim().is_empty()
+                && !text.chars().any(char::is_control)
+                && !crate::normalize::has_hidden_characters(text))
+    };
     match value.to_str() {
-        Ok(text) if text.chars().count() <= PURPOSE_CHARS && !text.chars().any(char::is_control) => true,
+        Ok(text) if text.chars().count() <= PURPOSE_CHARS && readable(text) => true,
         _ => {
             // SAFETY: GUC_check_errdetail's variables, set as PostgreSQL's
             // own check hooks set them.

@@ -60,6 +60,11 @@ pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
         }
         purge_all();
     }
+    // Exit code 1, as the audit writer: the postmaster restarts a worker
+    // that exits non-zero, so a SIGTERM that is not a shutdown
+    // (pg_terminate_backend) does not end purging.
+    // SAFETY: ends this process the way PostgreSQL's own exits do.
+    unsafe { pg_sys::proc_exit(1) };
 }
 
 /// Removes everything due, batch by batch, until a batch comes back short

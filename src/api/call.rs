@@ -70,8 +70,10 @@ impl Call {
     /// Counts a store or update that sets an email, phone or login as a
     /// read: its outcome (a new value, or 23505) tells whether the value is
     /// taken, and a rolled-back store costs nothing else, so existence
-    /// probing costs what a lookup does.
-    pub fn count_probe(&mut self) {
+    /// probing costs what a lookup does, and needs a purpose where a
+    /// lookup does (`pii_vault.require_purpose`).
+    pub fn count_lookup_probe(&mut self) {
+        self.check_purpose();
         self.count(Kind::Reads);
     }
 

@@ -168,7 +168,7 @@ fn store_record(record: JsonbDatum, expires_at: Option<i64>) -> Uuid {
         if expires_at.is_some_and(|at| at <= store::now()) {
             raise(VaultError::ExpiryInThePast);
         }
-        let hashes = index_hashes(keys, &record, None, || call.count_probe());
+        let hashes = index_hashes(keys, &record, None, || call.count_lookup_probe());
         let token = random_token().or_raise();
         let sealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, record.payload()).or_raise();
         store::insert_record(&token, &sealed, &hashes, expires_at, raise_duplicate);
@@ -254,7 +254,7 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
             .any(|name| LookupKind::parse(name).is_ok_and(|k| k != LookupKind::Token));
         let hashes = index_hashes(keys, &new_record, Some(&token), || {
             if sets_lookup_value {
-                call.count_probe()
+                call.count_lookup_probe()
             }
         });
         let resealed =
@@ -325,7 +325,7 @@ fn vault_restore(token: Uuid) -> bool {
             return false;
         };
         let record = open_record(keys, &token, &sealed);
-        let hashes = index_hashes(keys, &record, Some(&token), || call.count_probe());
+        let hashes = index_hashes(keys, &record, Some(&token), || call.count_lookup_probe());
         store::restore_record(&token, &hashes, raise_duplicate)
     })
 }

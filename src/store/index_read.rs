@@ -109,6 +109,13 @@ pub(super) fn life_cycle_columns() -> Option<LifeCycleColumns> {
 }
 
 fn records_oids() -> RecordsOids {
+    // Invalidations are otherwise taken in when a relation is first locked
+    // in a transaction: a transaction begun before ALTER EXTENSION UPDATE
+    // that has not touched the vault since would read a cache of the old
+    // schema here (0.2.0's statements, no life-cycle checks). Taking them
+    // in now is a check of a shared counter when there are none.
+    // SAFETY: inside a transaction; may run the relcache callback above.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
     if let Some(oids) = OIDS.get() {
         return oids;
     }
