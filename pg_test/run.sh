@@ -102,6 +102,13 @@ run_suites main \
     drop_is_refused \
     key_versions \
     audit_prune_keeps_evidence \
+    expiry_is_immediate \
+    deletion_is_restorable_within_grace \
+    erased_subject_leaves_no_row \
+    expired_share_reveals_nothing \
+    share_gives_only_its_fields \
+    share_reader_cannot_do_anything_else \
+    purpose_is_audited \
     leave_canaries
 
 # ---- protocol paths a client library takes ----------------------------------

@@ -22,8 +22,8 @@ fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
         let keys = guard::ready();
         let kind = LookupKind::parse(kind).or_raise();
         call.fields = Some(vec![kind.as_str().to_string()]);
-        call.count_read();
         call.check_purpose();
+        call.count_read();
         let (token, seen) = match kind {
             LookupKind::Token => {
                 let token = parse_token(value).or_raise();

@@ -22,11 +22,10 @@ use crate::store::{self, IndexHash, Seen};
 const SHARE: &str = "share";
 
 /// A time-to-live in seconds, refused (22023) unless positive and at most
-/// `max` seconds (the setting named). A month counts 30 days, as
-/// PostgreSQL's interval arithmetic on epochs does.
+/// `max` seconds (the setting named). `as_micros` counts a day as 24
+/// hours and a month as 30 days, as PostgreSQL's epoch of an interval does.
 pub(crate) fn ttl_seconds(ttl: &Interval, setting: &'static str, max: i32) -> f64 {
-    let seconds =
-        ttl.as_micros() as f64 / 1e6 + f64::from(ttl.days()) * 86_400.0 + f64::from(ttl.months()) * 2_592_000.0;
+    let seconds = ttl.as_micros() as f64 / 1e6;
     if seconds > 0.0 && seconds <= f64::from(max) {
         seconds
     } else {

@@ -1,0 +1,153 @@
+-- A record stored with an expiry (a retention period) must be gone for
+-- everyone the moment it expires, not when the purge worker next comes
+-- by: an attacker holding the application's role, its token or its
+-- email, phone or login gets what a missing record gives (NULL or false)
+-- from every function, cannot push the expiry out to revive it, and the
+-- audit says 'expired'. A store of a value an expired record still holds
+-- succeeds (the expired record is purged inline). The purge worker then
+-- removes every expired row and never a live one. Checked by what the
+-- calls return and by the rows left.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
+-- The purge worker stays away until part 4 calls it in: what an expired
+-- record gives is the API's doing, not the worker's.
+ALTER SYSTEM SET pii_vault.purge_interval = '1d';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.2);
+CREATE TABLE batch (n int PRIMARY KEY, tok uuid NOT NULL);
+GRANT SELECT, INSERT ON batch TO app_writer;
+
+\c - app_writer
+-- 1. Setting and clearing an expiry.
+SELECT vault_store('{"name": "Kept"}') AS kept \gset
+SELECT vault_set_expiry(:'kept', now() + interval '1 hour') AS set_future;
+SELECT vault_set_expiry(:'kept', NULL) AS cleared;
+SELECT vault_set_expiry('00000000-0000-4000-8000-000000000000', now() + interval '1 hour') AS set_on_unknown;
+SELECT vault_set_expiry(NULL, now() + interval '1 hour') IS NULL AS set_on_null_token;
+-- An expiry in the past (or now) is refused, at store and at set.
+SELECT try_sql(format('SELECT vault_set_expiry(%L, now() - interval ''1 second'')', :'kept')) AS set_past;
+SELECT try_sql(format('SELECT vault_set_expiry(%L, clock_timestamp())', :'kept')) AS set_now;
+SELECT try_sql(format('SELECT vault_set_expiry(%L, ''-infinity'')', :'kept')) AS set_minus_infinity;
+SELECT try_sql($$SELECT vault_store('{"name": "Stillborn"}', now() - interval '1 day')$$) AS store_past;
+-- A NULL expiry at store: never expires; a NULL record: NULL.
+SELECT vault_store('{"name": "No expiry"}', NULL) IS NOT NULL AS store_null_expiry,
+       vault_store(NULL, now() + interval '1 day') IS NULL AS store_null_record;
+SELECT vault_get(:'kept') ->> 'name' AS kept_still_reads;
+
+-- 2. Records about to expire: X at store, Y by set_expiry; Z's expiry is
+-- set and then cleared; W expires in an hour. A share of X and of Y is
+-- handed out meanwhile.
+SELECT vault_store('{"name": "X", "email": "x@expiry.example", "phone": "+1 415 555 2685", "login": "x-login"}', clock_timestamp() + interval '1 second') AS x \gset
+SELECT vault_store('{"name": "Y", "email": "y@expiry.example"}') AS y \gset
+SELECT vault_store('{"name": "Z", "email": "z@expiry.example"}') AS z \gset
+SELECT vault_store('{"name": "W", "email": "w@expiry.example"}', now() + interval '1 hour') AS w \gset
+SELECT vault_set_expiry(:'y', clock_timestamp() + interval '1 second') AS y_expiry_set;
+SELECT vault_set_expiry(:'z', clock_timestamp() + interval '1 second') AS z_expiry_set,
+       vault_set_expiry(:'z', NULL) AS z_expiry_cleared;
+SELECT vault_share(:'x', ARRAY['name'], '1 hour') AS x_share \gset
+SELECT vault_share(:'y', ARRAY['name'], '1 hour') AS y_share \gset
+SELECT vault_get(:'x') ->> 'name' AS x_before, vault_get(:'y') ->> 'name' AS y_before,
+       vault_get_shared(:'x_share') AS x_share_before;
+SELECT pg_sleep(1.5);
+
+-- 3. Expired: every function gives what a missing record gives.
+SET application_name = 'after_expiry';
+SELECT vault_get(:'x') IS NULL AS get_null;
+SELECT vault_get(:'x', ARRAY['name']) IS NULL AS get_fields_null;
+SELECT vault_lookup('email', 'X@expiry.example') IS NULL AS email_lookup_null;
+SELECT vault_lookup('phone', '(415) 555-2685') IS NULL AS phone_lookup_null;
+SELECT vault_lookup('login', 'X-LOGIN') IS NULL AS login_lookup_null;
+SELECT vault_lookup('token', :'x') IS NULL AS token_lookup_null;
+SELECT vault_update(:'x', '{"name": "revived"}') AS update_false;
+SELECT vault_delete(:'x') AS delete_false;
+SELECT vault_share(:'x', ARRAY['name'], '1 hour') IS NULL AS share_null;
+SELECT vault_get_shared(:'x_share') IS NULL AS get_shared_null;
+-- Pushing the expiry out does not revive it.
+SELECT vault_set_expiry(:'x', now() + interval '1 year') AS set_expiry_false,
+       vault_set_expiry(:'x', NULL) AS clear_expiry_false;
+SELECT vault_get(:'x') IS NULL AS still_null_after_set_expiry;
+-- Y, expired by vault_set_expiry, the same.
+SELECT vault_get(:'y') IS NULL AS y_get_null,
+       vault_lookup('email', 'y@expiry.example') IS NULL AS y_lookup_null,
+       vault_get_shared(:'y_share') IS NULL AS y_share_null;
+RESET application_name;
+-- Z (expiry cleared) and W (an hour to go) live on.
+SELECT vault_get(:'z') ->> 'name' AS z_reads, vault_lookup('email', 'z@expiry.example') = :'z' AS z_found,
+       vault_get(:'w') ->> 'name' AS w_reads, vault_lookup('email', 'w@expiry.example') = :'w' AS w_found;
+
+-- A store of the email X still holds succeeds: X is purged on the spot,
+-- its phone and login freed with it.
+SELECT vault_store('{"name": "New X", "email": "x@expiry.example"}') AS new_x \gset
+SELECT vault_lookup('email', 'x@expiry.example') = :'new_x' AS email_is_new_xs,
+       vault_lookup('phone', '+14155552685') IS NULL AS xs_phone_gone;
+SELECT vault_store('{"name": "Other", "phone": "+1 415 555 2685", "login": "x-login"}') IS NOT NULL AS xs_phone_and_login_free;
+-- An update that takes the email expired Y holds succeeds the same way.
+SELECT vault_update(:'w', '{"email": "y@expiry.example"}') AS w_takes_ys_email;
+SELECT vault_lookup('email', 'y@expiry.example') = :'w' AS ys_email_is_ws;
+
+\c - postgres
+-- Both were removed then and there.
+SELECT count(*) AS x_rows, (SELECT count(*) FROM pii_vault.records WHERE token = :'y') AS y_rows
+FROM pii_vault.records WHERE token = :'x';
+SELECT pii_vault.audit_wait() AS audit_written;
+-- Each call on the expired records, as the audit has it: 'expired', and
+-- naming the record (lookups by value too).
+SELECT operation, fields, outcome, CASE token WHEN :'x' THEN 'x' WHEN :'y' THEN 'y' END AS record
+FROM pii_vault.audit_log WHERE application_name = 'after_expiry' ORDER BY id;
+-- X's removal by the store and Y's by the update: a purge event each.
+SELECT CASE token WHEN :'x' THEN 'x' WHEN :'y' THEN 'y' END AS record, operation, outcome, session_role
+FROM pii_vault.audit_log WHERE token IN (:'x', :'y') AND operation = 'purge' ORDER BY id;
+
+-- 4. The purge worker: 200 records, 100 expiring in a second, 50 that
+-- never expire, 50 that expire in ten years.
+\c - app_writer
+INSERT INTO batch
+SELECT n, vault_store(jsonb_build_object('n', n),
+                      CASE WHEN n % 2 = 0 THEN clock_timestamp() + interval '1 second'
+                           WHEN n % 4 = 1 THEN NULL
+                           ELSE now() + interval '10 years' END)
+FROM generate_series(1, 200) AS n;
+SELECT pg_sleep(1.2);
+\c - postgres
+SELECT count(*) AS batch_rows_before_purge FROM pii_vault.records AS r JOIN batch AS b ON b.tok = r.token;
+-- The purge worker connects once the database exists (pg_regress creates
+-- it after the server started, and the postmaster restarts the worker 10 s
+-- after its failed first try): wait for it, 15 s at most.
+DO $$
+BEGIN
+    FOR i IN 1..150 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity
+                          WHERE backend_type = 'pii_vault purge worker' AND datname = current_database());
+        PERFORM pg_sleep(0.1);
+        PERFORM pg_stat_clear_snapshot();
+    END LOOP;
+END $$;
+ALTER SYSTEM SET pii_vault.purge_interval = 1;
+SELECT pg_reload_conf();
+-- Polls (10 s at most) until the purge has left only the live ones.
+DO $$
+BEGIN
+    FOR i IN 1..100 LOOP
+        EXIT WHEN (SELECT count(*) FROM pii_vault.records AS r JOIN batch AS b ON b.tok = r.token) <= 100;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+-- Exactly the 100 live ones remain, and they read back.
+SELECT count(*) AS batch_rows_after_purge,
+       count(*) FILTER (WHERE b.n % 2 = 1) AS live_ones_left
+FROM pii_vault.records AS r JOIN batch AS b ON b.tok = r.token;
+SELECT count(*) AS live_ones_read_back
+FROM (SELECT n, vault_get(tok) AS rec FROM batch WHERE n % 2 = 1) AS s
+WHERE (rec ->> 'n')::int = n;
+SELECT count(vault_get(tok)) AS expired_ones_read_back FROM batch WHERE n % 2 = 0;
+-- Z, W and the records without expiry stayed.
+SELECT count(*) AS z_w_kept_new_x_rows FROM pii_vault.records WHERE token IN (:'z', :'w', :'kept', :'new_x');
+-- One purge event per removed record, none for a live one.
+SELECT pii_vault.audit_wait() AS audit_written;
+SELECT b.n % 2 = 0 AS expired, count(*) AS purge_events
+FROM pii_vault.audit_log AS a JOIN batch AS b ON b.tok = a.token
+WHERE a.operation = 'purge' GROUP BY 1 ORDER BY 1;
+
+ALTER SYSTEM RESET pii_vault.purge_interval;
+SELECT pg_reload_conf();
