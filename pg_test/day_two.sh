@@ -14,6 +14,7 @@
 #      a vault that keeps its own audit (refused, nothing restored); into a
 #      cluster with another key (every call 55000, nothing written).
 #   4. Key rotation: a second key version, CALL vault_rotate() under load
+#      (records, applications' data and sessions move),
 #      with zero failed calls, duplicates refused while records are still
 #      under the old version, the old version retired, a missing version.
 #
@@ -267,6 +268,10 @@ q -c "SET pii_vault.max_reads_per_statement = 0" \
   -c "INSERT INTO people SELECT n, vault_store(jsonb_build_object('email', 'bulk' || n || '@rotate.example', 'name', 'Bulk ' || n))
       FROM generate_series(100, 3099) n" >/dev/null
 TOTAL="$(q -c "SELECT count(*) FROM pii_vault.records")"
+# Applications' data and a session under version 1: rotation moves them
+# too (they are read back once version 1 is retired).
+SESSION_1="$(q -c "SELECT vault_appdata_set(tok, 'shop', jsonb_build_object('cart', n)) FROM people WHERE n < 6" \
+               -c "SELECT vault_session_store('{\"step\": 3}', '1 day', (SELECT tok FROM people WHERE n = 1))" | tail -1)"
 KEY_2="$(new_key)"
 write_keyfile "$CLUSTER_DIR/vault.key" "$(printf '# version 1 until rotated\n1:%s\n2:%s' "$KEY_A" "$KEY_2")" 600
 restart
@@ -362,6 +367,10 @@ check_equal "CALL vault_rotate(100, '50 ms') completes, a NOTICE per batch (load
 check_equal "no read, lookup or update failed while the rotation ran" "$(head -3 "$BASE/load.errors")" ""
 check_equal "after the rotation every record is under version 2" \
     "$(q -c "SELECT string_agg(key_version || ':' || records, ' ' ORDER BY key_version) FROM vault_key_versions()")" "1:0 2:$((TOTAL + 3))"
+check_equal "after the rotation the applications' data and the session are under version 2 and read back" \
+    "$(q -c "SELECT count(*) FROM pii_vault.app_data WHERE substring(envelope, 3, 4) = '\\x00000002'::bytea" \
+         -c "SELECT count(*) FROM pii_vault.sessions WHERE substring(envelope, 3, 4) = '\\x00000002'::bytea" \
+         -c "SELECT vault_session_get('$SESSION_1') ->> 'step'" | tr '\n' ' ')" "5 1 3 "
 check_equal "after the rotation the audit verifies, and the batches MACed under version 1 are sealed by an anchor" \
     "$(q -c "SELECT pii_vault.audit_wait()" -c "SELECT ok FROM vault_audit_verify()" \
          -c "SELECT sealed_upto > 0 AND key_version = 2 FROM pii_vault.audit_anchor" | tail -2 | tr '\n' ' ')" "t t "
@@ -375,6 +384,12 @@ check_equal "version 1 retired: every record reads back and every lookup finds i
     "$((TOTAL - 1))"
 check_equal "under US again, the rotation moved them too and every phone lookup finds its record" \
     "$(q -c "SELECT count(*) FROM people WHERE n < 100 AND vault_lookup('phone', '(415) 555-26' || lpad(n::text, 2, '0')) = tok")" 19
+# A session's id is stored as its keyed hash under the version it was
+# made under, which rotation cannot recompute (only the holder knows the
+# id): made under version 1, it is not found once 1 is retired.
+check_equal "version 1 retired: the applications' data made under it were moved and read back; its session is not found" \
+    "$(q -c "SELECT count(*) FILTER (WHERE vault_appdata_get(tok, 'shop') ->> 'cart' = n::text) FROM people WHERE n < 6" \
+         -c "SELECT vault_session_get('$SESSION_1') IS NULL" | tr '\n' ' ')" "5 t "
 check_equal "version 1 retired: the audit still verifies (the anchor vouches for version 1's batches)" \
     "$(q -c "SELECT ok FROM vault_audit_verify()")" t
 check_equal "version 1 retired: vault_health() finds nothing to fix about keys" \

@@ -143,6 +143,60 @@ GRANT EXECUTE ON FUNCTION vault_get_shared(uuid)
 REVOKE ALL ON FUNCTION vault_unshare(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_unshare(uuid) TO pii_vault_writer, pii_vault_admin;
 
+-- Sessions and applications' data (writers; reading app data, readers too).
+REVOKE ALL ON FUNCTION vault_session_store(jsonb, interval, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_session_store(jsonb, interval, uuid) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_session_get(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_session_get(uuid) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_session_delete(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_session_delete(uuid) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_sessions(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_sessions(uuid) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_appdata_set(uuid, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_appdata_set(uuid, text, jsonb) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_appdata_get(uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_appdata_get(uuid, text) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_appdata_delete(uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_appdata_delete(uuid, text) TO pii_vault_writer, pii_vault_admin;
+
+-- Consents: set by writers, read by readers.
+REVOKE ALL ON FUNCTION vault_consent_set(uuid, text, boolean, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_consent_set(uuid, text, boolean, text, timestamptz) TO pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_consents(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_consents(uuid) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_consent_history(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_consent_history(uuid) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
+
+-- The history of consents goes only with its record (erasure, purge).
+CREATE FUNCTION pii_vault.consent_history_append_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT FROM pii_vault.records WHERE token = OLD.token) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'pii_vault: the consent history is append-only; it goes only with its record'
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+REVOKE ALL ON FUNCTION pii_vault.consent_history_append_only() FROM PUBLIC;
+CREATE TRIGGER consent_history_append_only BEFORE UPDATE OR DELETE ON pii_vault.consent_history
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.consent_history_append_only();
+CREATE TRIGGER consent_history_no_truncate BEFORE TRUNCATE ON pii_vault.consent_history
+    FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.consent_history_append_only();
+
+-- The right of access: everything about one subject (admin).
+REVOKE ALL ON FUNCTION vault_subject_export(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_subject_export(uuid) TO pii_vault_admin;
+
 -- Keys over time (admin; the auditor may see which versions are in use).
 REVOKE ALL ON FUNCTION vault_key_versions() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_key_versions() TO pii_vault_auditor, pii_vault_admin;

@@ -135,6 +135,60 @@ CREATE TABLE pii_vault.shares (
 CREATE INDEX shares_token ON pii_vault.shares (token);
 CREATE INDEX shares_expires_at ON pii_vault.shares (expires_at);
 
+-- Sessions: an encrypted document with a time-to-live, optionally of a
+-- record (vault_session_store). Stored under the HMAC of the session id,
+-- as shares are; the envelope holds the id and the document, so
+-- vault_sessions(token) can list a record's session ids. Purged when
+-- expired, gone with their record.
+CREATE TABLE pii_vault.sessions (
+    id_hash     bytea       PRIMARY KEY,
+    key_version integer     NOT NULL,
+    token       uuid        REFERENCES pii_vault.records (token) ON DELETE CASCADE,
+    envelope    bytea       NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX sessions_token ON pii_vault.sessions (token) WHERE token IS NOT NULL;
+CREATE INDEX sessions_expires_at ON pii_vault.sessions (expires_at);
+ALTER TABLE pii_vault.sessions ALTER COLUMN envelope SET STORAGE EXTERNAL;
+
+-- App data: one encrypted document per record and application
+-- (vault_appdata_set). The application's name is stored as given: it
+-- names a consumer of the record, never a value of it.
+CREATE TABLE pii_vault.app_data (
+    token      uuid        NOT NULL REFERENCES pii_vault.records (token) ON DELETE CASCADE,
+    app        text        NOT NULL,
+    envelope   bytea       NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (token, app)
+);
+ALTER TABLE pii_vault.app_data ALTER COLUMN envelope SET STORAGE EXTERNAL;
+
+-- Consents: the current state per record and purpose, and every change
+-- (append-only: a trigger refuses UPDATE, TRUNCATE, and a DELETE while
+-- the record exists, so history goes only with its record). Purposes and
+-- legal bases are the controller's own vocabulary, not the subject's
+-- data.
+CREATE TABLE pii_vault.consents (
+    token       uuid        NOT NULL REFERENCES pii_vault.records (token) ON DELETE CASCADE,
+    purpose     text        NOT NULL,
+    granted     boolean     NOT NULL,
+    legal_basis text        NOT NULL,
+    given_at    timestamptz NOT NULL,
+    expires_at  timestamptz,
+    PRIMARY KEY (token, purpose)
+);
+CREATE TABLE pii_vault.consent_history (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    token       uuid        NOT NULL REFERENCES pii_vault.records (token) ON DELETE CASCADE,
+    purpose     text        NOT NULL,
+    granted     boolean     NOT NULL,
+    legal_basis text        NOT NULL,
+    expires_at  timestamptz,
+    changed_at  timestamptz NOT NULL
+);
+CREATE INDEX consent_history_token ON pii_vault.consent_history (token);
+
 REVOKE ALL ON ALL TABLES IN SCHEMA pii_vault FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pii_vault FROM PUBLIC;
 
@@ -145,3 +199,8 @@ SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_batches', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.key_check', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.audit_anchor', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.shares', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.sessions', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.app_data', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.consents', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.consent_history', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.consent_history_id_seq', '');

@@ -159,6 +159,10 @@ pub enum VaultError {
     NoFields,
     #[error("pii_vault: pii_vault.purpose is required for this call")]
     PurposeRequired,
+    #[error("pii_vault: the {0} must be 1 to 64 characters, without control characters")]
+    BadName(&'static str),
+    #[error("pii_vault: unknown legal basis")]
+    BadLegalBasis,
 }
 
 pub type VaultResult<T> = Result<T, VaultError>;

@@ -29,6 +29,7 @@ const DAY: i32 = 24 * 60 * 60;
 static DELETE_GRACE: GucSetting<i32> = GucSetting::<i32>::new(7 * DAY);
 static PURGE_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
 static MAX_SHARE_TTL: GucSetting<i32> = GucSetting::<i32>::new(DAY);
+static MAX_SESSION_TTL: GucSetting<i32> = GucSetting::<i32>::new(DAY);
 static PURPOSE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static REQUIRE_PURPOSE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
@@ -128,6 +129,16 @@ pub fn init(preloading: bool) {
         c"Longest time-to-live vault_share accepts.",
         c"Superuser only.",
         &MAX_SHARE_TTL,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.max_session_ttl",
+        c"Longest time-to-live vault_session_store accepts.",
+        c"Superuser only.",
+        &MAX_SESSION_TTL,
         1,
         i32::MAX,
         GucContext::Suset,
@@ -290,6 +301,10 @@ pub fn purge_interval_seconds() -> i32 {
 
 pub fn max_share_ttl_seconds() -> i32 {
     MAX_SHARE_TTL.get()
+}
+
+pub fn max_session_ttl_seconds() -> i32 {
+    MAX_SESSION_TTL.get()
 }
 
 pub fn require_purpose() -> bool {

@@ -87,21 +87,28 @@ pub fn purge_batch() -> i64 {
     let grace = f64::from(guc::delete_grace_seconds());
     let records = store::purge_records(BATCH, grace);
     for token in &records {
-        queue(Operation::Purge, token, None);
+        queue(Operation::Purge, Some(token), None);
     }
-    let room = BATCH - records.len() as i64;
+    let mut room = BATCH - records.len() as i64;
     let shares = if room > 0 { store::purge_shares(room) } else { Vec::new() };
     let share = vec!["share".to_string()];
     for token in &shares {
-        queue(Operation::Purge, token, Some(&share));
+        queue(Operation::Purge, Some(token), Some(&share));
     }
-    (records.len() + shares.len()) as i64
+    room -= shares.len() as i64;
+    let sessions = if room > 0 { store::purge_sessions(room) } else { Vec::new() };
+    // One event per session: of its record, or of none.
+    let session = vec!["session".to_string()];
+    for token in &sessions {
+        queue(Operation::Purge, token.as_ref(), Some(&session));
+    }
+    (records.len() + shares.len() + sessions.len()) as i64
 }
 
 /// Queues the purge event before the removal commits; if it cannot be
 /// queued, the batch rolls back and waits for the next round.
-fn queue(operation: Operation, token: &store::Token, fields: Option<&[String]>) {
-    if !audit::record(operation, Some(token), fields, Outcome::Ok) {
+fn queue(operation: Operation, token: Option<&store::Token>, fields: Option<&[String]>) {
+    if !audit::record(operation, token, fields, Outcome::Ok) {
         error!("pii_vault purge worker: the audit queue stayed full; nothing purged this round");
     }
 }

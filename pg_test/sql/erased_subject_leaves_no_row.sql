@@ -3,7 +3,8 @@
 -- reads the storage (a dump, a backup taken after, a superuser's SELECT):
 -- no row of any vault table names the token (the record, its live and
 -- expired shares), whatever state the record was in (live, soft-deleted,
--- expired); the API sees nothing; the audit keeps an 'erase' event naming
+-- expired), nor its session, application data, consents or their
+-- history; the API sees nothing; the audit keeps an 'erase' event naming
 -- the token and no value. The application's roles cannot erase (42501),
 -- and an erase of an unknown token is false and audited as not_found.
 -- Checked by the rows left in every table of the storage schema.
@@ -61,6 +62,11 @@ SELECT vault_share(:'erin', ARRAY['email', 'phone'], '1 hour') AS erin_share_con
 SELECT vault_share(:'erin', ARRAY['note'], '1 second') AS erin_share_expired \gset
 SELECT vault_share(:'bystander', ARRAY['name'], '1 hour') AS bystander_share \gset
 SELECT vault_share(:'dan', ARRAY['name'], '1 hour') AS dan_share \gset
+-- Everything else a subject can have: a session, an application's data,
+-- a consent changed once (two history rows).
+SELECT vault_session_store('{"cart": "erin-secret-cart"}', '1 hour', :'erin') IS NOT NULL AS erin_session;
+SELECT vault_appdata_set(:'erin', 'shop', '{"points": 42}') AS erin_app_data;
+SELECT vault_consent_set(:'erin', 'marketing', true), vault_consent_set(:'erin', 'marketing', false);
 SELECT vault_get_shared(:'erin_share_name') AS erin_share_reads;
 SELECT vault_delete(:'dan') AS dan_deleted;
 SELECT pg_sleep(1.5);

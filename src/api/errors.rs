@@ -23,7 +23,9 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
         RecordTooLarge { .. } | TooDeep { .. } | TooManyFieldNames(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         Duplicate(_) => ERRCODE_UNIQUE_VIOLATION,
         DecryptFailed | AuditBatchUnreadable(_) | AuditDoesNotVerify(_) => ERRCODE_DATA_CORRUPTED,
-        BadBatchSize(_) | ExpiryInThePast | BadTtl { .. } | NoFields => ERRCODE_INVALID_PARAMETER_VALUE,
+        BadBatchSize(_) | ExpiryInThePast | BadTtl { .. } | NoFields | BadName(_) | BadLegalBasis => {
+            ERRCODE_INVALID_PARAMETER_VALUE
+        }
         PurposeRequired => ERRCODE_INSUFFICIENT_PRIVILEGE,
         DropRefused => ERRCODE_OBJECT_IN_USE,
         AuditNotEmpty => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -47,6 +49,9 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
         AuditUnavailable => Some("The audit writer is down or far behind: see SELECT * FROM vault_health() and the server log."),
         PurposeRequired => Some("SET pii_vault.purpose = '…' (why this session reads personal data); pii_vault.require_purpose is on."),
         BadTtl { .. } => Some("A superuser can raise the setting."),
+        BadLegalBasis => Some(
+            "Use one of GDPR art. 6(1)'s: consent, contract, legal_obligation, vital_interests, public_task, legitimate_interests.",
+        ),
         BulkExportDisabled => Some("A superuser can enable it with pii_vault.allow_bulk_export = on and a configuration reload."),
         ReadsPerStatement(_) | WritesPerStatement(_) => Some(
             "One statement (a cursor across its fetches, a DO block or CALL across its commits) may reach only so many records; read or write in separate statements, or ask a superuser to raise the budget.",

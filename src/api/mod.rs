@@ -4,6 +4,8 @@
 
 mod audit_functions;
 mod call;
+mod consents;
+mod documents;
 mod errors;
 mod guard;
 mod health;
@@ -14,3 +16,4 @@ mod records;
 mod rotation;
 mod shares;
 pub(crate) mod storage_guards;
+mod subject;

@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 
 use super::audit_functions::anchor_older_batches;
 use super::call::audited;
+use super::documents::{app_data_binding, session_binding};
 use super::errors::{raise, OrRaise};
 use super::guard;
 use super::records::{open_record, rotated_index_hashes};
@@ -14,7 +15,7 @@ use crate::audit::Operation;
 use crate::crypto::envelope;
 use crate::error::VaultError;
 use crate::keys;
-use crate::store::{self, Token};
+use crate::store::{self, Document, Token};
 
 /// Largest `batch_size`: a batch holds its rows locked until it commits.
 const MAX_BATCH_SIZE: i32 = 100_000;
@@ -67,6 +68,20 @@ fn vault_rotate_batch(
         // Only records under a loaded version can move; any others stay
         // where they are, and are named once the pass ends.
         let from: Vec<u32> = keys.others().map(|ring| ring.key_version()).collect();
+        // Sessions and applications' documents first: they need only a
+        // re-wrap (no blind index); up to a batch of each per call.
+        let documents = store::documents_under(&from, batch_size as i64);
+        for (document, sealed) in &documents {
+            let binding = match document {
+                Document::Session { id_hash } => session_binding(id_hash),
+                Document::AppData { token, app } => app_data_binding(token, app),
+            };
+            let moved = envelope::rewrap(keys, active, &binding, sealed).or_raise();
+            store::rewrap_document(document, &moved);
+        }
+        if !documents.is_empty() {
+            notice!("pii_vault: {} sessions and application documents moved to key version {version}", documents.len());
+        }
         let pass = match PASS.get() {
             Some(pass) if !restart && pass.version == version => pass,
             _ => Pass::start(version, &from),
@@ -104,7 +119,8 @@ fn vault_rotate_batch(
             // older version by a server still running with it: another
             // pass, unless all that remain are records it cannot move.
             let left = Pass::start(version, &from);
-            done = left.remaining <= next.stuck;
+            // Documents a call held locked are moved by a later batch.
+            done = left.remaining <= next.stuck && store::count_documents_under(&from) == 0;
             if done && next.stuck > 0 {
                 warning!(
                     "pii_vault: {} records stay under older key versions (see the warnings above): correct their values with vault_update, or restore the setting they were stored under, and CALL vault_rotate() again",
@@ -122,12 +138,12 @@ fn vault_rotate_batch(
                     "pii_vault: {stranded} records are under key versions that are not loaded and were not moved; see vault_key_versions()"
                 );
             }
-            let shares = store::live_shares_not_under(version);
-            if shares > 0 {
-                // A share id's keyed hash cannot be recomputed without the
-                // id, which only its holder has.
+            let (shares, sessions) = store::live_ids_not_under(version);
+            if shares + sessions > 0 {
+                // A share's or session's keyed id hash cannot be recomputed
+                // without the id, which only its holder has.
                 notice!(
-                    "pii_vault: {shares} live shares were made under older key versions; they work while those versions are loaded (at most pii_vault.max_share_ttl)"
+                    "pii_vault: {shares} live shares and {sessions} live sessions were made under older key versions; they are found while those versions are loaded (at most pii_vault.max_share_ttl, pii_vault.max_session_ttl)"
                 );
             }
             anchor_older_batches(keys);

@@ -59,6 +59,17 @@ audit_code! {
         Share = 18 => "share",
         GetShared = 19 => "get_shared",
         Unshare = 20 => "unshare",
+        SessionStore = 21 => "session_store",
+        SessionGet = 22 => "session_get",
+        SessionDelete = 23 => "session_delete",
+        Sessions = 24 => "sessions",
+        AppDataSet = 25 => "appdata_set",
+        AppDataGet = 26 => "appdata_get",
+        AppDataDelete = 27 => "appdata_delete",
+        ConsentSet = 28 => "consent_set",
+        Consents = 29 => "consents",
+        ConsentHistory = 30 => "consent_history",
+        SubjectExport = 31 => "subject_export",
     }
 }
 

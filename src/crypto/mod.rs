@@ -138,3 +138,35 @@ mod tests {
         }
     }
 }
+
+/// The 16 bytes the envelope of a document other than a record (a session,
+/// an application's data) is sealed for, in place of a token: SHA-256 of
+/// what it is and the stored columns that name it, each length-prefixed.
+/// An envelope moved to another row, or to another table, fails its tag;
+/// rotation recomputes the binding from the same columns.
+pub fn document_binding(what: &str, parts: &[&[u8]]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"pii_vault/document\0");
+    for part in std::iter::once(what.as_bytes()).chain(parts.iter().copied()) {
+        hash.update((part.len() as u32).to_be_bytes());
+        hash.update(part);
+    }
+    hash.finalize()[..16].try_into().expect("16 of 32 bytes")
+}
+
+#[cfg(test)]
+mod document_binding_tests {
+    use super::document_binding;
+
+    #[test]
+    fn what_and_every_part_separate_bindings() {
+        let a = document_binding("app_data", &[&[1; 16], b"shop"]);
+        assert_ne!(a, document_binding("session", &[&[1; 16], b"shop"]));
+        assert_ne!(a, document_binding("app_data", &[&[2; 16], b"shop"]));
+        assert_ne!(a, document_binding("app_data", &[&[1; 16], b"shoe"]));
+        // Length prefixes: moving a byte between parts changes the input.
+        assert_ne!(document_binding("x", &[b"ab", b"c"]), document_binding("x", &[b"a", b"bc"]));
+        assert_eq!(a, document_binding("app_data", &[&[1; 16], b"shop"]));
+    }
+}

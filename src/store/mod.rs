@@ -7,9 +7,12 @@
 //! (`with_envelope`, `find_token`, `token_exists`) skip SPI and probe the
 //! unique indexes directly (`index_read`).
 
+mod documents;
 mod index_read;
 mod plans;
 mod unique;
+
+pub use documents::*;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -337,20 +340,25 @@ pub fn delete_share(hashes: &[IndexHash]) -> Option<(Token, bool)> {
     })
 }
 
-/// How many live shares have their id hashed under a version other than
-/// `version` (0 on a schema without shares).
-pub fn live_shares_not_under(version: u32) -> i64 {
+/// How many live shares and sessions have their id hashed under a version
+/// other than `version` (none on a schema without them).
+pub fn live_ids_not_under(version: u32) -> (i64, i64) {
     if index_read::life_cycle_columns().is_none() {
-        return 0;
+        return (0, 0);
     }
-    Spi::get_one_with_args::<i64>(
-        "SELECT pg_catalog.count(*) FROM pii_vault.shares \
-         WHERE key_version <> $1 AND expires_at > pg_catalog.clock_timestamp()",
-        &[(version as i32).into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(0)
+    let count = |table: &str| {
+        Spi::get_one_with_args::<i64>(
+            &format!(
+                "SELECT pg_catalog.count(*) FROM pii_vault.{table} \
+                 WHERE key_version <> $1 AND expires_at > pg_catalog.clock_timestamp()"
+            ),
+            &[(version as i32).into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+    };
+    (count("shares"), count("sessions"))
 }
 
 /// Removes up to `limit` expired shares; the tokens they were of.

@@ -25,6 +25,7 @@ const BYTEA_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::BYTEAARRAYOID);
 const INT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
 const BOOL: PgOid = PgOid::BuiltIn(PgBuiltInOids::BOOLOID);
 const INT4: PgOid = PgOid::BuiltIn(PgBuiltInOids::INT4OID);
+const TEXT: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
 const TEXT_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
 const FLOAT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::FLOAT8OID);
 const TIMESTAMPTZ: PgOid = PgOid::BuiltIn(PgBuiltInOids::TIMESTAMPTZOID);
@@ -131,6 +132,19 @@ pub(super) struct LifeCyclePlans {
     pub insert_share: OwnedPreparedStatement,
     pub find_share: OwnedPreparedStatement,
     pub delete_share: OwnedPreparedStatement,
+    pub insert_session: OwnedPreparedStatement,
+    pub find_session: OwnedPreparedStatement,
+    pub delete_session: OwnedPreparedStatement,
+    pub sessions_of: OwnedPreparedStatement,
+    pub purge_sessions: OwnedPreparedStatement,
+    pub set_app_data: OwnedPreparedStatement,
+    pub get_app_data: OwnedPreparedStatement,
+    pub delete_app_data: OwnedPreparedStatement,
+    pub set_consent: OwnedPreparedStatement,
+    pub consents: OwnedPreparedStatement,
+    pub consent_history: OwnedPreparedStatement,
+    pub documents_under: OwnedPreparedStatement,
+    pub count_documents_under: OwnedPreparedStatement,
 }
 
 impl LifeCyclePlans {
@@ -196,6 +210,102 @@ impl LifeCyclePlans {
             find_share: write(
                 "SELECT token, fields, expires_at <= pg_catalog.clock_timestamp() FROM pii_vault.shares \
                  WHERE id_hash = ANY ($1) LIMIT 1",
+                &[BYTEA_ARRAY],
+            )?,
+            // Of a live record, or of none ($3 NULL).
+            insert_session: write(
+                &format!(
+                    "INSERT INTO pii_vault.sessions (id_hash, key_version, token, envelope, expires_at) \
+                     SELECT $1, $2, $3, $4, pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $5) \
+                     WHERE $3 IS NULL OR EXISTS (SELECT FROM pii_vault.records WHERE token = $3 AND {LIVE}) \
+                     RETURNING 1"
+                ),
+                &[BYTEA, INT4, UUID, BYTEA, FLOAT8],
+            )?,
+            // The envelope, the stored id hash (its binding), whether the
+            // session has expired, and whether its record (if any) is live.
+            find_session: write(
+                "SELECT s.envelope, s.id_hash, s.expires_at <= pg_catalog.clock_timestamp(), \
+                        s.token IS NULL OR EXISTS (SELECT FROM pii_vault.records r WHERE r.token = s.token \
+                            AND r.deleted_at IS NULL \
+                            AND (r.expires_at IS NULL OR r.expires_at > pg_catalog.clock_timestamp())) \
+                 FROM pii_vault.sessions s WHERE s.id_hash = ANY ($1) LIMIT 1",
+                &[BYTEA_ARRAY],
+            )?,
+            delete_session: write(
+                "DELETE FROM pii_vault.sessions WHERE id_hash = ANY ($1) \
+                 RETURNING token, expires_at <= pg_catalog.clock_timestamp()",
+                &[BYTEA_ARRAY],
+            )?,
+            sessions_of: write(
+                "SELECT id_hash, envelope FROM pii_vault.sessions \
+                 WHERE token = $1 AND expires_at > pg_catalog.clock_timestamp() ORDER BY created_at, id_hash",
+                &[UUID],
+            )?,
+            purge_sessions: write(
+                "WITH due AS (SELECT id_hash FROM pii_vault.sessions WHERE expires_at <= pg_catalog.clock_timestamp() \
+                     LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 DELETE FROM pii_vault.sessions AS s USING due WHERE s.id_hash = due.id_hash \
+                 RETURNING s.token",
+                &[INT8],
+            )?,
+            // Only for a live record (which the foreign key's check keeps
+            // locked until the transaction ends).
+            set_app_data: write(
+                &format!(
+                    "INSERT INTO pii_vault.app_data (token, app, envelope) \
+                     SELECT token, $2, $3 FROM pii_vault.records WHERE token = $1 AND {LIVE} \
+                     ON CONFLICT (token, app) DO UPDATE SET envelope = EXCLUDED.envelope, updated_at = pg_catalog.now() \
+                     RETURNING 1"
+                ),
+                &[UUID, TEXT, BYTEA],
+            )?,
+            get_app_data: write("SELECT envelope FROM pii_vault.app_data WHERE token = $1 AND app = $2", &[UUID, TEXT])?,
+            delete_app_data: write(
+                "DELETE FROM pii_vault.app_data WHERE token = $1 AND app = $2 RETURNING 1",
+                &[UUID, TEXT],
+            )?,
+            // The current state and a history row, for a live record only.
+            set_consent: write(
+                &format!(
+                    "WITH live AS (SELECT token FROM pii_vault.records WHERE token = $1 AND {LIVE}), \
+                     current AS (INSERT INTO pii_vault.consents (token, purpose, granted, legal_basis, given_at, expires_at) \
+                         SELECT token, $2, $3, $4, pg_catalog.clock_timestamp(), $5 FROM live \
+                         ON CONFLICT (token, purpose) DO UPDATE SET granted = EXCLUDED.granted, \
+                             legal_basis = EXCLUDED.legal_basis, given_at = EXCLUDED.given_at, expires_at = EXCLUDED.expires_at \
+                         RETURNING token, given_at) \
+                     INSERT INTO pii_vault.consent_history (token, purpose, granted, legal_basis, expires_at, changed_at) \
+                     SELECT token, $2, $3, $4, $5, given_at FROM current RETURNING 1"
+                ),
+                &[UUID, TEXT, BOOL, TEXT, TIMESTAMPTZ],
+            )?,
+            // An expired consent reads as not granted.
+            consents: write(
+                "SELECT purpose, granted AND (expires_at IS NULL OR expires_at > pg_catalog.clock_timestamp()), \
+                        legal_basis, given_at, expires_at \
+                 FROM pii_vault.consents WHERE token = $1 ORDER BY purpose",
+                &[UUID],
+            )?,
+            consent_history: write(
+                "SELECT purpose, granted, legal_basis, changed_at, expires_at, changed_at \
+                 FROM pii_vault.consent_history WHERE token = $1 ORDER BY id",
+                &[UUID],
+            )?,
+            // Documents (sessions, application data) whose data keys are
+            // under one of $1, with what their binding is made of: 's' and
+            // the id hash, or 'a', the token and the application.
+            documents_under: write(
+                "WITH s AS (SELECT id_hash, envelope FROM pii_vault.sessions \
+                     WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                 a AS (SELECT token, app, envelope FROM pii_vault.app_data \
+                     WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 SELECT 's', id_hash, NULL::uuid, NULL::text, envelope FROM s \
+                 UNION ALL SELECT 'a', NULL::bytea, token, app, envelope FROM a",
+                &[BYTEA_ARRAY, INT8],
+            )?,
+            count_documents_under: write(
+                "SELECT (SELECT pg_catalog.count(*) FROM pii_vault.sessions WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1)) \
+                      + (SELECT pg_catalog.count(*) FROM pii_vault.app_data WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1))",
                 &[BYTEA_ARRAY],
             )?,
             delete_share: write(

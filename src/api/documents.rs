@@ -1,0 +1,236 @@
+//! Sessions (encrypted documents with a time-to-live, optionally of a
+//! record) and application data (one encrypted document per record and
+//! application). Each envelope is sealed like a record's, bound to the
+//! stored columns that name it (`crypto::document_binding`), so an
+//! envelope moved to another row or table fails authentication.
+
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+use super::call::audited;
+use super::errors::{raise, OrRaise};
+use super::guard;
+use super::jsonb::JsonbDatum;
+use super::records::{open_record, outcome_of};
+use super::shares::ttl_seconds;
+use crate::audit::{Operation, Outcome};
+use crate::crypto::envelope::{self, PayloadEncoding};
+use crate::crypto::{blind_index::id_hash, document_binding, random_token, KeySet};
+use crate::error::VaultError;
+use crate::guc;
+use crate::store::{self, IndexHash, Token};
+
+const SESSION: &str = "session";
+const APP_DATA: &str = "app_data";
+
+/// What a session's envelope is bound to: its stored id hash.
+pub(crate) fn session_binding(id_hash: &[u8]) -> [u8; 16] {
+    document_binding(SESSION, &[id_hash])
+}
+
+/// What an application's document is bound to: its record and the
+/// application's name.
+pub(crate) fn app_data_binding(token: &Token, app: &str) -> [u8; 16] {
+    document_binding(APP_DATA, &[token, app.as_bytes()])
+}
+
+/// A session id's hash under every loaded version, the active one first.
+fn session_hashes(keys: &KeySet, id: &[u8; 16]) -> Vec<IndexHash> {
+    std::iter::once(keys.active()).chain(keys.others()).map(|ring| id_hash(ring, SESSION, id)).collect()
+}
+
+/// Refuses a name (an application's, a consent's purpose) that is empty,
+/// longer than 64 characters or holds a control character.
+pub(crate) fn check_name(name: &str, what: &'static str) {
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        raise(VaultError::BadName(what));
+    }
+}
+
+/// Stores a session document for `ttl` (at most `pii_vault.max_session_ttl`),
+/// of the record `token` when given; its id, or NULL when `token` names no
+/// record.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_session_store(
+    data: Option<JsonbDatum>,
+    ttl: Option<Interval>,
+    token: default!(Option<Uuid>, "NULL"),
+) -> Option<Uuid> {
+    let (data, ttl) = (data?, ttl?);
+    let token = token.map(|t| *t.as_bytes());
+    audited(Operation::SessionStore, |call| {
+        call.token = token;
+        let keys = guard::ready();
+        guard::check_size(data.payload().len());
+        let ttl = ttl_seconds(&ttl, "pii_vault.max_session_ttl", guc::max_session_ttl_seconds());
+        call.count_write();
+        let id = random_token().or_raise();
+        let hash = id_hash(keys.active(), SESSION, &id);
+        // The id is sealed with the document, so vault_sessions can list
+        // a record's sessions; the row itself holds only its hash.
+        let mut plaintext = zeroize::Zeroizing::new(Vec::with_capacity(16 + data.payload().len()));
+        plaintext.extend_from_slice(&id);
+        plaintext.extend_from_slice(data.payload());
+        let sealed =
+            envelope::seal(keys.active(), &session_binding(&hash), PayloadEncoding::JsonbBinary, &plaintext).or_raise();
+        if store::insert_session(&hash, keys.active().key_version(), token.as_ref(), &sealed, ttl) {
+            Some(Uuid::from_bytes(id))
+        } else {
+            call.outcome = token.map_or(Outcome::NotFound, |t| outcome_of(&store::token_seen(&t)));
+            None
+        }
+    })
+}
+
+/// The session id and document an envelope holds.
+fn open_session(keys: &KeySet, id_hash: &[u8], sealed: &[u8]) -> ([u8; 16], JsonbDatum) {
+    let (encoding, plaintext) = envelope::open(keys, &session_binding(id_hash), sealed).or_raise();
+    if encoding != PayloadEncoding::JsonbBinary || plaintext.len() < 16 {
+        raise(VaultError::DecryptFailed);
+    }
+    let (id, document) = plaintext.split_at(16);
+    let (datum, ()) = JsonbDatum::filled_by(document.len(), |bytes| bytes.copy_from_slice(document));
+    (id.try_into().expect("16 bytes"), datum)
+}
+
+/// A session's document, or NULL once it expired, was deleted, or its
+/// record is gone (deleted, expired, erased). Counts as a read.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_session_get(session: Uuid) -> Option<JsonbDatum> {
+    audited(Operation::SessionGet, |call| {
+        let keys = guard::ready();
+        call.check_purpose();
+        call.count_read();
+        let found = store::find_session(&session_hashes(keys, session.as_bytes()));
+        call.outcome = outcome_of(&found);
+        let stored = found.live()?;
+        let (id, document) = open_session(keys, &stored.id_hash, &stored.envelope);
+        if &id != session.as_bytes() {
+            raise(VaultError::DecryptFailed);
+        }
+        Some(document)
+    })
+}
+
+/// Deletes a session at once; false when there is no such (live) session.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_session_delete(session: Uuid) -> bool {
+    audited(Operation::SessionDelete, |call| {
+        let keys = guard::ready();
+        call.count_write();
+        match store::delete_session(&session_hashes(keys, session.as_bytes())) {
+            Some((token, expired)) => {
+                call.token = token;
+                if expired {
+                    call.outcome = Outcome::Expired;
+                }
+                !expired
+            }
+            None => {
+                call.outcome = Outcome::NotFound;
+                false
+            }
+        }
+    })
+}
+
+/// The ids of a live record's live sessions, oldest first. Counts as one
+/// read.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_sessions(token: Uuid) -> SetOfIterator<'static, Uuid> {
+    let ids = audited(Operation::Sessions, |call| {
+        let token = *token.as_bytes();
+        call.token = Some(token);
+        let keys = guard::ready();
+        call.check_purpose();
+        call.count_read();
+        let seen = store::token_seen(&token);
+        call.outcome = outcome_of(&seen);
+        if seen.live().is_none() {
+            return Vec::new();
+        }
+        store::sessions_of(&token)
+            .iter()
+            .map(|(id_hash, sealed)| Uuid::from_bytes(open_session(keys, id_hash, sealed).0))
+            .collect::<Vec<_>>()
+    });
+    SetOfIterator::new(ids)
+}
+
+/// Sets the application's document of a record; false when there is no
+/// such record.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_appdata_set(token: Uuid, app: &str, data: JsonbDatum) -> bool {
+    audited(Operation::AppDataSet, |call| {
+        let token = *token.as_bytes();
+        call.token = Some(token);
+        check_name(app, "application name");
+        call.fields = Some(vec![app.to_string()]);
+        let keys = guard::ready();
+        guard::check_size(data.payload().len());
+        call.count_write();
+        let sealed =
+            envelope::seal(keys.active(), &app_data_binding(&token, app), PayloadEncoding::JsonbBinary, data.payload())
+                .or_raise();
+        let set = store::set_app_data(&token, app, &sealed);
+        if !set {
+            call.outcome = outcome_of(&store::token_seen(&token));
+        }
+        set
+    })
+}
+
+/// The application's document of a record; NULL when there is none, or
+/// no such (live) record. Counts as a read.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_appdata_get(token: Uuid, app: &str) -> Option<JsonbDatum> {
+    audited(Operation::AppDataGet, |call| {
+        let token = *token.as_bytes();
+        call.token = Some(token);
+        check_name(app, "application name");
+        call.fields = Some(vec![app.to_string()]);
+        let keys = guard::ready();
+        call.check_purpose();
+        call.count_read();
+        let seen = store::token_seen(&token);
+        call.outcome = outcome_of(&seen);
+        seen.live()?;
+        let Some(sealed) = store::get_app_data(&token, app) else {
+            call.outcome = Outcome::NotFound;
+            return None;
+        };
+        Some(open_record(keys, &app_data_binding(&token, app), &sealed))
+    })
+}
+
+/// Deletes the application's document of a record; false when there is
+/// none.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_appdata_delete(token: Uuid, app: &str) -> bool {
+    audited(Operation::AppDataDelete, |call| {
+        let token = *token.as_bytes();
+        call.token = Some(token);
+        check_name(app, "application name");
+        call.fields = Some(vec![app.to_string()]);
+        guard::ready();
+        call.count_write();
+        let seen = store::token_seen(&token);
+        call.outcome = outcome_of(&seen);
+        if seen.live().is_none() {
+            return false;
+        }
+        let deleted = store::delete_app_data(&token, app);
+        if !deleted {
+            call.outcome = Outcome::NotFound;
+        }
+        deleted
+    })
+}

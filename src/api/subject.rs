@@ -1,0 +1,48 @@
+//! The right of access: everything the vault holds about one subject.
+
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+use super::call::audited;
+use super::documents::app_data_binding;
+use super::errors::OrRaise;
+use super::guard;
+use super::jsonb::JsonbDatum;
+use super::records::open_record;
+use crate::audit::{self, Operation, Outcome};
+use crate::store;
+
+/// Everything the vault holds about the subject of `token`, as one JSON
+/// object: the record (whatever its state: live, deleted within its
+/// grace, expired), its dates, every application's data, its consents and
+/// their history, its live shares (fields and expiry, never their ids),
+/// how many live sessions it has, and every audit event that names it
+/// (who read or changed it, when, why). NULL when there is no such record
+/// (erased or purged). Admin only; counts as one read.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_subject_export(token: Uuid) -> Option<JsonbDatum> {
+    audited(Operation::SubjectExport, |call| {
+        let token = *token.as_bytes();
+        call.token = Some(token);
+        let keys = guard::ready();
+        call.check_purpose();
+        call.count_read();
+        let Some((state, sealed)) = store::subject_record(&token) else {
+            call.outcome = Outcome::NotFound;
+            return None;
+        };
+        let record = open_record(keys, &token, &sealed).to_text().or_raise();
+        let (apps, documents): (Vec<String>, Vec<String>) = store::app_data_of(&token)
+            .into_iter()
+            .map(|(app, sealed)| {
+                let document = open_record(keys, &app_data_binding(&token, &app), &sealed).to_text().or_raise();
+                (app, document)
+            })
+            .unzip();
+        // The audit up to this call (the writer is a moment behind).
+        audit::wait_until_written(std::time::Duration::from_secs(2));
+        let export = store::subject_export(&token, state, &record, apps, documents);
+        Some(JsonbDatum::from_text(&export).or_raise())
+    })
+}
