@@ -37,6 +37,15 @@ pub fn register() {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // The audit writer serves the same database and says when it has
+    // connected: purging waits for it. Its removals are audited anyway,
+    // and connecting to a database that does not exist yet would end this
+    // worker with a FATAL (the writer says so in the log, once).
+    while crate::audit::queue::state().writer_pid == 0 {
+        if !BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
+            exit_to_be_restarted();
+        }
+    }
     BackgroundWorker::connect_worker_to_spi(Some(&guc::database()), None);
     if keys::key_set().is_err() {
         // Without keys the vault refuses every call and audits nothing:
@@ -60,11 +69,15 @@ pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
         }
         purge_all();
     }
-    // Exit code 1, as the audit writer: the postmaster restarts a worker
-    // that exits non-zero, so a SIGTERM that is not a shutdown
-    // (pg_terminate_backend) does not end purging.
+    exit_to_be_restarted();
+}
+
+/// Exit code 1, as the audit writer: the postmaster restarts a worker that
+/// exits non-zero, so a SIGTERM that is not a shutdown
+/// (pg_terminate_backend) does not end purging.
+fn exit_to_be_restarted() -> ! {
     // SAFETY: ends this process the way PostgreSQL's own exits do.
-    unsafe { pg_sys::proc_exit(1) };
+    unsafe { pg_sys::proc_exit(1) }
 }
 
 /// Removes everything due, batch by batch, until a batch comes back short
