@@ -265,13 +265,14 @@ check "the audit verifies after the writer was killed and the server restarted" 
 
 # ---- the purge worker killed while purging loses no live record --------------
 # 20 000 records expire 3 s after they are stored, beside 500 that never
-# do; the purge worker (every second) is killed with SIGKILL as soon as it
+# do; the purge worker (every second, no delete grace) is killed with SIGKILL as soon as it
 # has begun removing them, so the server restarts as after a crash. Its
 # batch in flight rolls back; afterwards every expired record is gone and
 # every live one reads back and is found.
 purge_pid() { "${PSQL[@]}" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pii_vault purge worker'"; }
 doomed_left() { "${PSQL[@]}" -c "SELECT count(*) FROM pii_vault.records r JOIN purge_doomed d ON d.tok = r.token"; }
-"${PSQL[@]}" -c "ALTER SYSTEM SET pii_vault.purge_interval = 1" -c "SELECT pg_reload_conf()" >/dev/null
+"${PSQL[@]}" -c "ALTER SYSTEM SET pii_vault.purge_interval = 1" -c "ALTER SYSTEM SET pii_vault.delete_grace = 0" \
+    -c "SELECT pg_reload_conf()" >/dev/null
 "${PSQL[@]}" -c "SET pii_vault.max_reads_per_statement = 0" -c "CREATE TABLE purge_live AS SELECT n, vault_store(jsonb_build_object('n', n, 'email', 'live' || n || '@purge.example')) AS tok
                  FROM generate_series(1, 500) n" \
     -c "CREATE TABLE purge_doomed AS SELECT n, vault_store(jsonb_build_object('n', n), clock_timestamp() + interval '3 seconds') AS tok
@@ -293,7 +294,8 @@ check_equal "after the crash the purge resumes and removes every expired record"
 check_equal "every live record reads back and is found by its email" \
     "$("${PSQL[@]}" -c "SET pii_vault.max_reads_per_statement = 0" -c "SELECT count(*) FILTER (WHERE vault_get(tok) ->> 'n' = n::text
                                                AND vault_lookup('email', 'live' || n || '@purge.example') = tok) FROM purge_live")" 500
-"${PSQL[@]}" -c "ALTER SYSTEM RESET pii_vault.purge_interval" -c "SELECT pg_reload_conf()" >/dev/null
+"${PSQL[@]}" -c "ALTER SYSTEM RESET pii_vault.purge_interval" -c "ALTER SYSTEM RESET pii_vault.delete_grace" \
+    -c "SELECT pg_reload_conf()" >/dev/null
 
 # ---- key failures: restart and expect 55000 with the right message ----------
 restart_with() { # description, then conf lines

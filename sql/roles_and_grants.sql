@@ -193,6 +193,32 @@ CREATE TRIGGER consent_history_append_only BEFORE UPDATE OR DELETE ON pii_vault.
 CREATE TRIGGER consent_history_no_truncate BEFORE TRUNCATE ON pii_vault.consent_history
     FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.consent_history_append_only();
 
+-- Shares and consents are written only through the vault's functions
+-- (which run as the extension's owner): a member of pg_write_all_data
+-- could otherwise widen every share's fields or lifetime, or forge a
+-- consent or its history, without reading a row. Superusers (a restore,
+-- the purge worker) pass; they are out of the vault's reach anyway.
+CREATE FUNCTION pii_vault.vault_functions_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_user <> (SELECT pg_catalog.pg_get_userbyid(e.extowner) FROM pg_catalog.pg_extension e
+                        WHERE e.extname = 'pii_vault')
+       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        RAISE EXCEPTION 'pii_vault: % of %.% only through the vault''s functions', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+REVOKE ALL ON FUNCTION pii_vault.vault_functions_only() FROM PUBLIC;
+CREATE TRIGGER shares_vault_functions_only BEFORE INSERT OR UPDATE OR DELETE ON pii_vault.shares
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.vault_functions_only();
+CREATE TRIGGER consents_vault_functions_only BEFORE INSERT OR UPDATE OR DELETE ON pii_vault.consents
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.vault_functions_only();
+CREATE TRIGGER consent_history_vault_functions_only BEFORE INSERT ON pii_vault.consent_history
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.vault_functions_only();
+
 -- The right of access: everything about one subject (admin).
 REVOKE ALL ON FUNCTION vault_subject_export(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_subject_export(uuid) TO pii_vault_admin;

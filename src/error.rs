@@ -159,7 +159,7 @@ pub enum VaultError {
     NoFields,
     #[error("pii_vault: pii_vault.purpose is required for this call")]
     PurposeRequired,
-    #[error("pii_vault: the {0} must be 1 to 64 characters, without control characters")]
+    #[error("pii_vault: the {0} must be 1 to 64 characters, without control, invisible or format characters")]
     BadName(&'static str),
     #[error("pii_vault: unknown legal basis")]
     BadLegalBasis,

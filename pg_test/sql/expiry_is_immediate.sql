@@ -4,9 +4,11 @@
 -- email, phone or login gets what a missing record gives (NULL or false)
 -- from every function, cannot push the expiry out to revive it, and the
 -- audit says 'expired'. A store of a value an expired record still holds
--- succeeds (the expired record is purged inline). The purge worker then
--- removes every expired row and never a live one. Checked by what the
--- calls return and by the rows left.
+-- succeeds (the expired record's lookup values are released inline; its
+-- row stays for the delete grace, so a writer's expiry is no quicker
+-- erasure than a delete). The purge worker then removes every expired row
+-- past the grace and never a live one. Checked by what the calls return
+-- and by the rows left.
 \set ECHO none
 \ir common/setup.sql
 \set ECHO all
@@ -76,8 +78,8 @@ RESET application_name;
 SELECT vault_get(:'z') ->> 'name' AS z_reads, vault_lookup('email', 'z@expiry.example') = :'z' AS z_found,
        vault_get(:'w') ->> 'name' AS w_reads, vault_lookup('email', 'w@expiry.example') = :'w' AS w_found;
 
--- A store of the email X still holds succeeds: X is purged on the spot,
--- its phone and login freed with it.
+-- A store of the email X still holds succeeds: X's lookup values are
+-- released on the spot, its phone and login with its email.
 SELECT vault_store('{"name": "New X", "email": "x@expiry.example"}') AS new_x \gset
 SELECT vault_lookup('email', 'x@expiry.example') = :'new_x' AS email_is_new_xs,
        vault_lookup('phone', '+14155552685') IS NULL AS xs_phone_gone;
@@ -87,17 +89,20 @@ SELECT vault_update(:'w', '{"email": "y@expiry.example"}') AS w_takes_ys_email;
 SELECT vault_lookup('email', 'y@expiry.example') = :'w' AS ys_email_is_ws;
 
 \c - postgres
--- Both were removed then and there.
-SELECT count(*) AS x_rows, (SELECT count(*) FROM pii_vault.records WHERE token = :'y') AS y_rows
+-- Both keep their rows for the delete grace (an expiry is no quicker
+-- way to remove a record than a delete), without lookup values.
+SELECT count(*) AS x_rows, bool_and(email_index IS NULL AND phone_index IS NULL AND login_index IS NULL) AS x_released,
+       (SELECT count(*) FROM pii_vault.records WHERE token = :'y' AND email_index IS NULL) AS y_rows_released
 FROM pii_vault.records WHERE token = :'x';
 SELECT pii_vault.audit_wait() AS audit_written;
 -- Each call on the expired records, as the audit has it: 'expired', and
 -- naming the record (lookups by value too).
 SELECT operation, fields, outcome, CASE token WHEN :'x' THEN 'x' WHEN :'y' THEN 'y' END AS record
 FROM pii_vault.audit_log WHERE application_name = 'after_expiry' ORDER BY id;
--- X's removal by the store and Y's by the update: a purge event each.
+-- X's values released by the store and Y's by the update: an expire
+-- event each.
 SELECT CASE token WHEN :'x' THEN 'x' WHEN :'y' THEN 'y' END AS record, operation, outcome, session_role
-FROM pii_vault.audit_log WHERE token IN (:'x', :'y') AND operation = 'purge' ORDER BY id;
+FROM pii_vault.audit_log WHERE token IN (:'x', :'y') AND operation = 'expire' ORDER BY id;
 
 -- 4. The purge worker: 200 records, 100 expiring in a second, 50 that
 -- never expire, 50 that expire in ten years.
@@ -123,6 +128,9 @@ BEGIN
         PERFORM pg_stat_clear_snapshot();
     END LOOP;
 END $$;
+-- Expired records go once the delete grace has passed since they
+-- expired: no grace here.
+ALTER SYSTEM SET pii_vault.delete_grace = 0;
 ALTER SYSTEM SET pii_vault.purge_interval = 1;
 SELECT pg_reload_conf();
 -- Polls (10 s at most) until the purge has left only the live ones.
@@ -150,4 +158,5 @@ FROM pii_vault.audit_log AS a JOIN batch AS b ON b.tok = a.token
 WHERE a.operation = 'purge' GROUP BY 1 ORDER BY 1;
 
 ALTER SYSTEM RESET pii_vault.purge_interval;
+ALTER SYSTEM RESET pii_vault.delete_grace;
 SELECT pg_reload_conf();

@@ -24,9 +24,10 @@ use crate::store::{self, IndexHash, Token};
 const SESSION: &str = "session";
 const APP_DATA: &str = "app_data";
 
-/// What a session's envelope is bound to: its stored id hash.
-pub(crate) fn session_binding(id_hash: &[u8]) -> [u8; 16] {
-    document_binding(SESSION, &[id_hash])
+/// What a session's envelope is bound to: its stored id hash and its
+/// record (none: no bytes), so neither can be changed under it.
+pub(crate) fn session_binding(id_hash: &[u8], token: Option<&Token>) -> [u8; 16] {
+    document_binding(SESSION, &[id_hash, token.map_or(&[][..], |t| &t[..])])
 }
 
 /// What an application's document is bound to: its record and the
@@ -41,9 +42,14 @@ fn session_hashes(keys: &KeySet, id: &[u8; 16]) -> Vec<IndexHash> {
 }
 
 /// Refuses a name (an application's, a consent's purpose) that is empty,
-/// longer than 64 characters or holds a control character.
+/// longer than 64 characters, or holds a control, invisible or format
+/// character (two names that look alike would be two names).
 pub(crate) fn check_name(name: &str, what: &'static str) {
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > 64
+        || name.chars().any(char::is_control)
+        || crate::normalize::has_hidden_characters(name)
+    {
         raise(VaultError::BadName(what));
     }
 }
@@ -73,8 +79,13 @@ fn vault_session_store(
         let mut plaintext = zeroize::Zeroizing::new(Vec::with_capacity(16 + data.payload().len()));
         plaintext.extend_from_slice(&id);
         plaintext.extend_from_slice(data.payload());
-        let sealed =
-            envelope::seal(keys.active(), &session_binding(&hash), PayloadEncoding::JsonbBinary, &plaintext).or_raise();
+        let sealed = envelope::seal(
+            keys.active(),
+            &session_binding(&hash, token.as_ref()),
+            PayloadEncoding::JsonbBinary,
+            &plaintext,
+        )
+        .or_raise();
         if store::insert_session(&hash, keys.active().key_version(), token.as_ref(), &sealed, ttl) {
             Some(Uuid::from_bytes(id))
         } else {
@@ -84,9 +95,10 @@ fn vault_session_store(
     })
 }
 
-/// The session id and document an envelope holds.
-fn open_session(keys: &KeySet, id_hash: &[u8], sealed: &[u8]) -> ([u8; 16], JsonbDatum) {
-    let (encoding, plaintext) = envelope::open(keys, &session_binding(id_hash), sealed).or_raise();
+/// The session id and document a stored session holds.
+fn open_session(keys: &KeySet, stored: &store::StoredSession) -> ([u8; 16], JsonbDatum) {
+    let binding = session_binding(&stored.id_hash, stored.token.as_ref());
+    let (encoding, plaintext) = envelope::open(keys, &binding, &stored.envelope).or_raise();
     if encoding != PayloadEncoding::JsonbBinary || plaintext.len() < 16 {
         raise(VaultError::DecryptFailed);
     }
@@ -107,7 +119,9 @@ fn vault_session_get(session: Uuid) -> Option<JsonbDatum> {
         let found = store::find_session(&session_hashes(keys, session.as_bytes()));
         call.outcome = outcome_of(&found);
         let stored = found.live()?;
-        let (id, document) = open_session(keys, &stored.id_hash, &stored.envelope);
+        // The audit names the record whose session was read.
+        call.token = stored.token;
+        let (id, document) = open_session(keys, &stored);
         if &id != session.as_bytes() {
             raise(VaultError::DecryptFailed);
         }
@@ -156,7 +170,7 @@ fn vault_sessions(token: Uuid) -> SetOfIterator<'static, Uuid> {
         }
         store::sessions_of(&token)
             .iter()
-            .map(|(id_hash, sealed)| Uuid::from_bytes(open_session(keys, id_hash, sealed).0))
+            .map(|stored| Uuid::from_bytes(open_session(keys, stored).0))
             .collect::<Vec<_>>()
     });
     SetOfIterator::new(ids)

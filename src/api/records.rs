@@ -58,10 +58,10 @@ pub(crate) fn index_hashes(
             match store::find_token(kind, std::iter::once(active).chain(older)) {
                 Some((holder, _)) if Some(&holder) == own => {}
                 Some((_, Seen::Live(()))) => raise_duplicate(kind),
-                // An expired record that still holds the value (the purge
-                // worker has not come by yet) is purged now: for the API
-                // it is gone, so its value is free.
-                Some((holder, _)) => purge_now(&holder),
+                // An expired record that still holds the value: for the
+                // API it is gone, so its value is free. Its lookup values
+                // are released now; the rest stays for the delete grace.
+                Some((holder, _)) => release_lookups(&holder),
                 None => {}
             }
         }
@@ -69,10 +69,11 @@ pub(crate) fn index_hashes(
     hashes
 }
 
-/// Removes an expired record in the caller's transaction, audited as the
-/// purge worker's removals are.
-fn purge_now(token: &Token) {
-    if store::erase_record(token) && !audit::record(Operation::Purge, Some(token), None, Outcome::Ok) {
+/// Frees an expired record's lookup values in the caller's transaction
+/// (audited as `expire`); the purge worker removes the record once the
+/// delete grace has passed since it expired.
+fn release_lookups(token: &Token) {
+    if store::release_lookups(token) && !audit::record(Operation::Expire, Some(token), None, Outcome::Ok) {
         raise(VaultError::AuditUnavailable);
     }
 }

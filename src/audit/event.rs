@@ -70,6 +70,7 @@ audit_code! {
         Consents = 29 => "consents",
         ConsentHistory = 30 => "consent_history",
         SubjectExport = 31 => "subject_export",
+        Expire = 32 => "expire",
     }
 }
 

@@ -33,11 +33,12 @@ pub fn insert_session(
     with_life_cycle(|client, lc| Ok(client.update(&lc.insert_session, None, &args)?.len() == 1))
 }
 
-/// A stored session: its envelope and the id hash it is stored (and
-/// sealed) under.
+/// A stored session: its envelope, the id hash it is stored under, and
+/// its record's token (both part of what the envelope is sealed for).
 pub struct StoredSession {
     pub envelope: Vec<u8>,
     pub id_hash: Vec<u8>,
+    pub token: Option<Token>,
 }
 
 /// The session whose id hashes to one of `hashes`: Expired when it has
@@ -49,9 +50,10 @@ pub fn find_session(hashes: &[IndexHash]) -> Seen<StoredSession> {
             return Ok(Seen::Missing);
         }
         let row = table.first();
-        Ok(match (row.get::<Vec<u8>>(1)?, row.get::<Vec<u8>>(2)?, row.get::<bool>(3)?, row.get::<bool>(4)?) {
+        let token = row.get::<Uuid>(4)?.map(|t| *t.as_bytes());
+        Ok(match (row.get::<Vec<u8>>(1)?, row.get::<Vec<u8>>(2)?, row.get::<bool>(3)?, row.get::<bool>(5)?) {
             (_, _, Some(true), _) => Seen::Expired,
-            (Some(envelope), Some(id_hash), _, Some(true)) => Seen::Live(StoredSession { envelope, id_hash }),
+            (Some(envelope), Some(id_hash), _, Some(true)) => Seen::Live(StoredSession { envelope, id_hash, token }),
             _ => Seen::Missing,
         })
     })
@@ -70,14 +72,14 @@ pub fn delete_session(hashes: &[IndexHash]) -> Option<(Option<Token>, bool)> {
     })
 }
 
-/// The live sessions of a record, oldest first: (id hash, envelope).
-pub fn sessions_of(token: &Token) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// The live sessions of a record, oldest first.
+pub fn sessions_of(token: &Token) -> Vec<StoredSession> {
     with_life_cycle(|client, lc| {
         let table = client.select(&lc.sessions_of, None, &[uuid(token)])?;
         let mut out = Vec::with_capacity(table.len());
         for row in table {
             if let (Some(id_hash), Some(envelope)) = (row.get::<Vec<u8>>(1)?, row.get::<Vec<u8>>(2)?) {
-                out.push((id_hash, envelope));
+                out.push(StoredSession { envelope, id_hash, token: row.get::<Uuid>(3)?.map(|t| *t.as_bytes()) });
             }
         }
         Ok(out)
@@ -157,7 +159,7 @@ pub fn consents(token: &Token, history: bool) -> Vec<ConsentRow> {
 /// A document (session or application data) whose data key is to be
 /// re-wrapped, with what its binding is made of.
 pub enum Document {
-    Session { id_hash: Vec<u8> },
+    Session { id_hash: Vec<u8>, token: Option<Token> },
     AppData { token: Token, app: String },
 }
 
@@ -169,7 +171,10 @@ pub fn documents_under(versions: &[u32], limit: i64) -> Vec<(Document, Vec<u8>)>
         let mut out = Vec::with_capacity(table.len());
         for row in table {
             let document = match row.get::<String>(1)?.as_deref() {
-                Some("s") => Document::Session { id_hash: row.get::<Vec<u8>>(2)?.unwrap_or_default() },
+                Some("s") => Document::Session {
+                    id_hash: row.get::<Vec<u8>>(2)?.unwrap_or_default(),
+                    token: row.get::<Uuid>(3)?.map(|t| *t.as_bytes()),
+                },
                 _ => Document::AppData {
                     token: row.get::<Uuid>(3)?.map(|t| *t.as_bytes()).unwrap_or_default(),
                     app: row.get::<String>(4)?.unwrap_or_default(),
@@ -198,7 +203,7 @@ pub fn count_documents_under(versions: &[u32]) -> i64 {
 /// Replaces a document's envelope (a rotation).
 pub fn rewrap_document(document: &Document, envelope: &[u8]) {
     let (sql, args): (&str, Vec<DatumWithOid<'_>>) = match document {
-        Document::Session { id_hash } => (
+        Document::Session { id_hash, .. } => (
             "UPDATE pii_vault.sessions SET envelope = $2 WHERE id_hash = $1",
             vec![id_hash.as_slice().into(), envelope.into()],
         ),
@@ -212,12 +217,13 @@ pub fn rewrap_document(document: &Document, envelope: &[u8]) {
 }
 
 /// A record in whatever state, for the subject's export: its state
-/// ("live", "deleted", "expired") and envelope; None when there is no row.
+/// ("expired", else "deleted", else "live") and envelope; None when there
+/// is no row.
 pub fn subject_record(token: &Token) -> Option<(&'static str, Vec<u8>)> {
     with_life_cycle(|client, _| {
         let table = client.select(
-            "SELECT envelope, CASE WHEN deleted_at IS NOT NULL THEN 'deleted' \
-                                   WHEN expires_at <= pg_catalog.clock_timestamp() THEN 'expired' ELSE 'live' END \
+            "SELECT envelope, CASE WHEN expires_at <= pg_catalog.clock_timestamp() THEN 'expired' \
+                                   WHEN deleted_at IS NOT NULL THEN 'deleted' ELSE 'live' END \
              FROM pii_vault.records WHERE token = $1",
             Some(1),
             &[uuid(token)],

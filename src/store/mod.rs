@@ -270,6 +270,12 @@ pub fn fetch_deleted_for_update(token: &Token, grace_seconds: f64) -> Seen<Vec<u
     })
 }
 
+/// Frees an expired record's lookup values (and marks it deleted, so it
+/// goes once the grace has passed); false when it is not expired.
+pub fn release_lookups(token: &Token) -> bool {
+    with_life_cycle(|client, lc| Ok(client.update(&lc.release_lookups, None, &[uuid(token)])?.len() == 1))
+}
+
 /// Brings a soft-deleted record back with its blind indexes. A lookup
 /// value another record took meanwhile goes to `duplicate`.
 pub fn restore_record(token: &Token, hashes: &IndexHashes, duplicate: fn(LookupKind) -> !) -> bool {

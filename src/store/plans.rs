@@ -127,6 +127,7 @@ pub(super) struct LifeCyclePlans {
     pub set_expiry: OwnedPreparedStatement,
     pub fetch_deleted_for_update: OwnedPreparedStatement,
     pub restore_record: OwnedPreparedStatement,
+    pub release_lookups: OwnedPreparedStatement,
     pub purge_records: OwnedPreparedStatement,
     pub purge_shares: OwnedPreparedStatement,
     pub insert_share: OwnedPreparedStatement,
@@ -170,7 +171,18 @@ impl LifeCyclePlans {
                  RETURNING 1",
                 &[UUID, BYTEA, BYTEA, BYTEA],
             )?,
-            // Up to $1 records expired or deleted more than $2 ago. Rows a
+            // An expired record's lookup values, freed for a new record;
+            // the rest stays for the grace, as a deleted record's does.
+            release_lookups: write(
+                "UPDATE pii_vault.records SET email_index = NULL, phone_index = NULL, login_index = NULL, \
+                     deleted_at = COALESCE(deleted_at, pg_catalog.clock_timestamp()) \
+                 WHERE token = $1 AND expires_at <= pg_catalog.clock_timestamp() RETURNING 1",
+                &[UUID],
+            )?,
+            // Up to $1 records that expired or were deleted more than $2
+            // (pii_vault.delete_grace) ago: an expiry a writer set is no
+            // quicker way to remove a record, and its consent history,
+            // than a delete. Rows a
             // call holds locked are skipped (the next round takes them),
             // and the condition is checked again on the row as locked, so a
             // record whose expiry was just cleared or that was just
@@ -178,11 +190,11 @@ impl LifeCyclePlans {
             // rows attached go with it (ON DELETE CASCADE).
             purge_records: write(
                 "WITH due AS (SELECT token FROM pii_vault.records \
-                     WHERE expires_at <= pg_catalog.clock_timestamp() \
+                     WHERE expires_at <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2) \
                         OR deleted_at <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2) \
                      LIMIT $1 FOR UPDATE SKIP LOCKED) \
                  DELETE FROM pii_vault.records AS r USING due WHERE r.token = due.token \
-                   AND (r.expires_at <= pg_catalog.clock_timestamp() \
+                   AND (r.expires_at <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2) \
                         OR r.deleted_at <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2)) \
                  RETURNING r.token",
                 &[INT8, FLOAT8],
@@ -225,7 +237,7 @@ impl LifeCyclePlans {
             // The envelope, the stored id hash (its binding), whether the
             // session has expired, and whether its record (if any) is live.
             find_session: write(
-                "SELECT s.envelope, s.id_hash, s.expires_at <= pg_catalog.clock_timestamp(), \
+                "SELECT s.envelope, s.id_hash, s.expires_at <= pg_catalog.clock_timestamp(), s.token, \
                         s.token IS NULL OR EXISTS (SELECT FROM pii_vault.records r WHERE r.token = s.token \
                             AND r.deleted_at IS NULL \
                             AND (r.expires_at IS NULL OR r.expires_at > pg_catalog.clock_timestamp())) \
@@ -238,7 +250,7 @@ impl LifeCyclePlans {
                 &[BYTEA_ARRAY],
             )?,
             sessions_of: write(
-                "SELECT id_hash, envelope FROM pii_vault.sessions \
+                "SELECT id_hash, envelope, token FROM pii_vault.sessions \
                  WHERE token = $1 AND expires_at > pg_catalog.clock_timestamp() ORDER BY created_at, id_hash",
                 &[UUID],
             )?,
@@ -295,11 +307,11 @@ impl LifeCyclePlans {
             // under one of $1, with what their binding is made of: 's' and
             // the id hash, or 'a', the token and the application.
             documents_under: write(
-                "WITH s AS (SELECT id_hash, envelope FROM pii_vault.sessions \
+                "WITH s AS (SELECT id_hash, token, envelope FROM pii_vault.sessions \
                      WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED), \
                  a AS (SELECT token, app, envelope FROM pii_vault.app_data \
                      WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 SELECT 's', id_hash, NULL::uuid, NULL::text, envelope FROM s \
+                 SELECT 's', id_hash, token, NULL::text, envelope FROM s \
                  UNION ALL SELECT 'a', NULL::bytea, token, app, envelope FROM a",
                 &[BYTEA_ARRAY, INT8],
             )?,
