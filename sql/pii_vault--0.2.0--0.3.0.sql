@@ -413,7 +413,7 @@ CREATE TRIGGER consent_history_no_truncate BEFORE TRUNCATE ON pii_vault.consent_
 -- could otherwise widen every share's fields or lifetime, or forge a
 -- consent or its history, without reading a row. Superusers (a restore,
 -- the purge worker) pass; they are out of the vault's reach anyway.
-CREATE FUNCTION pii_vault.vault_functions_only() RETURNS trigger
+CREATE FUNCTION pii_vault.guard_vault_writes() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -426,13 +426,13 @@ BEGIN
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
 END
 $$;
-REVOKE ALL ON FUNCTION pii_vault.vault_functions_only() FROM PUBLIC;
-CREATE TRIGGER shares_vault_functions_only BEFORE INSERT OR UPDATE OR DELETE ON pii_vault.shares
-    FOR EACH ROW EXECUTE FUNCTION pii_vault.vault_functions_only();
-CREATE TRIGGER consents_vault_functions_only BEFORE INSERT OR UPDATE OR DELETE ON pii_vault.consents
-    FOR EACH ROW EXECUTE FUNCTION pii_vault.vault_functions_only();
-CREATE TRIGGER consent_history_vault_functions_only BEFORE INSERT ON pii_vault.consent_history
-    FOR EACH ROW EXECUTE FUNCTION pii_vault.vault_functions_only();
+REVOKE ALL ON FUNCTION pii_vault.guard_vault_writes() FROM PUBLIC;
+CREATE TRIGGER shares_guard_vault_writes BEFORE INSERT OR UPDATE OR DELETE ON pii_vault.shares
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.guard_vault_writes();
+CREATE TRIGGER consents_guard_vault_writes BEFORE INSERT OR UPDATE OR DELETE ON pii_vault.consents
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.guard_vault_writes();
+CREATE TRIGGER consent_history_guard_vault_writes BEFORE INSERT ON pii_vault.consent_history
+    FOR EACH ROW EXECUTE FUNCTION pii_vault.guard_vault_writes();
 
 -- The right of access: everything about one subject (admin).
 REVOKE ALL ON FUNCTION vault_subject_export(uuid) FROM PUBLIC;

@@ -58,18 +58,25 @@ pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
         Spi::run("SET search_path = pg_catalog, pg_temp").unwrap_or_else(|e| error!("pii_vault purge worker: {e}"));
     });
     loop {
+        // A SIGHUP may have come while this worker waited for the writer
+        // (its wake-up spent there): the interval is read after it.
+        reload_if_asked();
         let interval = Duration::from_secs(guc::purge_interval_seconds().max(1) as u64);
         if !BackgroundWorker::wait_latch(Some(interval)) {
             break;
         }
-        if BackgroundWorker::sighup_received() {
-            // SAFETY: reloading the configuration as PostgreSQL's own
-            // workers do on SIGHUP, outside any transaction.
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-        }
+        reload_if_asked();
         purge_all();
     }
     exit_to_be_restarted();
+}
+
+fn reload_if_asked() {
+    if BackgroundWorker::sighup_received() {
+        // SAFETY: reloading the configuration as PostgreSQL's own workers
+        // do on SIGHUP, outside any transaction.
+        unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+    }
 }
 
 /// Exit code 1, as the audit writer: the postmaster restarts a worker that

@@ -132,9 +132,11 @@ SELECT operation, outcome FROM pii_vault.audit_log
 WHERE token = :'earl' ORDER BY id;
 
 
--- The purge worker, once it comes by, removes the expired share and the
--- expired record with its share; it leaves the live share, and the share
--- of the deleted record (still within its delete grace), unreadable.
+-- The purge worker, once it comes by (with no delete grace here),
+-- removes the expired share, the expired record and the deleted record,
+-- each with its share; it leaves the live share. A deleted record's
+-- share is unreadable all along (deletion_is_restorable_within_grace
+-- keeps a deleted record through its grace).
 -- The purge worker connects once the database exists (pg_regress creates
 -- it after the server started, and the postmaster restarts the worker 10 s
 -- after its failed first try): wait for it, 15 s at most.
@@ -147,13 +149,18 @@ BEGIN
         PERFORM pg_stat_clear_snapshot();
     END LOOP;
 END $$;
+-- No delete grace: the expired and the deleted record go at once (with
+-- the grace, they would stay, unreadable, that long).
+ALTER SYSTEM SET pii_vault.delete_grace = 0;
 ALTER SYSTEM SET pii_vault.purge_interval = 1;
+SELECT set_config('test.dora', :'dora', false) IS NOT NULL AS dora_noted;
 SELECT pg_reload_conf();
 DO $$
 BEGIN
     FOR i IN 1..100 LOOP
         EXIT WHEN NOT EXISTS (SELECT 1 FROM pii_vault.shares WHERE expires_at <= clock_timestamp())
-              AND NOT EXISTS (SELECT 1 FROM pii_vault.records WHERE expires_at <= clock_timestamp());
+              AND NOT EXISTS (SELECT 1 FROM pii_vault.records WHERE expires_at <= clock_timestamp())
+              AND NOT EXISTS (SELECT 1 FROM pii_vault.records WHERE token = current_setting('test.dora')::uuid);
         PERFORM pg_sleep(0.1);
     END LOOP;
 END $$;
@@ -174,4 +181,5 @@ FROM pii_vault.audit_log WHERE operation = 'purge' AND token IN (:'grace', :'dor
 ORDER BY of_grace, of_eve, fields;
 
 ALTER SYSTEM RESET pii_vault.purge_interval;
+ALTER SYSTEM RESET pii_vault.delete_grace;
 SELECT pg_reload_conf();

@@ -116,11 +116,14 @@ fn vault_session_get(session: Uuid) -> Option<JsonbDatum> {
         let keys = guard::ready();
         call.check_purpose();
         call.count_read();
-        let found = store::find_session(&session_hashes(keys, session.as_bytes()));
+        let Some((token, found)) = store::find_session(&session_hashes(keys, session.as_bytes())) else {
+            call.outcome = Outcome::NotFound;
+            return None;
+        };
+        // The audit names the record whose session this is, read or not.
+        call.token = token;
         call.outcome = outcome_of(&found);
         let stored = found.live()?;
-        // The audit names the record whose session was read.
-        call.token = stored.token;
         let (id, document) = open_session(keys, &stored);
         if &id != session.as_bytes() {
             raise(VaultError::DecryptFailed);
@@ -129,7 +132,9 @@ fn vault_session_get(session: Uuid) -> Option<JsonbDatum> {
     })
 }
 
-/// Deletes a session at once; false when there is no such (live) session.
+/// Deletes a session at once; false when there is no such (live) session,
+/// or its record is deleted or expired (a deleted record's sessions come
+/// back with it).
 #[pg_extern(strict, volatile, security_definer)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_session_delete(session: Uuid) -> bool {

@@ -41,21 +41,26 @@ pub struct StoredSession {
     pub token: Option<Token>,
 }
 
-/// The session whose id hashes to one of `hashes`: Expired when it has
-/// expired, Missing when there is none or its record is not live.
-pub fn find_session(hashes: &[IndexHash]) -> Seen<StoredSession> {
+/// The session whose id hashes to one of `hashes`, with its record's token
+/// (None for a session of no record); Expired when the session or its
+/// record has expired, Missing when there is none or its record is gone.
+pub fn find_session(hashes: &[IndexHash]) -> Option<(Option<Token>, Seen<StoredSession>)> {
     with_life_cycle(|client, lc| {
         let table = client.select(&lc.find_session, Some(1), &[hash_array(hashes)])?;
         if table.is_empty() {
-            return Ok(Seen::Missing);
+            return Ok(None);
         }
         let row = table.first();
         let token = row.get::<Uuid>(4)?.map(|t| *t.as_bytes());
-        Ok(match (row.get::<Vec<u8>>(1)?, row.get::<Vec<u8>>(2)?, row.get::<bool>(3)?, row.get::<bool>(5)?) {
+        let seen = match (row.get::<Vec<u8>>(1)?, row.get::<Vec<u8>>(2)?, row.get::<bool>(3)?, row.get::<String>(5)?) {
             (_, _, Some(true), _) => Seen::Expired,
-            (Some(envelope), Some(id_hash), _, Some(true)) => Seen::Live(StoredSession { envelope, id_hash, token }),
+            (_, _, _, Some(state)) if state == "expired" => Seen::Expired,
+            (Some(envelope), Some(id_hash), _, Some(state)) if state == "live" => {
+                Seen::Live(StoredSession { envelope, id_hash, token })
+            }
             _ => Seen::Missing,
-        })
+        };
+        Ok(Some((token, seen)))
     })
 }
 

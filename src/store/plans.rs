@@ -227,26 +227,33 @@ impl LifeCyclePlans {
             // Of a live record, or of none ($3 NULL).
             insert_session: write(
                 &format!(
-                    "INSERT INTO pii_vault.sessions (id_hash, key_version, token, envelope, expires_at) \
-                     SELECT $1, $2, $3, $4, pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $5) \
+                    "INSERT INTO pii_vault.sessions (id_hash, key_version, token, envelope, expires_at, created_at) \
+                     SELECT $1, $2, $3, $4, pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $5), \
+                            pg_catalog.clock_timestamp() \
                      WHERE $3 IS NULL OR EXISTS (SELECT FROM pii_vault.records WHERE token = $3 AND {LIVE}) \
                      RETURNING 1"
                 ),
                 &[BYTEA, INT4, UUID, BYTEA, FLOAT8],
             )?,
             // The envelope, the stored id hash (its binding), whether the
-            // session has expired, and whether its record (if any) is live.
+            // session has expired, its record, and that record's state.
             find_session: write(
                 "SELECT s.envelope, s.id_hash, s.expires_at <= pg_catalog.clock_timestamp(), s.token, \
-                        s.token IS NULL OR EXISTS (SELECT FROM pii_vault.records r WHERE r.token = s.token \
-                            AND r.deleted_at IS NULL \
-                            AND (r.expires_at IS NULL OR r.expires_at > pg_catalog.clock_timestamp())) \
+                        CASE WHEN s.token IS NULL THEN 'live' \
+                             ELSE (SELECT CASE WHEN r.deleted_at IS NOT NULL THEN 'missing' \
+                                               WHEN r.expires_at <= pg_catalog.clock_timestamp() THEN 'expired' \
+                                               ELSE 'live' END \
+                                   FROM pii_vault.records r WHERE r.token = s.token) END \
                  FROM pii_vault.sessions s WHERE s.id_hash = ANY ($1) LIMIT 1",
                 &[BYTEA_ARRAY],
             )?,
+            // Only a session of a live record, or of none: a deleted
+            // record's sessions come back with it (vault_restore).
             delete_session: write(
-                "DELETE FROM pii_vault.sessions WHERE id_hash = ANY ($1) \
-                 RETURNING token, expires_at <= pg_catalog.clock_timestamp()",
+                "DELETE FROM pii_vault.sessions s WHERE s.id_hash = ANY ($1) \
+                   AND (s.token IS NULL OR EXISTS (SELECT FROM pii_vault.records r WHERE r.token = s.token \
+                        AND r.deleted_at IS NULL AND (r.expires_at IS NULL OR r.expires_at > pg_catalog.clock_timestamp()))) \
+                 RETURNING s.token, s.expires_at <= pg_catalog.clock_timestamp()",
                 &[BYTEA_ARRAY],
             )?,
             sessions_of: write(
