@@ -42,7 +42,7 @@ pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
     // and connecting to a database that does not exist yet would end this
     // worker with a FATAL (the writer says so in the log, once).
     while crate::audit::queue::state().writer_pid == 0 {
-        if !BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
+        if !rest(Duration::from_secs(1)) {
             exit_to_be_restarted();
         }
     }
@@ -51,24 +51,50 @@ pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
         // Without keys the vault refuses every call and audits nothing:
         // nothing is purged either (the audit could not say so).
         log!("pii_vault purge worker: no usable key; not purging");
-        while BackgroundWorker::wait_latch(Some(Duration::from_secs(60))) {}
+        while rest(Duration::from_secs(60)) {}
         return;
     }
     BackgroundWorker::transaction(|| {
         Spi::run("SET search_path = pg_catalog, pg_temp").unwrap_or_else(|e| error!("pii_vault purge worker: {e}"));
     });
+    // A pass at once, then one an interval after the last ended. A reload
+    // (which wakes the worker) may change the interval; any other wake-up
+    // (a catch-up interrupt, say) just waits out the rest of it.
+    let mut last: Option<std::time::Instant> = None;
     loop {
-        // A SIGHUP may have come while this worker waited for the writer
-        // (its wake-up spent there): the interval is read after it.
         reload_if_asked();
         let interval = Duration::from_secs(guc::purge_interval_seconds().max(1) as u64);
-        if !BackgroundWorker::wait_latch(Some(interval)) {
+        let now = std::time::Instant::now();
+        let due = last.map_or(now, |last| last + interval);
+        if now < due {
+            if !rest(due - now) {
+                break;
+            }
+            continue;
+        }
+        purge_all();
+        if stopping() {
             break;
         }
-        reload_if_asked();
-        purge_all();
+        last = Some(std::time::Instant::now());
     }
     exit_to_be_restarted();
+}
+
+/// Set once a wait saw SIGTERM: pgrx clears its own flag as it reports
+/// it, so a later wait would sleep through the shutdown.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits `duration` (less if the latch is set); false once SIGTERM came.
+fn rest(duration: Duration) -> bool {
+    if !stopping() && !BackgroundWorker::wait_latch(Some(duration)) {
+        STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    !stopping()
 }
 
 fn reload_if_asked() {
@@ -87,12 +113,23 @@ fn exit_to_be_restarted() -> ! {
     unsafe { pg_sys::proc_exit(1) }
 }
 
+/// The share of its time the purge worker works while a backlog lasts:
+/// after each batch it rests `1 / DUTY - 1` times as long as the batch
+/// took. At full speed it took a core of this 2-core VM and cost reads
+/// 45 % of their throughput (bench/run.sh --life-cycle); purging is never
+/// urgent (what it removes is invisible already).
+const DUTY: f64 = 0.1;
+
 /// Removes everything due, batch by batch, until a batch comes back short
 /// or SIGTERM arrives.
 fn purge_all() {
     loop {
+        let started = std::time::Instant::now();
         let removed = BackgroundWorker::transaction(purge_batch);
-        if removed < BATCH || !BackgroundWorker::wait_latch(Some(Duration::ZERO)) {
+        if removed < BATCH {
+            return;
+        }
+        if !rest(started.elapsed().mul_f64(1.0 / DUTY - 1.0)) {
             return;
         }
     }

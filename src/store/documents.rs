@@ -95,7 +95,7 @@ pub fn sessions_of(token: &Token) -> Vec<StoredSession> {
 /// (None for a session of no record).
 pub fn purge_sessions(limit: i64) -> Vec<Option<Token>> {
     with_life_cycle(|client, lc| {
-        let table = client.update(&lc.purge_sessions, None, &[limit.into()])?;
+        let table = client.update(&lc.purge_sessions, None, &[limit.into(), timestamp(Some(super::now()))])?;
         let mut out = Vec::with_capacity(table.len());
         for row in table {
             out.push(row.get::<Uuid>(1)?.map(|t| *t.as_bytes()));

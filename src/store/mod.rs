@@ -369,7 +369,9 @@ pub fn live_ids_not_under(version: u32) -> (i64, i64) {
 
 /// Removes up to `limit` expired shares; the tokens they were of.
 pub fn purge_shares(limit: i64) -> Vec<Token> {
-    with_life_cycle(|client, lc| tokens(client.update(&lc.purge_shares, None, &[limit.into()])?))
+    with_life_cycle(|client, lc| {
+        tokens(client.update(&lc.purge_shares, None, &[limit.into(), timestamp(Some(now()))])?)
+    })
 }
 
 fn tokens(table: SpiTupleTable<'_>) -> SpiResult<Vec<Token>> {
@@ -385,8 +387,9 @@ fn tokens(table: SpiTupleTable<'_>) -> SpiResult<Vec<Token>> {
 /// Removes up to `limit` records that expired or were deleted more than
 /// `grace_seconds` ago; their tokens.
 pub fn purge_records(limit: i64, grace_seconds: f64) -> Vec<Token> {
+    let cutoff = now().saturating_sub((grace_seconds * 1e6) as i64);
     with_life_cycle(|client, lc| {
-        tokens(client.update(&lc.purge_records, None, &[limit.into(), grace_seconds.into()])?)
+        tokens(client.update(&lc.purge_records, None, &[limit.into(), timestamp(Some(cutoff))])?)
     })
 }
 

@@ -179,8 +179,9 @@ impl LifeCyclePlans {
                  WHERE token = $1 AND expires_at <= pg_catalog.clock_timestamp() RETURNING 1",
                 &[UUID],
             )?,
-            // Up to $1 records that expired or were deleted more than $2
-            // (pii_vault.delete_grace) ago: an expiry a writer set is no
+            // Up to $1 records that expired or were deleted before $2 (now
+            // less pii_vault.delete_grace; a parameter, not clock_timestamp()
+            // in the query, so the partial indexes on both columns serve it): an expiry a writer set is no
             // quicker way to remove a record, and its consent history,
             // than a delete. Rows a
             // call holds locked are skipped (the next round takes them),
@@ -189,22 +190,19 @@ impl LifeCyclePlans {
             // restored is never removed. The shares, sessions and other
             // rows attached go with it (ON DELETE CASCADE).
             purge_records: write(
-                "WITH due AS (SELECT token FROM pii_vault.records \
-                     WHERE expires_at <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2) \
-                        OR deleted_at <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2) \
+                "WITH due AS (SELECT token FROM pii_vault.records WHERE expires_at <= $2 OR deleted_at <= $2 \
                      LIMIT $1 FOR UPDATE SKIP LOCKED) \
                  DELETE FROM pii_vault.records AS r USING due WHERE r.token = due.token \
-                   AND (r.expires_at <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2) \
-                        OR r.deleted_at <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2)) \
+                   AND (r.expires_at <= $2 OR r.deleted_at <= $2) \
                  RETURNING r.token",
-                &[INT8, FLOAT8],
+                &[INT8, TIMESTAMPTZ],
             )?,
             purge_shares: write(
-                "WITH due AS (SELECT id_hash FROM pii_vault.shares WHERE expires_at <= pg_catalog.clock_timestamp() \
+                "WITH due AS (SELECT id_hash FROM pii_vault.shares WHERE expires_at <= $2 \
                      LIMIT $1 FOR UPDATE SKIP LOCKED) \
                  DELETE FROM pii_vault.shares AS s USING due WHERE s.id_hash = due.id_hash \
                  RETURNING s.token",
-                &[INT8],
+                &[INT8, TIMESTAMPTZ],
             )?,
             // Only of a live record, which stays locked (FOR KEY SHARE, as
             // the foreign key's check takes it) until the transaction ends.
@@ -262,11 +260,11 @@ impl LifeCyclePlans {
                 &[UUID],
             )?,
             purge_sessions: write(
-                "WITH due AS (SELECT id_hash FROM pii_vault.sessions WHERE expires_at <= pg_catalog.clock_timestamp() \
+                "WITH due AS (SELECT id_hash FROM pii_vault.sessions WHERE expires_at <= $2 \
                      LIMIT $1 FOR UPDATE SKIP LOCKED) \
                  DELETE FROM pii_vault.sessions AS s USING due WHERE s.id_hash = due.id_hash \
                  RETURNING s.token",
-                &[INT8],
+                &[INT8, TIMESTAMPTZ],
             )?,
             // Only for a live record (which the foreign key's check keeps
             // locked until the transaction ends).
