@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reads pgbench results collected by bench/run.sh and prints the table.
 
-  report.py RESULTS_DIR [--secdef | --floor | --budget | --rotation]
+  report.py RESULTS_DIR [--secdef | --floor | --budget | --shares | --rotation | --purge]
 
 RESULTS_DIR/runs.tsv has one line per pgbench run:
   op  clients  round  system  tps  logglob
@@ -13,7 +13,9 @@ the vault as installed. With --floor: lookup beside noop and noop_pinned
 with SECURITY DEFINER and the vault's pinned search_path), and the time
 per lookup (1 / ops/s, in us) the issue's target leaves. With --budget:
 the vault called by a non-superuser role with the per-role read budget on
-(vault_app) and off (vault_app_off), and what the budget costs.
+(vault_app) and off (vault_app_off), and what the budget costs. With
+--shares: plain and pii_vault only (get_shared, and get for reference),
+and get_shared's throughput over get's in each system.
 
 With --rotation (bench/run.sh --rotation): RESULTS_DIR/rotation.tsv has one
 line per 1 s pgbench run, before, during or after a rotation:
@@ -26,6 +28,13 @@ rotation); rotation.facts the records. A run's time is from its first
 transaction's start to its last one's end (pgbench's connecting and
 exiting left out); during a rotation only the part of a run inside it
 counts, with the transactions that ended in that part.
+
+With --purge (bench/run.sh --life-cycle): purge.tsv as rotation.tsv (op
+get only); purge.rounds one line per purge (round, live records, expired
+records, start and end in epoch seconds, purges audited, the records
+table's heap in MB at the start); purge.audit the
+purge events and the get calls audited as not ok (round, phase, operation,
+count). Runs during the purge are counted as during a rotation.
 """
 import glob
 import statistics
@@ -62,6 +71,9 @@ def main():
     if "--rotation" in sys.argv[2:]:
         rotation(root)
         return
+    if "--purge" in sys.argv[2:]:
+        purge(root)
+        return
     tps = defaultdict(list)
     lat = defaultdict(list)
     for line in open(f"{root}/runs.tsv"):
@@ -87,6 +99,9 @@ def main():
         return
     if floor:
         floor_table(ops, tps)
+        return
+    if "--shares" in sys.argv[2:]:
+        shares_table(ops, tps, lat)
         return
     header = "| operation | clients | " + " | ".join(
         f"{s} ops/s | {s} p50 ms | {s} p99 ms" for s in systems) + " | vault/plain | vault/pgcrypto |"
@@ -141,6 +156,122 @@ def floor_table(ops, tps):
                  f"{t_target:.2f}", f"{us['noop_pinned']:.2f}", f"{us['noop_pinned'] - us['noop']:.2f}",
                  f"{t_target - us['noop_pinned']:.2f}", f"{us['plain'] - us['noop']:.2f}"]
         print(f"| {c} | " + " | ".join(cells) + " |")
+
+
+def shares_table(ops, tps, lat):
+    header = ("| operation | clients | plain ops/s | plain p50 ms | plain p99 ms "
+              "| vault ops/s | vault p50 ms | vault p99 ms | vault/plain |")
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    mean = {k: statistics.mean(v) for k, v in tps.items()}
+    for op, c in ops:
+        cells = []
+        for s in ["plain", "vault"]:
+            ls = sorted(lat[(op, c, s)])
+            cells += [f"{mean[(op, c, s)]:,.0f}", f"{percentile(ls, 0.5) / 1000:.3f}", f"{percentile(ls, 0.99) / 1000:.3f}"]
+        print(f"| {op} | {c} | " + " | ".join(cells) + f" | {mean[(op, c, 'vault')] / mean[(op, c, 'plain')]:.2f} |")
+    for op, c in ops:
+        if op == "get_shared" and ("get", c) in ops:
+            ratios = ", ".join(f"{s} {mean[(op, c, s)] / mean[('get', c, s)]:.2f}" for s in ["plain", "vault"])
+            print(f"\nget_shared's throughput over get's, {c} client(s): {ratios}", end="")
+    print()
+
+
+def window_counts(root, name, window):
+    """Per (round, phase, op): transactions counted, the seconds they took,
+    failed calls; per (phase, op): latencies. A run's time is from its
+    first transaction's start to its last one's end; during the window,
+    only the part of a run inside it, with the transactions that ended in
+    that part."""
+    count, secs, failed, lat = defaultdict(int), defaultdict(float), defaultdict(int), defaultdict(list)
+    clients = "-"
+    for line in open(f"{root}/{name}.tsv"):
+        r, phase, op, clients, f, a, logglob = line.rstrip("\n").split("\t")
+        key = (r, phase, op)
+        failed[key] += int(f) + int(a)
+        txns = transactions(logglob)
+        if not txns:
+            continue
+        lo, hi = min(t[0] for t in txns), max(t[1] for t in txns)
+        if phase == "during":
+            lo, hi = max(lo, window[r][0]), min(hi, window[r][1])
+            if hi <= lo:
+                continue
+        inside = [t for t in txns if lo <= t[1] <= hi]
+        count[key] += len(inside)
+        secs[key] += hi - lo
+        lat[(phase, op)].extend(t[2] for t in inside)
+    return count, secs, failed, lat, clients
+
+
+def purge(root):
+    window, facts = {}, {}
+    for line in open(f"{root}/purge.rounds"):
+        r, live, expired, start, end, audited, heap = line.rstrip("\n").split("\t")
+        window[r] = (float(start), float(end))
+        facts[r] = (int(live), int(expired), int(audited), int(heap))
+    count, secs, failed, lat, clients = window_counts(root, "purge", window)
+    for line in open(f"{root}/purge.audit"):
+        r, phase, op, n = line.rstrip("\n").split("\t")
+        if op == "get":
+            failed[(r, phase, op)] += int(n)
+    rounds = sorted(window, key=int)
+
+    def ops(r, phase):
+        key = (r, phase, "get")
+        return count[key] / secs[key] if secs[key] > 0 else None
+
+    def mean_ops(phase):
+        vs = [v for v in (ops(r, phase) for r in rounds) if v is not None]
+        return statistics.mean(vs) if vs else None
+
+    def fmt(v, f="{:,.0f}"):
+        return "-" if v is None else f.format(v)
+
+    walls = {r: window[r][1] - window[r][0] for r in rounds}
+    header = ("| round | live records | expired records | table MB | clients | purge s | records/s | get ops/s before "
+              "| get during | get during/before | get after | failed calls during |")
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+
+    def row(label, live, expired, heap, wall, before, during, after, n_failed):
+        ratio = during / before if before and during is not None else None
+        print(f"| {label} | {live:,} | {expired:,} | {heap:,} | {clients} | {wall:.1f} | {expired / wall:,.0f} | {fmt(before)} "
+              f"| {fmt(during)} | {fmt(ratio, '{:.2f}')} | {fmt(after)} | {n_failed} |")
+
+    for r in rounds:
+        live, expired, _audited, heap = facts[r]
+        row(r, live, expired, heap, walls[r], ops(r, "before"), ops(r, "during"), ops(r, "after"), failed[(r, "during", "get")])
+    if len(rounds) > 1:
+        row("mean", round(statistics.mean(f[0] for f in facts.values())),
+            round(statistics.mean(f[1] for f in facts.values())), round(statistics.mean(f[3] for f in facts.values())),
+            statistics.mean(walls.values()),
+            mean_ops("before"), mean_ops("during"), mean_ops("after"),
+            sum(failed[(r, "during", "get")] for r in rounds))
+    print()
+    header = "| vault get | measured s | ops/s | p50 ms | p99 ms | failed calls |"
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    labels = {"before": "before the purge", "during": "during it", "after": "after it (not vacuumed)"}
+    for phase in ["before", "during", "after"]:
+        ls = sorted(lat[(phase, "get")])
+        measured = sum(secs[(r, phase, "get")] for r in rounds)
+        print(f"| {labels[phase]} | {measured:.1f} | {fmt(mean_ops(phase))} | {percentile(ls, 0.5) / 1000:.3f} "
+              f"| {percentile(ls, 0.99) / 1000:.3f} | {sum(failed[(r, phase, 'get')] for r in rounds)} |")
+    print()
+    expired = sum(f[1] for f in facts.values())
+    audited = sum(f[2] for f in facts.values())
+    during_s = sum(secs[(r, "during", "get")] for r in rounds)
+    print(f"Purge s: from the reload that sets it off to no expired row left (polled every 50 ms); "
+          f"{audited:,} of {expired:,} purges audited. Get measured {during_s:.1f} s of the "
+          f"{sum(walls.values()):.1f} s of purging (the rest: pgbench starting and stopping between runs). "
+          f"ops/s are the mean of the rounds; p50 and p99 over every transaction counted.")
+    before, during = mean_ops("before"), mean_ops("during")
+    if before and during is not None:
+        verdict = f"{during / before:.2f}, a cost of {100 * (1 - during / before):.1f} % ({'met' if during / before >= 0.9 else 'not met'})"
+    else:
+        verdict = "not measured (the purge ended first)"
+    print(f"Target: get during the purge at least 0.90 of its throughput before: {verdict}.")
 
 
 def transactions(pattern):

@@ -4,7 +4,7 @@
 #   bench/run.sh [--records N] [--seconds S] [--rounds R] [--clients "1 2"]
 #                [--scale M] [--rss CALLS] [--secdef-cost] [--floor]
 #                [--budget-cost] [--smoke] [--rotation] [--rotation-pause MS]
-#                [--no-install]
+#                [--life-cycle] [--no-install]
 #
 # Starts a throwaway cluster (pii_vault preloaded, synchronous_commit on),
 # loads N ~1 KB customer profiles into each system, then runs pgbench
@@ -38,8 +38,22 @@
 # the run FAILED) and vault_key_versions() (no record may be left under the
 # old version). --rotation-pause MS: the same with CALL vault_rotate(1000,
 # 'MS ms') (0: no pause, rotation at full speed).
-# --smoke: tiny and quick (part of scripts/test.sh). The audit writer runs
-# throughout: every pii_vault figure includes the audit.
+# --life-cycle runs instead of the tables too (its own cluster, plain and
+# pii_vault only): one share per record (three fields, vault_share beside a
+# plain shares table) and one session per record (a small document,
+# vault_session_store beside a plain sessions table), then get_shared,
+# session_get, session_store and get, plain and pii_vault, as the main
+# table runs them; then R rounds of the purge: N records stored
+# expiring 1 s later (pii_vault.purge_interval a day meanwhile,
+# pii_vault.delete_grace 0), vault get with the most clients in 1 s runs,
+# S s before, throughout the purge (set off by purge_interval = 1 and a
+# reload; over when no expiring row is left) and S s after. Prints the
+# purge's records/s and get's ops/s during it over before (target: at
+# least 0.90); a failed or not-ok get, a purge not audited, a live record
+# gone or one purged before the reload makes the run FAILED.
+# --smoke: tiny and quick (part of scripts/test.sh); it ends with
+# get_shared and the purge, tiny (with --life-cycle: only those). The audit
+# writer runs throughout: every pii_vault figure includes the audit.
 # PII_VAULT_BENCH_PORT (54331) and PII_VAULT_BENCH_TMP (/tmp) choose the
 # cluster's port and the directory its own directory is made in;
 # PII_VAULT_KEEP_CLUSTER=1 keeps the cluster.
@@ -49,7 +63,7 @@ cd "$HERE/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/cluster.sh
 
-RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 BUDGET_COST=0 ROTATION=0 ROTATION_PAUSE="" INSTALL=1
+RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 BUDGET_COST=0 ROTATION=0 ROTATION_PAUSE="" LIFE_CYCLE=0 SMOKE=0 INSTALL=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) RECORDS="$2"; shift 2 ;;
@@ -63,11 +77,15 @@ while [ $# -gt 0 ]; do
         --budget-cost) BUDGET_COST=1; shift ;;
         --rotation) ROTATION=1; shift ;;
         --rotation-pause) ROTATION=1 ROTATION_PAUSE="$2"; shift 2 ;;
-        --smoke) RECORDS=2000 SECONDS_PER_RUN=1 ROUNDS=1 CLIENTS=1 SCALE=0 RSS_CALLS=20000; shift ;;
+        --life-cycle) LIFE_CYCLE=1; shift ;;
+        --smoke) RECORDS=2000 SECONDS_PER_RUN=1 ROUNDS=1 CLIENTS=1 SCALE=0 RSS_CALLS=20000 SMOKE=1; shift ;;
         --no-install) INSTALL=0; shift ;;
         *) echo "bench: unknown option $1" >&2; exit 2 ;;
     esac
 done
+if [ "$ROTATION" = 1 ] && [ "$LIFE_CYCLE" = 1 ]; then
+    echo "bench: --rotation and --life-cycle each run on a cluster of their own: one at a time" >&2; exit 2
+fi
 
 if [ "$INSTALL" = 1 ]; then
     scripts/setup.sh >/dev/null
@@ -75,11 +93,16 @@ if [ "$INSTALL" = 1 ]; then
     scripts/install.sh >/dev/null 2>&1
 fi
 
+# Anything else busy on the machine skews every figure: say how busy it was.
+echo "bench: load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+lib="$("$PG_BIN/pg_config" --pkglibdir)/pii_vault.so"
+echo "bench: $lib of $(date -r "$lib" '+%F %T'), sha256 $(sha256sum "$lib" | cut -c1-12)"
 DIR="$(mktemp -d "${PII_VAULT_BENCH_TMP:-/tmp}/pii_vault_bench.XXXXXX")"
 PORT="${PII_VAULT_BENCH_PORT:-54331}"
 RESULTS="$DIR/results"
 finish() {
-    if cluster_running; then cluster_stop; fi
+    # A worker that ignores the fast shutdown must not keep the cluster up.
+    if cluster_running; then cluster_stop || cluster_stop immediate; fi
     if [ "${PII_VAULT_KEEP_CLUSTER:-0}" = 1 ]; then echo "bench: cluster kept in $DIR"; else rm -rf "$DIR"; fi
 }
 trap finish EXIT
@@ -274,11 +297,6 @@ if [ "$ROTATION" = 1 ]; then
     exit 0
 fi
 
-echo "bench: loading $RECORDS records into plain, pgcrypto and pii_vault"
-t0=$(date +%s)
-load 1 "$RECORDS" plain pgcrypto vault
-echo "bench: loaded in $(( $(date +%s) - t0 )) s"
-
 # pgbench one system/op; appends to runs.tsv. System vault_invoker runs
 # the vault's scripts (see --secdef-cost).
 run() { # op clients round system records label
@@ -315,6 +333,207 @@ in_turn() { # round system...
         echo "${systems[$(((i + r - 1) % ${#systems[@]}))]}"
     done
 }
+
+# Shares (--life-cycle; get_shared alone in --smoke): one share of each
+# preloaded record in plain and pii_vault, then pgbench of the operations
+# given, alternating the two systems as the main table does.
+life_cycle_shares() { # op...
+    local op c round system sample
+    echo "bench: one share of each of the $RECORDS records, plain and pii_vault"
+    load 1 "$RECORDS" plain_shares vault_shares
+    # Every share made, and both systems give the same three fields.
+    sample=$(psql_bench -At -c "SELECT count(*) = $RECORDS AND count(id) = $RECORDS FROM vault_share_ids" \
+        -c "SELECT bool_and(vault_get_shared(v.id) = (SELECT jsonb_object_agg(f.key, f.value) FROM jsonb_each(c.doc) AS f
+                WHERE f.key = ANY (s.fields)) AND vault_get_shared(v.id) ?& ARRAY['name', 'phone', 'address']
+                AND NOT vault_get_shared(v.id) ? 'email')
+            FROM vault_share_ids v JOIN plain_share_ids p USING (n) JOIN plain_shares s ON s.id = p.id
+            JOIN plain_customers c ON c.id = s.token WHERE v.n IN (1, $((RECORDS / 2)), $RECORDS)")
+    if [ "$sample" != $'t\nt' ]; then echo "bench: the shares are not as expected ($sample)" >&2; exit 1; fi
+    if [[ " $* " == *" session_"* ]]; then
+        echo "bench: one session of each of the $RECORDS records, plain and pii_vault"
+        load 1 "$RECORDS" plain_sessions vault_sessions
+        # Both systems give each session's document back as it was stored.
+        sample=$(psql_bench -At -c "SELECT (SELECT count(id) FROM vault_session_ids) = $RECORDS
+                AND bool_and(vault_session_get(v.id) = s.data)
+            FROM vault_session_ids v JOIN plain_session_ids p USING (n) JOIN plain_sessions s ON s.id = p.id
+            WHERE v.n IN (1, $((RECORDS / 2)), $RECORDS)")
+        if [ "$sample" != t ]; then echo "bench: the sessions are not as expected ($sample)" >&2; exit 1; fi
+    fi
+    echo "bench: $ROUNDS round(s) of ${SECONDS_PER_RUN}s per system, clients: $CLIENTS"
+    for op in "$@"; do
+        for c in $CLIENTS; do
+            for ((round = 1; round <= ROUNDS; round++)); do
+                for system in $(in_turn "$round" plain vault); do
+                    run "$op" "$c" "$round" "$system" "$RECORDS" shares
+                done
+            done
+        done
+    done
+    cp "$RESULTS/shares.tsv" "$RESULTS/runs.tsv"
+    echo
+    echo "## Shares and sessions: $RECORDS records, one share each (3 of 9 fields) and one session each, pgbench -M prepared, ${SECONDS_PER_RUN}s x $ROUNDS rounds"
+    echo
+    python3 bench/report.py "$RESULTS" --shares
+}
+
+# The purge (--life-cycle; tiny in --smoke): ROUNDS rounds, each storing
+# RECORDS records that expire 1 s later while no purge pass runs (a day
+# between passes), then vault get on the live records in 1 s pgbench runs
+# before, throughout and after the purge. A reload wakes the purge worker,
+# which then purges at once: the purge starts with purge_interval = 1 and
+# its reload, and is over when no record with an expiry is left (polled
+# every 50 ms from one session). A failed get, a get the audit records as
+# not ok, a purged record not audited as purged, a live one gone or one
+# purged before the reload makes the run FAILED.
+purge_interval() { # seconds
+    psql_bench -c "ALTER SYSTEM SET pii_vault.purge_interval = $1" -c "SELECT pg_reload_conf()" >/dev/null
+}
+purge_slice() { # clients round phase n
+    local prefix="$RESULTS/purge-$2-$3-$4" out status=0 failed aborted
+    out=$(cd "$RESULTS" && as_pg pgbench -n -M prepared -c "$1" -j "$1" -T 1 \
+        -h "$DIR" -p "$PORT" -U postgres -D records="$RECORDS" \
+        -l --log-prefix="$prefix" -f "$DIR/scripts/vault_get.sql" bench 2>&1) || status=$?
+    # 2: the run went on with errors; they are counted, not fatal here.
+    if [ "$status" != 0 ] && [ "$status" != 2 ]; then
+        echo "$out" >&2; echo "bench: pgbench could not run vault get" >&2; exit 1
+    fi
+    failed=$(grep -Eo 'number of failed transactions: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
+    aborted=$(grep -Ec 'client [0-9]+ .*aborted' <<<"$out" || true)
+    if [ "$status" = 2 ] && [ "$failed" = 0 ] && [ "$aborted" = 0 ]; then aborted=1; fi
+    if [ "$failed" != 0 ] || [ "$aborted" != 0 ]; then
+        { grep -E 'aborted|failed|ERROR' <<<"$out" || true; echo "bench: errors in purge round $2's $3 vault get run $4"; } >&2
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$2" "$3" get "$1" "$failed" "$aborted" "$prefix.*" >>"$RESULTS/purge.tsv"
+}
+life_cycle_purge() {
+    local c="${CLIENTS##* }" round i live got heap id0 window purger start end status after_start audited problems=0
+    : >"$RESULTS/purge.tsv"
+    : >"$RESULTS/purge.rounds"
+    : >"$RESULTS/purge.audit"
+    # The purge worker connects once the bench database exists: it retries
+    # 10 s after failing to, at the cluster's start.
+    for ((i = 0; i < 300; i++)); do
+        [ "$(psql_bench -At -c "SELECT count(*) FROM pg_stat_activity
+            WHERE backend_type = 'pii_vault purge worker' AND datname = current_database()")" = 1 ] && break
+        sleep 0.2
+    done
+    if [ "$i" = 300 ]; then echo "bench: the purge worker did not start within 60 s" >&2; exit 1; fi
+    # No grace to wait out: an expired record is due at once.
+    psql_bench -c "ALTER SYSTEM SET pii_vault.delete_grace = 0" >/dev/null
+    purge_interval 86400
+    for ((round = 1; round <= ROUNDS; round++)); do
+        # Each round from a vacuumed table: the last purge's space is free
+        # again, so every round's table is laid out as the first's (live
+        # rows, then the expired ones). Vacuumed before the store, not
+        # after: the worker runs a pass whenever its latch is set, and
+        # VACUUM's invalidations can set it (a catch-up interrupt).
+        psql_bench -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+        live=$(psql_bench -At -c "SELECT count(*) FROM pii_vault.records")
+        echo "bench: purge round $round: storing $RECORDS records that expire 1 s after they are stored ($live live)"
+        # n from 4 000 001 on: phones unlike the preloaded records' and
+        # the stored ones' (bench_store_n).
+        for ((i = 4000001 + (round - 1) * RECORDS; i <= 4000000 + round * RECORDS; i += 50000)); do
+            psql_bench -v from="$i" -v to=$((i + 49999 > 4000000 + round * RECORDS ? 4000000 + round * RECORDS : i + 49999)) \
+                -f "$DIR/load_vault_expiring.sql" >/dev/null
+        done
+        until [ "$(psql_bench -At -c "SELECT max(expires_at) < clock_timestamp() FROM pii_vault.records")" = t ]; do
+            sleep 0.2
+        done
+        heap=$(psql_bench -At -c "SELECT pg_relation_size('pii_vault.records') / 1048576")
+        id0=$(psql_bench -At -c "SELECT pii_vault.audit_wait(60000)" -c "SELECT coalesce(max(last_id), 0) FROM pii_vault.audit_batches" | tail -1)
+        echo "bench: purge round $round: vault get (clients: $c), ${SECONDS_PER_RUN} x 1 s before"
+        for ((i = 1; i <= SECONDS_PER_RUN; i++)); do purge_slice "$c" "$round" before "$i"; done
+        # Nothing may have been purged yet.
+        got=$(psql_bench -At -c "SELECT count(*) FROM pii_vault.records")
+        if [ "$got" != $((live + RECORDS)) ]; then
+            echo "bench: purge round $round: $got rows before the purge, not $((live + RECORDS)): a purge pass ran off its interval" >&2
+            exit 1
+        fi
+        echo "bench: purge round $round: purge_interval = 1 and a reload, vault get in 1 s runs until the purge ends"
+        window="$RESULTS/purge-$round.window"
+        (
+            status=0
+            psql_bench -At -c "SELECT extract(epoch FROM clock_timestamp())" \
+                -c "ALTER SYSTEM SET pii_vault.purge_interval = 1" -c "SELECT pg_reload_conf()" \
+                -c "DO \$\$ BEGIN
+                        FOR i IN 1 .. 12000 LOOP
+                            IF NOT EXISTS (SELECT 1 FROM pii_vault.records WHERE expires_at IS NOT NULL) THEN RETURN; END IF;
+                            PERFORM pg_sleep(0.05);
+                        END LOOP;
+                        RAISE EXCEPTION 'the purge did not end within 10 minutes';
+                    END \$\$" \
+                -c "SELECT extract(epoch FROM clock_timestamp())" >"$RESULTS/purge-$round.out" 2>&1 || status=$?
+            echo "$status $(head -1 "$RESULTS/purge-$round.out") $(tail -1 "$RESULTS/purge-$round.out")" >"$window.new"
+            mv "$window.new" "$window"
+        ) &
+        purger=$!
+        for ((i = 1; ; i++)); do
+            [ -f "$window" ] && break
+            purge_slice "$c" "$round" during "$i"
+        done
+        wait "$purger"
+        read -r status start end <"$window"
+        if [ "$status" != 0 ]; then
+            cat "$RESULTS/purge-$round.out" >&2; echo "bench: purge round $round: the purge did not end" >&2; exit 1
+        fi
+        echo "bench: purge round $round: vault get, ${SECONDS_PER_RUN} x 1 s after it"
+        after_start=$(date +%s.%N)
+        for ((i = 1; i <= SECONDS_PER_RUN; i++)); do purge_slice "$c" "$round" after "$i"; done
+        purge_interval 86400
+        got=$(psql_bench -At -c "SELECT count(*) FROM pii_vault.records")
+        if [ "$got" != "$live" ]; then
+            echo "bench: purge round $round: $got records after the purge, not the $live live ones" >&2; problems=$((problems + 1))
+        fi
+        # Every removal audited as a purge; every get ok.
+        if [ "$(psql_bench -At -c "SELECT pii_vault.audit_wait(60000)")" != t ]; then
+            echo "bench: the audit writer did not catch up within 60 s" >&2; exit 1
+        fi
+        psql_bench -At -F $'\t' -c "SELECT $round, CASE WHEN e.at < to_timestamp($start) THEN 'before'
+                    WHEN e.at < to_timestamp($after_start) THEN 'during' ELSE 'after' END, e.operation, count(*)
+                FROM pii_vault.audit_batches b CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) e
+                WHERE b.last_id > $id0 AND ((e.operation = 'get' AND e.outcome <> 'ok') OR e.operation = 'purge')
+                GROUP BY 1, 2, 3" >>"$RESULTS/purge.audit"
+        audited=$(awk -F'\t' -v r="$round" '$1 == r && $3 == "purge" { n += $4 } END { print n + 0 }' "$RESULTS/purge.audit")
+        if [ "$audited" != "$RECORDS" ]; then
+            echo "bench: purge round $round: $audited purges audited, not $RECORDS" >&2; problems=$((problems + 1))
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$live" "$RECORDS" "$start" "$end" "$audited" "$heap" >>"$RESULTS/purge.rounds"
+    done
+    psql_bench -c "ALTER SYSTEM RESET pii_vault.purge_interval" -c "ALTER SYSTEM RESET pii_vault.delete_grace" \
+        -c "SELECT pg_reload_conf()" >/dev/null
+    echo
+    echo "## The purge: $RECORDS expired records beside the live ones, vault get with $c client(s) in 1 s runs, $ROUNDS round(s)"
+    echo
+    python3 bench/report.py "$RESULTS" --purge
+    echo
+    failures=$(awk -F'\t' '{ n += $5 + $6 } END { print n + 0 }' "$RESULTS/purge.tsv")
+    not_ok=$(awk -F'\t' '$3 == "get" { n += $4 } END { print n + 0 }' "$RESULTS/purge.audit")
+    if [ "$problems" != 0 ] || [ "$failures" != 0 ] || [ "$not_ok" != 0 ]; then
+        echo "bench: purge FAILED: $problems round(s) with records left, lost or not audited," \
+            "$failures failed pgbench transactions or aborted clients, $not_ok get calls not ok in the audit" >&2
+        exit 1
+    fi
+    echo "bench: purge: no failed get; every expired record purged and audited, every live one kept"
+}
+
+if [ "$LIFE_CYCLE" = 1 ]; then
+    # Shares and the purge, on this cluster alone (see the top): only
+    # plain and pii_vault are loaded.
+    echo "bench: life cycle: loading $RECORDS records into plain and pii_vault"
+    t0=$(date +%s)
+    load 1 "$RECORDS" plain vault
+    echo "bench: loaded in $(( $(date +%s) - t0 )) s"
+    life_cycle_shares get_shared session_get session_store get
+    life_cycle_purge
+    echo
+    echo "bench: done"
+    exit 0
+fi
+
+echo "bench: loading $RECORDS records into plain, pgcrypto and pii_vault"
+t0=$(date +%s)
+load 1 "$RECORDS" plain pgcrypto vault
+echo "bench: loaded in $(( $(date +%s) - t0 )) s"
 
 echo "bench: $ROUNDS round(s) of ${SECONDS_PER_RUN}s per system, clients: $CLIENTS"
 for op in get lookup store; do
@@ -458,6 +677,11 @@ SQL
     growth=$((anon_n - anon_10k))
     echo "## Memory: one backend, private RSS (RssAnon) after 10 000 vault_get: ${anon_10k} kB; after $RSS_CALLS: ${anon_n} kB (growth ${growth} kB; target < 10240 kB). VmRSS, shared buffers included: ${rss_10k} kB → ${rss_n} kB"
     if [ "$growth" -ge 10240 ]; then echo "bench: private memory grew by ${growth} kB" >&2; exit 1; fi
+fi
+if [ "$SMOKE" = 1 ]; then
+    echo
+    life_cycle_shares get_shared session_get session_store
+    life_cycle_purge
 fi
 echo
 echo "bench: done"

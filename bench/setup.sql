@@ -50,3 +50,21 @@ CREATE TABLE vault_ids (n int PRIMARY KEY, id uuid NOT NULL);
 -- Record numbers for the store runs, far from the preloaded ones (the
 -- vault indexes phones, which bench_doc derives from n).
 CREATE SEQUENCE bench_store_n START 3000000;
+
+-- Shares (bench/run.sh --life-cycle): plain PostgreSQL's equivalent of
+-- vault_share (bench/scripts/plain_get_shared.sql reads it), and n → share
+-- id of record n's share in each system (the get scripts' int-key probe).
+CREATE TABLE plain_shares (id uuid PRIMARY KEY, token uuid NOT NULL REFERENCES plain_customers (id) ON DELETE CASCADE,
+    fields text[] NOT NULL, expires_at timestamptz NOT NULL);
+CREATE TABLE plain_share_ids (n int PRIMARY KEY, id uuid NOT NULL);
+CREATE TABLE vault_share_ids (n int PRIMARY KEY, id uuid NOT NULL);
+
+-- Sessions (bench/run.sh --life-cycle): plain PostgreSQL's equivalent of
+-- vault_session_store (an indexed table of documents with an expiry, of a
+-- customer), and n → session id of record n's session in each system.
+CREATE TABLE plain_sessions (id uuid PRIMARY KEY, token uuid REFERENCES plain_customers (id) ON DELETE CASCADE,
+    data jsonb NOT NULL, expires_at timestamptz NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX plain_sessions_token ON plain_sessions (token) WHERE token IS NOT NULL;
+CREATE INDEX plain_sessions_expires_at ON plain_sessions (expires_at);
+CREATE TABLE plain_session_ids (n int PRIMARY KEY, id uuid NOT NULL);
+CREATE TABLE vault_session_ids (n int PRIMARY KEY, id uuid NOT NULL);

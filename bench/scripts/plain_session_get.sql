@@ -1,0 +1,3 @@
+\set n random(1, :records)
+SELECT s.data FROM plain_sessions s
+WHERE s.id = (SELECT id FROM plain_session_ids WHERE n = :n) AND s.expires_at > now();
