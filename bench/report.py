@@ -297,27 +297,7 @@ def rotation(root):
     for line in open(f"{root}/rotation.rounds"):
         r, _from, _to, start, end, batches, _left = line.rstrip("\n").split("\t")
         window[r] = (float(start), float(end), batches)
-    count = defaultdict(int)  # (round, phase, op) -> transactions counted
-    secs = defaultdict(float)  # (round, phase, op) -> the seconds they took
-    lat = defaultdict(list)  # (phase, op) -> latencies, every round
-    failed = defaultdict(int)  # (round, phase, op) -> failed calls
-    clients = "-"
-    for line in open(f"{root}/rotation.tsv"):
-        r, phase, op, clients, f, a, logglob = line.rstrip("\n").split("\t")
-        key = (r, phase, op)
-        failed[key] += int(f) + int(a)
-        txns = transactions(logglob)
-        if not txns:
-            continue
-        lo, hi = min(t[0] for t in txns), max(t[1] for t in txns)
-        if phase == "during":
-            lo, hi = max(lo, window[r][0]), min(hi, window[r][1])
-            if hi <= lo:
-                continue
-        inside = [t for t in txns if lo <= t[1] <= hi]
-        count[key] += len(inside)
-        secs[key] += hi - lo
-        lat[(phase, op)].extend(t[2] for t in inside)
+    count, secs, failed, lat, clients = window_counts(root, "rotation", window)
     for line in open(f"{root}/rotation.audit"):
         r, phase, op, n = line.rstrip("\n").split("\t")
         failed[(r, phase, op)] += int(n)

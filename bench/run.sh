@@ -135,6 +135,28 @@ load() { # from to system...
     psql_bench -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
 }
 
+# One 1 s pgbench run of vault OP around a rotation or a purge (LABEL).
+# Its per-transaction log is what report.py counts: for the runs during
+# the rotation or purge, only the transactions that ended while it ran,
+# over that time.
+window_run() { # label clients round phase op n
+    local prefix="$RESULTS/$1-$3-$4-$5-$6" out status=0 failed aborted
+    out=$(cd "$RESULTS" && as_pg pgbench -n -M prepared -c "$2" -j "$2" -T 1 \
+        -h "$DIR" -p "$PORT" -U postgres -D records="$RECORDS" \
+        -l --log-prefix="$prefix" -f "$DIR/scripts/vault_$5.sql" bench 2>&1) || status=$?
+    # 2: the run went on with errors; they are counted, not fatal here.
+    if [ "$status" != 0 ] && [ "$status" != 2 ]; then
+        echo "$out" >&2; echo "bench: pgbench could not run vault $5" >&2; exit 1
+    fi
+    failed=$(grep -Eo 'number of failed transactions: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
+    aborted=$(grep -Ec 'client [0-9]+ .*aborted' <<<"$out" || true)
+    if [ "$status" = 2 ] && [ "$failed" = 0 ] && [ "$aborted" = 0 ]; then aborted=1; fi
+    if [ "$failed" != 0 ] || [ "$aborted" != 0 ]; then
+        { grep -E 'aborted|failed|ERROR' <<<"$out" || true; echo "bench: errors in $1 round $3's $4 vault $5 run $6"; } >&2
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$3" "$4" "$5" "$2" "$failed" "$aborted" "$prefix.*" >>"$RESULTS/$1.tsv"
+}
+
 if [ "$ROTATION" = 1 ]; then
     # Key rotation under load, on this cluster alone (see the top): only
     # pii_vault is loaded and the other modes' tables are not made.
@@ -158,26 +180,7 @@ if [ "$ROTATION" = 1 ]; then
     fi
 
     mark() { date +%s.%N; }
-    # One 1 s pgbench run of vault get or lookup. Its per-transaction log
-    # is what report.py counts: for the runs during the rotation, only the
-    # transactions that ended while it ran, over that time.
-    slice() { # round phase op n
-        local prefix="$RESULTS/rotation-$1-$2-$3-$4" out status=0 failed aborted
-        out=$(cd "$RESULTS" && as_pg pgbench -n -M prepared -c "$c" -j "$c" -T 1 \
-            -h "$DIR" -p "$PORT" -U postgres -D records="$RECORDS" \
-            -l --log-prefix="$prefix" -f "$DIR/scripts/vault_$3.sql" bench 2>&1) || status=$?
-        # 2: the run went on with errors; they are counted, not fatal here.
-        if [ "$status" != 0 ] && [ "$status" != 2 ]; then
-            echo "$out" >&2; echo "bench: pgbench could not run vault $3" >&2; exit 1
-        fi
-        failed=$(grep -Eo 'number of failed transactions: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
-        aborted=$(grep -Ec 'client [0-9]+ .*aborted' <<<"$out" || true)
-        if [ "$status" = 2 ] && [ "$failed" = 0 ] && [ "$aborted" = 0 ]; then aborted=1; fi
-        if [ "$failed" != 0 ] || [ "$aborted" != 0 ]; then
-            { grep -E 'aborted|failed|ERROR' <<<"$out" || true; echo "bench: errors in round $1's $2 vault $3 run $4"; } >&2
-        fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$c" "$failed" "$aborted" "$prefix.*" >> "$RESULTS/rotation.tsv"
-    }
+    slice() { window_run rotation "$c" "$@"; } # round phase op n
     phase() { # round phase seconds: get and lookup alternating, that many runs each
         local i
         for ((i = 1; i <= $3; i++)); do slice "$1" "$2" get "$i"; slice "$1" "$2" lookup "$i"; done
@@ -388,23 +391,7 @@ life_cycle_shares() { # op...
 purge_interval() { # seconds
     psql_bench -c "ALTER SYSTEM SET pii_vault.purge_interval = $1" -c "SELECT pg_reload_conf()" >/dev/null
 }
-purge_slice() { # clients round phase n
-    local prefix="$RESULTS/purge-$2-$3-$4" out status=0 failed aborted
-    out=$(cd "$RESULTS" && as_pg pgbench -n -M prepared -c "$1" -j "$1" -T 1 \
-        -h "$DIR" -p "$PORT" -U postgres -D records="$RECORDS" \
-        -l --log-prefix="$prefix" -f "$DIR/scripts/vault_get.sql" bench 2>&1) || status=$?
-    # 2: the run went on with errors; they are counted, not fatal here.
-    if [ "$status" != 0 ] && [ "$status" != 2 ]; then
-        echo "$out" >&2; echo "bench: pgbench could not run vault get" >&2; exit 1
-    fi
-    failed=$(grep -Eo 'number of failed transactions: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
-    aborted=$(grep -Ec 'client [0-9]+ .*aborted' <<<"$out" || true)
-    if [ "$status" = 2 ] && [ "$failed" = 0 ] && [ "$aborted" = 0 ]; then aborted=1; fi
-    if [ "$failed" != 0 ] || [ "$aborted" != 0 ]; then
-        { grep -E 'aborted|failed|ERROR' <<<"$out" || true; echo "bench: errors in purge round $2's $3 vault get run $4"; } >&2
-    fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$2" "$3" get "$1" "$failed" "$aborted" "$prefix.*" >>"$RESULTS/purge.tsv"
-}
+purge_slice() { window_run purge "$1" "$2" "$3" get "$4"; } # clients round phase n
 life_cycle_purge() {
     local c="${CLIENTS##* }" round i live got heap id0 window purger start end status after_start audited problems=0
     : >"$RESULTS/purge.tsv"
