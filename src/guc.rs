@@ -346,12 +346,7 @@ unsafe extern "C-unwind" fn check_purpose(
     // Empty is unset; otherwise it must say something visible: not only
     // spaces, and no invisible or format character (a bidi override could
     // make it read otherwise in the audit).
-    let readable = |text: &str| {
-        text.is_empty()
-            || (!text.trim().is_empty()
-                && !text.chars().any(char::is_control)
-                && !crate::normalize::has_hidden_characters(text))
-    };
+    let readable = |text: &str| text.is_empty() || crate::normalize::is_visible_text(text);
     match value.to_str() {
         Ok(text) if text.chars().count() <= PURPOSE_CHARS && readable(text) => true,
         _ => {

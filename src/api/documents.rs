@@ -41,15 +41,11 @@ fn session_hashes(keys: &KeySet, id: &[u8; 16]) -> Vec<IndexHash> {
     std::iter::once(keys.active()).chain(keys.others()).map(|ring| id_hash(ring, SESSION, id)).collect()
 }
 
-/// Refuses a name (an application's, a consent's purpose) that is empty,
+/// Refuses a name (an application's, a consent's purpose) that is blank,
 /// longer than 64 characters, or holds a control, invisible or format
 /// character (two names that look alike would be two names).
 pub(crate) fn check_name(name: &str, what: &'static str) {
-    if name.is_empty()
-        || name.chars().count() > 64
-        || name.chars().any(char::is_control)
-        || crate::normalize::has_hidden_characters(name)
-    {
+    if name.chars().count() > 64 || !crate::normalize::is_visible_text(name) {
         raise(VaultError::BadName(what));
     }
 }

@@ -82,6 +82,13 @@ pub fn normalize(kind: LookupKind, value: &str, region: Region) -> VaultResult<S
 ///
 /// Both properties come from `icu_properties`' compiled Unicode data, so the
 /// check follows Unicode rather than a list that ages.
+/// Text a person can read as given: not blank, no control character, and
+/// no invisible or format one (two texts that look alike are not two
+/// texts). For names and purposes the vault stores and shows as given.
+pub(crate) fn is_visible_text(s: &str) -> bool {
+    !s.trim().is_empty() && !s.chars().any(char::is_control) && !has_hidden_characters(s)
+}
+
 pub(crate) fn has_hidden_characters(s: &str) -> bool {
     if s.is_ascii() {
         // The only hidden ASCII characters are the controls (a byte scan

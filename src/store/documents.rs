@@ -7,11 +7,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use pgrx::Uuid;
 
-use super::{timestamp, uuid, with_life_cycle, IndexHash, Seen, Token};
-
-fn hash_array(hashes: &[IndexHash]) -> DatumWithOid<'static> {
-    DatumWithOid::from(hashes.iter().map(|h| h.to_vec()).collect::<Vec<Vec<u8>>>())
-}
+use super::{hash_array, timestamp, uuid, with_life_cycle, IndexHash, Seen, Token};
 
 /// Stores a session under `id_hash` (the id's hash under `key_version`),
 /// of the live record `token` or of none; false when `token` names no live

@@ -72,6 +72,11 @@ fn first_value<T: FromDatum + IntoDatum>(table: SpiTupleTable<'_>) -> SpiResult<
     }
 }
 
+/// Hashes (of an id under each loaded version) as a bytea[] argument.
+fn hash_array(hashes: &[IndexHash]) -> DatumWithOid<'static> {
+    DatumWithOid::from(hashes.iter().map(|h| h.to_vec()).collect::<Vec<Vec<u8>>>())
+}
+
 fn uuid(token: &Token) -> DatumWithOid<'static> {
     DatumWithOid::from(Uuid::from_bytes(*token))
 }
@@ -317,7 +322,7 @@ pub fn insert_share(id_hash: &IndexHash, key_version: u32, token: &Token, fields
 
 /// The share whose id hashes to one of `hashes` (one per loaded version).
 pub fn find_share(hashes: &[IndexHash]) -> Seen<Share> {
-    let hashes = DatumWithOid::from(hashes.iter().map(|h| h.to_vec()).collect::<Vec<Vec<u8>>>());
+    let hashes = hash_array(hashes);
     with_life_cycle(|client, lc| {
         let table = client.select(&lc.find_share, Some(1), &[hashes])?;
         if table.is_empty() {
@@ -335,7 +340,7 @@ pub fn find_share(hashes: &[IndexHash]) -> Seen<Share> {
 /// Removes the share whose id hashes to one of `hashes`: the token it was
 /// of, and whether it had expired; None when there is none.
 pub fn delete_share(hashes: &[IndexHash]) -> Option<(Token, bool)> {
-    let hashes = DatumWithOid::from(hashes.iter().map(|h| h.to_vec()).collect::<Vec<Vec<u8>>>());
+    let hashes = hash_array(hashes);
     with_life_cycle(|client, lc| {
         let table = client.update(&lc.delete_share, None, &[hashes])?;
         if table.is_empty() {
