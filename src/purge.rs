@@ -54,8 +54,14 @@ pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
         while rest(Duration::from_secs(60)) {}
         return;
     }
+    // Each batch is planned for its cutoffs (plan_cache_mode): a generic
+    // plan cannot tell whether a cutoff leaves a few rows due or most of
+    // the table, so it scanned all of it, every batch, however few were
+    // due; planned with the values, the partial indexes on expires_at and
+    // deleted_at answer a pass that finds little.
     BackgroundWorker::transaction(|| {
-        Spi::run("SET search_path = pg_catalog, pg_temp").unwrap_or_else(|e| error!("pii_vault purge worker: {e}"));
+        Spi::run("SET search_path = pg_catalog, pg_temp; SET plan_cache_mode = force_custom_plan")
+            .unwrap_or_else(|e| error!("pii_vault purge worker: {e}"));
     });
     // A pass at once, then one an interval after the last ended. A reload
     // (which wakes the worker) may change the interval; any other wake-up
@@ -116,11 +122,14 @@ fn exit_to_be_restarted() -> ! {
 /// The share of its time the purge worker works while a backlog lasts:
 /// after each batch it rests `1 / DUTY - 1` times as long as the batch
 /// took. At full speed it took a core of this 2-core VM and cost reads
-/// 45 % of their throughput (bench/run.sh --life-cycle); purging is never
-/// urgent (what it removes is invisible already).
+/// 45 % of their throughput, and with a rest of at most a second 13 %
+/// (bench/run.sh --life-cycle); purging is never urgent (what it removes
+/// is invisible already).
 const DUTY: f64 = 0.1;
-/// The longest rest between two batches (see `purge_all`).
-const MAX_REST: Duration = Duration::from_secs(1);
+/// The longest rest between two batches: a batch held up for seconds (by
+/// row locks, or a full audit queue) mostly waited rather than worked, and
+/// resting nine times that would leave a backlog for minutes.
+const MAX_REST: Duration = Duration::from_secs(10);
 
 /// Removes everything due, batch by batch, until a batch comes back short
 /// or SIGTERM arrives.
@@ -131,8 +140,6 @@ fn purge_all() {
         if removed < BATCH {
             return;
         }
-        // At most MAX_REST: a batch slowed by others (its audit events
-        // wait for room in a queue busy with theirs) costs them little.
         if !rest(started.elapsed().mul_f64(1.0 / DUTY - 1.0).min(MAX_REST)) {
             return;
         }

@@ -180,28 +180,31 @@ impl LifeCyclePlans {
                 &[UUID],
             )?,
             // Up to $1 records that expired or were deleted before $2 (now
-            // less pii_vault.delete_grace; a parameter, not clock_timestamp()
-            // in the query, so the partial indexes on both columns serve it): an expiry a writer set is no
-            // quicker way to remove a record, and its consent history,
-            // than a delete. Rows a
-            // call holds locked are skipped (the next round takes them),
-            // and the condition is checked again on the row as locked, so a
-            // record whose expiry was just cleared or that was just
-            // restored is never removed. The shares, sessions and other
-            // rows attached go with it (ON DELETE CASCADE).
+            // less pii_vault.delete_grace): an expiry a writer set is no
+            // quicker way to remove a record, and its consent history, than
+            // a delete. $2 is a parameter, not clock_timestamp() in the
+            // query, so the partial indexes on both columns can serve it
+            // (the purge worker plans each run for its values). Rows a call
+            // holds locked are skipped (the next round takes them), and the
+            // condition is checked again on the row as locked, so a record
+            // whose expiry was just cleared or that was just restored is
+            // never removed. The rows are deleted by the ctids their locks
+            // returned, not joined back by token: a join of the batch to
+            // the table built a hash of every due row, whole, for each
+            // batch. The shares, sessions and other rows attached go with
+            // it (ON DELETE CASCADE).
             purge_records: write(
-                "WITH due AS (SELECT token FROM pii_vault.records WHERE expires_at <= $2 OR deleted_at <= $2 \
-                     LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 DELETE FROM pii_vault.records AS r USING due WHERE r.token = due.token \
-                   AND (r.expires_at <= $2 OR r.deleted_at <= $2) \
-                 RETURNING r.token",
+                "DELETE FROM pii_vault.records WHERE ctid = ANY (ARRAY(SELECT ctid FROM pii_vault.records \
+                     WHERE expires_at <= $2 OR deleted_at <= $2 LIMIT $1 FOR UPDATE SKIP LOCKED)) \
+                   AND (expires_at <= $2 OR deleted_at <= $2) \
+                 RETURNING token",
                 &[INT8, TIMESTAMPTZ],
             )?,
+            // Expired shares, as purge_records.
             purge_shares: write(
-                "WITH due AS (SELECT id_hash FROM pii_vault.shares WHERE expires_at <= $2 \
-                     LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 DELETE FROM pii_vault.shares AS s USING due WHERE s.id_hash = due.id_hash \
-                 RETURNING s.token",
+                "DELETE FROM pii_vault.shares WHERE ctid = ANY (ARRAY(SELECT ctid FROM pii_vault.shares \
+                     WHERE expires_at <= $2 LIMIT $1 FOR UPDATE SKIP LOCKED)) AND expires_at <= $2 \
+                 RETURNING token",
                 &[INT8, TIMESTAMPTZ],
             )?,
             // Only of a live record, which stays locked (FOR KEY SHARE, as
@@ -259,11 +262,11 @@ impl LifeCyclePlans {
                  WHERE token = $1 AND expires_at > pg_catalog.clock_timestamp() ORDER BY created_at, id_hash",
                 &[UUID],
             )?,
+            // Expired sessions, as purge_records.
             purge_sessions: write(
-                "WITH due AS (SELECT id_hash FROM pii_vault.sessions WHERE expires_at <= $2 \
-                     LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 DELETE FROM pii_vault.sessions AS s USING due WHERE s.id_hash = due.id_hash \
-                 RETURNING s.token",
+                "DELETE FROM pii_vault.sessions WHERE ctid = ANY (ARRAY(SELECT ctid FROM pii_vault.sessions \
+                     WHERE expires_at <= $2 LIMIT $1 FOR UPDATE SKIP LOCKED)) AND expires_at <= $2 \
+                 RETURNING token",
                 &[INT8, TIMESTAMPTZ],
             )?,
             // Only for a live record (which the foreign key's check keeps
