@@ -7,7 +7,8 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use pgrx::Uuid;
 
-use super::{hash_array, timestamp, uuid, with_life_cycle, IndexHash, Seen, Token};
+use super::index_read::{self, ById};
+use super::{hash_array, hash_datums, timestamp, uuid, with_life_cycle, IndexHash, Seen, Token};
 
 /// Stores a session under `id_hash` (the id's hash under `key_version`),
 /// of the live record `token` or of none; false when `token` names no live
@@ -40,24 +41,32 @@ pub struct StoredSession {
 /// The session whose id hashes to one of `hashes`, with its record's token
 /// (None for a session of no record); Expired when the session or its
 /// record has expired, Missing when there is none or its record is gone.
+/// Read through the primary key without SPI (`index_read`), as `vault_get`
+/// reads a record: the session, then its record's state.
 pub fn find_session(hashes: &[IndexHash]) -> Option<(Option<Token>, Seen<StoredSession>)> {
-    with_life_cycle(|client, lc| {
-        let table = client.select(&lc.find_session, Some(1), &[hash_array(hashes)])?;
-        if table.is_empty() {
-            return Ok(None);
-        }
-        let row = table.first();
-        let token = row.get::<Uuid>(4)?.map(|t| *t.as_bytes());
-        let seen = match (row.get::<Vec<u8>>(1)?, row.get::<Vec<u8>>(2)?, row.get::<bool>(3)?, row.get::<String>(5)?) {
-            (_, _, Some(true), _) => Seen::Expired,
-            (_, _, _, Some(state)) if state == "expired" => Seen::Expired,
-            (Some(envelope), Some(id_hash), _, Some(state)) if state == "live" => {
-                Seen::Live(StoredSession { envelope, id_hash, token })
-            }
-            _ => Seen::Missing,
-        };
-        Ok(Some((token, seen)))
-    })
+    use index_read::session_columns::{ENVELOPE, EXPIRES_AT, ID_HASH, TOKEN};
+    // SAFETY: the slot holds a row of pii_vault.sessions, whose columns
+    // have these types (sql/storage.sql).
+    let (stored, token, expires_at) = index_read::read_by_id(ById::Sessions, hash_datums(hashes), |slot| unsafe {
+        let copy = |attnum| index_read::with_bytea_column(slot, attnum, <[u8]>::to_vec);
+        (
+            copy(ENVELOPE).zip(copy(ID_HASH)),
+            index_read::uuid_column(slot, TOKEN),
+            index_read::timestamp_column(slot, EXPIRES_AT),
+        )
+    })?;
+    let seen = match stored {
+        _ if super::expired(expires_at) => Seen::Expired,
+        // Both columns are NOT NULL.
+        None => Seen::Missing,
+        // The record's state, as vault_get would see it.
+        Some((envelope, id_hash)) => match token.as_ref().map_or(Seen::Live(()), super::token_seen) {
+            Seen::Live(()) => Seen::Live(StoredSession { envelope, id_hash, token }),
+            Seen::Expired => Seen::Expired,
+            Seen::Missing => Seen::Missing,
+        },
+    };
+    Some((token, seen))
 }
 
 /// Removes the session whose id hashes to one of `hashes`: its record's

@@ -1,11 +1,11 @@
-//! Single-row reads of `pii_vault.records` straight through its unique
-//! indexes, without SPI.
+//! Single-row reads of `pii_vault.records`, `pii_vault.shares` and
+//! `pii_vault.sessions` straight through their unique indexes, without SPI.
 //!
-//! `vault_get` and `vault_lookup` run once per row of the caller's query, so
-//! their fixed cost matters: through SPI each read paid for a connection,
-//! plan revalidation (which recomputes the search path that SECURITY DEFINER
-//! has just changed) and executor start-up and shut-down around a one-row
-//! index scan. Here the same scan is an index probe and a heap fetch under
+//! `vault_get`, `vault_lookup`, `vault_get_shared` and `vault_session_get`
+//! run once per row of the caller's query, so their fixed cost matters:
+//! through SPI each read paid for a connection, plan revalidation (which
+//! recomputes the search path that SECURITY DEFINER has just changed) and
+//! executor start-up and shut-down around a one-row index scan. Here the same scan is an index probe and a heap fetch under
 //! the same snapshot SPI would take (see `Probe::open`). A lookup, which
 //! wants only the token, reads it from the index entry itself (the blind
 //! indexes INCLUDE the token) and skips the heap wherever the visibility
@@ -64,30 +64,70 @@ impl RecordsIndex {
 /// Columns of `pii_vault.records` read here (attribute numbers).
 pub(super) const ENVELOPE_COLUMN: i32 = 2;
 
+/// The relations read here, and the records' life-cycle columns.
 #[derive(Clone, Copy)]
-struct RecordsOids {
+struct VaultOids {
     table: Oid,
     indexes: [Oid; 4],
-    /// Attribute numbers of `expires_at` and `deleted_at`; None on a
-    /// schema from before 0.3.0 (this library runs one until ALTER
-    /// EXTENSION UPDATE), where no record expires or is soft-deleted.
+    /// None on a schema from before 0.3.0 (this library runs one until
+    /// ALTER EXTENSION UPDATE), where no record expires or is soft-deleted
+    /// and there are no shares or sessions.
     life_cycle: Option<LifeCycleColumns>,
 }
 
+/// What a 0.3.0 schema adds: the records' life-cycle columns, and the
+/// tables of shares and sessions with their primary keys (`read_by_id`).
 #[derive(Clone, Copy)]
 pub(super) struct LifeCycleColumns {
     pub expires_at: i32,
     pub deleted_at: i32,
+    by_id: [(Oid, Oid); 2],
 }
 
-impl RecordsOids {
+/// The tables whose rows are found by the keyed hash of an id their holder
+/// keeps (the primary key, `id_hash`).
+#[derive(Clone, Copy)]
+pub(super) enum ById {
+    Shares,
+    Sessions,
+}
+
+impl ById {
+    const ALL: [ById; 2] = [ById::Shares, ById::Sessions];
+
+    fn names(self) -> (&'static std::ffi::CStr, &'static std::ffi::CStr) {
+        match self {
+            ById::Shares => (c"shares", c"shares_pkey"),
+            ById::Sessions => (c"sessions", c"sessions_pkey"),
+        }
+    }
+}
+
+/// Columns of `pii_vault.shares` and `pii_vault.sessions` (attribute
+/// numbers; the same in sql/storage.sql and in the 0.2.0 to 0.3.0 script,
+/// which create the tables).
+pub(super) mod share_columns {
+    pub const TOKEN: i32 = 3;
+    pub const FIELDS: i32 = 4;
+    pub const EXPIRES_AT: i32 = 5;
+}
+pub(super) mod session_columns {
+    pub const ID_HASH: i32 = 1;
+    pub const TOKEN: i32 = 3;
+    pub const ENVELOPE: i32 = 4;
+    pub const EXPIRES_AT: i32 = 5;
+}
+
+impl VaultOids {
     fn names(&self, relid: Oid) -> bool {
-        self.table == relid || self.indexes.contains(&relid)
+        self.table == relid
+            || self.indexes.contains(&relid)
+            || self.life_cycle.is_some_and(|c| c.by_id.iter().any(|&(table, pkey)| table == relid || pkey == relid))
     }
 }
 
 thread_local! {
-    static OIDS: Cell<Option<RecordsOids>> = const { Cell::new(None) };
+    static OIDS: Cell<Option<VaultOids>> = const { Cell::new(None) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -105,10 +145,10 @@ unsafe extern "C-unwind" fn forget_oids(_arg: Datum, relid: Oid) {
 /// The life-cycle columns of `pii_vault.records`, None on a schema from
 /// before 0.3.0.
 pub(super) fn life_cycle_columns() -> Option<LifeCycleColumns> {
-    records_oids().life_cycle
+    vault_oids().life_cycle
 }
 
-fn records_oids() -> RecordsOids {
+fn vault_oids() -> VaultOids {
     // Invalidations are otherwise taken in when a relation is first locked
     // in a transaction: a transaction begun before ALTER EXTENSION UPDATE
     // that has not touched the vault since would read a cache of the old
@@ -138,8 +178,12 @@ fn records_oids() -> RecordsOids {
         let table = relid(c"records");
         let column = |name: &std::ffi::CStr| i32::from(pg_sys::get_attnum(table, name.as_ptr()));
         let (expires_at, deleted_at) = (column(c"expires_at"), column(c"deleted_at"));
-        let life_cycle = (expires_at > 0 && deleted_at > 0).then_some(LifeCycleColumns { expires_at, deleted_at });
-        RecordsOids { table, indexes: RecordsIndex::ALL.map(|index| relid(index.name())), life_cycle }
+        let life_cycle = (expires_at > 0 && deleted_at > 0).then(|| LifeCycleColumns {
+            expires_at,
+            deleted_at,
+            by_id: ById::ALL.map(|t| (relid(t.names().0), relid(t.names().1))),
+        });
+        VaultOids { table, indexes: RecordsIndex::ALL.map(|index| relid(index.name())), life_cycle }
     };
     OIDS.set(Some(oids));
     oids
@@ -332,23 +376,57 @@ pub(super) fn read_unique<R>(
     key: Datum,
     read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
 ) -> Option<R> {
-    let oids = records_oids();
-    let (table, index_oid, equality) = (oids.table, oids.indexes[index as usize], index.equality_proc());
+    let oids = vault_oids();
+    read_first(oids.table, oids.indexes[index as usize], index.equality_proc(), [key], read)
+}
+
+/// The share or session whose id hash is one of `keys` (tried in order
+/// under one snapshot): `read(slot)` of its row, or None when no visible
+/// row matches. On a schema from before 0.3.0 there are none.
+pub(super) fn read_by_id<R>(
+    table: ById,
+    keys: impl IntoIterator<Item = Datum>,
+    read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
+) -> Option<R> {
+    let (heap, pkey) = vault_oids().life_cycle?.by_id[table as usize];
+    read_first(heap, pkey, Oid::from(pg_sys::F_BYTEAEQ), keys, read)
+}
+
+/// `read(slot)` of the first visible row of `table` whose key in unique
+/// index `index` equals one of `keys`, tried in order under one snapshot.
+fn read_first<R>(
+    table: Oid,
+    index: Oid,
+    equality: Oid,
+    keys: impl IntoIterator<Item = Datum>,
+    read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
+) -> Option<R> {
+    let mut keys = keys.into_iter();
     // SAFETY: see Probe::open and Probe::close; `read` runs between them
     // with pgrx's guarded functions, as any Rust code.
     unsafe {
-        let (probe, found) = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+        let found = pg_sys::ffi::pg_guard_ffi_boundary(|| {
             push_snapshot();
-            let mut probe = Probe::open(table, index_oid, equality, key, false);
-            let found = probe.next_row();
-            (probe, found)
-        });
-        let result = found.then(|| read(probe.slot));
+            let found = keys.find_map(|key| {
+                let mut probe = Probe::open(table, index, equality, key, false);
+                if probe.next_row() {
+                    Some(probe)
+                } else {
+                    probe.close();
+                    None
+                }
+            });
+            if found.is_none() {
+                pop_snapshot();
+            }
+            found
+        })?;
+        let result = read(found.slot);
         pg_sys::ffi::pg_guard_ffi_boundary(|| {
-            probe.close();
+            found.close();
             pop_snapshot();
         });
-        result
+        Some(result)
     }
 }
 
@@ -364,7 +442,7 @@ pub(super) fn token_by_index(index: RecordsIndex, keys: impl IntoIterator<Item =
     // No key (a store while one key version is loaded): no snapshot, no scan.
     let mut keys = keys.into_iter().peekable();
     keys.peek()?;
-    let oids = records_oids();
+    let oids = vault_oids();
     let (table, index_oid, equality) = (oids.table, oids.indexes[index as usize], index.equality_proc());
     let attnum = index.token_attnum();
     // SAFETY: see Probe and token_by_entry; one guarded block.
@@ -414,13 +492,39 @@ unsafe fn token_by_entry(table: Oid, index_oid: Oid, equality: Oid, key: Datum, 
 /// The timestamptz in column `attnum` of the row in `slot`; None if NULL.
 ///
 /// # Safety
-/// `slot` holds a row of `pii_vault.records` and `attnum` is a timestamptz
-/// column.
+/// `attnum` is a timestamptz column of the row in `slot`.
 pub(super) unsafe fn timestamp_column(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<i64> {
     let mut is_null = false;
     // SAFETY: per the function's contract; a timestamptz is by value.
     let datum = unsafe { pg_sys::slot_getattr(slot, attnum, &mut is_null) };
     (!is_null).then(|| datum.value() as i64)
+}
+
+/// The uuid in column `attnum` of the row in `slot`; None if NULL.
+///
+/// # Safety
+/// `attnum` is a uuid column of the row in `slot`.
+pub(super) unsafe fn uuid_column(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<[u8; 16]> {
+    let mut is_null = false;
+    // SAFETY: per the function's contract; a uuid datum points at its 16
+    // bytes, copied out while the slot holds the row.
+    unsafe {
+        let datum = pg_sys::slot_getattr(slot, attnum, &mut is_null);
+        (!is_null).then(|| *datum.cast_mut_ptr::<[u8; 16]>())
+    }
+}
+
+/// The text[] in column `attnum` of the row in `slot`, copied; None if NULL.
+///
+/// # Safety
+/// `attnum` is a text[] column of the row in `slot`, without NULL elements.
+pub(super) unsafe fn text_array_column(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<Vec<String>> {
+    let mut is_null = false;
+    // SAFETY: per the function's contract.
+    unsafe {
+        let datum = pg_sys::slot_getattr(slot, attnum, &mut is_null);
+        Vec::<String>::from_datum(datum, is_null)
+    }
 }
 
 /// Calls `f` with the bytes of bytea column `attnum` of the row in `slot`,
@@ -429,7 +533,7 @@ pub(super) unsafe fn timestamp_column(slot: *mut pg_sys::TupleTableSlot, attnum:
 /// None if NULL.
 ///
 /// # Safety
-/// `slot` holds a row of `pii_vault.records` and `attnum` is a bytea column.
+/// `attnum` is a bytea column of the row in `slot`.
 pub(super) unsafe fn with_bytea_column<R>(
     slot: *mut pg_sys::TupleTableSlot,
     attnum: i32,

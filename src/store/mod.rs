@@ -176,6 +176,15 @@ fn read_live<R>(token: &Token, read: impl FnOnce(*mut pg_sys::TupleTableSlot) ->
     .unwrap_or(Seen::Missing)
 }
 
+fn hash_datum(hash: &IndexHash) -> pg_sys::Datum {
+    hash.as_slice().into_datum().expect("a hash is never NULL")
+}
+
+/// Datums of `hashes`, made as they are probed.
+fn hash_datums(hashes: &[IndexHash]) -> impl Iterator<Item = pg_sys::Datum> + '_ {
+    hashes.iter().map(hash_datum)
+}
+
 fn token_datum(token: &Token) -> pg_sys::Datum {
     Uuid::from_bytes(*token).into_datum().expect("a uuid is never NULL")
 }
@@ -209,7 +218,7 @@ pub fn find_token(kind: LookupKind, hashes: impl IntoIterator<Item = IndexHash>)
         LookupKind::Token => unreachable!("tokens are not blind-indexed"),
     };
     // A soft-deleted record has no blind-index values, so it is never found.
-    token_by_index(index, hashes.into_iter().map(|hash| hash.as_slice().into_datum().expect("a hash is never NULL")))
+    token_by_index(index, hashes.into_iter().map(|hash| hash_datum(&hash)))
         .map(|(token, expires_at)| (token, if expired(expires_at) { Seen::Expired } else { Seen::Live(()) }))
 }
 
@@ -320,21 +329,21 @@ pub fn insert_share(id_hash: &IndexHash, key_version: u32, token: &Token, fields
     with_life_cycle(|client, lc| Ok(client.update(&lc.insert_share, None, &args)?.len() == 1))
 }
 
-/// The share whose id hashes to one of `hashes` (one per loaded version).
+/// The share whose id hashes to one of `hashes` (one per loaded version),
+/// read through its primary key without SPI (`index_read`).
 pub fn find_share(hashes: &[IndexHash]) -> Seen<Share> {
-    let hashes = hash_array(hashes);
-    with_life_cycle(|client, lc| {
-        let table = client.select(&lc.find_share, Some(1), &[hashes])?;
-        if table.is_empty() {
-            return Ok(Seen::Missing);
-        }
-        let row = table.first();
-        Ok(match (row.get::<Uuid>(1)?, row.get::<Vec<String>>(2)?, row.get::<bool>(3)?) {
-            (_, _, Some(true)) => Seen::Expired,
-            (Some(token), Some(fields), _) => Seen::Live(Share { token: *token.as_bytes(), fields }),
-            _ => Seen::Missing,
-        })
-    })
+    use index_read::share_columns::{EXPIRES_AT, FIELDS, TOKEN};
+    // SAFETY: the slot holds a row of pii_vault.shares, whose columns have
+    // these types (sql/storage.sql); fields has no NULL element.
+    let found = index_read::read_by_id(index_read::ById::Shares, hash_datums(hashes), |slot| unsafe {
+        let expires_at = index_read::timestamp_column(slot, EXPIRES_AT);
+        (index_read::uuid_column(slot, TOKEN), index_read::text_array_column(slot, FIELDS), expires_at)
+    });
+    match found {
+        Some((_, _, expires_at)) if expired(expires_at) => Seen::Expired,
+        Some((Some(token), Some(fields), _)) => Seen::Live(Share { token, fields }),
+        _ => Seen::Missing,
+    }
 }
 
 /// Removes the share whose id hashes to one of `hashes`: the token it was

@@ -131,10 +131,8 @@ pub(super) struct LifeCyclePlans {
     pub purge_records: OwnedPreparedStatement,
     pub purge_shares: OwnedPreparedStatement,
     pub insert_share: OwnedPreparedStatement,
-    pub find_share: OwnedPreparedStatement,
     pub delete_share: OwnedPreparedStatement,
     pub insert_session: OwnedPreparedStatement,
-    pub find_session: OwnedPreparedStatement,
     pub delete_session: OwnedPreparedStatement,
     pub sessions_of: OwnedPreparedStatement,
     pub purge_sessions: OwnedPreparedStatement,
@@ -218,13 +216,6 @@ impl LifeCyclePlans {
                 ),
                 &[BYTEA, INT4, UUID, TEXT_ARRAY, FLOAT8],
             )?,
-            // $1: the id's hash under each loaded version. The token, the
-            // fields, and whether the share has expired.
-            find_share: write(
-                "SELECT token, fields, expires_at <= pg_catalog.clock_timestamp() FROM pii_vault.shares \
-                 WHERE id_hash = ANY ($1) LIMIT 1",
-                &[BYTEA_ARRAY],
-            )?,
             // Of a live record, or of none ($3 NULL).
             insert_session: write(
                 &format!(
@@ -235,18 +226,6 @@ impl LifeCyclePlans {
                      RETURNING 1"
                 ),
                 &[BYTEA, INT4, UUID, BYTEA, FLOAT8],
-            )?,
-            // The envelope, the stored id hash (its binding), whether the
-            // session has expired, its record, and that record's state.
-            find_session: write(
-                "SELECT s.envelope, s.id_hash, s.expires_at <= pg_catalog.clock_timestamp(), s.token, \
-                        CASE WHEN s.token IS NULL THEN 'live' \
-                             ELSE (SELECT CASE WHEN r.deleted_at IS NOT NULL THEN 'missing' \
-                                               WHEN r.expires_at <= pg_catalog.clock_timestamp() THEN 'expired' \
-                                               ELSE 'live' END \
-                                   FROM pii_vault.records r WHERE r.token = s.token) END \
-                 FROM pii_vault.sessions s WHERE s.id_hash = ANY ($1) LIMIT 1",
-                &[BYTEA_ARRAY],
             )?,
             // Only a session of a live record, or of none: a deleted
             // record's sessions come back with it (vault_restore).
