@@ -212,6 +212,17 @@ SELECT try_sql(format('SELECT count(*) FROM vault_sessions(%L)', :'olga')) AS li
 -- Deleting them needs no decryption; afterwards Olga's list reads again.
 SELECT vault_session_delete(:'mover_a_s') AS repointed_deleted, vault_session_delete(:'mover_b_s') AS moved_deleted;
 SELECT count(*) AS olga_sessions FROM vault_sessions(:'olga');
+-- The sessions table has no write guard, so a pg_write_all_data member
+-- can move a session's expiry (here a superuser, on one row). The expiry
+-- is sealed into the envelope: a session given a longer life no longer
+-- opens (a shorter one is no more than the delete such a member can make).
+SELECT vault_session_store('{"of": "stretched"}', '1 hour', :'mover_a') AS stretched_s \gset
+SELECT vault_session_get(:'stretched_s') ->> 'of' AS stretched_before;
+\c - postgres
+UPDATE pii_vault.sessions SET expires_at = expires_at + interval '1 year' WHERE token = :'mover_a';
+\c - session_app
+SELECT try_sql(format('SELECT vault_session_get(%L)', :'stretched_s')) AS stretched_session;
+SELECT vault_session_delete(:'stretched_s') AS stretched_deleted;
 
 \c - postgres
 -- The storage: the erased record's session row went with it, the deleted

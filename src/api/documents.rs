@@ -24,10 +24,12 @@ use crate::store::{self, IndexHash, Token};
 const SESSION: &str = "session";
 const APP_DATA: &str = "app_data";
 
-/// What a session's envelope is bound to: its stored id hash and its
-/// record (none: no bytes), so neither can be changed under it.
-pub(crate) fn session_binding(id_hash: &[u8], token: Option<&Token>) -> [u8; 16] {
-    document_binding(SESSION, &[id_hash, token.map_or(&[][..], |t| &t[..])])
+/// What a session's envelope is bound to: its stored id hash, its record
+/// (none: no bytes) and its expiry, so none can be changed under it (the
+/// sessions table takes writes a `pg_write_all_data` member could make:
+/// a session extended that way no longer opens).
+pub(crate) fn session_binding(id_hash: &[u8], token: Option<&Token>, expires_at: i64) -> [u8; 16] {
+    document_binding(SESSION, &[id_hash, token.map_or(&[][..], |t| &t[..]), &expires_at.to_be_bytes()])
 }
 
 /// What an application's document is bound to: its record and the
@@ -67,6 +69,7 @@ fn vault_session_store(
         let keys = guard::ready();
         guard::check_size(data.payload().len());
         let ttl = ttl_seconds(&ttl, "pii_vault.max_session_ttl", guc::max_session_ttl_seconds());
+        let expires_at = store::now() + (ttl * 1e6).round() as i64;
         call.count_write();
         let id = random_token().or_raise();
         let hash = id_hash(keys.active(), SESSION, &id);
@@ -77,12 +80,12 @@ fn vault_session_store(
         plaintext.extend_from_slice(data.payload());
         let sealed = envelope::seal(
             keys.active(),
-            &session_binding(&hash, token.as_ref()),
+            &session_binding(&hash, token.as_ref(), expires_at),
             PayloadEncoding::JsonbBinary,
             &plaintext,
         )
         .or_raise();
-        if store::insert_session(&hash, keys.active().key_version(), token.as_ref(), &sealed, ttl) {
+        if store::insert_session(&hash, keys.active().key_version(), token.as_ref(), &sealed, expires_at) {
             Some(Uuid::from_bytes(id))
         } else {
             call.outcome = token.map_or(Outcome::NotFound, |t| outcome_of(&store::token_seen(&t)));
@@ -93,7 +96,7 @@ fn vault_session_store(
 
 /// The session id and document a stored session holds.
 fn open_session(keys: &KeySet, stored: &store::StoredSession) -> ([u8; 16], JsonbDatum) {
-    let binding = session_binding(&stored.id_hash, stored.token.as_ref());
+    let binding = session_binding(&stored.id_hash, stored.token.as_ref(), stored.expires_at);
     let (encoding, plaintext) = envelope::open(keys, &binding, &stored.envelope).or_raise();
     if encoding != PayloadEncoding::JsonbBinary || plaintext.len() < 16 {
         raise(VaultError::DecryptFailed);

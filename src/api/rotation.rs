@@ -73,7 +73,9 @@ fn vault_rotate_batch(
         let documents = store::documents_under(&from, batch_size as i64);
         for (document, sealed) in &documents {
             let binding = match document {
-                Document::Session { id_hash, token } => session_binding(id_hash, token.as_ref()),
+                Document::Session { id_hash, token, expires_at } => {
+                    session_binding(id_hash, token.as_ref(), *expires_at)
+                }
                 Document::AppData { token, app } => app_data_binding(token, app),
             };
             let moved = envelope::rewrap(keys, active, &binding, sealed).or_raise();

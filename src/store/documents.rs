@@ -11,31 +11,32 @@ use super::index_read::{self, ById};
 use super::{hash_array, hash_datums, timestamp, uuid, with_life_cycle, IndexHash, Seen, Token};
 
 /// Stores a session under `id_hash` (the id's hash under `key_version`),
-/// of the live record `token` or of none; false when `token` names no live
-/// record.
+/// of the live record `token` or of none, until `expires_at`; false when
+/// `token` names no live record.
 pub fn insert_session(
     id_hash: &IndexHash,
     key_version: u32,
     token: Option<&Token>,
     envelope: &[u8],
-    ttl_seconds: f64,
+    expires_at: i64,
 ) -> bool {
     let args = [
         id_hash.as_slice().into(),
         (key_version as i32).into(),
         DatumWithOid::from(token.map(|t| Uuid::from_bytes(*t))),
         envelope.into(),
-        ttl_seconds.into(),
+        timestamp(Some(expires_at)),
     ];
     with_life_cycle(|client, lc| Ok(client.update(&lc.insert_session, None, &args)?.len() == 1))
 }
 
-/// A stored session: its envelope, the id hash it is stored under, and
-/// its record's token (both part of what the envelope is sealed for).
+/// A stored session: its envelope, and what the envelope is sealed for:
+/// the id hash it is stored under, its record's token and its expiry.
 pub struct StoredSession {
     pub envelope: Vec<u8>,
     pub id_hash: Vec<u8>,
     pub token: Option<Token>,
+    pub expires_at: i64,
 }
 
 /// The session whose id hashes to one of `hashes`, with its record's token
@@ -55,16 +56,18 @@ pub fn find_session(hashes: &[IndexHash]) -> Option<(Option<Token>, Seen<StoredS
             index_read::timestamp_column(slot, EXPIRES_AT),
         )
     })?;
-    let seen = match stored {
-        _ if super::expired(expires_at) => Seen::Expired,
-        // Both columns are NOT NULL.
-        None => Seen::Missing,
-        // The record's state, as vault_get would see it.
-        Some((envelope, id_hash)) => match token.as_ref().map_or(Seen::Live(()), super::token_seen) {
-            Seen::Live(()) => Seen::Live(StoredSession { envelope, id_hash, token }),
-            Seen::Expired => Seen::Expired,
-            Seen::Missing => Seen::Missing,
-        },
+    let (Some((envelope, id_hash)), Some(expires_at)) = (stored, expires_at) else {
+        // The columns are NOT NULL.
+        return Some((token, Seen::Missing));
+    };
+    if super::expired(Some(expires_at)) {
+        return Some((token, Seen::Expired));
+    }
+    // The record's state, as vault_get would see it.
+    let seen = match token.as_ref().map_or(Seen::Live(()), super::token_seen) {
+        Seen::Live(()) => Seen::Live(StoredSession { envelope, id_hash, token, expires_at }),
+        Seen::Expired => Seen::Expired,
+        Seen::Missing => Seen::Missing,
     };
     Some((token, seen))
 }
@@ -88,8 +91,11 @@ pub fn sessions_of(token: &Token) -> Vec<StoredSession> {
         let table = client.select(&lc.sessions_of, None, &[uuid(token)])?;
         let mut out = Vec::with_capacity(table.len());
         for row in table {
-            if let (Some(id_hash), Some(envelope)) = (row.get::<Vec<u8>>(1)?, row.get::<Vec<u8>>(2)?) {
-                out.push(StoredSession { envelope, id_hash, token: row.get::<Uuid>(3)?.map(|t| *t.as_bytes()) });
+            if let (Some(id_hash), Some(envelope), Some(expires_at)) =
+                (row.get::<Vec<u8>>(1)?, row.get::<Vec<u8>>(2)?, row.get::<TimestampWithTimeZone>(4)?)
+            {
+                let token = row.get::<Uuid>(3)?.map(|t| *t.as_bytes());
+                out.push(StoredSession { envelope, id_hash, token, expires_at: expires_at.into() });
             }
         }
         Ok(out)
@@ -169,7 +175,7 @@ pub fn consents(token: &Token, history: bool) -> Vec<ConsentRow> {
 /// A document (session or application data) whose data key is to be
 /// re-wrapped, with what its binding is made of.
 pub enum Document {
-    Session { id_hash: Vec<u8>, token: Option<Token> },
+    Session { id_hash: Vec<u8>, token: Option<Token>, expires_at: i64 },
     AppData { token: Token, app: String },
 }
 
@@ -184,6 +190,7 @@ pub fn documents_under(versions: &[u32], limit: i64) -> Vec<(Document, Vec<u8>)>
                 Some("s") => Document::Session {
                     id_hash: row.get::<Vec<u8>>(2)?.unwrap_or_default(),
                     token: row.get::<Uuid>(3)?.map(|t| *t.as_bytes()),
+                    expires_at: row.get::<TimestampWithTimeZone>(6)?.map_or(0, i64::from),
                 },
                 _ => Document::AppData {
                     token: row.get::<Uuid>(3)?.map(|t| *t.as_bytes()).unwrap_or_default(),

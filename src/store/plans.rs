@@ -220,12 +220,11 @@ impl LifeCyclePlans {
             insert_session: write(
                 &format!(
                     "INSERT INTO pii_vault.sessions (id_hash, key_version, token, envelope, expires_at, created_at) \
-                     SELECT $1, $2, $3, $4, pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $5), \
-                            pg_catalog.clock_timestamp() \
+                     SELECT $1, $2, $3, $4, $5, pg_catalog.clock_timestamp() \
                      WHERE $3 IS NULL OR EXISTS (SELECT FROM pii_vault.records WHERE token = $3 AND {LIVE}) \
                      RETURNING 1"
                 ),
-                &[BYTEA, INT4, UUID, BYTEA, FLOAT8],
+                &[BYTEA, INT4, UUID, BYTEA, TIMESTAMPTZ],
             )?,
             // Only a session of a live record, or of none: a deleted
             // record's sessions come back with it (vault_restore).
@@ -237,7 +236,7 @@ impl LifeCyclePlans {
                 &[BYTEA_ARRAY],
             )?,
             sessions_of: write(
-                "SELECT id_hash, envelope, token FROM pii_vault.sessions \
+                "SELECT id_hash, envelope, token, expires_at FROM pii_vault.sessions \
                  WHERE token = $1 AND expires_at > pg_catalog.clock_timestamp() ORDER BY created_at, id_hash",
                 &[UUID],
             )?,
@@ -294,12 +293,12 @@ impl LifeCyclePlans {
             // under one of $1, with what their binding is made of: 's' and
             // the id hash, or 'a', the token and the application.
             documents_under: write(
-                "WITH s AS (SELECT id_hash, token, envelope FROM pii_vault.sessions \
+                "WITH s AS (SELECT id_hash, token, envelope, expires_at FROM pii_vault.sessions \
                      WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED), \
                  a AS (SELECT token, app, envelope FROM pii_vault.app_data \
                      WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 SELECT 's', id_hash, token, NULL::text, envelope FROM s \
-                 UNION ALL SELECT 'a', NULL::bytea, token, app, envelope FROM a",
+                 SELECT 's', id_hash, token, NULL::text, envelope, expires_at FROM s \
+                 UNION ALL SELECT 'a', NULL::bytea, token, app, envelope, NULL::timestamptz FROM a",
                 &[BYTEA_ARRAY, INT8],
             )?,
             count_documents_under: write(
