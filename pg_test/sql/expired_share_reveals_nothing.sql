@@ -183,3 +183,23 @@ ORDER BY of_grace, of_eve, fields;
 ALTER SYSTEM RESET pii_vault.purge_interval;
 ALTER SYSTEM RESET pii_vault.delete_grace;
 SELECT pg_reload_conf();
+
+-- A superuser reshapes the storage, each time in a transaction rolled
+-- back after. The vault finds its columns by name: a share's expiry
+-- dropped and added again in the past makes the live share read NULL;
+-- columns of another type (the share's fields, the record's envelope)
+-- are an error, never a datum read as the wrong type.
+BEGIN;
+ALTER TABLE pii_vault.shares DROP COLUMN expires_at;
+ALTER TABLE pii_vault.shares ADD COLUMN expires_at timestamptz NOT NULL DEFAULT '2000-01-01';
+SELECT vault_get_shared(:'live_share') IS NULL AS readded_past_expiry_is_read;
+ROLLBACK;
+BEGIN;
+ALTER TABLE pii_vault.shares ALTER COLUMN fields TYPE text USING array_to_string(fields, ',');
+SELECT try_sql(format('SELECT vault_get_shared(%L)', :'live_share')) AS fields_of_another_type;
+ROLLBACK;
+BEGIN;
+ALTER TABLE pii_vault.records ALTER COLUMN envelope TYPE text USING encode(envelope, 'hex');
+SELECT try_sql(format('SELECT vault_get_shared(%L)', :'live_share')) AS envelope_of_another_type;
+ROLLBACK;
+SELECT vault_get_shared(:'live_share') ->> 'name' AS live_share_after_rollback;

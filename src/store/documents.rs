@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use pgrx::Uuid;
 
-use super::index_read::{self, ById};
+use super::index_read;
 use super::{hash_array, hash_datums, timestamp, uuid, with_life_cycle, IndexHash, Seen, Token};
 
 /// Stores a session under `id_hash` (the id's hash under `key_version`),
@@ -45,15 +45,14 @@ pub struct StoredSession {
 /// Read through the primary key without SPI (`index_read`), as `vault_get`
 /// reads a record: the session, then its record's state.
 pub fn find_session(hashes: &[IndexHash]) -> Option<(Option<Token>, Seen<StoredSession>)> {
-    use index_read::session_columns::{ENVELOPE, EXPIRES_AT, ID_HASH, TOKEN};
-    // SAFETY: the slot holds a row of pii_vault.sessions, whose columns
-    // have these types (sql/storage.sql).
-    let (stored, token, expires_at) = index_read::read_by_id(ById::Sessions, hash_datums(hashes), |slot| unsafe {
+    // SAFETY: the slot holds a row of pii_vault.sessions (each column's
+    // type is checked as it is read).
+    let (stored, token, expires_at) = index_read::read_session(hash_datums(hashes), |slot, c| unsafe {
         let copy = |attnum| index_read::with_bytea_column(slot, attnum, <[u8]>::to_vec);
         (
-            copy(ENVELOPE).zip(copy(ID_HASH)),
-            index_read::uuid_column(slot, TOKEN),
-            index_read::timestamp_column(slot, EXPIRES_AT),
+            copy(c.envelope).zip(copy(c.id_hash)),
+            index_read::uuid_column(slot, c.token),
+            index_read::timestamp_column(slot, c.expires_at),
         )
     })?;
     let (Some((envelope, id_hash)), Some(expires_at)) = (stored, expires_at) else {

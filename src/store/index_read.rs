@@ -18,6 +18,7 @@
 //! CREATE EXTENSION, REINDEX, ALTER TABLE), so no stale OID is ever used.
 
 use std::cell::Cell;
+use std::ffi::CStr;
 
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
@@ -52,6 +53,14 @@ impl RecordsIndex {
         }
     }
 
+    /// The indexed column's type.
+    fn key_type(self) -> Oid {
+        match self {
+            RecordsIndex::Token => pg_sys::UUIDOID,
+            _ => pg_sys::BYTEAOID,
+        }
+    }
+
     /// The equality function of the indexed column's type.
     fn equality_proc(self) -> Oid {
         Oid::from(match self {
@@ -61,68 +70,63 @@ impl RecordsIndex {
     }
 }
 
-/// Columns of `pii_vault.records` read here (attribute numbers).
-pub(super) const ENVELOPE_COLUMN: i32 = 2;
-
-/// The relations read here, and the records' life-cycle columns.
+/// The relations read here, and the columns read from them.
 #[derive(Clone, Copy)]
 struct VaultOids {
     table: Oid,
     indexes: [Oid; 4],
+    records: RecordColumns,
     /// None on a schema from before 0.3.0 (this library runs one until
-    /// ALTER EXTENSION UPDATE), where no record expires or is soft-deleted
-    /// and there are no shares or sessions.
-    life_cycle: Option<LifeCycleColumns>,
+    /// ALTER EXTENSION UPDATE), where there are no shares or sessions.
+    by_id: Option<ByIdRelations>,
 }
 
-/// What a 0.3.0 schema adds: the records' life-cycle columns, and the
-/// tables of shares and sessions with their primary keys (`read_by_id`).
+/// Attribute numbers of the columns read, found by name when the OIDs are
+/// cached (a column dropped and added again moves; DDL invalidates the
+/// cache). Their types are checked on every read, against the relation
+/// as opened (`slot_datum`).
+#[derive(Clone, Copy)]
+pub(super) struct RecordColumns {
+    pub envelope: i32,
+    /// None on a schema from before 0.3.0, where no record expires or is
+    /// soft-deleted.
+    pub life_cycle: Option<LifeCycleColumns>,
+}
+
 #[derive(Clone, Copy)]
 pub(super) struct LifeCycleColumns {
     pub expires_at: i32,
     pub deleted_at: i32,
-    by_id: [(Oid, Oid); 2],
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct ShareColumns {
+    pub token: i32,
+    pub fields: i32,
+    pub expires_at: i32,
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct SessionColumns {
+    pub id_hash: i32,
+    pub token: i32,
+    pub envelope: i32,
+    pub expires_at: i32,
 }
 
 /// The tables whose rows are found by the keyed hash of an id their holder
-/// keeps (the primary key, `id_hash`).
+/// keeps (their primary key, `id_hash`): table, primary key, columns.
 #[derive(Clone, Copy)]
-pub(super) enum ById {
-    Shares,
-    Sessions,
-}
-
-impl ById {
-    const ALL: [ById; 2] = [ById::Shares, ById::Sessions];
-
-    fn names(self) -> (&'static std::ffi::CStr, &'static std::ffi::CStr) {
-        match self {
-            ById::Shares => (c"shares", c"shares_pkey"),
-            ById::Sessions => (c"sessions", c"sessions_pkey"),
-        }
-    }
-}
-
-/// Columns of `pii_vault.shares` and `pii_vault.sessions` (attribute
-/// numbers; the same in sql/storage.sql and in the 0.2.0 to 0.3.0 script,
-/// which create the tables).
-pub(super) mod share_columns {
-    pub const TOKEN: i32 = 3;
-    pub const FIELDS: i32 = 4;
-    pub const EXPIRES_AT: i32 = 5;
-}
-pub(super) mod session_columns {
-    pub const ID_HASH: i32 = 1;
-    pub const TOKEN: i32 = 3;
-    pub const ENVELOPE: i32 = 4;
-    pub const EXPIRES_AT: i32 = 5;
+struct ByIdRelations {
+    shares: (Oid, Oid, ShareColumns),
+    sessions: (Oid, Oid, SessionColumns),
 }
 
 impl VaultOids {
     fn names(&self, relid: Oid) -> bool {
         self.table == relid
             || self.indexes.contains(&relid)
-            || self.life_cycle.is_some_and(|c| c.by_id.iter().any(|&(table, pkey)| table == relid || pkey == relid))
+            || self.by_id.is_some_and(|r| [r.shares.0, r.shares.1, r.sessions.0, r.sessions.1].contains(&relid))
     }
 }
 
@@ -145,7 +149,7 @@ unsafe extern "C-unwind" fn forget_oids(_arg: Datum, relid: Oid) {
 /// The life-cycle columns of `pii_vault.records`, None on a schema from
 /// before 0.3.0.
 pub(super) fn life_cycle_columns() -> Option<LifeCycleColumns> {
-    vault_oids().life_cycle
+    vault_oids().records.life_cycle
 }
 
 fn vault_oids() -> VaultOids {
@@ -168,22 +172,66 @@ fn vault_oids() -> VaultOids {
     // SAFETY: catalog lookups inside a transaction.
     let oids = unsafe {
         let schema = pg_sys::get_namespace_oid(c"pii_vault".as_ptr(), false);
-        let relid = |name: &std::ffi::CStr| {
+        let relid = |name: &CStr| {
             let oid = pg_sys::get_relname_relid(name.as_ptr(), schema);
             if oid == pg_sys::InvalidOid {
                 error!("pii_vault: internal storage error: relation pii_vault.{} is missing", name.to_string_lossy());
             }
             oid
         };
+        // An index whose key is not of the type probed with would compare
+        // a datum of one type as another.
+        let index = |name: &CStr, key_type: Oid| {
+            let oid = relid(name);
+            if pg_sys::get_atttype(oid, 1) != key_type {
+                error!(
+                    "pii_vault: internal storage error: index pii_vault.{} is not the vault's",
+                    name.to_string_lossy()
+                );
+            }
+            oid
+        };
+        let column = |table: Oid, name: &CStr| i32::from(pg_sys::get_attnum(table, name.as_ptr()));
+        let required = |table: Oid, name: &CStr| match column(table, name) {
+            n if n > 0 => n,
+            _ => error!(
+                "pii_vault: internal storage error: a column of the vault's storage is missing: {}",
+                name.to_string_lossy()
+            ),
+        };
         let table = relid(c"records");
-        let column = |name: &std::ffi::CStr| i32::from(pg_sys::get_attnum(table, name.as_ptr()));
-        let (expires_at, deleted_at) = (column(c"expires_at"), column(c"deleted_at"));
-        let life_cycle = (expires_at > 0 && deleted_at > 0).then(|| LifeCycleColumns {
-            expires_at,
-            deleted_at,
-            by_id: ById::ALL.map(|t| (relid(t.names().0), relid(t.names().1))),
+        let (expires_at, deleted_at) = (column(table, c"expires_at"), column(table, c"deleted_at"));
+        let life_cycle = (expires_at > 0 && deleted_at > 0).then_some(LifeCycleColumns { expires_at, deleted_at });
+        let by_id = life_cycle.map(|_| {
+            let (shares, sessions) = (relid(c"shares"), relid(c"sessions"));
+            ByIdRelations {
+                shares: (
+                    shares,
+                    index(c"shares_pkey", pg_sys::BYTEAOID),
+                    ShareColumns {
+                        token: required(shares, c"token"),
+                        fields: required(shares, c"fields"),
+                        expires_at: required(shares, c"expires_at"),
+                    },
+                ),
+                sessions: (
+                    sessions,
+                    index(c"sessions_pkey", pg_sys::BYTEAOID),
+                    SessionColumns {
+                        id_hash: required(sessions, c"id_hash"),
+                        token: required(sessions, c"token"),
+                        envelope: required(sessions, c"envelope"),
+                        expires_at: required(sessions, c"expires_at"),
+                    },
+                ),
+            }
         });
-        VaultOids { table, indexes: RecordsIndex::ALL.map(|index| relid(index.name())), life_cycle }
+        VaultOids {
+            table,
+            indexes: RecordsIndex::ALL.map(|i| index(i.name(), i.key_type())),
+            records: RecordColumns { envelope: required(table, c"envelope"), life_cycle },
+            by_id,
+        }
     };
     OIDS.set(Some(oids));
     oids
@@ -368,28 +416,37 @@ unsafe fn pop_snapshot() {
     unsafe { unguarded::PopActiveSnapshot() }
 }
 
-/// Finds the row whose `index` column equals `key` and returns `read(slot)`,
-/// or None when no visible row matches. `key` must be a datum of the
-/// column's type (uuid or bytea).
+/// Finds the row of `pii_vault.records` whose `index` column equals `key`
+/// and returns `read(slot, columns)`, or None when no visible row matches.
+/// `key` must be a datum of the column's type (uuid or bytea).
 pub(super) fn read_unique<R>(
     index: RecordsIndex,
     key: Datum,
-    read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
+    read: impl FnOnce(*mut pg_sys::TupleTableSlot, RecordColumns) -> R,
 ) -> Option<R> {
     let oids = vault_oids();
-    read_first(oids.table, oids.indexes[index as usize], index.equality_proc(), [key], read)
+    let equality = index.equality_proc();
+    read_first(oids.table, oids.indexes[index as usize], equality, [key], |slot| read(slot, oids.records))
 }
 
-/// The share or session whose id hash is one of `keys` (tried in order
-/// under one snapshot): `read(slot)` of its row, or None when no visible
+/// The share whose id hash is one of `keys` (tried in order under one
+/// snapshot): `read(slot, columns)` of its row, or None when no visible
 /// row matches. On a schema from before 0.3.0 there are none.
-pub(super) fn read_by_id<R>(
-    table: ById,
+pub(super) fn read_share<R>(
     keys: impl IntoIterator<Item = Datum>,
-    read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
+    read: impl FnOnce(*mut pg_sys::TupleTableSlot, ShareColumns) -> R,
 ) -> Option<R> {
-    let (heap, pkey) = vault_oids().life_cycle?.by_id[table as usize];
-    read_first(heap, pkey, Oid::from(pg_sys::F_BYTEAEQ), keys, read)
+    let (heap, pkey, columns) = vault_oids().by_id?.shares;
+    read_first(heap, pkey, Oid::from(pg_sys::F_BYTEAEQ), keys, |slot| read(slot, columns))
+}
+
+/// The session whose id hash is one of `keys`, as `read_share`.
+pub(super) fn read_session<R>(
+    keys: impl IntoIterator<Item = Datum>,
+    read: impl FnOnce(*mut pg_sys::TupleTableSlot, SessionColumns) -> R,
+) -> Option<R> {
+    let (heap, pkey, columns) = vault_oids().by_id?.sessions;
+    read_first(heap, pkey, Oid::from(pg_sys::F_BYTEAEQ), keys, |slot| read(slot, columns))
 }
 
 /// `read(slot)` of the first visible row of `table` whose key in unique
@@ -446,84 +503,133 @@ pub(super) fn token_by_index(index: RecordsIndex, keys: impl IntoIterator<Item =
     let (table, index_oid, equality) = (oids.table, oids.indexes[index as usize], index.equality_proc());
     let attnum = index.token_attnum();
     // SAFETY: see Probe and token_by_entry; one guarded block.
-    unsafe {
+    let found = unsafe {
         pg_sys::ffi::pg_guard_ffi_boundary(|| {
             push_snapshot();
-            let token = keys.find_map(|key| token_by_entry(table, index_oid, equality, key, attnum));
+            let mut found = Ok(None);
+            for key in keys {
+                found = token_by_entry(table, index_oid, equality, key, attnum);
+                if !matches!(found, Ok(None)) {
+                    break;
+                }
+            }
             pop_snapshot();
-            token
+            found
         })
-    }
+    };
+    // Raised out of the guarded block, where an ERROR unwinds nothing.
+    found.unwrap_or_else(|ShapeMismatch| error!("{SHAPE_ERROR}"))
 }
+
+/// An index entry whose columns are not of the types the vault reads.
+struct ShapeMismatch;
 
 /// One index-only probe of `token_by_index`.
 ///
 /// # Safety
 /// As for `Probe::open`.
-unsafe fn token_by_entry(table: Oid, index_oid: Oid, equality: Oid, key: Datum, attnum: usize) -> Option<IndexEntry> {
+unsafe fn token_by_entry(
+    table: Oid,
+    index_oid: Oid,
+    equality: Oid,
+    key: Datum,
+    attnum: usize,
+) -> Result<Option<IndexEntry>, ShapeMismatch> {
     // SAFETY: the body handles only plain values, and the token is copied
     // out of the entry before the probe closes.
     unsafe {
+        let mut probe = Probe::open(table, index_oid, equality, key, true);
+        // The token, then (the blind indexes from 0.3.0 on: sql/storage.sql)
+        // expires_at, checked against the index as opened.
+        let desc = (*probe.scan).xs_itupdesc;
+        let natts = (*desc).natts as usize;
+        if !(column_is(desc, attnum, pg_sys::UUIDOID)
+            && (natts == attnum || column_is(desc, attnum + 1, pg_sys::TIMESTAMPTZOID)))
         {
-            let mut probe = Probe::open(table, index_oid, equality, key, true);
-            let token = probe.next_entry().map(|entry| {
-                let mut values = [Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
-                let mut nulls = [true; pg_sys::INDEX_MAX_KEYS as usize];
-                unguarded::index_deform_tuple(
-                    entry,
-                    (*probe.scan).xs_itupdesc,
-                    values.as_mut_ptr(),
-                    nulls.as_mut_ptr(),
-                );
-                // A uuid datum points at its 16 bytes; the token is NOT NULL.
-                let token = *values[attnum - 1].cast_mut_ptr::<[u8; 16]>();
-                // The blind indexes include expires_at after the token
-                // (sql/storage.sql) from 0.3.0 on; a timestamptz is by value.
-                let natts = (*(*probe.scan).xs_itupdesc).natts as usize;
-                let expires_at = (attnum < natts && !nulls[attnum]).then(|| values[attnum].value() as i64);
-                (token, expires_at)
-            });
             probe.close();
-            token
+            return Err(ShapeMismatch);
         }
+        let token = probe.next_entry().map(|entry| {
+            let mut values = [Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
+            let mut nulls = [true; pg_sys::INDEX_MAX_KEYS as usize];
+            unguarded::index_deform_tuple(entry, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            // A uuid datum points at its 16 bytes; the token is NOT NULL.
+            let token = *values[attnum - 1].cast_mut_ptr::<[u8; 16]>();
+            // A timestamptz is by value.
+            let expires_at = (attnum < natts && !nulls[attnum]).then(|| values[attnum].value() as i64);
+            (token, expires_at)
+        });
+        probe.close();
+        Ok(token)
+    }
+}
+
+/// Whether column `attnum` of `desc` is a live column of type `type_oid`.
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor.
+unsafe fn column_is(desc: pg_sys::TupleDesc, attnum: usize, type_oid: Oid) -> bool {
+    // SAFETY: per the function's contract; attrs holds natts entries.
+    unsafe {
+        let natts = (*desc).natts as usize;
+        (1..=natts).contains(&attnum) && {
+            let att = &(*desc).attrs.as_slice(natts)[attnum - 1];
+            !att.attisdropped && att.atttypid == type_oid
+        }
+    }
+}
+
+const SHAPE_ERROR: &str =
+    "pii_vault: internal storage error: a column of the vault's storage is not of the type the vault reads";
+
+/// Column `attnum` of the row in `slot`, None if NULL; an error unless it
+/// is a column of type `type_oid` in the relation as opened (a concurrent
+/// ALTER TABLE that outran the cached attribute numbers is caught here,
+/// before a datum is read as the wrong type).
+///
+/// # Safety
+/// `slot` holds a row.
+unsafe fn slot_datum(slot: *mut pg_sys::TupleTableSlot, attnum: i32, type_oid: Oid) -> Option<Datum> {
+    // SAFETY: per the function's contract.
+    unsafe {
+        if !column_is((*slot).tts_tupleDescriptor, attnum as usize, type_oid) {
+            error!("{SHAPE_ERROR}");
+        }
+        let mut is_null = false;
+        let datum = pg_sys::slot_getattr(slot, attnum, &mut is_null);
+        (!is_null).then_some(datum)
     }
 }
 
 /// The timestamptz in column `attnum` of the row in `slot`; None if NULL.
 ///
 /// # Safety
-/// `attnum` is a timestamptz column of the row in `slot`.
+/// `slot` holds a row.
 pub(super) unsafe fn timestamp_column(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<i64> {
-    let mut is_null = false;
     // SAFETY: per the function's contract; a timestamptz is by value.
-    let datum = unsafe { pg_sys::slot_getattr(slot, attnum, &mut is_null) };
-    (!is_null).then(|| datum.value() as i64)
+    unsafe { slot_datum(slot, attnum, pg_sys::TIMESTAMPTZOID).map(|datum| datum.value() as i64) }
 }
 
 /// The uuid in column `attnum` of the row in `slot`; None if NULL.
 ///
 /// # Safety
-/// `attnum` is a uuid column of the row in `slot`.
+/// `slot` holds a row.
 pub(super) unsafe fn uuid_column(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<[u8; 16]> {
-    let mut is_null = false;
     // SAFETY: per the function's contract; a uuid datum points at its 16
     // bytes, copied out while the slot holds the row.
-    unsafe {
-        let datum = pg_sys::slot_getattr(slot, attnum, &mut is_null);
-        (!is_null).then(|| *datum.cast_mut_ptr::<[u8; 16]>())
-    }
+    unsafe { slot_datum(slot, attnum, pg_sys::UUIDOID).map(|datum| *datum.cast_mut_ptr::<[u8; 16]>()) }
 }
 
-/// The text[] in column `attnum` of the row in `slot`, copied; None if NULL.
+/// The text[] in column `attnum` of the row in `slot`, copied; None if
+/// NULL. An element that is NULL is an error.
 ///
 /// # Safety
-/// `attnum` is a text[] column of the row in `slot`, without NULL elements.
+/// `slot` holds a row.
 pub(super) unsafe fn text_array_column(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<Vec<String>> {
-    let mut is_null = false;
     // SAFETY: per the function's contract.
     unsafe {
-        let datum = pg_sys::slot_getattr(slot, attnum, &mut is_null);
-        Vec::<String>::from_datum(datum, is_null)
+        let datum = slot_datum(slot, attnum, pg_sys::TEXTARRAYOID)?;
+        Vec::<String>::from_datum(datum, false)
     }
 }
 
@@ -533,20 +639,16 @@ pub(super) unsafe fn text_array_column(slot: *mut pg_sys::TupleTableSlot, attnum
 /// None if NULL.
 ///
 /// # Safety
-/// `attnum` is a bytea column of the row in `slot`.
+/// `slot` holds a row.
 pub(super) unsafe fn with_bytea_column<R>(
     slot: *mut pg_sys::TupleTableSlot,
     attnum: i32,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Option<R> {
-    let mut is_null = false;
     // SAFETY: the slot keeps its buffer pinned while `f` runs; a detoasted
     // copy is palloc'd in the current memory context.
     unsafe {
-        let datum = pg_sys::slot_getattr(slot, attnum, &mut is_null);
-        if is_null {
-            return None;
-        }
+        let datum = slot_datum(slot, attnum, pg_sys::BYTEAOID)?;
         let value = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
         Some(f(pgrx::varlena::varlena_to_byte_slice(value)))
     }

@@ -21,7 +21,7 @@ use pgrx::Uuid;
 
 use crate::crypto::blind_index::BLIND_INDEX_LEN;
 use crate::normalize::LookupKind;
-use index_read::{read_unique, token_by_index, RecordsIndex};
+use index_read::{read_unique, token_by_index, RecordColumns, RecordsIndex};
 use plans::with_plans;
 
 pub type Token = [u8; 16];
@@ -144,7 +144,7 @@ fn timestamp(at: Option<i64>) -> DatumWithOid<'static> {
 /// copied).
 pub fn with_envelope<R>(token: &Token, f: impl FnOnce(&[u8]) -> R) -> Seen<R> {
     // SAFETY: the slot holds a row of pii_vault.records; envelope is bytea.
-    match read_live(token, |slot| unsafe { index_read::with_bytea_column(slot, index_read::ENVELOPE_COLUMN, f) }) {
+    match read_live(token, |slot, c| unsafe { index_read::with_bytea_column(slot, c.envelope, f) }) {
         Seen::Live(Some(r)) => Seen::Live(r),
         Seen::Expired => Seen::Expired,
         _ => Seen::Missing,
@@ -154,16 +154,15 @@ pub fn with_envelope<R>(token: &Token, f: impl FnOnce(&[u8]) -> R) -> Seen<R> {
 /// Whether a record exists under `token`, as the API sees it (its
 /// envelope is not read).
 pub fn token_seen(token: &Token) -> Seen<()> {
-    read_live(token, |_| ())
+    read_live(token, |_, _| ())
 }
 
-/// `read(slot)` of the row under `token` when it is live.
-fn read_live<R>(token: &Token, read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R) -> Seen<R> {
-    let columns = index_read::life_cycle_columns();
-    // SAFETY: the slot holds a row of pii_vault.records, whose life-cycle
-    // columns are timestamptz.
-    read_unique(RecordsIndex::Token, token_datum(token), |slot| unsafe {
-        if let Some(c) = columns {
+/// `read(slot, columns)` of the row under `token` when it is live.
+fn read_live<R>(token: &Token, read: impl FnOnce(*mut pg_sys::TupleTableSlot, RecordColumns) -> R) -> Seen<R> {
+    // SAFETY: the slot holds a row of pii_vault.records (each column's
+    // type is checked as it is read).
+    read_unique(RecordsIndex::Token, token_datum(token), |slot, columns| unsafe {
+        if let Some(c) = columns.life_cycle {
             if index_read::timestamp_column(slot, c.deleted_at).is_some() {
                 return Seen::Missing;
             }
@@ -171,7 +170,7 @@ fn read_live<R>(token: &Token, read: impl FnOnce(*mut pg_sys::TupleTableSlot) ->
                 return Seen::Expired;
             }
         }
-        Seen::Live(read(slot))
+        Seen::Live(read(slot, columns))
     })
     .unwrap_or(Seen::Missing)
 }
@@ -332,12 +331,11 @@ pub fn insert_share(id_hash: &IndexHash, key_version: u32, token: &Token, fields
 /// The share whose id hashes to one of `hashes` (one per loaded version),
 /// read through its primary key without SPI (`index_read`).
 pub fn find_share(hashes: &[IndexHash]) -> Seen<Share> {
-    use index_read::share_columns::{EXPIRES_AT, FIELDS, TOKEN};
-    // SAFETY: the slot holds a row of pii_vault.shares, whose columns have
-    // these types (sql/storage.sql); fields has no NULL element.
-    let found = index_read::read_by_id(index_read::ById::Shares, hash_datums(hashes), |slot| unsafe {
-        let expires_at = index_read::timestamp_column(slot, EXPIRES_AT);
-        (index_read::uuid_column(slot, TOKEN), index_read::text_array_column(slot, FIELDS), expires_at)
+    // SAFETY: the slot holds a row of pii_vault.shares (each column's type
+    // is checked as it is read).
+    let found = index_read::read_share(hash_datums(hashes), |slot, c| unsafe {
+        let expires_at = index_read::timestamp_column(slot, c.expires_at);
+        (index_read::uuid_column(slot, c.token), index_read::text_array_column(slot, c.fields), expires_at)
     });
     match found {
         Some((_, _, expires_at)) if expired(expires_at) => Seen::Expired,
