@@ -122,9 +122,9 @@ fn exit_to_be_restarted() -> ! {
 /// The share of its time the purge worker works while a backlog lasts:
 /// after each batch it rests `1 / DUTY - 1` times as long as the batch
 /// took. At full speed it took a core of this 2-core VM and cost reads
-/// 45 % of their throughput, and with a rest of at most a second 13 %
-/// (bench/run.sh --life-cycle); purging is never urgent (what it removes
-/// is invisible already).
+/// 45 % of their throughput, resting at most a second 13 % (bench/run.sh
+/// --life-cycle); purging is never urgent (what it removes is invisible
+/// already).
 const DUTY: f64 = 0.1;
 /// The longest rest between two batches: a batch held up for seconds (by
 /// row locks, or a full audit queue) mostly waited rather than worked, and
