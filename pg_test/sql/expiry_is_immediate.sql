@@ -160,3 +160,16 @@ WHERE a.operation = 'purge' GROUP BY 1 ORDER BY 1;
 ALTER SYSTEM RESET pii_vault.purge_interval;
 ALTER SYSTEM RESET pii_vault.delete_grace;
 SELECT pg_reload_conf();
+
+-- A superuser rebuilds the email index without expires_at, in a
+-- transaction rolled back after: a lookup of an expired record's email
+-- is an error rather than an answer from that index, and NULL again after.
+SELECT vault_store('{"name": "V", "email": "v@expiry.example"}', clock_timestamp() + interval '0.3 seconds') AS v \gset
+SELECT pg_sleep(0.5);
+BEGIN;
+DROP INDEX pii_vault.records_email_index_key;
+CREATE UNIQUE INDEX records_email_index_key ON pii_vault.records (email_index) INCLUDE (token)
+    WHERE email_index IS NOT NULL;
+SELECT try_sql($$SELECT vault_lookup('email', 'v@expiry.example')$$) AS index_without_expiry;
+ROLLBACK;
+SELECT vault_lookup('email', 'v@expiry.example') IS NULL AS expired_lookup_is_null;

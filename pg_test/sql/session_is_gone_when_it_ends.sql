@@ -347,4 +347,14 @@ ALTER TABLE pii_vault.sessions DROP CONSTRAINT sessions_token_fkey;
 ALTER TABLE pii_vault.sessions ALTER COLUMN token TYPE text;
 SELECT try_sql(format('SELECT vault_session_get(%L)', :'sam_cart')) AS token_of_another_type;
 ROLLBACK;
+-- A partitioned table and index in the sessions' place (no table access
+-- method to scan): an error, not a crash.
+BEGIN;
+ALTER TABLE pii_vault.sessions RENAME TO sessions_old;
+ALTER INDEX pii_vault.sessions_pkey RENAME TO sessions_pkey_old;
+CREATE TABLE pii_vault.sessions (LIKE pii_vault.sessions_old) PARTITION BY HASH (id_hash);
+CREATE TABLE pii_vault.sessions_p0 PARTITION OF pii_vault.sessions FOR VALUES WITH (MODULUS 1, REMAINDER 0);
+CREATE INDEX sessions_pkey ON pii_vault.sessions (id_hash);
+SELECT try_sql(format('SELECT vault_session_get(%L)', :'sam_cart')) AS partitioned_sessions;
+ROLLBACK;
 SELECT vault_session_get(:'sam_cart') ->> 'secret' AS live_session_after_rollback;

@@ -35,7 +35,7 @@ pub(super) enum RecordsIndex {
 impl RecordsIndex {
     const ALL: [RecordsIndex; 4] = [RecordsIndex::Token, RecordsIndex::Email, RecordsIndex::Phone, RecordsIndex::Login];
 
-    fn name(self) -> &'static std::ffi::CStr {
+    fn name(self) -> &'static CStr {
         match self {
             RecordsIndex::Token => c"records_pkey",
             RecordsIndex::Email => c"records_email_index_key",
@@ -50,6 +50,16 @@ impl RecordsIndex {
         match self {
             RecordsIndex::Token => 1,
             _ => 2,
+        }
+    }
+
+    /// The indexed column (sql/storage.sql).
+    fn column(self) -> &'static CStr {
+        match self {
+            RecordsIndex::Token => c"token",
+            RecordsIndex::Email => c"email_index",
+            RecordsIndex::Phone => c"phone_index",
+            RecordsIndex::Login => c"login_index",
         }
     }
 
@@ -75,6 +85,10 @@ impl RecordsIndex {
 struct VaultOids {
     table: Oid,
     indexes: [Oid; 4],
+    /// The column each index of `indexes` must have as its key, and the
+    /// token's (which the blind indexes INCLUDE).
+    keys: [i16; 4],
+    token: i16,
     records: RecordColumns,
     /// None on a schema from before 0.3.0 (this library runs one until
     /// ALTER EXTENSION UPDATE), where there are no shares or sessions.
@@ -101,6 +115,7 @@ pub(super) struct LifeCycleColumns {
 
 #[derive(Clone, Copy)]
 pub(super) struct ShareColumns {
+    id_hash: i32,
     pub token: i32,
     pub fields: i32,
     pub expires_at: i32,
@@ -122,7 +137,26 @@ struct ByIdRelations {
     sessions: (Oid, Oid, SessionColumns),
 }
 
+/// A share's or session's table and primary key (id_hash).
+fn by_id_target(table: Oid, index: Oid, id_hash: i32) -> Target {
+    let columns = [id_hash as i16, 0, 0];
+    Target { table, index, equality: Oid::from(pg_sys::F_BYTEAEQ), columns, entry_columns: 1 }
+}
+
 impl VaultOids {
+    /// One of the records' unique indexes; an index-only read of a blind
+    /// index wants the token and, from 0.3.0 on, expires_at after the key.
+    fn target(&self, index: RecordsIndex) -> Target {
+        let expires_at = self.records.life_cycle.map(|c| c.expires_at as i16);
+        Target {
+            table: self.table,
+            index: self.indexes[index as usize],
+            equality: index.equality_proc(),
+            columns: [self.keys[index as usize], self.token, expires_at.unwrap_or(0)],
+            entry_columns: if expires_at.is_some() { 3 } else { 2 },
+        }
+    }
+
     fn names(&self, relid: Oid) -> bool {
         self.table == relid
             || self.indexes.contains(&relid)
@@ -209,6 +243,7 @@ fn vault_oids() -> VaultOids {
                     shares,
                     index(c"shares_pkey", pg_sys::BYTEAOID),
                     ShareColumns {
+                        id_hash: required(shares, c"id_hash"),
                         token: required(shares, c"token"),
                         fields: required(shares, c"fields"),
                         expires_at: required(shares, c"expires_at"),
@@ -229,6 +264,8 @@ fn vault_oids() -> VaultOids {
         VaultOids {
             table,
             indexes: RecordsIndex::ALL.map(|i| index(i.name(), i.key_type())),
+            keys: RecordsIndex::ALL.map(|i| required(table, i.column()) as i16),
+            token: required(table, c"token") as i16,
             records: RecordColumns { envelope: required(table, c"envelope"), life_cycle },
             by_id,
         }
@@ -280,6 +317,51 @@ mod unguarded {
     }
 }
 
+/// A table and one of its unique indexes, as the vault made them.
+struct Target {
+    table: Oid,
+    index: Oid,
+    equality: Oid,
+    /// The table's columns the index must hold, in order: its key, then
+    /// for index-only reads exactly what it INCLUDEs (at most 3 used).
+    columns: [i16; 3],
+    /// How many of `columns` an index-only read needs.
+    entry_columns: usize,
+}
+
+impl Target {
+    /// Whether `heap` and `index`, as opened and locked, are what this
+    /// probe reads: a plain table (a partitioned one has no table access
+    /// method to scan), a btree index of it keyed on the expected column
+    /// and, for an index-only read, holding exactly the expected columns.
+    /// Checked on every probe, so DDL that commits after the OIDs were
+    /// cached is caught before a scan starts.
+    ///
+    /// # Safety
+    /// Both relations are open.
+    unsafe fn fits(&self, heap: pg_sys::Relation, index: pg_sys::Relation, index_only: bool) -> bool {
+        // SAFETY: per the function's contract; rd_index and its indkey
+        // (indnatts entries) belong to an open index.
+        unsafe {
+            let (heap_rel, index_rel) = (&*(*heap).rd_rel, &*(*index).rd_rel);
+            if heap_rel.relkind as u8 != pg_sys::RELKIND_RELATION || (*heap).rd_tableam.is_null() {
+                return false;
+            }
+            if index_rel.relkind as u8 != pg_sys::RELKIND_INDEX || index_rel.relam != pg_sys::BTREE_AM_OID {
+                return false;
+            }
+            let form = (*index).rd_index;
+            if form.is_null() || (*form).indrelid != self.table || (*form).indnatts < 1 {
+                return false;
+            }
+            let natts = (*form).indnatts as usize;
+            let held = (*form).indkey.values.as_slice(natts);
+            let wanted = if index_only { &self.columns[..self.entry_columns] } else { &self.columns[..1] };
+            held.starts_with(wanted) && (!index_only || natts == wanted.len())
+        }
+    }
+}
+
 /// An open probe: its relations, scan, and the slot and visibility-map
 /// buffer once used (freed by `close`, or by the transaction's abort when
 /// the caller errors in between).
@@ -295,25 +377,33 @@ impl Probe {
     /// Opens the relations as the executor does (locks held to the end of
     /// the transaction) and starts the scan for `key` under the active
     /// snapshot (pushed by `push_snapshot`). `index_only`: the entries
-    /// themselves are wanted (`next_entry`).
+    /// themselves are wanted (`next_entry`). None when the relations, as
+    /// opened, are not what the vault reads (`Target::fits`).
     ///
     /// # Safety
     /// Inside a transaction, after `push_snapshot`, with a guard
     /// (pg_guard_ffi_boundary) around it: the body holds only plain values,
     /// so an ERROR unwinds nothing.
-    unsafe fn open(table: Oid, index: Oid, equality: Oid, key: Datum, index_only: bool) -> Probe {
+    unsafe fn open(target: &Target, key: Datum, index_only: bool) -> Option<Probe> {
         use unguarded::*;
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
         // SAFETY: per the function's contract.
         unsafe {
-            let heap = table_open(table, lock);
-            let index = index_open(index, lock);
+            let heap = table_open(target.table, lock);
+            let index = index_open(target.index, lock);
+            if !target.fits(heap, index, index_only) {
+                index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
+                table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+                return None;
+            }
             let scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
             (*scan).xs_want_itup = index_only;
             let mut scan_key: pg_sys::ScanKeyData = std::mem::zeroed();
-            ScanKeyInit(&mut scan_key, 1, pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber, equality, key);
+            let strategy = pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber;
+            ScanKeyInit(&mut scan_key, 1, strategy, target.equality, key);
             index_rescan(scan, &mut scan_key, 1, std::ptr::null_mut(), 0);
-            Probe { heap, index, scan, slot: std::ptr::null_mut(), vm_buffer: pg_sys::InvalidBuffer as pg_sys::Buffer }
+            let vm_buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
+            Some(Probe { heap, index, scan, slot: std::ptr::null_mut(), vm_buffer })
         }
     }
 
@@ -425,8 +515,7 @@ pub(super) fn read_unique<R>(
     read: impl FnOnce(*mut pg_sys::TupleTableSlot, RecordColumns) -> R,
 ) -> Option<R> {
     let oids = vault_oids();
-    let equality = index.equality_proc();
-    read_first(oids.table, oids.indexes[index as usize], equality, [key], |slot| read(slot, oids.records))
+    read_first(&oids.target(index), [key], |slot| read(slot, oids.records))
 }
 
 /// The share whose id hash is one of `keys` (tried in order under one
@@ -437,7 +526,7 @@ pub(super) fn read_share<R>(
     read: impl FnOnce(*mut pg_sys::TupleTableSlot, ShareColumns) -> R,
 ) -> Option<R> {
     let (heap, pkey, columns) = vault_oids().by_id?.shares;
-    read_first(heap, pkey, Oid::from(pg_sys::F_BYTEAEQ), keys, |slot| read(slot, columns))
+    read_first(&by_id_target(heap, pkey, columns.id_hash), keys, |slot| read(slot, columns))
 }
 
 /// The session whose id hash is one of `keys`, as `read_share`.
@@ -446,38 +535,40 @@ pub(super) fn read_session<R>(
     read: impl FnOnce(*mut pg_sys::TupleTableSlot, SessionColumns) -> R,
 ) -> Option<R> {
     let (heap, pkey, columns) = vault_oids().by_id?.sessions;
-    read_first(heap, pkey, Oid::from(pg_sys::F_BYTEAEQ), keys, |slot| read(slot, columns))
+    read_first(&by_id_target(heap, pkey, columns.id_hash), keys, |slot| read(slot, columns))
 }
 
 /// `read(slot)` of the first visible row of `table` whose key in unique
 /// index `index` equals one of `keys`, tried in order under one snapshot.
 fn read_first<R>(
-    table: Oid,
-    index: Oid,
-    equality: Oid,
+    target: &Target,
     keys: impl IntoIterator<Item = Datum>,
     read: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
 ) -> Option<R> {
-    let mut keys = keys.into_iter();
     // SAFETY: see Probe::open and Probe::close; `read` runs between them
     // with pgrx's guarded functions, as any Rust code.
     unsafe {
         let found = pg_sys::ffi::pg_guard_ffi_boundary(|| {
             push_snapshot();
-            let found = keys.find_map(|key| {
-                let mut probe = Probe::open(table, index, equality, key, false);
+            let mut found = Ok(None);
+            for key in keys {
+                let Some(mut probe) = Probe::open(target, key, false) else {
+                    found = Err(ShapeMismatch);
+                    break;
+                };
                 if probe.next_row() {
-                    Some(probe)
-                } else {
-                    probe.close();
-                    None
+                    found = Ok(Some(probe));
+                    break;
                 }
-            });
-            if found.is_none() {
+                probe.close();
+            }
+            if !matches!(found, Ok(Some(_))) {
                 pop_snapshot();
             }
             found
-        })?;
+        });
+        // Raised out of the guarded block, where an ERROR unwinds nothing.
+        let found = found.unwrap_or_else(|ShapeMismatch| error!("{SHAPE_ERROR}"))?;
         let result = read(found.slot);
         pg_sys::ffi::pg_guard_ffi_boundary(|| {
             found.close();
@@ -499,8 +590,7 @@ pub(super) fn token_by_index(index: RecordsIndex, keys: impl IntoIterator<Item =
     // No key (a store while one key version is loaded): no snapshot, no scan.
     let mut keys = keys.into_iter().peekable();
     keys.peek()?;
-    let oids = vault_oids();
-    let (table, index_oid, equality) = (oids.table, oids.indexes[index as usize], index.equality_proc());
+    let target = vault_oids().target(index);
     let attnum = index.token_attnum();
     // SAFETY: see Probe and token_by_entry; one guarded block.
     let found = unsafe {
@@ -508,7 +598,7 @@ pub(super) fn token_by_index(index: RecordsIndex, keys: impl IntoIterator<Item =
             push_snapshot();
             let mut found = Ok(None);
             for key in keys {
-                found = token_by_entry(table, index_oid, equality, key, attnum);
+                found = token_by_entry(&target, key, attnum);
                 if !matches!(found, Ok(None)) {
                     break;
                 }
@@ -528,17 +618,11 @@ struct ShapeMismatch;
 ///
 /// # Safety
 /// As for `Probe::open`.
-unsafe fn token_by_entry(
-    table: Oid,
-    index_oid: Oid,
-    equality: Oid,
-    key: Datum,
-    attnum: usize,
-) -> Result<Option<IndexEntry>, ShapeMismatch> {
+unsafe fn token_by_entry(target: &Target, key: Datum, attnum: usize) -> Result<Option<IndexEntry>, ShapeMismatch> {
     // SAFETY: the body handles only plain values, and the token is copied
     // out of the entry before the probe closes.
     unsafe {
-        let mut probe = Probe::open(table, index_oid, equality, key, true);
+        let mut probe = Probe::open(target, key, true).ok_or(ShapeMismatch)?;
         // The token, then (the blind indexes from 0.3.0 on: sql/storage.sql)
         // expires_at, checked against the index as opened.
         let desc = (*probe.scan).xs_itupdesc;
@@ -579,8 +663,7 @@ unsafe fn column_is(desc: pg_sys::TupleDesc, attnum: usize, type_oid: Oid) -> bo
     }
 }
 
-const SHAPE_ERROR: &str =
-    "pii_vault: internal storage error: a column of the vault's storage is not of the type the vault reads";
+const SHAPE_ERROR: &str = "pii_vault: internal storage error: the vault's storage is not of the shape the vault reads";
 
 /// Column `attnum` of the row in `slot`, None if NULL; an error unless it
 /// is a column of type `type_oid` in the relation as opened (a concurrent
