@@ -173,3 +173,14 @@ CREATE UNIQUE INDEX records_email_index_key ON pii_vault.records (email_index) I
 SELECT try_sql($$SELECT vault_lookup('email', 'v@expiry.example')$$) AS index_without_expiry;
 ROLLBACK;
 SELECT vault_lookup('email', 'v@expiry.example') IS NULL AS expired_lookup_is_null;
+-- Nor may a token made NULL (the primary key rebuilt without NOT NULL)
+-- be read from the index entry as a pointer.
+SELECT vault_store('{"name": "N", "email": "n@expiry.example"}') AS n \gset
+BEGIN;
+ALTER TABLE pii_vault.records DROP CONSTRAINT records_pkey CASCADE;
+CREATE UNIQUE INDEX records_pkey ON pii_vault.records (token);
+ALTER TABLE pii_vault.records ALTER COLUMN token DROP NOT NULL;
+UPDATE pii_vault.records SET token = NULL WHERE token = :'n';
+SELECT try_sql($$SELECT vault_lookup('email', 'n@expiry.example')$$) AS lookup_of_null_token;
+ROLLBACK;
+SELECT vault_lookup('email', 'n@expiry.example') = :'n' AS lookup_after_rollback;

@@ -633,18 +633,27 @@ unsafe fn token_by_entry(target: &Target, key: Datum, attnum: usize) -> Result<O
             probe.close();
             return Err(ShapeMismatch);
         }
-        let token = probe.next_entry().map(|entry| {
-            let mut values = [Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
-            let mut nulls = [true; pg_sys::INDEX_MAX_KEYS as usize];
-            unguarded::index_deform_tuple(entry, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            // A uuid datum points at its 16 bytes; the token is NOT NULL.
-            let token = *values[attnum - 1].cast_mut_ptr::<[u8; 16]>();
-            // A timestamptz is by value.
-            let expires_at = (attnum < natts && !nulls[attnum]).then(|| values[attnum].value() as i64);
-            (token, expires_at)
-        });
+        let found = match probe.next_entry() {
+            None => Ok(None),
+            Some(entry) => {
+                let mut values = [Datum::from(0); pg_sys::INDEX_MAX_KEYS as usize];
+                let mut nulls = [true; pg_sys::INDEX_MAX_KEYS as usize];
+                unguarded::index_deform_tuple(entry, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+                if nulls[attnum - 1] {
+                    // The schema's token is NOT NULL; a table altered to
+                    // hold none has no pointer to read here.
+                    Err(ShapeMismatch)
+                } else {
+                    // A uuid datum points at its 16 bytes; a timestamptz
+                    // is by value.
+                    let token = *values[attnum - 1].cast_mut_ptr::<[u8; 16]>();
+                    let expires_at = (attnum < natts && !nulls[attnum]).then(|| values[attnum].value() as i64);
+                    Ok(Some((token, expires_at)))
+                }
+            }
+        };
         probe.close();
-        Ok(token)
+        found
     }
 }
 
