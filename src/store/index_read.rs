@@ -538,8 +538,10 @@ pub(super) fn read_session<R>(
     read_first(&by_id_target(heap, pkey, columns.id_hash), keys, |slot| read(slot, columns))
 }
 
-/// `read(slot)` of the first visible row of `table` whose key in unique
-/// index `index` equals one of `keys`, tried in order under one snapshot.
+/// `read(slot)` of the first visible row of the target's table whose key
+/// in the target's unique index equals one of `keys`, tried in order under
+/// one snapshot; an error when the relations are not of the target's
+/// shape (`Target::fits`).
 fn read_first<R>(
     target: &Target,
     keys: impl IntoIterator<Item = Datum>,
