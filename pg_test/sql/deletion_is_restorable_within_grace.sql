@@ -114,15 +114,7 @@ SELECT storage_state(:'carol') AS carol_row_before_purge;
 -- The purge worker connects once the database exists (pg_regress creates
 -- it after the server started, and the postmaster restarts the worker 10 s
 -- after its failed first try): wait for it, 15 s at most.
-DO $$
-BEGIN
-    FOR i IN 1..150 LOOP
-        EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity
-                          WHERE backend_type = 'pii_vault purge worker' AND datname = current_database());
-        PERFORM pg_sleep(0.1);
-        PERFORM pg_stat_clear_snapshot();
-    END LOOP;
-END $$;
+CALL wait_for_worker('pii_vault purge worker', 15);
 ALTER SYSTEM SET pii_vault.purge_interval = 1;
 SELECT pg_reload_conf();
 SELECT rows_gone(ARRAY[:'carol', :'bob']::uuid[]) AS purged;

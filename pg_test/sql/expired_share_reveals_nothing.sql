@@ -140,15 +140,7 @@ WHERE token = :'earl' ORDER BY id;
 -- The purge worker connects once the database exists (pg_regress creates
 -- it after the server started, and the postmaster restarts the worker 10 s
 -- after its failed first try): wait for it, 15 s at most.
-DO $$
-BEGIN
-    FOR i IN 1..150 LOOP
-        EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity
-                          WHERE backend_type = 'pii_vault purge worker' AND datname = current_database());
-        PERFORM pg_sleep(0.1);
-        PERFORM pg_stat_clear_snapshot();
-    END LOOP;
-END $$;
+CALL wait_for_worker('pii_vault purge worker', 15);
 -- No delete grace: the expired and the deleted record go at once (with
 -- the grace, they would stay, unreadable, that long).
 ALTER SYSTEM SET pii_vault.delete_grace = 0;

@@ -33,18 +33,28 @@ BEGIN
     END IF;
 END
 $$;
+-- Waits, `seconds` at most, for the vault's background worker `kind`
+-- ('pii_vault audit writer', 'pii_vault purge worker') to connect to this
+-- database.
+CREATE OR REPLACE PROCEDURE wait_for_worker(kind text, seconds numeric) LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => seconds);
+BEGIN
+    WHILE clock_timestamp() < deadline AND NOT EXISTS (
+        SELECT 1 FROM pg_stat_activity WHERE backend_type = kind AND datname = current_database()) LOOP
+        PERFORM pg_sleep(0.05);
+        -- pg_stat_activity is read once per transaction otherwise.
+        PERFORM pg_stat_clear_snapshot();
+    END LOOP;
+END
+$$;
+GRANT EXECUTE ON PROCEDURE wait_for_worker(text, numeric) TO PUBLIC;
 -- A fresh database: wait (10 s at most) for the audit writer to connect
 -- to it, so a suite run alone sees the vault as a suite run after others.
 DO $$
 BEGIN
     IF current_setting('shared_preload_libraries') LIKE '%pii_vault%' THEN
-        FOR i IN 1..200 LOOP
-            EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity
-                              WHERE backend_type = 'pii_vault audit writer' AND datname = current_database());
-            PERFORM pg_sleep(0.05);
-            -- pg_stat_activity is read once per transaction otherwise.
-            PERFORM pg_stat_clear_snapshot();
-        END LOOP;
+        CALL wait_for_worker('pii_vault audit writer', 10);
     END IF;
 END
 $$;
