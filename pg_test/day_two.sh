@@ -189,12 +189,36 @@ q -c "ALTER EXTENSION pii_vault UPDATE" >/dev/null
 people_intact "0.2.0 dump restored, then updated to $VERSION"
 drop_vault
 
+# A vault created as 0.3.0 (its install script as released), used by this
+# library (the audit's new columns and format, the 0.3.0 storage guards),
+# then updated.
+q -c "CREATE EXTENSION pii_vault VERSION '0.3.0'" >/dev/null
+(cd "$HERE/sql" && q -f common/setup.sql >/dev/null)
+q -c "SET pii_vault.max_reads_per_statement = 0" -c "SET pii_vault.max_writes_per_statement = 0" \
+  -c "CREATE TABLE people AS SELECT n, vault_store(jsonb_build_object('email', 'person' || n || '@upgrade.example',
+          'login', 'person' || n, 'phone', '(415) 555-26' || lpad(n::text, 2, '0'),
+          'name', CASE n WHEN 1 THEN 'Person 1 updated' ELSE 'Person ' || n END)) AS tok
+      FROM generate_series(1, 19) n" -c "SELECT vault_get(tok) FROM people" >/dev/null
+check_equal "this library works a 0.3.0 vault: its audit reads and verifies" \
+    "$(q -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FROM pii_vault.audit_log WHERE operation = 'get'" \
+         -c "SELECT ok FROM vault_audit_verify()" | tr '\n' ' ')" "t 19 t "
+q -c "ALTER EXTENSION pii_vault UPDATE" >/dev/null
+check_equal "ALTER EXTENSION pii_vault UPDATE from 0.3.0 goes to $VERSION" \
+    "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'pii_vault'")" "$VERSION"
+people_intact "0.3.0 -> $VERSION"
+check_equal "after the update the audit's events of 0.3.0 read with their acting role as calling role, one call each" \
+    "$(q -c "SELECT count(*) FILTER (WHERE calling_role = acting_role AND calls = 1) = count(*) FROM pii_vault.audit_log")" t
+q -f "$HERE/schema_snapshot.sql" >"$BASE/from030.snapshot"
+drop_vault
+
 q -c "CREATE EXTENSION pii_vault" >/dev/null
 q -f "$HERE/schema_snapshot.sql" >"$BASE/fresh.snapshot"
 check "0.1.0 -> 0.2.0 -> $VERSION leaves the schema of a fresh $VERSION install (functions, grants, tables, indexes, triggers, dump list)" \
     diff -u "$BASE/fresh.snapshot" "$BASE/upgraded.snapshot"
 check "0.1.0 -> $VERSION in one update leaves the schema of a fresh $VERSION install" \
     diff -u "$BASE/fresh.snapshot" "$BASE/direct.snapshot"
+check "0.3.0 -> $VERSION leaves the schema of a fresh $VERSION install" \
+    diff -u "$BASE/fresh.snapshot" "$BASE/from030.snapshot"
 
 restore() { as_pg "$PG_BIN/pg_restore" --single-transaction -h "$CLUSTER_DIR" -p "$CLUSTER_PORT" -d "$DB" "$DUMP" 2>&1; }
 # This vault has audited a call of its own: a restore would mix two chains.
@@ -264,7 +288,7 @@ cluster_stop
 use_cluster a
 DB=vault
 # Enough records under version 1 for a rotation that takes a while.
-q -c "SET pii_vault.max_reads_per_statement = 0" \
+q -c "SET pii_vault.max_reads_per_statement = 0" -c "SET pii_vault.max_writes_per_statement = 0" \
   -c "INSERT INTO people SELECT n, vault_store(jsonb_build_object('email', 'bulk' || n || '@rotate.example', 'name', 'Bulk ' || n))
       FROM generate_series(100, 3099) n" >/dev/null
 TOTAL="$(q -c "SELECT count(*) FROM pii_vault.records")"

@@ -113,6 +113,10 @@ run_suites main \
     app_data_is_per_record_and_app \
     consent_history_is_append_only \
     subject_export_gives_everything \
+    maintenance_cannot_launder \
+    definer_wrapper_pays \
+    storage_refuses_edits \
+    refused_flood_is_bounded \
     leave_canaries
 
 # ---- protocol paths a client library takes ----------------------------------
@@ -186,6 +190,37 @@ wait "$pid_lock"
 check_equal "an ERROR inside an index probe (lock timeout) surfaces as itself; the session's next get works" \
     "$got" "55P03 canceling statement due to lock timeout|t|race a|"
 
+# ---- a full audit queue answers nothing -----------------------------------------
+# A superuser holds the audit writer behind an ACCESS EXCLUSIVE lock on the
+# audit (a pg_write_all_data member no longer can: storage_refuses_edits),
+# and the queue is filled until a call is refused. Then a store of a taken
+# email and of a free one are both refused the same way: the 23505 the
+# first would have raised leaves no trace (fields, message, timing).
+hold_gate
+PGAPPNAME=locker cluster_psql -q -At -d "$DB" \
+    -c "BEGIN; LOCK TABLE pii_vault.audit_batches IN ACCESS EXCLUSIVE MODE; SELECT pg_advisory_xact_lock(4242); COMMIT;" >/dev/null &
+pid_lock=$!
+waiting_on_lock locker
+filled="$(cluster_psql -q -At -d "$DB" -c "SET pii_vault.max_reads_per_statement = 0" -c "DO \$\$
+BEGIN
+    LOOP
+        PERFORM vault_normalize('email', 'fill@queue.example');
+    END LOOP;
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+    RAISE NOTICE 'queue full';
+END \$\$" 2>&1)"
+check_equal "the audit queue fills while the writer is held behind a lock" "$filled" "NOTICE:  queue full"
+got="$(python3 "$HERE/full_queue.py" "$WORK" "$PORT" "$DB" postgres "race-store@example.com" 2>&1)"
+refusal="55000 pii_vault: the audit queue stayed full; the call was refused constraint=None table=None.None detail=None after 5 s"
+check_equal "full queue: a store of a taken email is refused with a bare 55000 after the common wait" \
+    "$(grep '^taken:' <<<"$got")" "taken: $refusal"
+check_equal "full queue: a store of a free email is refused exactly the same way" \
+    "$(grep '^free:' <<<"$got")" "free: $refusal"
+open_gate
+wait "$pid_lock"
+check "the audit writer drains the queue once the lock is gone" \
+    [ "$(cluster_psql -q -At -d "$DB" -c "SELECT pii_vault.audit_wait(30000)")" = t ]
+
 # ---- dump and restore: ciphertext travels, plaintext does not ---------------
 DUMP="$WORK/vault.dump.sql"
 as_pg "$PG_BIN/pg_dump" -h "$WORK" -p "$PORT" -d "$DB" -f "$DUMP"
@@ -225,7 +260,7 @@ for i in $(seq 1 12); do
 done
 wait
 elapsed=$(( $(date +%s) - started + 1 ))
-got="$("${PSQL[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FILTER (WHERE outcome = 'ok') || ' ' || count(*) FROM pii_vault.audit_log WHERE application_name = 'swarm' AND operation = 'get'" | tail -1)"
+got="$("${PSQL[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FILTER (WHERE outcome = 'ok') || ' ' || sum(calls) FROM pii_vault.audit_log WHERE application_name = 'swarm' AND operation = 'get'" | tail -1)"
 "${PSQL[@]}" -c "ALTER SYSTEM RESET pii_vault.max_reads_per_minute" -c "SELECT pg_reload_conf()" >/dev/null
 check "12 concurrent sessions of one role: at most 7 + 1 per second of 60 reads pass (got ${got% *} of ${got#* } in ${elapsed} s)" \
     all_of "[ '${got#* }' = 60 ]" "[ '${got% *}' -ge 7 ]" "[ '${got% *}' -le $((7 + elapsed)) ]"
@@ -278,7 +313,7 @@ purge_pid() { "${PSQL[@]}" -c "SELECT pid FROM pg_stat_activity WHERE backend_ty
 doomed_left() { "${PSQL[@]}" -c "SELECT count(*) FROM pii_vault.records r JOIN purge_doomed d ON d.tok = r.token"; }
 "${PSQL[@]}" -c "ALTER SYSTEM SET pii_vault.purge_interval = 1" -c "ALTER SYSTEM SET pii_vault.delete_grace = 0" \
     -c "SELECT pg_reload_conf()" >/dev/null
-"${PSQL[@]}" -c "SET pii_vault.max_reads_per_statement = 0" -c "CREATE TABLE purge_live AS SELECT n, vault_store(jsonb_build_object('n', n, 'email', 'live' || n || '@purge.example')) AS tok
+"${PSQL[@]}" -c "SET pii_vault.max_reads_per_statement = 0" -c "SET pii_vault.max_writes_per_statement = 0" -c "CREATE TABLE purge_live AS SELECT n, vault_store(jsonb_build_object('n', n, 'email', 'live' || n || '@purge.example')) AS tok
                  FROM generate_series(1, 500) n" \
     -c "CREATE TABLE purge_doomed AS SELECT n, vault_store(jsonb_build_object('n', n), now() + interval '1 hour') AS tok
         FROM generate_series(1, 5000) n" >/dev/null

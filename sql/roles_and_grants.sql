@@ -27,9 +27,14 @@ REVOKE ALL ON FUNCTION pii_vault.audit_wait(integer) FROM PUBLIC;
 
 -- The audit, one row per event, decoded from the writer's batches. Like
 -- the tables, granted to nobody: auditors read it through vault_audit().
+-- calling_role is the role whose rights called the vault: the owner of a
+-- SECURITY DEFINER function around the call, else acting_role. calls is
+-- how many calls the event stands for: 1, or more for failed calls of one
+-- statement and second folded into one event (src/audit/mod.rs).
 CREATE VIEW pii_vault.audit_log AS
 SELECT e.id, e.at, e.session_role::name AS session_role, e.acting_role::name AS acting_role,
-       e.application_name, e.operation, e.token, e.fields, e.outcome, e.purpose
+       e.application_name, e.operation, e.token, e.fields, e.outcome, e.purpose,
+       e.calling_role::name AS calling_role, e.calls
 FROM pii_vault.audit_batches AS b
 CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e;
 REVOKE ALL ON pii_vault.audit_log FROM PUBLIC;
@@ -62,7 +67,8 @@ CREATE TRIGGER key_check_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON
 -- The audit of one token, for auditors and admins (no PII in it).
 CREATE FUNCTION vault_audit(for_token uuid)
 RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,
-               operation text, token uuid, fields text[], outcome text, purpose text)
+               operation text, token uuid, fields text[], outcome text, purpose text, calling_role name,
+               calls bigint)
 LANGUAGE plpgsql STRICT VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pii_vault, pg_temp
 AS $$
@@ -74,7 +80,7 @@ BEGIN
     -- Each batch's token filter skips the batches that cannot name it.
     RETURN QUERY
         SELECT e.id, e.at, e.session_role::name, e.acting_role::name, e.application_name,
-               e.operation, e.token, e.fields, e.outcome, e.purpose
+               e.operation, e.token, e.fields, e.outcome, e.purpose, e.calling_role::name, e.calls
         FROM pii_vault.audit_batches AS b
         CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e
         WHERE pii_vault.audit_batch_may_name(b.token_filter, for_token) AND e.token = for_token
@@ -193,31 +199,25 @@ CREATE TRIGGER consent_history_append_only BEFORE UPDATE OR DELETE ON pii_vault.
 CREATE TRIGGER consent_history_no_truncate BEFORE TRUNCATE ON pii_vault.consent_history
     FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.consent_history_append_only();
 
--- Shares and consents are written only through the vault's functions
--- (which run as the extension's owner): a member of pg_write_all_data
--- could otherwise widen every share's fields or lifetime, or forge a
--- consent or its history, without reading a row. Superusers (a restore,
--- the purge worker) pass; they are out of the vault's reach anyway.
-CREATE FUNCTION pii_vault.guard_vault_writes() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
+-- Every table of the vault is written only by the vault's own code (its
+-- functions run as the extension's owner, a superuser; so do its workers
+-- and a restore): one check per statement (src/api/storage_guards.rs). A
+-- member of pg_write_all_data could otherwise stop the vault with one
+-- UPDATE of key_check, widen every share's fields or lifetime, forge a
+-- consent, or undo a delete, without reading a row.
+REVOKE ALL ON FUNCTION pii_vault.storage_guard() FROM PUBLIC;
+DO $$
+DECLARE
+    t text;
 BEGIN
-    IF current_user <> (SELECT pg_catalog.pg_get_userbyid(e.extowner) FROM pg_catalog.pg_extension e
-                        WHERE e.extname = 'pii_vault')
-       AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
-        RAISE EXCEPTION 'pii_vault: % of %.% only through the vault''s functions', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+    FOREACH t IN ARRAY ARRAY['records', 'key_check', 'audit_batches', 'audit_anchor', 'shares', 'sessions',
+                             'app_data', 'consents', 'consent_history'] LOOP
+        EXECUTE pg_catalog.format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pii_vault.%I '
+                                  'FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.storage_guard()',
+                                  t || '_storage_guard', t);
+    END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION pii_vault.guard_vault_writes() FROM PUBLIC;
-CREATE TRIGGER shares_guard_vault_writes BEFORE INSERT OR UPDATE OR DELETE ON pii_vault.shares
-    FOR EACH ROW EXECUTE FUNCTION pii_vault.guard_vault_writes();
-CREATE TRIGGER consents_guard_vault_writes BEFORE INSERT OR UPDATE OR DELETE ON pii_vault.consents
-    FOR EACH ROW EXECUTE FUNCTION pii_vault.guard_vault_writes();
-CREATE TRIGGER consent_history_guard_vault_writes BEFORE INSERT ON pii_vault.consent_history
-    FOR EACH ROW EXECUTE FUNCTION pii_vault.guard_vault_writes();
 
 -- The right of access: everything about one subject (admin).
 REVOKE ALL ON FUNCTION vault_subject_export(uuid) FROM PUBLIC;

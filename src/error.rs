@@ -84,6 +84,40 @@ impl KeyProblem {
     }
 }
 
+/// Whose per-minute budget a call is charged to: every call is charged to
+/// both (once when they are the same role), each unless a superuser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Payer {
+    /// The session's login role (which `SET ROLE` does not change).
+    #[error("this login role")]
+    Login,
+    /// The role whose rights called the vault, when it is another: the
+    /// owner of a SECURITY DEFINER function around the call, or the role
+    /// set by `SET ROLE`.
+    #[error("the role calling the vault")]
+    Caller,
+}
+
+/// Where PostgreSQL runs code for a role without that role being the one
+/// charged or named: a vault call there is refused (42501).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unattributable {
+    /// ANALYZE (manual or automatic), VACUUM, CREATE INDEX, REINDEX,
+    /// CLUSTER, REFRESH MATERIALIZED VIEW: PostgreSQL runs the table
+    /// owner's expressions there, and keeps what they return in
+    /// statistics, indexes and materialized views.
+    #[error(
+        "inside a security-restricted operation (ANALYZE, VACUUM, CREATE INDEX, REINDEX, CLUSTER, a materialized view)"
+    )]
+    RestrictedOperation,
+    /// As the bootstrap superuser, with a fresh statement per table.
+    #[error("in autovacuum workers")]
+    Autovacuum,
+    /// Other extensions' workers and logical replication's apply workers.
+    #[error("in background workers")]
+    BackgroundWorker,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
     #[error("pii_vault: {0}")]
@@ -125,16 +159,22 @@ pub enum VaultError {
     AuditUnavailable,
     #[error("pii_vault: read limit reached: more than pii_vault.max_reads_per_statement ({0}) reads in one statement")]
     ReadsPerStatement(i32),
-    #[error("pii_vault: read limit reached: pii_vault.max_reads_per_minute ({0}) reads by this login role in the last minute")]
-    ReadsPerMinute(i32),
+    #[error("pii_vault: read limit reached: pii_vault.max_reads_per_minute ({0}) reads by {1} in the last minute")]
+    ReadsPerMinute(i32, Payer),
     #[error(
         "pii_vault: write limit reached: more than pii_vault.max_writes_per_statement ({0}) writes in one statement"
     )]
     WritesPerStatement(i32),
-    #[error("pii_vault: write limit reached: pii_vault.max_writes_per_minute ({0}) writes by this login role in the last minute")]
-    WritesPerMinute(i32),
+    #[error("pii_vault: write limit reached: pii_vault.max_writes_per_minute ({0}) writes by {1} in the last minute")]
+    WritesPerMinute(i32, Payer),
     #[error("pii_vault: vault functions do not run in parallel workers")]
     InParallelWorker,
+    #[error("pii_vault: vault functions do not run {0}")]
+    Unattributable(Unattributable),
+    #[error("pii_vault: the role calling the vault may not execute this function")]
+    CallerMayNotExecute,
+    #[error("pii_vault: {0} is refused: only the vault's own code changes or locks them")]
+    StorageWriteRefused(&'static str),
     #[error("pii_vault: bulk export is disabled")]
     BulkExportDisabled,
     #[error("pii_vault: bulk export is only for members of pii_vault_admin")]

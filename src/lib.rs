@@ -65,6 +65,7 @@ pub extern "C-unwind" fn _PG_init() {
     if preloading {
         shmem::init();
         throttle::statement::install_hooks();
+        throttle::caller::install_hook();
         audit::writer::register();
         purge::register();
     }

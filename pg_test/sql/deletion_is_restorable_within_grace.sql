@@ -124,9 +124,32 @@ SELECT count(*) AS bob_rows FROM pii_vault.records WHERE token = :'bob';
 SELECT count(*) AS alice_and_bob2_rows FROM pii_vault.records WHERE token IN (:'alice', :'bob2');
 SELECT vault_get(:'alice') ->> 'name' AS alice_after_purge, vault_get(:'bob2') ->> 'name' AS bob2_after_purge;
 
--- 7. A grace of 0: the delete removes the row at once (checked in the
+-- 7. An expiry is no quicker way to destroy a record than a delete: the
+-- application's role sets one 10 ms ahead; the record is invisible at
+-- once, but the purge (running every second now) leaves its row for the
+-- grace (an hour here), and an admin restores it, expiry cleared,
+-- lookups back.
+ALTER SYSTEM SET pii_vault.delete_grace = '1h';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.2);
+\c - app_writer
+SELECT vault_store('{"name": "Erin", "email": "erin@restore.example"}') AS erin \gset
+SELECT vault_set_expiry(:'erin', clock_timestamp() + interval '10 milliseconds') AS erin_expiring;
+SELECT pg_sleep(0.05);
+SELECT vault_get(:'erin') IS NULL AS erin_invisible, vault_lookup('email', 'erin@restore.example') IS NULL AS erin_not_found;
+SELECT vault_set_expiry(:'erin', NULL) AS writer_clears_expiry;
+\c - postgres
+SELECT pg_sleep(2);
+SELECT storage_state(:'erin') AS erin_row_after_purge_rounds;
+\c - restore_admin
+SELECT vault_restore(:'erin') AS erin_restored;
+SELECT vault_get(:'erin') ->> 'name' AS erin_name, vault_lookup('email', 'erin@restore.example') = :'erin' AS erin_found;
+SELECT vault_restore(:'erin') AS erin_restored_twice;
+
+-- 8. A grace of 0: the delete removes the row at once (checked in the
 -- deleting transaction, before any purge could run; the worker is sent
 -- away again first).
+\c - postgres
 ALTER SYSTEM SET pii_vault.purge_interval = '1d';
 ALTER SYSTEM SET pii_vault.delete_grace = 0;
 SELECT pg_reload_conf();
@@ -144,10 +167,10 @@ SELECT vault_restore(:'dave') AS restore_with_zero_grace;
 
 \c - postgres
 SELECT pii_vault.audit_wait() AS audit_written;
-SELECT CASE token WHEN :'alice' THEN 'alice' WHEN :'bob' THEN 'bob' WHEN :'carol' THEN 'carol' WHEN :'dave' THEN 'dave' END AS who,
+SELECT CASE token WHEN :'alice' THEN 'alice' WHEN :'bob' THEN 'bob' WHEN :'carol' THEN 'carol' WHEN :'dave' THEN 'dave' WHEN :'erin' THEN 'erin' END AS who,
        operation, outcome, count(*)
 FROM pii_vault.audit_log
-WHERE token IN (:'alice', :'bob', :'carol', :'dave') AND operation IN ('delete', 'restore', 'purge')
+WHERE token IN (:'alice', :'bob', :'carol', :'dave', :'erin') AND operation IN ('delete', 'restore', 'purge', 'set_expiry')
 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 ALTER SYSTEM RESET pii_vault.purge_interval;
 ALTER SYSTEM RESET pii_vault.delete_grace;

@@ -12,7 +12,10 @@ ALTER SYSTEM SET pii_vault.max_reads_per_minute = 0;
 SELECT pg_reload_conf();
 SELECT pg_sleep(0.2);
 CREATE ROLE cursor_thief LOGIN IN ROLE pii_vault_reader;
+-- Stores are writes: a superuser lifts the budget to set up 400 at once.
+SET pii_vault.max_writes_per_statement = 0;
 CREATE TABLE victims AS SELECT n, vault_store(jsonb_build_object('n', n)) AS tok FROM generate_series(1, 400) AS n;
+RESET pii_vault.max_writes_per_statement;
 CREATE TABLE loot (n int, rec jsonb);
 GRANT SELECT ON victims TO cursor_thief;
 GRANT SELECT, INSERT, DELETE ON loot TO cursor_thief;

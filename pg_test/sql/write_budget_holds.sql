@@ -14,13 +14,15 @@ SELECT pg_reload_conf();
 SELECT pg_sleep(0.2);
 SHOW pii_vault.max_writes_per_statement;
 CREATE ROLE wiper LOGIN IN ROLE pii_vault_writer;
--- Storing an email counts as a read: a superuser lifts the statement's
--- budget to set up 300 customers in one statement.
+-- A store is a write, and storing an email also a read: a superuser
+-- lifts the statement's budgets to set up 300 customers in one statement.
 SET pii_vault.max_reads_per_statement = 0;
+SET pii_vault.max_writes_per_statement = 0;
 CREATE TABLE customers AS
 SELECT n, vault_store(jsonb_build_object('n', n, 'email', 'customer' || n || '@shop.example')) AS tok
 FROM generate_series(1, 300) AS n;
 RESET pii_vault.max_reads_per_statement;
+RESET pii_vault.max_writes_per_statement;
 GRANT SELECT ON customers TO wiper;
 -- Live records: a deleted one is invisible at once (its row stays for
 -- pii_vault.delete_grace, restorable by an admin).
@@ -73,6 +75,35 @@ BEGIN
     RAISE NOTICE 'probe outcomes: %', tally;
 END $$;
 
+-- 3b. Everything that adds to the disk or answers counts. A store is a
+-- write whatever it holds: 200 records of 1 MB without an email, phone
+-- or login in one statement stop at the 101st. The 100 before it were
+-- written (rolled back, their rows dead until vacuumed): the table and
+-- the WAL grow by 100 records' worth, not 200.
+\c - postgres
+CREATE FUNCTION vault_bytes() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS
+$$ SELECT pg_total_relation_size('pii_vault.records') $$;
+GRANT EXECUTE ON FUNCTION vault_bytes() TO wiper;
+\c - wiper
+SELECT vault_bytes() AS bytes_before, pg_current_wal_lsn() AS wal_before \gset
+SELECT try_sql($$SELECT count(vault_store(jsonb_build_object('blob', repeat(md5(n::text), 32000))))
+                 FROM generate_series(1, 200) AS n$$) AS big_stores;
+SELECT (vault_bytes() - :bytes_before) / 1024000 BETWEEN 100 AND 110 AS table_grew_by_100_records,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), :'wal_before') / 1024000 BETWEEN 100 AND 110 AS wal_grew_by_100_records;
+-- vault_normalize answers and is audited: it counts as a read.
+SELECT try_sql($$SELECT count(vault_normalize('email', 'n' || n || '@shop.example')) FROM generate_series(1, 101) AS n$$)
+    AS normalize_flood;
+-- Each lookup value a store sets is tested, and counts as one read: 34
+-- stores with an email, a phone and a login are 102 reads.
+SELECT try_sql($$SELECT count(vault_store(jsonb_build_object('email', 'three' || n || '@shop.example',
+                                                                'phone', '+1 415 555 ' || (1000 + n),
+                                                                'login', 'three' || n)))
+                 FROM generate_series(1, 34) AS n$$) AS three_values_each;
+SELECT count(vault_store(jsonb_build_object('email', 'three' || n || '@shop.example',
+                                            'phone', '+1 415 555 ' || (1000 + n),
+                                            'login', 'three' || n))) AS three_values_33
+FROM generate_series(1, 33) AS n;
+
 -- 4. Per minute, across sessions: at 30 writes a minute (2 s each, a
 -- burst of 3), four deletes pass at once and the fifth is refused.
 \c - postgres
@@ -92,7 +123,9 @@ SELECT records_left();
 
 \c - postgres
 SELECT pii_vault.audit_wait() AS audit_written;
-SELECT operation, outcome, count(*) FROM pii_vault.audit_log
+-- Calls, not events: a session's failed calls past the 30th in a second
+-- are folded into counted events.
+SELECT operation, outcome, sum(calls) AS calls FROM pii_vault.audit_log
 WHERE session_role = 'wiper' GROUP BY 1, 2 ORDER BY 1, 2;
 ALTER SYSTEM RESET pii_vault.max_reads_per_minute;
 ALTER SYSTEM RESET pii_vault.max_writes_per_minute;

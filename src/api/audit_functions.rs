@@ -143,8 +143,11 @@ mod pii_vault {
     /// The events of one stored audit batch, one row each (behind the view
     /// pii_vault.audit_log and vault_audit). Decoding only: the MACs are
     /// checked by vault_audit_verify(). A batch that does not decode was
-    /// altered, and reading it is an error (XX001). No pinned search_path:
-    /// it is not SECURITY DEFINER and resolves no names, and a `SET` clause
+    /// altered, and reading it is an error (XX001). Columns are only ever
+    /// added at the end: a backend runs an earlier release's declaration
+    /// of this function until ALTER EXTENSION UPDATE, and PostgreSQL forms
+    /// its rows from the declared columns only. No pinned search_path: it
+    /// is not SECURITY DEFINER and resolves no names, and a `SET` clause
     /// would cost PostgreSQL's GUC save and restore on every batch row.
     // pgrx reads the column names from the name!() types of the signature
     // itself, so they cannot move into a type alias.
@@ -166,6 +169,8 @@ mod pii_vault {
             name!(fields, Option<Vec<String>>),
             name!(outcome, String),
             name!(purpose, Option<String>),
+            name!(calling_role, String),
+            name!(calls, i64),
         ),
     > {
         let records =
@@ -182,6 +187,8 @@ mod pii_vault {
                 r.fields.map(|names| names.into_iter().map(std::borrow::Cow::into_owned).collect()),
                 r.outcome.into_owned(),
                 Some(r.purpose.into_owned()).filter(|p| !p.is_empty()),
+                r.calling_role.into_owned(),
+                i64::from(r.calls),
             )
         }))
     }

@@ -11,19 +11,37 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use super::errors::raise;
 use crate::audit::event::{fields_fit, FIELD_BYTES};
 use crate::audit::{self, Operation, Outcome};
-use crate::error::VaultError;
+use crate::error::{Unattributable, VaultError};
 use crate::throttle::{self, Kind, Limit};
+use pgrx::pg_sys;
 
 /// What the audit will say about the call in progress.
 pub struct Call {
     pub token: Option<[u8; 16]>,
     pub fields: Option<Vec<String>>,
     pub outcome: Outcome,
+    /// Whether a budget was charged: past that point a failing call may
+    /// have read its record, so its failure is audited per token.
+    charged: bool,
 }
 
 pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R {
-    let mut call = Call { token: None, fields: None, outcome: Outcome::Ok };
-    match catch_unwind(AssertUnwindSafe(|| body(&mut call))) {
+    let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, charged: false };
+    super::errors::take_answers();
+    // The error context stack as the call found it: an error replaced
+    // below must not keep what the body pushed for its own error (a
+    // duplicate's constraint name would answer the probe it withholds).
+    // SAFETY: a plain read of a backend global.
+    let context_at_entry = unsafe { pg_sys::error_context_stack };
+    match catch_unwind(AssertUnwindSafe(|| {
+        if let Some(context) = unattributable() {
+            call.deny(VaultError::Unattributable(context));
+        }
+        if !caller_may_execute() {
+            call.deny(VaultError::CallerMayNotExecute);
+        }
+        body(&mut call)
+    })) {
         Ok(result) => {
             if !audit::record(operation, call.token.as_ref(), call.fields.as_deref(), call.outcome) {
                 raise(VaultError::AuditUnavailable);
@@ -40,18 +58,80 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R 
             // does, and if its event cannot be queued its own error (a
             // duplicate says the value exists) is withheld too. Not when
             // the key is unusable: the writer writes nothing then, and the
-            // call touched no data.
+            // call touched no data. A failure that returned nothing and
+            // answers nothing may be folded with others of its statement
+            // and second into one event (`audit::record_failure`); one
+            // that answers (a duplicate) is an event of its own.
+            let answers = super::errors::take_answers();
+            let by_token = outcome == Outcome::Error && call.charged;
+            let (token, fields) = (call.token.as_ref(), call.fields.as_deref());
+            let queue = |wait: bool| {
+                if answers {
+                    if wait {
+                        audit::record(operation, token, fields, outcome)
+                    } else {
+                        audit::record_if_room(operation, token, fields, outcome);
+                        true
+                    }
+                } else {
+                    audit::record_failure(operation, token, fields, outcome, by_token, wait)
+                }
+            };
             if super::guard::key_usable() {
-                if !audit::record(operation, call.token.as_ref(), call.fields.as_deref(), outcome) {
+                if !queue(true) {
                     drop(error);
+                    // SAFETY: restores the stack to the entries it had when
+                    // the call began, all of which are still live.
+                    unsafe { pg_sys::error_context_stack = context_at_entry };
                     raise(VaultError::AuditUnavailable);
                 }
             } else {
-                audit::record_if_room(operation, call.token.as_ref(), call.fields.as_deref(), outcome);
+                queue(false);
             }
             resume_unwind(error)
         }
     }
+}
+
+/// Where a vault call would run without the role that set it off being
+/// charged or named: PostgreSQL runs a table owner's expressions inside
+/// security-restricted operations (ANALYZE, also in autovacuum as the
+/// bootstrap superuser with a fresh statement per table; index builds;
+/// materialized views) and keeps what they return in statistics, indexes
+/// and materialized views; background workers (logical replication's
+/// apply workers, other extensions' jobs) run as whoever registered them.
+/// The vault's own workers never come through here.
+fn unattributable() -> Option<Unattributable> {
+    // SAFETY: plain reads of backend globals.
+    unsafe {
+        if pg_sys::InSecurityRestrictedOperation() {
+            Some(Unattributable::RestrictedOperation)
+        } else if pg_sys::MyBackendType == pg_sys::BackendType::B_AUTOVAC_WORKER {
+            Some(Unattributable::Autovacuum)
+        } else if pg_sys::MyBackendType == pg_sys::BackendType::B_BG_WORKER {
+            Some(Unattributable::BackgroundWorker)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether the role that called the vault (`throttle::caller`) may itself
+/// execute the vault function it reached. PostgreSQL checks EXECUTE when a
+/// query is set up, as the role of that moment: a portal opened by a
+/// SECURITY DEFINER function runs its vault calls when fetched, after the
+/// function returned, with nobody's rights but the fetching session's, and
+/// a foreign key's action runs as the table's owner without a function of
+/// the owner's. Such a call would be charged to and named as a role that
+/// could not have made it.
+fn caller_may_execute() -> bool {
+    let caller = crate::throttle::caller::caller();
+    let Some(function) = caller.entered else {
+        return true;
+    };
+    // SAFETY: a catalog lookup of a function that is running.
+    let verdict = unsafe { pg_sys::pg_proc_aclcheck(function, caller.role, pg_sys::ACL_EXECUTE as pg_sys::AclMode) };
+    verdict == pg_sys::AclResult::ACLCHECK_OK
 }
 
 impl Call {
@@ -88,6 +168,7 @@ impl Call {
             self.outcome = Outcome::Throttled;
             raise(error_of(limit));
         }
+        self.charged = true;
     }
 
     /// The field names the audit will name; refused (54000) when they do
@@ -117,17 +198,17 @@ impl Call {
 fn error_of(limit: Limit) -> VaultError {
     match limit {
         Limit::PerStatement(Kind::Reads, n) => VaultError::ReadsPerStatement(n),
-        Limit::PerMinute(Kind::Reads, n) => VaultError::ReadsPerMinute(n),
+        Limit::PerMinute(Kind::Reads, n, payer) => VaultError::ReadsPerMinute(n, payer),
         Limit::PerStatement(Kind::Writes, n) => VaultError::WritesPerStatement(n),
-        Limit::PerMinute(Kind::Writes, n) => VaultError::WritesPerMinute(n),
+        Limit::PerMinute(Kind::Writes, n, payer) => VaultError::WritesPerMinute(n, payer),
     }
 }
 
 fn setting_of(limit: Limit) -> (&'static str, i32) {
     match limit {
         Limit::PerStatement(Kind::Reads, n) => ("pii_vault.max_reads_per_statement", n),
-        Limit::PerMinute(Kind::Reads, n) => ("pii_vault.max_reads_per_minute", n),
+        Limit::PerMinute(Kind::Reads, n, _) => ("pii_vault.max_reads_per_minute", n),
         Limit::PerStatement(Kind::Writes, n) => ("pii_vault.max_writes_per_statement", n),
-        Limit::PerMinute(Kind::Writes, n) => ("pii_vault.max_writes_per_minute", n),
+        Limit::PerMinute(Kind::Writes, n, _) => ("pii_vault.max_writes_per_minute", n),
     }
 }

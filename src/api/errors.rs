@@ -13,8 +13,13 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
     use VaultError::*;
     match error {
         Unavailable(_) | UnknownKeyVersion(_) | AuditUnavailable => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        BulkExportDisabled | NotAdmin | AuditAppendOnly => ERRCODE_INSUFFICIENT_PRIVILEGE,
-        ReadsPerStatement(_) | ReadsPerMinute(_) | WritesPerStatement(_) | WritesPerMinute(_) => {
+        BulkExportDisabled
+        | NotAdmin
+        | AuditAppendOnly
+        | Unattributable(_)
+        | CallerMayNotExecute
+        | StorageWriteRefused(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+        ReadsPerStatement(_) | ReadsPerMinute(..) | WritesPerStatement(_) | WritesPerMinute(..) => {
             ERRCODE_PROGRAM_LIMIT_EXCEEDED
         }
         InParallelWorker => ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -65,7 +70,13 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
         AuditNotEmpty => Some(
             "Restore into a database where pii_vault has just been created, with pg_restore --single-transaction so a refused restore leaves nothing; here, DROP EXTENSION pii_vault (allowed while it holds no records) and restore again.",
         ),
-        ReadsPerMinute(_) | WritesPerMinute(_) => Some(
+        Unattributable(_) => Some(
+            "Call the vault from the application's own statements: statistics, an index or a materialized view computed from vault data would keep it in plaintext, and nobody's budget would pay for the calls.",
+        ),
+        CallerMayNotExecute => Some(
+            "The vault was reached with the rights of a role that has no EXECUTE on it: a cursor opened by a SECURITY DEFINER function and fetched after it returned, or an action PostgreSQL runs for a table's owner. Call the vault within the function, as a role granted it.",
+        ),
+        ReadsPerMinute(..) | WritesPerMinute(..) => Some(
             "The budget refills continuously at its rate per minute; retry later, or ask a superuser to raise it in postgresql.conf.",
         ),
         _ => None,
@@ -93,6 +104,7 @@ fn detail(error: &VaultError) -> Option<String> {
 /// hint.
 pub fn raise(error: VaultError) -> ! {
     if let VaultError::Duplicate(kind) = error {
+        ANSWERS.set(true);
         name_the_constraint(kind);
     }
     let mut report = ErrorReport::new(sqlstate(&error), error.to_string(), "pii_vault");
@@ -104,6 +116,18 @@ pub fn raise(error: VaultError) -> ! {
     }
     report.report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
+}
+
+thread_local! {
+    /// Whether an error raised since `take_answers` answers a question
+    /// (a duplicate says the value is taken).
+    static ANSWERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether an error raised since the last call answers a question (its
+/// audit event must stand for that call alone); resets it.
+pub fn take_answers() -> bool {
+    ANSWERS.replace(false)
 }
 
 /// Unwraps a core result or raises its error.

@@ -56,9 +56,13 @@ fn vault_health() -> TableIterator<'static, (name!(check_name, String), name!(ok
         log_setting("log_parameter_max_length_on_error", |v| v == "0", "set log_parameter_max_length_on_error = 0: failing statements would be logged with their bind parameters"),
         log_setting("log_min_error_statement", |v| v == "panic", "set log_min_error_statement = panic: the text of failing statements (values inlined by a client) is logged"),
         log_setting("log_error_verbosity", |v| v == "terse", "set log_error_verbosity = terse: CONTEXT lines of logged errors quote the SQL of functions and DO blocks, values included"),
+        log_setting("log_transaction_sample_rate", |v| v == "0", "set log_transaction_sample_rate = 0: the statements of sampled transactions are logged with their text"),
         auto_explain(),
         pg_stat_statements(),
+        role_settings(),
         read_all_data_members(),
+        server_file_roles(),
+        admin_logins(),
         function_grants(),
         storage_grants(),
         audit_writer(),
@@ -145,7 +149,9 @@ fn auto_explain() -> Check {
     )
 }
 
-fn query_list(sql: &str) -> Vec<String> {
+/// The first column of a query's rows; None when the query failed (a
+/// check then fails too: it cannot vouch for what it did not see).
+fn query_list(sql: &str) -> Option<Vec<String>> {
     Spi::connect(|client| {
         let rows = client.select(sql, None, &[])?;
         let mut out = Vec::new();
@@ -156,36 +162,185 @@ fn query_list(sql: &str) -> Vec<String> {
         }
         Ok::<_, pgrx::spi::SpiError>(out)
     })
-    .unwrap_or_default()
+    .ok()
 }
 
+/// The grant matrix of README's Roles: every function of the vault and the
+/// roles that may execute it (besides its owner). The audit functions
+/// PostgreSQL calls for the view and the triggers are granted to nobody.
+const GRANTS: &[(&str, &[&str])] = &[
+    ("vault_get(uuid)", READERS),
+    ("vault_get(uuid,text[])", READERS),
+    ("vault_lookup(text,text)", READERS),
+    ("vault_normalize(text,text)", READERS),
+    ("vault_appdata_get(uuid,text)", READERS),
+    ("vault_consents(uuid)", READERS),
+    ("vault_consent_history(uuid)", READERS),
+    ("vault_get_shared(uuid)", &["pii_vault_share_reader", "pii_vault_reader", "pii_vault_writer", "pii_vault_admin"]),
+    ("vault_store(jsonb)", WRITERS),
+    ("vault_store(jsonb,timestamp with time zone)", WRITERS),
+    ("vault_update(uuid,jsonb)", WRITERS),
+    ("vault_delete(uuid)", WRITERS),
+    ("vault_set_expiry(uuid,timestamp with time zone)", WRITERS),
+    ("vault_share(uuid,text[],interval)", WRITERS),
+    ("vault_unshare(uuid)", WRITERS),
+    ("vault_session_store(jsonb,interval,uuid)", WRITERS),
+    ("vault_session_get(uuid)", WRITERS),
+    ("vault_session_delete(uuid)", WRITERS),
+    ("vault_sessions(uuid)", WRITERS),
+    ("vault_appdata_set(uuid,text,jsonb)", WRITERS),
+    ("vault_appdata_delete(uuid,text)", WRITERS),
+    ("vault_consent_set(uuid,text,boolean,text,timestamp with time zone)", WRITERS),
+    ("vault_audit(uuid)", AUDITORS),
+    ("vault_audit_verify()", AUDITORS),
+    ("vault_health()", AUDITORS),
+    ("vault_key_versions()", AUDITORS),
+    ("vault_export_all()", ADMINS),
+    ("vault_restore(uuid)", ADMINS),
+    ("vault_erase(uuid)", ADMINS),
+    ("vault_subject_export(uuid)", ADMINS),
+    ("vault_rotate_batch(integer,boolean)", ADMINS),
+    ("vault_rotate(integer,interval)", ADMINS),
+    ("vault_audit_prune(timestamp with time zone)", ADMINS),
+];
+const READERS: &[&str] = &["pii_vault_reader", "pii_vault_writer", "pii_vault_admin"];
+const WRITERS: &[&str] = &["pii_vault_writer", "pii_vault_admin"];
+const AUDITORS: &[&str] = &["pii_vault_auditor", "pii_vault_admin"];
+const ADMINS: &[&str] = &["pii_vault_admin"];
+
+/// Every EXECUTE grant of the vault's functions that differs from
+/// `GRANTS`, function by function: granted beyond it (to PUBLIC, to
+/// another role, to the wrong vault role) or missing from it.
 fn function_grants() -> Check {
-    let unexpected = query_list(
-        "SELECT p.oid::regprocedure::text || ' to ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END \
+    let expected: Vec<String> = GRANTS
+        .iter()
+        .flat_map(|(function, roles)| roles.iter().map(move |role| format!("{function} to {role}")))
+        .collect();
+    let found = query_list(
+        "SELECT pg_catalog.regexp_replace(p.oid::regprocedure::text, '^.*\\.', '') || ' to ' \
+                || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END \
          FROM pg_catalog.pg_proc p \
          JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e' \
          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pii_vault' \
-         CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a \
+         CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) a \
          WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner \
-           AND (a.grantee = 0 OR a.grantee::regrole::text NOT IN \
-                ('pii_vault_reader', 'pii_vault_writer', 'pii_vault_auditor', 'pii_vault_admin', \
-                 'pii_vault_share_reader')) \
          ORDER BY 1",
     );
+    let Some(found) = found else {
+        return unknown("function_grants");
+    };
+    let extra: Vec<&str> = found.iter().filter(|g| !expected.contains(g)).map(String::as_str).collect();
+    let missing: Vec<&str> = expected.iter().filter(|g| !found.contains(g)).map(String::as_str).collect();
+    let problem = match (extra.is_empty(), missing.is_empty()) {
+        (true, true) => None,
+        _ => Some(format!(
+            "EXECUTE grants differ from the documented matrix (README, Roles); granted beyond it: {}; missing: {}; REVOKE the first, GRANT the second",
+            if extra.is_empty() { "none".to_string() } else { extra.join(", ") },
+            if missing.is_empty() { "none".to_string() } else { missing.join(", ") },
+        )),
+    };
+    check("function_grants", problem, "EXECUTE exactly as the documented matrix grants it")
+}
+
+/// A check whose own query failed: not ok (it cannot vouch for anything).
+fn unknown(name: &'static str) -> Check {
+    check(name, Some("the check's own query failed; see the server log".into()), "")
+}
+
+/// Roles that can read the keyfile or the data files through the server
+/// (`COPY … FROM` a file, `pg_read_file`, `COPY … FROM PROGRAM`): as good
+/// as the key for the vault.
+fn server_file_roles() -> Check {
+    let Some(members) = query_list(
+        "SELECT m.oid::regrole::text || ' (' || pg_catalog.string_agg(g.rolname, ', ' ORDER BY g.rolname) || ')' \
+         FROM pg_catalog.pg_roles m \
+         JOIN pg_catalog.pg_roles g ON g.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program') \
+              AND g.oid <> m.oid AND pg_catalog.pg_has_role(m.oid, g.oid, 'MEMBER') \
+         WHERE NOT m.rolsuper \
+         GROUP BY m.oid ORDER BY 1",
+    ) else {
+        return unknown("server_file_roles");
+    };
     check(
-        "function_grants",
-        (!unexpected.is_empty()).then(|| {
+        "server_file_roles",
+        (!members.is_empty()).then(|| {
             format!(
-                "EXECUTE granted beyond the vault's roles: {}; REVOKE it and grant pii_vault_* roles instead",
-                unexpected.join(", ")
+                "members of pg_read_server_files, pg_write_server_files or pg_execute_server_program can read the keyfile or run commands as the server: {}; revoke those memberships",
+                members.join(", ")
             )
         }),
-        "EXECUTE only for the pii_vault_* roles",
+        "no role but superusers can read server files or run server programs",
+    )
+}
+
+/// Settings made with ALTER ROLE … SET or ALTER DATABASE … SET that log
+/// statements or their parameters, for a member of a vault role (or every
+/// role) in this database (or every database): postgresql.conf may be
+/// right while the application's own role logs every value it sends.
+fn role_settings() -> Check {
+    let Some(found) = query_list(
+        "SELECT CASE WHEN s.setrole = 0 THEN 'every role' ELSE 'role ' || s.setrole::regrole::text END \
+                || CASE WHEN s.setdatabase = 0 THEN '' ELSE ' in this database' END || ': ' || c.setting \
+         FROM pg_catalog.pg_db_role_setting s \
+         CROSS JOIN LATERAL pg_catalog.unnest(s.setconfig) AS c(setting) \
+         CROSS JOIN LATERAL (SELECT pg_catalog.lower(pg_catalog.split_part(c.setting, '=', 1)) AS name, \
+                                    pg_catalog.lower(pg_catalog.substr(c.setting, pg_catalog.strpos(c.setting, '=') + 1)) AS value) v \
+         WHERE (s.setdatabase = 0 OR s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())) \
+           AND (s.setrole = 0 OR EXISTS (SELECT FROM pg_catalog.pg_roles r \
+                WHERE r.rolname IN ('pii_vault_reader', 'pii_vault_writer', 'pii_vault_admin', 'pii_vault_share_reader', 'pii_vault_auditor') \
+                  AND pg_catalog.pg_has_role(s.setrole, r.oid, 'MEMBER'))) \
+           AND ((v.name = 'log_statement' AND v.value NOT IN ('none', 'ddl')) \
+             OR (v.name = 'log_min_duration_statement' AND v.value <> '-1') \
+             OR (v.name = 'log_min_duration_sample' AND v.value <> '-1') \
+             OR (v.name = 'log_transaction_sample_rate' AND v.value NOT IN ('0', '0.0')) \
+             OR (v.name IN ('log_parameter_max_length', 'log_parameter_max_length_on_error') AND v.value <> '0') \
+             OR (v.name = 'log_min_error_statement' AND v.value <> 'panic') \
+             OR (v.name = 'log_error_verbosity' AND v.value <> 'terse') \
+             OR (v.name = 'log_duration' AND v.value NOT IN ('off', 'false', '0')) \
+             OR (v.name = 'pg_stat_statements.track_utility' AND v.value NOT IN ('off', 'false', '0')) \
+             OR (v.name IN ('session_preload_libraries', 'local_preload_libraries') AND v.value LIKE '%auto_explain%') \
+             OR (v.name = 'auto_explain.log_min_duration' AND v.value <> '-1')) \
+         ORDER BY 1",
+    ) else {
+        return unknown("role_settings");
+    };
+    check(
+        "role_settings",
+        (!found.is_empty()).then(|| {
+            format!(
+                "per-role or per-database settings log statements or their values: {}; ALTER ROLE … RESET (or ALTER DATABASE … RESET) them",
+                found.join("; ")
+            )
+        }),
+        "no ALTER ROLE or ALTER DATABASE setting logs statements or parameters of the vault's roles",
+    )
+}
+
+/// Login roles that are members of pii_vault_admin: a person's or a
+/// service's everyday login can then restore, erase, export and rotate; a
+/// warning (an admin should log in for admin work only).
+fn admin_logins() -> Check {
+    let Some(members) = query_list(
+        "SELECT m.rolname::text FROM pg_catalog.pg_roles m \
+         WHERE m.rolcanlogin AND NOT m.rolsuper AND m.rolname <> 'pii_vault_admin' \
+           AND pg_catalog.pg_has_role(m.oid, 'pii_vault_admin', 'MEMBER') ORDER BY 1",
+    ) else {
+        return unknown("admin_logins");
+    };
+    check(
+        "admin_logins",
+        (!members.is_empty()).then(|| {
+            format!(
+                "warning: login roles in pii_vault_admin: {}; give admin work its own login role, used only for it, and keep the application's roles out",
+                members.join(", ")
+            )
+        }),
+        "no login role is a member of pii_vault_admin",
     )
 }
 
 fn storage_grants() -> Check {
-    let unexpected = query_list(
+    let Some(unexpected) = query_list(
         "SELECT 'schema pii_vault to ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END \
          FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a \
          WHERE n.nspname = 'pii_vault' AND a.grantee <> n.nspowner \
@@ -194,7 +349,9 @@ fn storage_grants() -> Check {
          FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a \
          WHERE c.relnamespace = 'pii_vault'::regnamespace AND a.grantee <> c.relowner \
          ORDER BY 1",
-    );
+    ) else {
+        return unknown("storage_grants");
+    };
     check(
         "storage_grants",
         (!unexpected.is_empty())
@@ -216,13 +373,15 @@ fn pg_stat_statements() -> Check {
 }
 
 fn read_all_data_members() -> Check {
-    let members = query_list(
+    let Some(members) = query_list(
         "SELECT m.oid::regrole::text FROM pg_catalog.pg_roles m \
          WHERE NOT m.rolsuper AND (pg_catalog.pg_has_role(m.oid, 'pg_read_all_data', 'MEMBER') \
              OR pg_catalog.pg_has_role(m.oid, 'pg_write_all_data', 'MEMBER')) \
            AND m.rolname NOT IN ('pg_read_all_data', 'pg_write_all_data') \
          ORDER BY 1",
-    );
+    ) else {
+        return unknown("read_all_data");
+    };
     check(
         "read_all_data",
         (!members.is_empty()).then(|| {

@@ -28,14 +28,15 @@ use crate::store::{self, IndexHashes, Seen, Token};
 /// one row update, so every snapshot sees each record under exactly one
 /// version: the probe under the old one, or the unique index under the new
 /// one, catches it.)
-/// `count_probe` runs once, before the first probe: the answer (a
-/// duplicate, or a value free) is what existence probing wants, so it is
-/// charged before it is given.
+/// `count_probe` runs before each value is probed: the answer (a
+/// duplicate, or a value free) is what existence probing wants, so each
+/// value is charged, as a lookup of it would be, before it is given; a
+/// store setting an email, a phone and a login tests three values.
 pub(crate) fn index_hashes(
     keys: &KeySet,
     record: &JsonbDatum,
     own: Option<&Token>,
-    mut count_probe: impl FnMut(),
+    mut count_probe: impl FnMut(LookupKind),
 ) -> IndexHashes {
     // Every field's type is checked before any value is normalized, so a
     // record with both faults reports the non-string one, whichever kind.
@@ -44,14 +45,11 @@ pub(crate) fn index_hashes(
         raise(VaultError::FieldNotString(kind));
     }
     let mut hashes = IndexHashes::default();
-    let mut counted = false;
     for (kind, field) in LookupKind::INDEXED.into_iter().zip(fields) {
         // Absent and null fields have nothing to index.
         if let TopLevelField::String(value) = field {
             let normalized = normalize(kind, value, guard::region()).or_raise();
-            if !std::mem::replace(&mut counted, true) {
-                count_probe();
-            }
+            count_probe(kind);
             let active = blind_index(keys.active(), kind, &normalized);
             hashes.set(kind, active);
             let older = keys.others().map(|ring| blind_index(ring, kind, &normalized));
@@ -165,11 +163,14 @@ pub(crate) fn timestamp_micros(at: TimestampWithTimeZone) -> i64 {
 fn store_record(record: JsonbDatum, expires_at: Option<i64>) -> Uuid {
     audited(Operation::Store, |call| {
         let keys = guard::ready();
+        // Every store adds a row, its WAL and an audit event, whatever it
+        // holds: it counts against the write budgets.
+        call.count_write();
         guard::check_size(record.payload().len());
         if expires_at.is_some_and(|at| at <= store::now()) {
             raise(VaultError::ExpiryInThePast);
         }
-        let hashes = index_hashes(keys, &record, None, || call.count_lookup_probe());
+        let hashes = index_hashes(keys, &record, None, |_| call.count_lookup_probe());
         let token = random_token().or_raise();
         let sealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, record.payload()).or_raise();
         store::insert_record(&token, &sealed, &hashes, expires_at, raise_duplicate);
@@ -247,14 +248,12 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
         let new_text = record::merge_patch_text(&current_text, &patch_text).or_raise();
         let new_record = JsonbDatum::from_text(&new_text).or_raise();
         guard::check_size(new_record.payload().len());
-        let sets_lookup_value = call
-            .fields
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .any(|name| LookupKind::parse(name).is_ok_and(|k| k != LookupKind::Token));
-        let hashes = index_hashes(keys, &new_record, Some(&token), || {
-            if sets_lookup_value {
+        // Each lookup value the patch sets is probed, and charged; the
+        // record's other values are its own already.
+        let patched: Vec<LookupKind> =
+            call.fields.as_deref().unwrap_or_default().iter().filter_map(|name| LookupKind::parse(name).ok()).collect();
+        let hashes = index_hashes(keys, &new_record, Some(&token), |kind| {
+            if patched.contains(&kind) {
                 call.count_lookup_probe()
             }
         });
@@ -309,9 +308,10 @@ fn vault_set_expiry(token: Option<Uuid>, expires_at: Option<TimestampWithTimeZon
     }))
 }
 
-/// Brings back a record deleted less than `pii_vault.delete_grace` ago,
-/// with its lookup values (23505 when another record took one of them
-/// meanwhile); false when there is no such deleted record.
+/// Brings back a record deleted or expired less than
+/// `pii_vault.delete_grace` ago, with its lookup values (23505 when another
+/// record took one of them meanwhile) and without its passed expiry;
+/// false when there is no such record.
 #[pg_extern(strict, volatile, security_definer)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_restore(token: Uuid) -> bool {
@@ -326,7 +326,7 @@ fn vault_restore(token: Uuid) -> bool {
             return false;
         };
         let record = open_record(keys, &token, &sealed);
-        let hashes = index_hashes(keys, &record, Some(&token), || call.count_lookup_probe());
+        let hashes = index_hashes(keys, &record, Some(&token), |_| call.count_lookup_probe());
         store::restore_record(&token, &hashes, raise_duplicate)
     })
 }

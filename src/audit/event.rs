@@ -101,13 +101,28 @@ pub fn fields_fit(fields: &[String]) -> bool {
     fields.iter().map(|f| f.len() + 1).sum::<usize>() <= FIELD_BYTES && !fields.iter().any(|f| f.contains('\0'))
 }
 
+/// The roles of a call, by oid (the writer resolves their names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct Roles {
+    /// The login role.
+    pub session: u32,
+    /// The session's current role (`SET ROLE`).
+    pub acting: u32,
+    /// The role whose rights called the vault: a SECURITY DEFINER
+    /// wrapper's owner, else `acting` (`throttle::caller`).
+    pub calling: u32,
+}
+
 /// An audit event as queued: names of roles are resolved by the writer.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct AuditEvent {
     pub at: i64,
-    pub session_role: u32,
-    pub acting_role: u32,
+    pub roles: Roles,
+    /// How many calls the event stands for: 1, or more for failed calls
+    /// folded into one (`audit::record_failure`).
+    pub calls: u32,
     operation: u8,
     outcome: u8,
     has_token: bool,
@@ -127,8 +142,8 @@ pub struct AuditEvent {
 impl AuditEvent {
     pub const EMPTY: AuditEvent = AuditEvent {
         at: 0,
-        session_role: 0,
-        acting_role: 0,
+        roles: Roles { session: 0, acting: 0, calling: 0 },
+        calls: 0,
         operation: 0,
         outcome: 0,
         has_token: false,
@@ -146,8 +161,7 @@ impl AuditEvent {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         at: i64,
-        session_role: u32,
-        acting_role: u32,
+        roles: Roles,
         application_name: &str,
         purpose: &str,
         operation: Operation,
@@ -157,8 +171,8 @@ impl AuditEvent {
     ) -> AuditEvent {
         let mut e = AuditEvent::EMPTY;
         e.at = at;
-        e.session_role = session_role;
-        e.acting_role = acting_role;
+        e.roles = roles;
+        e.calls = 1;
         e.operation = operation as u8;
         e.outcome = outcome as u8;
         if let Some(t) = token {
@@ -197,8 +211,8 @@ impl AuditEvent {
         // until it is copied too.
         let AuditEvent {
             at,
-            session_role,
-            acting_role,
+            roles,
+            calls,
             operation,
             outcome,
             has_token,
@@ -213,8 +227,8 @@ impl AuditEvent {
             ref fields,
         } = *self;
         slot.at = at;
-        slot.session_role = session_role;
-        slot.acting_role = acting_role;
+        slot.roles = roles;
+        slot.calls = calls;
         slot.operation = operation;
         slot.outcome = outcome;
         slot.has_token = has_token;
@@ -280,8 +294,12 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 mod tests {
     use super::*;
 
+    fn roles(session: u32, acting: u32) -> Roles {
+        Roles { session, acting, calling: acting + 1 }
+    }
+
     fn event(fields: Option<&[String]>) -> AuditEvent {
-        AuditEvent::new(1, 10, 11, "app", "", Operation::Get, Some(&[7; 16]), fields, Outcome::Ok)
+        AuditEvent::new(1, roles(10, 11), "app", "", Operation::Get, Some(&[7; 16]), fields, Outcome::Ok)
     }
 
     #[test]
@@ -347,8 +365,7 @@ mod tests {
         let long_names: Vec<String> = (0..30).map(|i| format!("field_{i}")).collect();
         let mut slot = AuditEvent::new(
             9,
-            9,
-            9,
+            roles(9, 9),
             &"x".repeat(64),
             &"y".repeat(64),
             Operation::Export,
@@ -357,9 +374,18 @@ mod tests {
             Outcome::Denied,
         );
         let names = vec!["email".to_string()];
-        let e = AuditEvent::new(1, 10, 11, "app", "ticket 1", Operation::Lookup, None, Some(&names), Outcome::NotFound);
+        let e = AuditEvent::new(
+            1,
+            roles(10, 11),
+            "app",
+            "ticket 1",
+            Operation::Lookup,
+            None,
+            Some(&names),
+            Outcome::NotFound,
+        );
         e.copy_used_to(&mut slot);
-        assert_eq!((slot.at, slot.session_role, slot.acting_role), (1, 10, 11));
+        assert_eq!((slot.at, slot.roles), (1, roles(10, 11)));
         assert_eq!(slot.operation(), Some(Operation::Lookup));
         assert_eq!(slot.outcome(), Some(Outcome::NotFound));
         assert_eq!(slot.token(), None);
@@ -371,7 +397,7 @@ mod tests {
     #[test]
     fn application_name_is_cut_on_a_char_boundary() {
         let long = "é".repeat(100);
-        let e = AuditEvent::new(0, 0, 0, &long, &long, Operation::Store, None, None, Outcome::Error);
+        let e = AuditEvent::new(0, roles(0, 0), &long, &long, Operation::Store, None, None, Outcome::Error);
         assert_eq!(e.application_name(), "é".repeat(32));
         assert_eq!(e.purpose(), long);
         assert_eq!(e.token(), None);

@@ -403,7 +403,16 @@ mod tests {
 
     fn event(producer: u32, n: i64) -> AuditEvent {
         let fields = vec![format!("f{n}")];
-        AuditEvent::new(n, producer, producer, "app", "", Operation::Lookup, None, Some(&fields), Outcome::Ok)
+        AuditEvent::new(
+            n,
+            crate::audit::event::Roles { session: producer, acting: producer, calling: producer },
+            "app",
+            "",
+            Operation::Lookup,
+            None,
+            Some(&fields),
+            Outcome::Ok,
+        )
     }
 
     #[test]
@@ -475,7 +484,7 @@ mod tests {
                 // A lost event would leave the consumer waiting for ever.
                 assert!(progress.elapsed().as_secs() < 10, "no event for 10 s after {received}: {next:?}");
                 for e in &batch {
-                    let p = e.session_role as usize;
+                    let p = e.roles.session as usize;
                     assert_eq!(e.at, next[p], "producer {p}");
                     assert_eq!(e.fields().unwrap(), [format!("f{}", e.at)]);
                     next[p] += 1;

@@ -185,7 +185,7 @@ impl RoleNames {
     /// Looks up the roles of `events` not known yet.
     fn learn(&mut self, events: &[&AuditEvent]) {
         for event in events {
-            for oid in [event.session_role, event.acting_role] {
+            for oid in [event.roles.session, event.roles.acting, event.roles.calling] {
                 self.0.entry(oid).or_insert_with(|| role_name(oid));
             }
         }
@@ -362,8 +362,10 @@ fn to_record<'a>(id: i64, event: &'a AuditEvent, names: &'a RoleNames) -> AuditR
     AuditRecord {
         id,
         at: event.at,
-        session_role: names.get(event.session_role).into(),
-        acting_role: names.get(event.acting_role).into(),
+        session_role: names.get(event.roles.session).into(),
+        acting_role: names.get(event.roles.acting).into(),
+        calling_role: names.get(event.roles.calling).into(),
+        calls: event.calls,
         application_name: event.application_name(),
         operation: event.operation().map_or("?", |o| o.as_str()).into(),
         token: event.token(),

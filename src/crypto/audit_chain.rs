@@ -33,10 +33,13 @@ pub const GENESIS: [u8; 32] = [0u8; 32];
 
 /// Version byte at the start of every encoded batch: 1, MACed under key
 /// version 1; 2, followed by the key version (u32, big-endian); 3, as 2
-/// with each event's purpose of access after its outcome (0.3.0 on).
+/// with each event's purpose of access after its outcome (0.3.0 on); 4, as
+/// 3 with each event's calling role and its number of calls (u32) after
+/// its purpose (0.3.1 on).
 const FORMAT_V1: u8 = 1;
 const FORMAT_V2: u8 = 2;
 const FORMAT_V3: u8 = 3;
+const FORMAT_V4: u8 = 4;
 /// Marks an absent token or field list.
 const ABSENT: u32 = u32::MAX;
 /// More events than any batch holds: a count above it is corruption.
@@ -60,6 +63,13 @@ pub struct AuditRecord<'a> {
     /// `pii_vault.purpose` at the call; empty when none was set (and in
     /// batches written before 0.3.0).
     pub purpose: Cow<'a, str>,
+    /// The role whose rights called the vault: the owner of a SECURITY
+    /// DEFINER function around the call, else `acting_role` (as in batches
+    /// written before 0.3.1, which did not record it).
+    pub calling_role: Cow<'a, str>,
+    /// How many calls the event stands for: 1, or more for failed calls
+    /// folded into one (1 in batches written before 0.3.1).
+    pub calls: u32,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -72,7 +82,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 /// has id `first_id + i`.
 pub fn encode_batch(key_version: u32, records: &[AuditRecord]) -> Vec<u8> {
     let mut out = Vec::with_capacity(9 + records.len() * 84);
-    out.push(FORMAT_V3);
+    out.push(FORMAT_V4);
     out.extend_from_slice(&key_version.to_be_bytes());
     out.extend_from_slice(&(records.len() as u32).to_be_bytes());
     for r in records {
@@ -99,6 +109,8 @@ pub fn encode_batch(key_version: u32, records: &[AuditRecord]) -> Vec<u8> {
         }
         put_str(&mut out, &r.outcome);
         put_str(&mut out, &r.purpose);
+        put_str(&mut out, &r.calling_role);
+        out.extend_from_slice(&r.calls.to_be_bytes());
     }
     out
 }
@@ -139,7 +151,7 @@ pub fn batch_key_version(bytes: &[u8]) -> Result<u32, Unreadable> {
     let mut r = Reader(bytes);
     match r.take(1)? {
         [FORMAT_V1] => Ok(1),
-        [FORMAT_V2] | [FORMAT_V3] => r.u32(),
+        [FORMAT_V2] | [FORMAT_V3] | [FORMAT_V4] => r.u32(),
         _ => Err(Unreadable),
     }
 }
@@ -150,7 +162,7 @@ pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'stat
     let format = r.take(1)?[0];
     match format {
         FORMAT_V1 => {}
-        FORMAT_V2 | FORMAT_V3 => {
+        FORMAT_V2 | FORMAT_V3 | FORMAT_V4 => {
             r.u32()?;
         }
         _ => return Err(Unreadable),
@@ -177,7 +189,9 @@ pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'stat
             _ => return Err(Unreadable),
         };
         let outcome = r.string()?;
-        let purpose = if format == FORMAT_V3 { r.string()? } else { Cow::Borrowed("") };
+        let purpose = if format >= FORMAT_V3 { r.string()? } else { Cow::Borrowed("") };
+        let (calling_role, calls) =
+            if format >= FORMAT_V4 { (r.string()?, r.u32()?) } else { (acting_role.clone(), 1) };
         let id = first_id.checked_add(i as i64).ok_or(Unreadable)?;
         records.push(AuditRecord {
             id,
@@ -190,6 +204,8 @@ pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'stat
             fields,
             outcome,
             purpose,
+            calling_role,
+            calls,
         });
     }
     if !r.0.is_empty() {
@@ -455,6 +471,8 @@ mod tests {
             fields: if id % 2 == 0 { Some(vec!["name".into(), "we\"ird,{}".into()]) } else { None },
             outcome: "ok".into(),
             purpose: if id % 4 == 1 { "ticket 7".into() } else { "".into() },
+            calling_role: if id % 3 == 1 { "wrapper_owner".into() } else { "app".into() },
+            calls: if id % 5 == 2 { 7 } else { 1 },
         }
     }
 

@@ -156,16 +156,25 @@ impl LifeCyclePlans {
                 ),
                 &[UUID, TIMESTAMPTZ],
             )?,
-            // A soft-deleted record still within its grace ($2), its
-            // envelope, and whether it has expired meanwhile.
+            // The envelope of a record deleted or expired less than the
+            // grace ($2) ago: every way a record becomes invisible keeps
+            // it restorable for the grace (an expiry set 10 ms ahead is no
+            // quicker way to destroy a record than a delete). Exactly the
+            // records purge_records would not remove yet.
             fetch_deleted_for_update: write(
-                "SELECT envelope, expires_at <= pg_catalog.clock_timestamp() FROM pii_vault.records \
-                 WHERE token = $1 AND deleted_at > pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2) FOR UPDATE",
+                "SELECT envelope FROM pii_vault.records \
+                 WHERE token = $1 AND (deleted_at IS NOT NULL OR expires_at <= pg_catalog.clock_timestamp()) \
+                   AND COALESCE(deleted_at > pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2), true) \
+                   AND COALESCE(expires_at > pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2), true) \
+                 FOR UPDATE",
                 &[UUID, FLOAT8],
             )?,
+            // Live again: not deleted, and without an expiry that has passed.
             restore_record: write(
-                "UPDATE pii_vault.records SET deleted_at = NULL, email_index = $2, phone_index = $3, \
-                 login_index = $4, updated_at = pg_catalog.now() WHERE token = $1 AND deleted_at IS NOT NULL \
+                "UPDATE pii_vault.records SET deleted_at = NULL, \
+                     expires_at = CASE WHEN expires_at > pg_catalog.clock_timestamp() THEN expires_at END, \
+                     email_index = $2, phone_index = $3, login_index = $4, updated_at = pg_catalog.now() \
+                 WHERE token = $1 AND (deleted_at IS NOT NULL OR expires_at <= pg_catalog.clock_timestamp()) \
                  RETURNING 1",
                 &[UUID, BYTEA, BYTEA, BYTEA],
             )?,

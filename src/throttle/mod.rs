@@ -6,16 +6,21 @@
 //!   fetches, a `DO` or `CALL` across its commits, everything one protocol
 //!   message runs);
 //! - `pii_vault.max_reads_per_minute` / `max_writes_per_minute`: rolling
-//!   budgets per login role (the session user, which `SET ROLE` does not
-//!   change), across all sessions, in shared memory (`role`). Superusers
-//!   are exempt: they can change the budgets anyway (and are outside the
-//!   threat model), and a DBA's maintenance must not be refused for it.
+//!   budgets per role across all sessions, in shared memory (`role`),
+//!   charged to the login role (the session user, which `SET ROLE` does
+//!   not change) and to the role that called the vault (`caller`: a
+//!   SECURITY DEFINER wrapper's owner). Superusers are exempt: they can
+//!   change the budgets anyway (and are outside the threat model), and a
+//!   DBA's maintenance must not be refused for it; a call is exempt only
+//!   when both roles are.
 
+pub mod caller;
 pub mod role;
 pub mod statement;
 
 use pgrx::pg_sys;
 
+pub use crate::error::Payer;
 use crate::guc;
 pub use role::Kind;
 
@@ -23,33 +28,36 @@ pub use role::Kind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
     PerStatement(Kind, i32),
-    PerMinute(Kind, i32),
+    PerMinute(Kind, i32, Payer),
 }
 
-/// The login role and the time, when a per-role budget of `per_minute`
-/// applies to this session (on, and the login role not a superuser).
-fn role_budgeted(per_minute: i32) -> Option<(u32, i64)> {
-    thread_local! {
-        /// (session user, is superuser), looked up once per session user.
-        static SUPERUSER: std::cell::Cell<Option<(pg_sys::Oid, bool)>> = const { std::cell::Cell::new(None) };
-    }
+/// Whether `role` is a superuser (PostgreSQL remembers the last answer,
+/// and forgets it when roles change).
+fn is_superuser(role: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog lookup; every caller runs inside a transaction.
+    unsafe { pg_sys::superuser_arg(role) }
+}
+
+/// Up to two roles a call is charged to, and which each is.
+type Payers = [Option<(u32, Payer)>; 2];
+
+/// The roles a call is charged to, with the time, when a per-role budget
+/// of `per_minute` is on: the login role and the role that called the
+/// vault (once when they are the same), each unless a superuser. So a
+/// call is exempt only when both are superusers, and a SECURITY DEFINER
+/// wrapper's owner pays for every call made through it, whoever calls it.
+fn roles_budgeted(per_minute: i32) -> Option<(Payers, i64)> {
     if per_minute <= 0 {
         return None;
     }
-    // SAFETY: plain reads of this backend's globals; superuser_arg is a
-    // catalog lookup, and every caller runs inside a transaction.
-    let role = unsafe { pg_sys::GetSessionUserId() };
-    let is_superuser = match SUPERUSER.get() {
-        Some((r, s)) if r == role => s,
-        _ => {
-            // SAFETY: as above.
-            let s = unsafe { pg_sys::superuser_arg(role) };
-            SUPERUSER.set(Some((role, s)));
-            s
-        }
-    };
+    // SAFETY: a plain read of this backend's session user.
+    let login = unsafe { pg_sys::GetSessionUserId() };
+    let caller = caller::calling_role();
+    let login_pays = (!is_superuser(login)).then(|| (u32::from(login), Payer::Login));
+    let caller_pays = (caller != login && !is_superuser(caller)).then(|| (u32::from(caller), Payer::Caller));
     // SAFETY: a clock read.
-    (!is_superuser).then(|| (u32::from(role), unsafe { pg_sys::GetCurrentTimestamp() }))
+    (login_pays.is_some() || caller_pays.is_some())
+        .then(|| ([login_pays, caller_pays], unsafe { pg_sys::GetCurrentTimestamp() }))
 }
 
 fn budgets(kind: Kind) -> (i32, i32) {
@@ -86,13 +94,15 @@ pub fn count(kind: Kind, warn: impl FnOnce(Limit)) -> Result<(), Limit> {
             return Err(limit);
         }
     }
-    if let Some((role, now)) = role_budgeted(per_minute) {
-        if let role::Verdict::Refused { warn: first } = role::charge(kind, role, now, per_minute) {
-            let limit = Limit::PerMinute(kind, per_minute);
-            if first {
-                warn(limit);
+    if let Some((payers, now)) = roles_budgeted(per_minute) {
+        for (role, payer) in payers.into_iter().flatten() {
+            if let role::Verdict::Refused { warn: first } = role::charge(kind, role, now, per_minute) {
+                let limit = Limit::PerMinute(kind, per_minute, payer);
+                if first {
+                    warn(limit);
+                }
+                return Err(limit);
             }
-            return Err(limit);
         }
     }
     Ok(())
