@@ -59,9 +59,9 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R 
             // duplicate says the value exists) is withheld too. Not when
             // the key is unusable: the writer writes nothing then, and the
             // call touched no data. A failure that returned nothing and
-            // answers nothing may be folded with others of its statement
-            // and second into one event (`audit::record_failure`); one
-            // that answers (a duplicate) is an event of its own.
+            // answers nothing may be folded with the session's others of
+            // its second into one counted event (`audit::record_failure`);
+            // one that answers (a duplicate) is an event of its own.
             let answers = super::errors::take_answers();
             let by_token = outcome == Outcome::Error && call.charged;
             let (token, fields) = (call.token.as_ref(), call.fields.as_deref());

@@ -516,6 +516,29 @@ mod tests {
         assert_eq!(decode_batch(1, &encode_batch(1, &[])).unwrap(), vec![]);
     }
 
+    /// A batch as 0.3.0 wrote it (format 3: no calling role, no count)
+    /// reads back with the acting role as calling role and one call.
+    #[test]
+    fn format_3_batches_read_with_their_acting_role() {
+        let mut bytes = vec![FORMAT_V3];
+        bytes.extend_from_slice(&2u32.to_be_bytes());
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(&5i64.to_be_bytes());
+        for s in ["login", "acting", "psql", "get"] {
+            put_str(&mut bytes, s);
+        }
+        bytes.extend_from_slice(&ABSENT.to_be_bytes());
+        bytes.extend_from_slice(&ABSENT.to_be_bytes());
+        put_str(&mut bytes, "ok");
+        put_str(&mut bytes, "ticket 3");
+        let decoded = decode_batch(40, &bytes).unwrap();
+        assert_eq!(decoded.len(), 1);
+        let e = &decoded[0];
+        assert_eq!((e.id, e.at, e.session_role.as_ref(), e.acting_role.as_ref()), (40, 5, "login", "acting"));
+        assert_eq!((e.calling_role.as_ref(), e.calls, e.purpose.as_ref()), ("acting", 1, "ticket 3"));
+        assert_eq!(batch_key_version(&bytes), Ok(2));
+    }
+
     #[test]
     fn garbage_does_not_decode() {
         let good = encode_batch(1, &[event(1), event(2)]);
