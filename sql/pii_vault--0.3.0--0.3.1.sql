@@ -1,7 +1,8 @@
 -- pii_vault 0.3.0 -> 0.3.1: containment II. The audit names the role
 -- whose rights called the vault (a SECURITY DEFINER wrapper's owner) and
 -- folds a statement's failed calls of one second into one event with a
--- count; every table of the vault refuses changes but the vault's own.
+-- count; every table of the vault refuses changes but the vault's own;
+-- the consent history's ids no longer come from a sequence.
 -- Leaves exactly what a fresh install of 0.3.1 has (pg_test/day_two.sh
 -- compares the two). No stored row changes format: 0.3.1 reads the audit
 -- batches of every earlier release (their calling role is their acting
@@ -95,3 +96,13 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The consent history's ids come from the clock (see sql/storage.sql), not
+-- from a sequence a member of pg_write_all_data could setval to its end;
+-- the ids already given are all smaller, so the order of changes holds.
+-- Out of the extension first, so it leaves the list pg_dump reads too.
+ALTER EXTENSION pii_vault DROP SEQUENCE pii_vault.consent_history_id_seq;
+ALTER TABLE pii_vault.consent_history ALTER COLUMN id DROP IDENTITY;
+ALTER TABLE pii_vault.consent_history ALTER COLUMN id
+    SET DEFAULT (pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) * 1000000)::bigint << 10
+                 | pg_catalog.floor(pg_catalog.random() * 1024)::bigint);

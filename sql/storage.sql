@@ -178,8 +178,14 @@ CREATE TABLE pii_vault.consents (
     expires_at  timestamptz,
     PRIMARY KEY (token, purpose)
 );
+-- Ids come from the clock (microseconds since 1970, shifted left 10 bits,
+-- and 10 random bits), in the order of the changes: not from a sequence,
+-- which a member of pg_write_all_data could setval to its end and stop
+-- every consent change (no trigger sees sequence functions).
 CREATE TABLE pii_vault.consent_history (
-    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          bigint      PRIMARY KEY
+                            DEFAULT (pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) * 1000000)::bigint << 10
+                                     | pg_catalog.floor(pg_catalog.random() * 1024)::bigint),
     token       uuid        NOT NULL REFERENCES pii_vault.records (token) ON DELETE CASCADE,
     purpose     text        NOT NULL,
     granted     boolean     NOT NULL,
@@ -203,4 +209,3 @@ SELECT pg_catalog.pg_extension_config_dump('pii_vault.sessions', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.app_data', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.consents', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.consent_history', '');
-SELECT pg_catalog.pg_extension_config_dump('pii_vault.consent_history_id_seq', '');

@@ -24,6 +24,8 @@ SELECT try_sql('UPDATE pii_vault.sessions SET expires_at = ''infinity''') AS ext
 SELECT try_sql('DELETE FROM pii_vault.app_data') AS delete_app_data;
 SELECT try_sql('INSERT INTO pii_vault.consents (token, purpose, granted, legal_basis) VALUES (gen_random_uuid(), ''x'', true, ''consent'')') AS forge_consent;
 SELECT try_sql('INSERT INTO pii_vault.audit_anchor DEFAULT VALUES') AS insert_anchor;
+-- No sequence to setval to its end (which stopped every consent change).
+SELECT count(*) AS sequences_in_the_vault FROM pg_class WHERE relkind = 'S' AND relnamespace = 'pii_vault'::regnamespace;
 RESET ROLE;
 -- TRUNCATE is not in pg_write_all_data; granted by mistake, still refused.
 GRANT TRUNCATE ON pii_vault.sessions TO bulk_loader;
