@@ -221,6 +221,33 @@ wait "$pid_lock"
 check "the audit writer drains the queue once the lock is gone" \
     [ "$(cluster_psql -q -At -d "$DB" -c "SELECT pii_vault.audit_wait(30000)")" = t ]
 
+# ---- a LOCK whose view is redefined while it waits ------------------------------
+# A pg_write_all_data member holds its own view (over a table of its own)
+# locked, and LOCKs it again from a second session: the check before the
+# LOCK sees only its own table. The first session redefines the view over
+# the audit and commits; the waiting LOCK then takes the audit's table
+# too, and the check after it refuses (the abort releases the lock).
+cluster_psql -q -At -d "$DB" -c "CREATE ROLE lock_racer LOGIN IN ROLE pg_write_all_data" \
+    -c "CREATE SCHEMA racer AUTHORIZATION lock_racer" >/dev/null
+cluster_psql -q -At -U lock_racer -d "$DB" -c "CREATE TABLE racer.own (first_id bigint)" \
+    -c "CREATE VIEW racer.v AS SELECT first_id FROM racer.own" >/dev/null
+hold_gate
+PGAPPNAME=racer_b cluster_psql -q -At -U lock_racer -d "$DB" \
+    -c "BEGIN; LOCK TABLE racer.v IN ACCESS EXCLUSIVE MODE; SELECT pg_advisory_xact_lock(4242);
+        CREATE OR REPLACE VIEW racer.v AS SELECT first_id FROM pii_vault.audit_batches; COMMIT;" >/dev/null &
+pid_b=$!
+waiting_on_lock racer_b
+PGAPPNAME=racer_a cluster_psql -q -At -U lock_racer -d "$DB" \
+    -c "SELECT try_sql('LOCK TABLE racer.v IN ACCESS EXCLUSIVE MODE')" >"$WORK/racer_a.out" &
+pid_a=$!
+waiting_on_lock racer_a
+open_gate
+wait "$pid_a" "$pid_b"
+check_equal "a LOCK whose view was redefined over the audit while it waited is refused once it holds the lock" \
+    "$(cat "$WORK/racer_a.out")" \
+    "42501 pii_vault: LOCK of the vault's tables in a mode stronger than ROW EXCLUSIVE is refused: only the vault's own code changes or locks them"
+cluster_psql -q -At -d "$DB" -c "DROP SCHEMA racer CASCADE" -c "DROP ROLE lock_racer" >/dev/null 2>&1
+
 # ---- dump and restore: ciphertext travels, plaintext does not ---------------
 DUMP="$WORK/vault.dump.sql"
 as_pg "$PG_BIN/pg_dump" -h "$WORK" -p "$PORT" -d "$DB" -f "$DUMP"
