@@ -92,23 +92,14 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     }
 }
 
-/// Whether `function` is SECURITY DEFINER, remembered in the hook's slot
-/// of its FmgrInfo (0: not known yet, 1: no, 2: yes), which lives as long
-/// as the FmgrInfo.
-///
-/// # Safety
-/// `private` is the hook's slot of the FmgrInfo of `function`.
-unsafe fn is_security_definer(function: pg_sys::Oid, private: *mut pg_sys::Datum) -> bool {
-    // SAFETY: per the contract; a syscache lookup of pg_proc, released.
+/// Whether `function` is SECURITY DEFINER: a syscache probe of pg_proc
+/// (a hash lookup). Not remembered in the hook's slot of the FmgrInfo:
+/// that one slot is shared by every extension's `fmgr_hook` (sepgsql keeps
+/// its state there).
+fn is_security_definer(function: pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup of pg_proc inside the function call's
+    // transaction, released before returning.
     unsafe {
-        if private.is_null() {
-            return false;
-        }
-        match (*private).value() {
-            1 => return false,
-            2 => return true,
-            _ => {}
-        }
         let tuple = raw::SearchSysCache1(pg_sys::SysCacheIdentifier::PROCOID as i32, function.into());
         if tuple.is_null() {
             return false;
@@ -116,7 +107,6 @@ unsafe fn is_security_definer(function: pg_sys::Oid, private: *mut pg_sys::Datum
         let form = pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_proc>();
         let definer = (*form).prosecdef;
         raw::ReleaseSysCache(tuple);
-        *private = pg_sys::Datum::from(if definer { 2usize } else { 1 });
         definer
     }
 }
@@ -142,11 +132,7 @@ unsafe extern "C-unwind" fn fmgr_hook(
                     prev(event, flinfo, private);
                 }
                 let function = (*flinfo).fn_oid;
-                let frame = Frame {
-                    role: raw::GetUserId(),
-                    function,
-                    security_definer: is_security_definer(function, private),
-                };
+                let frame = Frame { role: raw::GetUserId(), function, security_definer: is_security_definer(function) };
                 FRAMES.with_borrow_mut(|frames| frames.push(frame));
             }
             FHET_END | FHET_ABORT => {
