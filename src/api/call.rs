@@ -27,7 +27,6 @@ pub struct Call {
 
 pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R {
     let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, charged: false };
-    super::errors::take_answers();
     // The error context stack as the call found it: an error replaced
     // below must not keep what the body pushed for its own error (a
     // duplicate's constraint name would answer the probe it withholds).
@@ -62,7 +61,7 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R 
             // answers nothing may be folded with the session's others of
             // its second into one counted event (`audit::record_failure`);
             // one that answers (a duplicate) is an event of its own.
-            let answers = super::errors::take_answers();
+            let answers = answers_a_question(error.as_ref());
             let by_token = outcome == Outcome::Error && call.charged;
             let (token, fields) = (call.token.as_ref(), call.fields.as_deref());
             let queue = |wait: bool| {
@@ -91,6 +90,19 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R 
             resume_unwind(error)
         }
     }
+}
+
+/// Whether a failed call's error answers a question, so that its audit
+/// event must stand for that call alone: a unique violation says the
+/// value is taken, whether the vault raised it (naming the kind) or
+/// PostgreSQL did.
+fn answers_a_question(error: &(dyn std::any::Any + Send)) -> bool {
+    use pgrx::pg_sys::panic::{CaughtError, ErrorReportWithLevel};
+    let report = error.downcast_ref::<ErrorReportWithLevel>().or(match error.downcast_ref::<CaughtError>() {
+        Some(CaughtError::PostgresError(report) | CaughtError::ErrorReport(report)) => Some(report),
+        _ => None,
+    });
+    report.is_some_and(|r| r.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION)
 }
 
 /// Where a vault call would run without the role that set it off being

@@ -104,7 +104,6 @@ fn detail(error: &VaultError) -> Option<String> {
 /// hint.
 pub fn raise(error: VaultError) -> ! {
     if let VaultError::Duplicate(kind) = error {
-        ANSWERS.set(true);
         name_the_constraint(kind);
     }
     let mut report = ErrorReport::new(sqlstate(&error), error.to_string(), "pii_vault");
@@ -116,18 +115,6 @@ pub fn raise(error: VaultError) -> ! {
     }
     report.report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
-}
-
-thread_local! {
-    /// Whether an error raised since `take_answers` answers a question
-    /// (a duplicate says the value is taken).
-    static ANSWERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether an error raised since the last call answers a question (its
-/// audit event must stand for that call alone); resets it.
-pub fn take_answers() -> bool {
-    ANSWERS.replace(false)
 }
 
 /// Unwraps a core result or raises its error.
