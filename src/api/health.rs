@@ -242,6 +242,21 @@ fn function_grants() -> Check {
     check("function_grants", problem, "EXECUTE exactly as the documented matrix grants it")
 }
 
+/// A check that fails when `sql` lists anything (the rows, joined by
+/// `separator`, go into `problem`), or when the query itself fails.
+fn list_check(
+    name: &'static str,
+    sql: &str,
+    separator: &str,
+    problem: impl FnOnce(String) -> String,
+    fine: &str,
+) -> Check {
+    match query_list(sql) {
+        None => unknown(name),
+        Some(found) => check(name, (!found.is_empty()).then(|| problem(found.join(separator))), fine),
+    }
+}
+
 /// A check whose own query failed: not ok (it cannot vouch for anything).
 fn unknown(name: &'static str) -> Check {
     check(name, Some("the check's own query failed; see the server log".into()), "")
@@ -251,24 +266,16 @@ fn unknown(name: &'static str) -> Check {
 /// (`COPY … FROM` a file, `pg_read_file`, `COPY … FROM PROGRAM`): as good
 /// as the key for the vault.
 fn server_file_roles() -> Check {
-    let Some(members) = query_list(
+    list_check(
+        "server_file_roles",
         "SELECT m.oid::regrole::text || ' (' || pg_catalog.string_agg(g.rolname, ', ' ORDER BY g.rolname) || ')' \
          FROM pg_catalog.pg_roles m \
          JOIN pg_catalog.pg_roles g ON g.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program') \
               AND g.oid <> m.oid AND pg_catalog.pg_has_role(m.oid, g.oid, 'MEMBER') \
          WHERE NOT m.rolsuper \
          GROUP BY m.oid ORDER BY 1",
-    ) else {
-        return unknown("server_file_roles");
-    };
-    check(
-        "server_file_roles",
-        (!members.is_empty()).then(|| {
-            format!(
-                "members of pg_read_server_files, pg_write_server_files or pg_execute_server_program can read the keyfile or run commands as the server: {}; revoke those memberships",
-                members.join(", ")
-            )
-        }),
+        ", ",
+        |found| format!("members of pg_read_server_files, pg_write_server_files or pg_execute_server_program can read the keyfile or run commands as the server: {found}; revoke those memberships"),
         "no role but superusers can read server files or run server programs",
     )
 }
@@ -278,7 +285,8 @@ fn server_file_roles() -> Check {
 /// role) in this database (or every database): postgresql.conf may be
 /// right while the application's own role logs every value it sends.
 fn role_settings() -> Check {
-    let Some(found) = query_list(
+    list_check(
+        "role_settings",
         "SELECT CASE WHEN s.setrole = 0 THEN 'every role' ELSE 'role ' || s.setrole::regrole::text END \
                 || CASE WHEN s.setdatabase = 0 THEN '' ELSE ' in this database' END || ': ' || c.setting \
          FROM pg_catalog.pg_db_role_setting s \
@@ -301,17 +309,8 @@ fn role_settings() -> Check {
              OR (v.name IN ('session_preload_libraries', 'local_preload_libraries') AND v.value LIKE '%auto_explain%') \
              OR (v.name = 'auto_explain.log_min_duration' AND v.value <> '-1')) \
          ORDER BY 1",
-    ) else {
-        return unknown("role_settings");
-    };
-    check(
-        "role_settings",
-        (!found.is_empty()).then(|| {
-            format!(
-                "per-role or per-database settings log statements or their values: {}; ALTER ROLE … RESET (or ALTER DATABASE … RESET) them",
-                found.join("; ")
-            )
-        }),
+        "; ",
+        |found| format!("per-role or per-database settings log statements or their values: {found}; ALTER ROLE … RESET (or ALTER DATABASE … RESET) them"),
         "no ALTER ROLE or ALTER DATABASE setting logs statements or parameters of the vault's roles",
     )
 }
@@ -320,27 +319,22 @@ fn role_settings() -> Check {
 /// service's everyday login can then restore, erase, export and rotate; a
 /// warning (an admin should log in for admin work only).
 fn admin_logins() -> Check {
-    let Some(members) = query_list(
+    list_check(
+        "admin_logins",
         "SELECT m.rolname::text FROM pg_catalog.pg_roles m \
          WHERE m.rolcanlogin AND NOT m.rolsuper AND m.rolname <> 'pii_vault_admin' \
            AND pg_catalog.pg_has_role(m.oid, 'pii_vault_admin', 'MEMBER') ORDER BY 1",
-    ) else {
-        return unknown("admin_logins");
-    };
-    check(
-        "admin_logins",
-        (!members.is_empty()).then(|| {
-            format!(
-                "warning: login roles in pii_vault_admin: {}; give admin work its own login role, used only for it, and keep the application's roles out",
-                members.join(", ")
-            )
-        }),
+        ", ",
+        |found| {
+            format!("warning: login roles in pii_vault_admin: {found}; give admin work its own login role, used only for it, and keep the application's roles out")
+        },
         "no login role is a member of pii_vault_admin",
     )
 }
 
 fn storage_grants() -> Check {
-    let Some(unexpected) = query_list(
+    list_check(
+        "storage_grants",
         "SELECT 'schema pii_vault to ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END \
          FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a \
          WHERE n.nspname = 'pii_vault' AND a.grantee <> n.nspowner \
@@ -349,13 +343,8 @@ fn storage_grants() -> Check {
          FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a \
          WHERE c.relnamespace = 'pii_vault'::regnamespace AND a.grantee <> c.relowner \
          ORDER BY 1",
-    ) else {
-        return unknown("storage_grants");
-    };
-    check(
-        "storage_grants",
-        (!unexpected.is_empty())
-            .then(|| format!("direct grants on the storage: {}; REVOKE ALL of them", unexpected.join(", "))),
+        ", ",
+        |found| format!("direct grants on the storage: {found}; REVOKE ALL of them"),
         "nothing in schema pii_vault is granted to anyone",
     )
 }
@@ -373,23 +362,17 @@ fn pg_stat_statements() -> Check {
 }
 
 fn read_all_data_members() -> Check {
-    let Some(members) = query_list(
+    list_check(
+        "read_all_data",
         "SELECT m.oid::regrole::text FROM pg_catalog.pg_roles m \
          WHERE NOT m.rolsuper AND (pg_catalog.pg_has_role(m.oid, 'pg_read_all_data', 'MEMBER') \
              OR pg_catalog.pg_has_role(m.oid, 'pg_write_all_data', 'MEMBER')) \
            AND m.rolname NOT IN ('pg_read_all_data', 'pg_write_all_data') \
          ORDER BY 1",
-    ) else {
-        return unknown("read_all_data");
-    };
-    check(
-        "read_all_data",
-        (!members.is_empty()).then(|| {
-            format!(
-                "members of pg_read_all_data or pg_write_all_data can read the vault's ciphertext and audit metadata, or overwrite them: {}; revoke what is not needed",
-                members.join(", ")
-            )
-        }),
+        ", ",
+        |found| {
+            format!("members of pg_read_all_data or pg_write_all_data can read the vault's ciphertext and audit metadata, or overwrite them: {found}; revoke what is not needed")
+        },
         "no role but superusers can read or write the vault's tables directly",
     )
 }
