@@ -87,7 +87,10 @@ unsafe extern "C-unwind" fn process_utility(
 /// any mode: an ACCESS EXCLUSIVE lock on the audit stopped the audit
 /// writer and, once the queue filled, every vault call of every role. The
 /// vault's own code never takes such a lock outside DDL, which needs the
-/// owner anyway.
+/// owner anyway. Checked before the lock is requested, so a refused
+/// request never waits in the audit table's lock queue, where it would
+/// hold up the writer behind it; `check_locks_held` catches what a name
+/// resolved again later leads to.
 ///
 /// Returns, for a non-superuser, how many such locks of the vault's tables
 /// this backend held before the `LOCK` (for `check_locks_held`); -1 for a
