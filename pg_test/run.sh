@@ -117,6 +117,7 @@ run_suites main \
     definer_wrapper_pays \
     storage_refuses_edits \
     refused_flood_is_bounded \
+    one_person_one_identity \
     leave_canaries
 
 # ---- protocol paths a client library takes ----------------------------------

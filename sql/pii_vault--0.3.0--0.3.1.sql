@@ -2,7 +2,9 @@
 -- whose rights called the vault (a SECURITY DEFINER wrapper's owner) and
 -- folds a statement's failed calls of one second into one event with a
 -- count; every table of the vault refuses changes but the vault's own;
--- the consent history's ids no longer come from a sequence.
+-- the consent history's ids no longer come from a sequence; emails and
+-- logins are folded to one identity (NFKC_Casefold, mixed scripts
+-- refused), and the records stored before are re-indexed (the last step).
 -- Leaves exactly what a fresh install of 0.3.1 has (pg_test/day_two.sh
 -- compares the two). No stored row changes format: 0.3.1 reads the audit
 -- batches of every earlier release (their calling role is their acting
@@ -106,3 +108,19 @@ ALTER TABLE pii_vault.consent_history ALTER COLUMN id DROP IDENTITY;
 ALTER TABLE pii_vault.consent_history ALTER COLUMN id
     SET DEFAULT (pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) * 1000000)::bigint << 10
                  | pg_catalog.floor(pg_catalog.random() * 1024)::bigint);
+
+-- Emails' local parts and logins index under their identity from 0.3.1
+-- on: a look-alike stored before (`ａｄｍｉｎ`) is re-indexed as what it
+-- looks like (`admin`), in this transaction, with the vault's key (which
+-- every upgrade has: the extension is loaded at server start). A record
+-- that cannot be (its value mixes scripts, or another record holds its
+-- new identity) keeps its index entries and is named by token in a
+-- WARNING. Decrypts each record with an email or login once: about as
+-- long as a vault_rotate pass over them.
+CREATE  FUNCTION pii_vault."refold_lookup_values"() RETURNS bigint /* i64 */
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refold_lookup_values_wrapper';
+REVOKE ALL ON FUNCTION pii_vault.refold_lookup_values() FROM PUBLIC;
+SELECT pii_vault.refold_lookup_values();

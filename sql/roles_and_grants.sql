@@ -24,6 +24,7 @@ $$;
 REVOKE ALL ON FUNCTION pii_vault.install_key_check() FROM PUBLIC;
 REVOKE ALL ON FUNCTION pii_vault.audit_read_note(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pii_vault.audit_wait(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pii_vault.refold_lookup_values() FROM PUBLIC;
 
 -- The audit, one row per event, decoded from the writer's batches. Like
 -- the tables, granted to nobody: auditors read it through vault_audit().

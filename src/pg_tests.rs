@@ -173,4 +173,64 @@ mod tests {
         let old = Spi::get_one::<pgrx::Uuid>("SELECT vault_lookup('email', 'old@example.org')");
         assert_eq!(old, Ok(None));
     }
+
+    /// A record stored as releases before 0.3.1 indexed it: its email and
+    /// login folded by NFC and lowercase only (and a value that mixes
+    /// scripts accepted), written straight to the table as they did.
+    fn store_as_before(record: serde_json::Value) -> pgrx::Uuid {
+        use crate::crypto::blind_index::blind_index;
+        use crate::crypto::envelope::{seal, PayloadEncoding};
+        use crate::normalize::{normalize_as, parse_region, Fold, LookupKind};
+        let keys = crate::keys::key_set().expect("key loaded at preload");
+        let region = parse_region("US").unwrap();
+        let mut hashes = crate::store::IndexHashes::default();
+        for kind in [LookupKind::Email, LookupKind::Login] {
+            if let Some(value) = record.get(kind.as_str()).and_then(|v| v.as_str()) {
+                let before = normalize_as(kind, value, region, Fold::Legacy).expect("valid before 0.3.1");
+                hashes.set(kind, blind_index(keys.active(), kind, &before));
+            }
+        }
+        let token = crate::crypto::random_token().unwrap();
+        let sealed = seal(keys.active(), &token, PayloadEncoding::JsonText, record.to_string().as_bytes()).unwrap();
+        crate::store::insert_record(&token, &sealed, &hashes, None, |kind| panic!("a duplicate {kind}"));
+        pgrx::Uuid::from_bytes(token)
+    }
+
+    fn lookup(kind: &str, value: &str) -> Option<pgrx::Uuid> {
+        Spi::get_one_with_args::<pgrx::Uuid>("SELECT vault_lookup($1, $2)", &[kind.into(), value.into()]).unwrap()
+    }
+
+    #[pg_test]
+    fn the_upgrade_refolds_what_earlier_releases_indexed() {
+        let admin = store_as_before(json!({"login": "ＡＤＭＩＮ", "email": "ａｌｉｃｅ@b.example"}));
+        let carol = store(r#"{"login": "carol"}"#);
+        let carol_too = store_as_before(json!({"login": "ｃａｒｏｌ"}));
+        let mixed = store_as_before(json!({"login": "b\u{043E}b", "name": "mixed"}));
+        let plain = store_as_before(json!({"login": "Plain", "email": "Plain@B.example"}));
+        assert_eq!(lookup("login", "admin"), None, "indexed as it was before 0.3.1");
+        assert_eq!(lookup("login", "plain"), Some(plain), "ASCII folds alike in both");
+
+        let refolded = Spi::get_one::<i64>("SELECT pii_vault.refold_lookup_values()");
+        assert_eq!(refolded, Ok(Some(1)), "the admin only: carol's look-alike and the mixed login are kept");
+        assert_eq!(lookup("login", "admin"), Some(admin));
+        assert_eq!(lookup("login", "ａｄｍｉｎ"), Some(admin));
+        assert_eq!(lookup("email", "alice@b.example"), Some(admin));
+        assert_eq!(lookup("login", "carol"), Some(carol), "the record that held the identity keeps it");
+        assert_eq!(lookup("login", "plain"), Some(plain));
+        // Kept records still read; their old index entries stay in place.
+        for (token, column) in [(carol_too, "login_index"), (mixed, "login_index")] {
+            let indexed = Spi::get_one_with_args::<bool>(
+                &format!("SELECT {column} IS NOT NULL FROM pii_vault.records WHERE token = $1"),
+                &[token.into()],
+            );
+            assert_eq!(indexed, Ok(Some(true)));
+        }
+        let name = Spi::get_one_with_args::<String>("SELECT vault_get($1)->>'name'", &[mixed.into()]);
+        assert_eq!(name, Ok(Some("mixed".to_string())));
+        // A second pass finds nothing more to do; each pass is audited.
+        assert_eq!(Spi::get_one::<i64>("SELECT pii_vault.refold_lookup_values()"), Ok(Some(0)));
+        audit_rows();
+        let passes = Spi::get_one::<i64>("SELECT count(*) FROM pii_vault.audit_log WHERE operation = 'reindex'");
+        assert!(passes.unwrap().unwrap() >= 2);
+    }
 }

@@ -13,6 +13,7 @@ mod install;
 pub(crate) mod jsonb;
 mod lookup;
 mod records;
+mod refold;
 mod rotation;
 mod shares;
 pub(crate) mod storage_guards;

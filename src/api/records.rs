@@ -12,7 +12,7 @@ use crate::crypto::envelope::{self, PayloadEncoding};
 use crate::crypto::{blind_index::blind_index, random_token, KeyRing, KeySet};
 use crate::error::VaultError;
 use crate::guc;
-use crate::normalize::{normalize, LookupKind};
+use crate::normalize::{normalize, normalize_as, Fold, LookupKind};
 use crate::record;
 use crate::store::{self, IndexHashes, Seen, Token};
 
@@ -85,39 +85,69 @@ pub(crate) fn outcome_of<R>(seen: &Seen<R>) -> Outcome {
     }
 }
 
-/// The blind-index hashes `vault_rotate` gives a stored record under the
-/// active version, or the first kind whose value does not normalize to
-/// what it was indexed under (`stored`, computed under `from`, the version
-/// the record is moving from): a value an earlier release's laxer
-/// normalizer accepted, or a national phone number after
+/// A stored record's blind indexes recomputed under `to` (the active
+/// version for `vault_rotate`; the record's own for the upgrade's re-fold).
+pub(crate) struct Reindexed {
+    pub hashes: IndexHashes,
+    /// The emails and logins indexed as releases before 0.3.1 folded them
+    /// (NFC and lowercase) whose identity is now another value (a
+    /// look-alike, `ａｄｍｉｎ`, is now `admin`): each kind with the value it
+    /// is now indexed under (its hash in `hashes`). Another record may hold
+    /// that value (`holder_of` tells).
+    pub refolded: Vec<(LookupKind, String)>,
+}
+
+/// The blind indexes of a stored record as they stand now, or the first
+/// kind whose value does not normalize to what it was indexed under
+/// (`stored`, computed under `from`, the record's version): a value an
+/// earlier release's laxer normalizer accepted (since 0.3.1 a login or
+/// local part that mixes scripts), or a national phone number after
 /// `pii_vault.default_region` changed (no longer valid, or valid as
-/// another country's number). Such a record is not moved: re-indexing it
-/// would hide it from lookups of the value it was stored under and let a
-/// duplicate in. No other record can hold a value this one holds (the
-/// unique indexes saw to that when it was stored), so no duplicate probe
-/// is needed.
-pub(crate) fn rotated_index_hashes(
-    keys: &KeySet,
+/// another country's number). Such a record keeps its index entries:
+/// moving them would hide it from lookups of the value it was stored under
+/// and let a duplicate in. An unchanged value needs no duplicate probe
+/// (the unique indexes saw to that when it was stored); a refolded one
+/// does.
+pub(crate) fn reindexed(
     from: &KeyRing,
+    to: &KeyRing,
     record: &JsonbDatum,
     stored: &IndexHashes,
-) -> Result<IndexHashes, LookupKind> {
+) -> Result<Reindexed, LookupKind> {
     let fields = record.top_level_fields(LookupKind::INDEXED.map(|kind| kind.as_str())).or_raise();
-    let mut hashes = IndexHashes::default();
+    let mut out = Reindexed { hashes: IndexHashes::default(), refolded: Vec::new() };
     for (kind, field) in LookupKind::INDEXED.into_iter().zip(fields) {
         match field {
             TopLevelField::String(value) => {
-                let normalized = normalize(kind, value, guard::region()).map_err(|_| kind)?;
-                if stored.get(kind) != Some(&blind_index(from, kind, &normalized)) {
-                    return Err(kind);
+                let region = guard::region();
+                let indexed_as = |normalized: &str| stored.get(kind) == Some(&blind_index(from, kind, normalized));
+                let now = normalize(kind, value, region).map_err(|_| kind)?;
+                if !indexed_as(&now) {
+                    let before = normalize_as(kind, value, region, Fold::Legacy).map_err(|_| kind)?;
+                    if before == now || !indexed_as(&before) {
+                        return Err(kind);
+                    }
+                    out.refolded.push((kind, now.clone()));
                 }
-                hashes.set(kind, blind_index(keys.active(), kind, &normalized));
+                out.hashes.set(kind, blind_index(to, kind, &now));
             }
             TopLevelField::Other => return Err(kind),
             TopLevelField::Absent | TopLevelField::Null => {}
         }
     }
-    Ok(hashes)
+    Ok(out)
+}
+
+/// The record other than `own` that holds one of `values` under any loaded
+/// key version (live or expired: an expired one still holds it until the
+/// purge), with that value's kind.
+pub(crate) fn holder_of(keys: &KeySet, own: &Token, values: &[(LookupKind, String)]) -> Option<(LookupKind, Token)> {
+    values.iter().find_map(|(kind, normalized)| {
+        let rings = std::iter::once(keys.active()).chain(keys.others());
+        store::find_token(*kind, rings.map(|ring| blind_index(ring, *kind, normalized)))
+            .map(|(holder, _)| (*kind, holder))
+            .filter(|(_, holder)| holder != own)
+    })
 }
 
 /// Another record has this lookup value (the store reports it mid-statement,

@@ -10,7 +10,7 @@ use super::call::audited;
 use super::documents::{app_data_binding, session_binding};
 use super::errors::{raise, OrRaise};
 use super::guard;
-use super::records::{open_record, rotated_index_hashes};
+use super::records::{holder_of, open_record, reindexed};
 use crate::audit::Operation;
 use crate::crypto::envelope;
 use crate::error::VaultError;
@@ -29,7 +29,7 @@ struct Pass {
     after: Token,
     remaining: i64,
     version: u32,
-    /// Records this pass could not move (see `rotated_index_hashes`).
+    /// Records this pass could not move (see `reindexed`).
     stuck: i64,
 }
 
@@ -95,17 +95,26 @@ fn vault_rotate_batch(
             // Loaded: only records under loaded versions were selected.
             let from_ring =
                 envelope::key_version(sealed).and_then(|v| keys.version(v)).ok_or(VaultError::DecryptFailed).or_raise();
-            let Ok(hashes) = rotated_index_hashes(keys, from_ring, &record, stored).inspect_err(|kind| {
-                warning!(
-                    "pii_vault: record {} was not moved: its {kind} no longer normalizes to what it was indexed under (pii_vault.default_region changed, or stored by an earlier release)",
-                    pgrx::Uuid::from_bytes(*token)
-                );
-            }) else {
-                stuck += 1;
-                continue;
+            let stuck_because = match reindexed(from_ring, active, &record, stored) {
+                Err(kind) => Some(format!(
+                    "its {kind} no longer normalizes to what it was indexed under (pii_vault.default_region changed, or stored by an earlier release)"
+                )),
+                Ok(moved) => match holder_of(keys, token, &moved.refolded) {
+                    Some((kind, holder)) => Some(format!(
+                        "its {kind} now folds to the value record {} holds (one person, one identity: see the README)",
+                        pgrx::Uuid::from_bytes(holder)
+                    )),
+                    None => {
+                        let sealed = envelope::rewrap(keys, active, token, sealed).or_raise();
+                        store::rekey_record(token, &sealed, &moved.hashes, |kind| raise(VaultError::Duplicate(kind)));
+                        None
+                    }
+                },
             };
-            let moved = envelope::rewrap(keys, active, token, sealed).or_raise();
-            store::rekey_record(token, &moved, &hashes, |kind| raise(VaultError::Duplicate(kind)));
+            if let Some(why) = stuck_because {
+                warning!("pii_vault: record {} was not moved: {why}", pgrx::Uuid::from_bytes(*token));
+                stuck += 1;
+            }
         }
         let rotated = batch.len() as i64 - stuck;
         let mut next = Pass {

@@ -71,6 +71,7 @@ audit_code! {
         ConsentHistory = 30 => "consent_history",
         SubjectExport = 31 => "subject_export",
         Expire = 32 => "expire",
+        Reindex = 33 => "reindex",
     }
 }
 

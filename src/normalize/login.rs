@@ -1,14 +1,16 @@
-//! Login: trim, NFC, lowercase. Must be non-empty and free of control and
-//! invisible formatting characters. The only space allowed inside is U+0020:
-//! the other space separators (no-break, ideographic, thin, ...) look like
-//! it, or like nothing, and would let two logins that read alike index apart.
+//! Login: trim, then folded to its identity (NFKC_Casefold, see `fold`).
+//! Must be non-empty, free of control and invisible formatting characters,
+//! and not mix scripts (see `mixes_scripts`). The only space allowed inside
+//! is U+0020: the other space separators (no-break, ideographic, thin, ...)
+//! look like it, or like nothing, and would let two logins that read alike
+//! index apart.
 
-use super::{has_hidden_characters, is_space_separator, nfc_lower, LookupKind};
+use super::{fold, has_hidden_characters, is_space_separator, legacy_fold, mixes_scripts, Fold, LookupKind};
 use crate::error::{VaultError, VaultResult};
 
 const MAX_LOGIN_CHARS: usize = 256;
 
-pub fn normalize_login(value: &str) -> VaultResult<String> {
+pub fn normalize_login(value: &str, how: Fold) -> VaultResult<String> {
     let invalid = || VaultError::InvalidValue(LookupKind::Login);
     let trimmed = value.trim();
     if trimmed.is_empty()
@@ -18,7 +20,23 @@ pub fn normalize_login(value: &str) -> VaultResult<String> {
     {
         return Err(invalid());
     }
-    let login = nfc_lower(trimmed);
+    let login = match how {
+        Fold::Identity => {
+            let login = fold(trimmed);
+            // A spacing accent folds to a space and a combining mark (`´`
+            // to U+0020 U+0301): refused at either end, where a later trim
+            // would change the identity; checked again as a whole.
+            let refused = login.trim() != login
+                || has_hidden_characters(&login)
+                || has_other_spaces(&login)
+                || mixes_scripts(&login);
+            if refused {
+                return Err(invalid());
+            }
+            login
+        }
+        Fold::Legacy => legacy_fold(trimmed),
+    };
     if login.chars().count() > MAX_LOGIN_CHARS {
         return Err(invalid());
     }
@@ -33,73 +51,151 @@ fn has_other_spaces(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn norm(value: &str) -> VaultResult<String> {
+        normalize_login(value, Fold::Identity)
+    }
     use proptest::prelude::*;
 
-    /// Logins that must be accepted: letters, digits, punctuation and symbols
-    /// of several scripts (less the few that render blank), with ASCII spaces
-    /// inside and at least one visible character.
-    const VALID_LOGIN: &str = "([a-zA-Z0-9 _.@'-]|[\\p{L}\\p{N}\\p{P}\\p{S}&&[^\\u{115F}\\u{1160}\\u{3164}\\u{FFA0}\\u{2800}\\u{1D159}]]){0,20}([a-zA-Z0-9]|[\\p{L}&&[\\p{Greek}\\p{Cyrillic}\\p{Han}\\p{Arabic}]])[a-zA-Z0-9 ._-]{0,19}";
+    /// Logins that must be accepted: each of one script (Latin, Greek,
+    /// Cyrillic, Arabic or Han) beside digits, ASCII spaces and punctuation
+    /// and symbols every script shares that have no compatibility form (a
+    /// symbol such as `㎛` folds to letters, `μm`, and is that script's),
+    /// with at least one letter.
+    fn valid_login() -> impl Strategy<Value = String> {
+        const SHARED: &str = "[0-9 _.@'!#$%&*+=?~€£¥©®°±§¶•–—‘’“”«»]";
+        let of_script = |script: &str| {
+            // Less Arabic's presentation forms: some are a spacing vowel
+            // mark, which folds to a space and a combining mark.
+            let letter = format!("[\\p{{scx={script}}}&&\\p{{L}}&&[^\\u{{FB50}}-\\u{{FDFF}}\\u{{FE70}}-\\u{{FEFF}}]]");
+            let pattern = format!("({SHARED}|{letter}){{0,20}}{letter}[0-9 ._-]{{0,19}}");
+            proptest::string::string_regex(&pattern).expect("a valid pattern")
+        };
+        prop_oneof![
+            of_script("Latin"),
+            of_script("Greek"),
+            of_script("Cyrillic"),
+            of_script("Arabic"),
+            of_script("Han")
+        ]
+    }
 
     #[test]
     fn canonical_forms() {
-        assert_eq!(normalize_login("  Alice ").unwrap(), "alice");
-        assert_eq!(normalize_login("ZOE\u{0308}").unwrap(), "zoë");
-        assert_eq!(normalize_login("'; DROP TABLE users; --").unwrap(), "'; drop table users; --");
-        assert_eq!(normalize_login("Jean Dupont").unwrap(), "jean dupont", "ASCII space inside");
-        assert_eq!(normalize_login("\u{00A0}bob\u{3000}").unwrap(), "bob", "spaces at the ends are trimmed");
+        assert_eq!(norm("  Alice ").unwrap(), "alice");
+        assert_eq!(norm("ZOE\u{0308}").unwrap(), "zoë");
+        assert_eq!(norm("'; DROP TABLE users; --").unwrap(), "'; drop table users; --");
+        assert_eq!(norm("Jean Dupont").unwrap(), "jean dupont", "ASCII space inside");
+        assert_eq!(norm("\u{00A0}bob\u{3000}").unwrap(), "bob", "spaces at the ends are trimmed");
+    }
+
+    #[test]
+    fn look_alikes_fold_to_one_identity() {
+        for (variant, identity) in [
+            ("ａｄｍｉｎ", "admin"),
+            ("ＡＤＭＩＮ", "admin"),
+            ("𝐚𝐥𝐢𝐜𝐞", "alice"),
+            ("𝔞𝔩𝔦𝔠𝔢", "alice"),
+            ("ⓐⓓⓜⓘⓝ", "admin"),
+            ("ﬁle", "file"),
+            ("Straße", "strasse"),
+            ("STRASSE", "strasse"),
+            ("ΣΊΣΥΦΟΣ", "σίσυφοσ"),
+            ("σίσυφος", "σίσυφοσ"),
+            ("ᏣᎳᎩ", "ᏣᎳᎩ"),
+            ("ꮳꮃꭹ", "ᏣᎳᎩ"),
+            ("Ⅻ", "xii"),
+        ] {
+            assert_eq!(norm(variant).as_deref(), Ok(identity), "{variant:?}");
+        }
+    }
+
+    #[test]
+    fn mixed_scripts_are_refused() {
+        for mixed in ["\u{0430}dmin", "p\u{0430}ypal", "admin\u{03BF}", "аdmin_админ", "abc\u{0661}", "\u{2C9F}ops"]
+        {
+            assert_eq!(norm(mixed), Err(VaultError::InvalidValue(LookupKind::Login)), "{mixed:?}");
+        }
+        for single in ["админ", "ελληνικά", "用户abc", "東京tokyoひらがな", "한국abc漢字", "jean-luc o'neil", "δ-42"]
+        {
+            assert!(norm(single).is_ok(), "{single:?}");
+        }
+    }
+
+    #[test]
+    fn a_spacing_accent_at_an_end_is_refused() {
+        // U+00B4 folds to U+0020 U+0301: at the start the identity would
+        // begin with a space; inside, it is a space and an accent.
+        assert!(norm("\u{00B4}admin").is_err());
+        assert_eq!(norm("jean\u{00B4}s").unwrap(), "jean \u{0301}s");
+    }
+
+    #[test]
+    fn the_legacy_fold_is_nfc_and_lowercase() {
+        assert_eq!(normalize_login("ａｄｍｉｎ", Fold::Legacy).unwrap(), "ａｄｍｉｎ");
+        assert_eq!(normalize_login("Straße", Fold::Legacy).unwrap(), "straße");
+        assert_eq!(normalize_login("\u{0430}dmin", Fold::Legacy).unwrap(), "\u{0430}dmin");
+        assert_eq!(normalize_login(" Alice ", Fold::Legacy).unwrap(), "alice");
     }
 
     #[test]
     fn rejections() {
         for bad in ["", "   ", "a\u{0007}b", "ad\u{200D}min", "\u{FEFF}root"] {
-            assert!(normalize_login(bad).is_err(), "{bad:?}");
+            assert!(norm(bad).is_err(), "{bad:?}");
         }
-        assert!(normalize_login(&"x".repeat(257)).is_err());
+        assert!(norm(&"x".repeat(257)).is_err());
     }
 
     #[test]
     fn invisible_characters_are_refused() {
         for c in crate::normalize::INVISIBLE_SAMPLES {
-            assert!(normalize_login(&format!("ad{c}min")).is_err(), "U+{:04X}", c as u32);
+            assert!(norm(&format!("ad{c}min")).is_err(), "U+{:04X}", c as u32);
             if !c.is_whitespace() {
-                assert!(normalize_login(&format!("admin{c}")).is_err(), "U+{:04X} at the end", c as u32);
+                assert!(norm(&format!("admin{c}")).is_err(), "U+{:04X} at the end", c as u32);
             }
         }
         // Line and paragraph separators are whitespace: trimmed at the ends.
-        assert_eq!(normalize_login("admin\u{2028}").unwrap(), "admin");
+        assert_eq!(norm("admin\u{2028}").unwrap(), "admin");
     }
 
     #[test]
     fn spaces_other_than_ascii_inside_are_refused() {
         for c in ['\u{00A0}', '\u{2000}', '\u{2009}', '\u{202F}', '\u{205F}', '\u{3000}', '\u{1680}'] {
-            assert!(normalize_login(&format!("jean{c}dupont")).is_err(), "U+{:04X}", c as u32);
+            assert!(norm(&format!("jean{c}dupont")).is_err(), "U+{:04X}", c as u32);
         }
     }
 
     proptest! {
         #[test]
-        fn idempotent(s in VALID_LOGIN) {
-            let once = normalize_login(&s);
+        fn idempotent(s in valid_login()) {
+            let once = norm(&s);
             prop_assert!(once.is_ok(), "{s:?}: {once:?}");
             let once = once.unwrap();
-            prop_assert_eq!(normalize_login(&once), Ok(once.clone()));
+            prop_assert_eq!(norm(&once), Ok(once.clone()));
         }
 
         #[test]
         fn an_ignorable_or_format_character_anywhere_is_refused(
-            s in VALID_LOGIN,
+            s in valid_login(),
             c in prop::sample::select(crate::normalize::ignorable_and_format_chars()),
             at in any::<prop::sample::Index>(),
         ) {
             let mut login = s.clone();
             let boundaries: Vec<usize> = (0..=login.len()).filter(|&i| login.is_char_boundary(i)).collect();
             login.insert(boundaries[at.index(boundaries.len())], c);
-            prop_assert!(normalize_login(&login).is_err(), "{login:?}");
+            prop_assert!(norm(&login).is_err(), "{login:?}");
+        }
+
+        #[test]
+        fn whatever_is_accepted_is_stable(s in "\\PC{0,40}") {
+            if let Ok(once) = norm(&s) {
+                prop_assert_eq!(norm(&once), Ok(once.clone()), "{:?}", s);
+            }
         }
 
         #[test]
         fn never_panics(s in "\\PC{0,80}") {
-            let _ = normalize_login(&s);
+            let _ = norm(&s);
         }
     }
 }

@@ -9,8 +9,8 @@ mod login;
 mod phone;
 mod token;
 
-pub use email::normalize_email;
-pub use login::normalize_login;
+use email::normalize_email;
+use login::normalize_login;
 pub use phone::{normalize_phone, parse_region, Region};
 pub use token::{format_token, parse_token};
 
@@ -56,12 +56,26 @@ impl std::fmt::Display for LookupKind {
     }
 }
 
+/// How an email's local part and a login are folded to one identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// From 0.3.1: NFKC_Casefold (`fold`), and mixed scripts refused.
+    Identity,
+    /// Before 0.3.1: NFC and lowercase; what older records are indexed under.
+    Legacy,
+}
+
 /// Normalizes `value` as a `kind` (not for `Token`, which is not hashed).
 pub fn normalize(kind: LookupKind, value: &str, region: Region) -> VaultResult<String> {
+    normalize_as(kind, value, region, Fold::Identity)
+}
+
+/// `normalize` under a given fold (phones have one form only).
+pub fn normalize_as(kind: LookupKind, value: &str, region: Region, fold: Fold) -> VaultResult<String> {
     match kind {
-        LookupKind::Email => normalize_email(value),
+        LookupKind::Email => normalize_email(value, fold),
         LookupKind::Phone => normalize_phone(value, region),
-        LookupKind::Login => normalize_login(value),
+        LookupKind::Login => normalize_login(value, fold),
         LookupKind::Token => Err(VaultError::InvalidValue(LookupKind::Token)),
     }
 }
@@ -131,6 +145,70 @@ pub(crate) fn nfc_lower(s: &str) -> String {
     }
     let lowered: String = s.nfc().collect::<String>().to_lowercase();
     lowered.nfc().collect()
+}
+
+/// The identity of a login or an email's local part: Unicode NFKC_Casefold,
+/// so width variants (`ａｄｍｉｎ`), mathematical letters (`𝐚𝐥𝐢𝐜𝐞`),
+/// ligatures and every case form of a letter (`ß`/`ss`, `ς`/`σ`, Cherokee)
+/// fold to one form. Computed as NFKC, full case folding, NFKC again until
+/// stable (Unicode's toNFKC_Casefold less the removal of default-ignorable
+/// code points, which are refused before this runs); ICU4X's compiled
+/// data, so the fold follows Unicode. ASCII folds to its lowercase.
+///
+/// Two releases fold differently (`legacy_fold`): records stored before
+/// 0.3.1 are re-indexed by the upgrade (src/api/refold.rs).
+pub(crate) fn fold(s: &str) -> String {
+    use icu_casemap::CaseMapper;
+    use icu_normalizer::ComposingNormalizerBorrowed;
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
+    let nfkc = ComposingNormalizerBorrowed::new_nfkc();
+    let casefold = CaseMapper::new();
+    let mut folded = nfkc.normalize(s).into_owned();
+    // One round is stable for every character Unicode has (a unit test
+    // checks all of them); the bound only keeps a future table honest.
+    for _ in 0..4 {
+        let again = nfkc.normalize(&casefold.fold_string(&folded)).into_owned();
+        if again == folded {
+            break;
+        }
+        folded = again;
+    }
+    folded
+}
+
+/// How releases before 0.3.1 folded an identifier (NFC, lowercase): kept
+/// to recognise, and re-index, what they indexed.
+pub(crate) fn legacy_fold(s: &str) -> String {
+    nfc_lower(s)
+}
+
+/// Whether `s` mixes scripts beyond UTS #39's Highly Restrictive level: its
+/// letters must all share one script (characters used by several scripts,
+/// such as digits, punctuation and combining marks, fit any), or be Latin
+/// with Han and Hiragana/Katakana, Han and Bopomofo, or Han and Hangul. So
+/// `admin` with a Cyrillic `а` is refused, `用户abc` is not. Script sets come
+/// from `unicode-security` (Script_Extensions, augmented for Han); unlike
+/// UTS #39's identifier profile, symbols and punctuation stay allowed.
+pub(crate) fn mixes_scripts(s: &str) -> bool {
+    use unicode_script::Script;
+    use unicode_security::mixed_script::AugmentedScriptSet;
+    if s.is_ascii() {
+        return false;
+    }
+    let mut all = AugmentedScriptSet::default();
+    let mut beside_latin = AugmentedScriptSet::default();
+    for c in s.chars() {
+        let set = AugmentedScriptSet::for_char(c);
+        all.intersect_with(set);
+        if !set.base.contains_script(Script::Latin) {
+            beside_latin.intersect_with(set);
+        }
+    }
+    let single_script = !all.is_empty();
+    let highly_restrictive = beside_latin.jpan || beside_latin.hanb || beside_latin.kore;
+    !(single_script || highly_restrictive)
 }
 
 /// Every Default_Ignorable_Code_Point and every format (Cf) character, for
@@ -278,6 +356,34 @@ mod tests {
         assert!(chars.len() > 4000, "the whole DI set (tags and reserved ranges included)");
         for c in chars {
             assert!(has_hidden_characters(&c.to_string()), "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn one_round_folds_every_character() {
+        // fold's bound of four rounds is never reached: each character's
+        // fold is stable after one (so the fold is idempotent).
+        use icu_casemap::CaseMapper;
+        use icu_normalizer::ComposingNormalizerBorrowed;
+        let nfkc = ComposingNormalizerBorrowed::new_nfkc();
+        let casefold = CaseMapper::new();
+        for c in (0..=0x10FFFF_u32).filter_map(char::from_u32).filter(|c| !is_hidden(*c)) {
+            let once = nfkc.normalize(&casefold.fold_string(&nfkc.normalize(&c.to_string()))).into_owned();
+            let twice = nfkc.normalize(&casefold.fold_string(&once)).into_owned();
+            assert_eq!(once, twice, "U+{:04X}", c as u32);
+            assert_eq!(fold(&once), once, "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn scripts_mix_beyond_highly_restrictive() {
+        for mixed in ["p\u{0430}ypal", "abcαβγ", "\u{0430}\u{03B1}", "abc\u{0627}"] {
+            assert!(mixes_scripts(mixed), "{mixed:?}");
+        }
+        for single in
+            ["paypal", "ελληνικά", "用户abc", "東京tokyoひらがな", "한국abc漢字", "注音ㄅㄆabc", "a\u{0301}-1"]
+        {
+            assert!(!mixes_scripts(single), "{single:?}");
         }
     }
 

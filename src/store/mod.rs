@@ -625,20 +625,34 @@ pub fn versions_in_use() -> Vec<(u32, i64)> {
 pub fn records_under(versions: &[u32], after: &Token, limit: i64) -> Vec<(Token, Vec<u8>, IndexHashes)> {
     with_plans(|client, plans| {
         let table = client.update(&plans.records_under, None, &[uuid(after), version_bytes(versions), limit.into()])?;
-        let mut out = Vec::with_capacity(table.len());
-        let hash = |v: Option<Vec<u8>>| v.and_then(|v| IndexHash::try_from(v.as_slice()).ok());
-        for row in table {
-            if let (Some(token), Some(envelope)) = (row.get::<Uuid>(1)?, row.get::<Vec<u8>>(2)?) {
-                let hashes = IndexHashes {
-                    email: hash(row.get::<Vec<u8>>(3)?),
-                    phone: hash(row.get::<Vec<u8>>(4)?),
-                    login: hash(row.get::<Vec<u8>>(5)?),
-                };
-                out.push((*token.as_bytes(), envelope, hashes));
-            }
-        }
-        Ok(out)
+        records_with_hashes(table)
     })
+}
+
+/// Up to `limit` records after `after` (in token order), of any key
+/// version, that have an email or a login indexed, with their blind-index
+/// hashes, row-locked until the transaction ends (waiting for a call that
+/// holds one: every such record must be seen).
+pub fn indexed_records_after(after: &Token, limit: i64) -> Vec<(Token, Vec<u8>, IndexHashes)> {
+    with_plans(|client, plans| {
+        records_with_hashes(client.update(&plans.indexed_records_after, None, &[uuid(after), limit.into()])?)
+    })
+}
+
+fn records_with_hashes(table: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<(Token, Vec<u8>, IndexHashes)>> {
+    let mut out = Vec::with_capacity(table.len());
+    let hash = |v: Option<Vec<u8>>| v.and_then(|v| IndexHash::try_from(v.as_slice()).ok());
+    for row in table {
+        if let (Some(token), Some(envelope)) = (row.get::<Uuid>(1)?, row.get::<Vec<u8>>(2)?) {
+            let hashes = IndexHashes {
+                email: hash(row.get::<Vec<u8>>(3)?),
+                phone: hash(row.get::<Vec<u8>>(4)?),
+                login: hash(row.get::<Vec<u8>>(5)?),
+            };
+            out.push((*token.as_bytes(), envelope, hashes));
+        }
+    }
+    Ok(out)
 }
 
 /// How many records' data keys are under one of `versions`.

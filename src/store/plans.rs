@@ -17,6 +17,7 @@ pub(super) struct Plans {
     pub count_under: OwnedPreparedStatement,
     pub count_not_under: OwnedPreparedStatement,
     pub rekey_record: OwnedPreparedStatement,
+    pub indexed_records_after: OwnedPreparedStatement,
 }
 
 const UUID: PgOid = PgOid::BuiltIn(PgBuiltInOids::UUIDOID);
@@ -117,6 +118,12 @@ impl Plans {
                 "UPDATE pii_vault.records SET envelope = $2, email_index = $3, phone_index = $4, login_index = $5 \
                  WHERE token = $1",
                 &index_args,
+            )?,
+            indexed_records_after: write(
+                "SELECT token, envelope, email_index, phone_index, login_index FROM pii_vault.records \
+                 WHERE token > $1 AND (email_index IS NOT NULL OR login_index IS NOT NULL) \
+                 ORDER BY token LIMIT $2 FOR UPDATE",
+                &[UUID, INT8],
             )?,
         })
     }
