@@ -85,6 +85,14 @@ fn main() {
     let normalize_email = time_per_op(|| {
         black_box(normalize(LookupKind::Email, black_box(" Customer.Number.12345@Example.com "), region).unwrap());
     });
+    // Non-ASCII takes the whole fold (NFKC, case fold, NFKC) and the
+    // script check; ASCII its lowercase shortcut.
+    let normalize_email_unicode = time_per_op(|| {
+        black_box(normalize(LookupKind::Email, black_box(" Ｊosé.Müller.12345@Example.com "), region).unwrap());
+    });
+    let normalize_login_unicode = time_per_op(|| {
+        black_box(normalize(LookupKind::Login, black_box("Ｓtraße-Müller"), region).unwrap());
+    });
     let normalize_phone_e164 = time_per_op(|| {
         black_box(normalize(LookupKind::Phone, black_box("+14152012345"), region).unwrap());
     });
@@ -107,6 +115,8 @@ fn main() {
     println!("| normalizing a lookup value | µs per op |");
     println!("| --- | --- |");
     println!("| email | {:.2} |", us(normalize_email));
+    println!("| email, non-ASCII local part | {:.2} |", us(normalize_email_unicode));
+    println!("| login, non-ASCII | {:.2} |", us(normalize_login_unicode));
     println!("| phone, already E.164 | {:.2} |", us(normalize_phone_e164));
     println!("| phone, with spaces | {:.2} |", us(normalize_phone_spaced));
 }

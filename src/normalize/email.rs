@@ -5,7 +5,9 @@
 //! `xn--tda.example` index alike. No whitespace of any kind inside, and no
 //! invisible or format character anywhere (see `has_hidden_characters`).
 
-use super::{fold, has_hidden_characters, legacy_fold, mixes_scripts, nfc_lower, Fold, LookupKind};
+use super::{
+    fold, has_confusable_marks, has_hidden_characters, legacy_fold, mixes_scripts, nfc_lower, Fold, LookupKind,
+};
 use crate::error::{VaultError, VaultResult};
 
 const MAX_LOCAL_LEN: usize = 64;
@@ -32,7 +34,8 @@ pub fn normalize_email(value: &str, how: Fold) -> VaultResult<String> {
             let refused = local.contains('@')
                 || local.contains(char::is_whitespace)
                 || has_hidden_characters(&local)
-                || mixes_scripts(&local);
+                || mixes_scripts(&local)
+                || has_confusable_marks(&local);
             if refused {
                 return Err(invalid());
             }
@@ -43,7 +46,13 @@ pub fn normalize_email(value: &str, how: Fold) -> VaultResult<String> {
     if email.is_empty() || exceeds_chars(&email, MAX_LOCAL_LEN) {
         return Err(invalid());
     }
-    let ascii_domain = idna::domain_to_ascii_strict(&nfc_lower(domain)).map_err(|_| invalid())?;
+    // IDNA's own mapping (UTS #46) lowercases the domain: a lowercase
+    // taken before it would give a label-final `Σ` as `ς`, not `σ`.
+    let ascii_domain = match how {
+        Fold::Identity => idna::domain_to_ascii_strict(domain),
+        Fold::Legacy => idna::domain_to_ascii_strict(&nfc_lower(domain)),
+    }
+    .map_err(|_| invalid())?;
     let labels_ok = ascii_domain.split('.').count() >= 2 && ascii_domain.split('.').all(|label| !label.is_empty());
     if !labels_ok {
         return Err(invalid());
@@ -145,6 +154,16 @@ mod tests {
         // `strasse.de` are two domains under IDNA 2008).
         assert_eq!(norm("a@straße.example").unwrap(), "a@xn--strae-oqa.example");
         assert_eq!(normalize_email("ａｌｉｃｅ@b.example", Fold::Legacy).unwrap(), "ａｌｉｃｅ@b.example");
+    }
+
+    #[test]
+    fn the_domain_is_lowercased_by_idna_alone() {
+        // UTS #46 maps Σ to σ wherever it stands; a final-sigma-aware
+        // lowercase would make `ΑΣ-b` another label than `ασ-b`.
+        assert_eq!(norm("x@ΑΣ-b.gr").unwrap(), norm("x@ασ-b.gr").unwrap());
+        assert_eq!(norm("x@b.ΑΣ").unwrap(), norm("x@b.ασ").unwrap());
+        assert_eq!(norm("x@B\u{00DC}CHER.Example").unwrap(), "x@xn--bcher-kva.example");
+        assert_eq!(norm("x@bu\u{0308}cher.example").unwrap(), "x@xn--bcher-kva.example");
     }
 
     #[test]

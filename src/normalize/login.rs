@@ -5,7 +5,9 @@
 //! look like it, or like nothing, and would let two logins that read alike
 //! index apart.
 
-use super::{fold, has_hidden_characters, is_space_separator, legacy_fold, mixes_scripts, Fold, LookupKind};
+use super::{
+    fold, has_confusable_marks, has_hidden_characters, is_space_separator, legacy_fold, mixes_scripts, Fold, LookupKind,
+};
 use crate::error::{VaultError, VaultResult};
 
 const MAX_LOGIN_CHARS: usize = 256;
@@ -29,7 +31,8 @@ pub fn normalize_login(value: &str, how: Fold) -> VaultResult<String> {
             let refused = login.trim() != login
                 || has_hidden_characters(&login)
                 || has_other_spaces(&login)
-                || mixes_scripts(&login);
+                || mixes_scripts(&login)
+                || has_confusable_marks(&login);
             if refused {
                 return Err(invalid());
             }
@@ -120,6 +123,15 @@ mod tests {
         {
             assert!(norm(single).is_ok(), "{single:?}");
         }
+    }
+
+    #[test]
+    fn marks_that_fake_a_letter_are_refused() {
+        for bad in ["d\u{0335}avid", "o\u{0338}ystein", "jose\u{0301}\u{0301}", "\u{0301}admin"] {
+            assert_eq!(norm(bad), Err(VaultError::InvalidValue(LookupKind::Login)), "{bad:?}");
+        }
+        assert_eq!(norm("ADM\u{0130}N").unwrap(), "admin");
+        assert_eq!(norm("e\u{0323}\u{0301}ko\u{0323}\u{0301}").unwrap(), "ẹ́kọ́");
     }
 
     #[test]

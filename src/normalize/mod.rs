@@ -169,13 +169,74 @@ pub(crate) fn fold(s: &str) -> String {
     // One round is stable for every character Unicode has (a unit test
     // checks all of them); the bound only keeps a future table honest.
     for _ in 0..4 {
-        let again = nfkc.normalize(&casefold.fold_string(&folded)).into_owned();
+        let again = drop_redundant_dots(&nfkc.normalize(&casefold.fold_string(&folded)));
         if again == folded {
             break;
         }
         folded = again;
     }
     folded
+}
+
+/// Drops a COMBINING DOT ABOVE right after a soft-dotted letter (`i`, `j`,
+/// `į`, ... by Unicode's Soft_Dotted property): it draws nothing more than
+/// the letter's own dot. Case folding gives `İ` as `i` and that dot, so
+/// `ADMİN` is `admin`, as it reads (the Turkish fold), and `i` with a dot
+/// typed after it is `i` too.
+fn drop_redundant_dots(s: &str) -> String {
+    use icu_properties::props::SoftDotted;
+    use icu_properties::CodePointSetData;
+    let soft_dotted = CodePointSetData::new::<SoftDotted>();
+    let mut out = String::with_capacity(s.len());
+    let mut after_soft_dotted = false;
+    for c in s.chars() {
+        if !(c == '\u{0307}' && after_soft_dotted) {
+            out.push(c);
+            after_soft_dotted = soft_dotted.contains(c);
+        }
+    }
+    out
+}
+
+/// Most nonspacing marks in a row (UTS #39 section 5.4 suggests four).
+const MAX_MARKS_IN_A_ROW: usize = 4;
+
+/// Combining marks that make a folded identifier look like another one
+/// (UTS #39 section 5.4): a mark with no letter before it (it draws on
+/// whatever text precedes the value), an overlay mark (`d` with U+0335
+/// draws `đ`, `o` with U+0338 draws `ø`, yet neither composes to that
+/// letter), the same nonspacing mark twice in a row (drawn on top of
+/// itself), or more than `MAX_MARKS_IN_A_ROW` nonspacing marks in a row.
+/// Read in NFD, so a mark a precomposed letter holds counts (`é` and
+/// another U+0301). Properties from ICU4X's data (General_Category,
+/// Canonical_Combining_Class), not a list.
+pub(crate) fn has_confusable_marks(s: &str) -> bool {
+    use icu_normalizer::DecomposingNormalizerBorrowed;
+    use icu_properties::props::{CanonicalCombiningClass, GeneralCategory, GeneralCategoryGroup};
+    use icu_properties::CodePointMapData;
+    if s.is_ascii() {
+        return false;
+    }
+    let category = CodePointMapData::<GeneralCategory>::new();
+    let combining_class = CodePointMapData::<CanonicalCombiningClass>::new();
+    let (mut previous, mut in_a_row) = (None, 0);
+    for (i, c) in DecomposingNormalizerBorrowed::new_nfd().normalize_iter(s.chars()).enumerate() {
+        let gc = category.get(c);
+        if GeneralCategoryGroup::Mark.contains(gc) && i == 0 {
+            return true;
+        }
+        if gc == GeneralCategory::NonspacingMark {
+            in_a_row += 1;
+            let overlay = combining_class.get(c) == CanonicalCombiningClass::Overlay;
+            if overlay || previous == Some(c) || in_a_row > MAX_MARKS_IN_A_ROW {
+                return true;
+            }
+        } else {
+            in_a_row = 0;
+        }
+        previous = Some(c);
+    }
+    false
 }
 
 /// How releases before 0.3.1 folded an identifier (NFC, lowercase): kept
@@ -368,11 +429,39 @@ mod tests {
         let nfkc = ComposingNormalizerBorrowed::new_nfkc();
         let casefold = CaseMapper::new();
         for c in (0..=0x10FFFF_u32).filter_map(char::from_u32).filter(|c| !is_hidden(*c)) {
-            let once = nfkc.normalize(&casefold.fold_string(&nfkc.normalize(&c.to_string()))).into_owned();
-            let twice = nfkc.normalize(&casefold.fold_string(&once)).into_owned();
+            let once = drop_redundant_dots(&nfkc.normalize(&casefold.fold_string(&nfkc.normalize(&c.to_string()))));
+            let twice = drop_redundant_dots(&nfkc.normalize(&casefold.fold_string(&once)));
             assert_eq!(once, twice, "U+{:04X}", c as u32);
             assert_eq!(fold(&once), once, "U+{:04X}", c as u32);
         }
+    }
+
+    #[test]
+    fn confusable_marks() {
+        for bad in [
+            "\u{0301}admin",
+            "d\u{0335}avid",
+            "o\u{0338}ystein",
+            "l\u{0337}ukasz",
+            "jose\u{0301}\u{0301}",
+            "jos\u{00E9}\u{0301}",
+            "a\u{0300}\u{0301}\u{0302}\u{0303}\u{0304}",
+        ] {
+            assert!(has_confusable_marks(bad), "{bad:?}");
+        }
+        for good in ["josé", "jose\u{0301}", "e\u{0323}\u{0301}", "ẹ́kọ́", "a\u{0300}\u{0301}\u{0302}\u{0303}", "đavid"]
+        {
+            assert!(!has_confusable_marks(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn a_dot_above_a_soft_dotted_letter_folds_away() {
+        assert_eq!(fold("ADM\u{0130}N"), "admin");
+        assert_eq!(fold("admi\u{0307}n"), "admin");
+        assert_eq!(fold("j\u{0307}ane"), "jane");
+        assert_eq!(fold("adm\u{0131}n"), "adm\u{0131}n", "a dotless i is another letter");
+        assert_eq!(fold("a\u{0307}"), "\u{0227}", "a dot above other letters stays (NFKC composes it)");
     }
 
     #[test]
