@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Check helpers shared by pg_test/run.sh and pg_test/day_two.sh (sourced
 # after scripts/cluster.sh; until_sql reads $DB). Each check prints one
 # line; the caller ends with "N passed, N failed" from $passed/$failed.
@@ -25,8 +26,7 @@ check_equal() { # description, what came back, what must come back
 
 #   until_sql SQL: polls until SQL returns t (30 s at most).
 until_sql() {
-    local i
-    for i in $(seq 1 600); do
+    for _ in $(seq 1 600); do
         [ "$(cluster_psql -q -At -d "$DB" -c "$1")" = t ] && return 0
         sleep 0.05
     done

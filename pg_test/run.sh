@@ -282,7 +282,7 @@ PSQL=(cluster_psql -q -At -d "$DB")
     -c "ALTER SYSTEM SET pii_vault.max_reads_per_minute = 60" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 started=$(date +%s)
-for i in $(seq 1 12); do
+for _ in $(seq 1 12); do
     PGAPPNAME=swarm cluster_psql -q -At -U swarm -d "$DB" \
         -c "SELECT try_sql(format('SELECT vault_get(%L)', tok)) FROM victims ORDER BY n LIMIT 5" >/dev/null &
 done

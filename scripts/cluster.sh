@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell functions for a throwaway PostgreSQL cluster run as the `postgres`
 # OS user (initdb and postgres refuse root). Sourced by pg_test/run.sh and
 # scripts/demo.sh.

@@ -11,8 +11,9 @@ PGRX_VERSION=0.18.0
 say() { echo "setup: $*"; }
 
 # Debian packages: PostgreSQL 15 server and headers, libclang for bindgen,
-# sudo for `cargo pgrx test --runas`, python3 for the harness's file scans.
-packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang pkg-config sudo gcc make python3)
+# sudo for `cargo pgrx test --runas`, python3 for the harness's file scans,
+# and the shell-script gate (shellcheck).
+packages=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libclang-dev clang pkg-config sudo gcc make python3 shellcheck)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -53,4 +54,25 @@ if grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "$HOME/.pgrx/config.toml"; then
 else
     say "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
     cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG" >/dev/null
+fi
+
+# The core's gates: Miri (nightly) for its unsafe code, cargo-fuzz to build
+# the fuzz targets, cargo-deny for licenses, bans and sources.
+if rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^miri'; then
+    say "miri present"
+else
+    say "installing miri and rust-src for the nightly toolchain"
+    rustup component add miri rust-src --toolchain nightly >/dev/null
+fi
+if cargo +nightly fuzz --version >/dev/null 2>&1; then
+    say "cargo-fuzz present"
+else
+    say "installing cargo-fuzz (about 2 minutes)"
+    cargo install cargo-fuzz --locked --quiet
+fi
+if cargo deny --version >/dev/null 2>&1; then
+    say "cargo-deny present"
+else
+    say "installing cargo-deny (about 6 minutes)"
+    cargo install cargo-deny --locked --quiet
 fi

@@ -2,8 +2,9 @@
 //!
 //! Layers, calls going one way only:
 //! - `api`: the SQL surface (`#[pg_extern]`), thin;
-//! - core, free of pgrx: `crypto`, `normalize`, `record`, `error`,
-//!   `keys::source`;
+//! - the core, crate `pii_vault_core` (core/, free of pgrx): `crypto`,
+//!   `normalize`, `record`, `error`, `keys::source`, `audit::event`,
+//!   `throttle::role`, re-exported here under those paths;
 //! - `store`: the only code running SQL against the vault's tables;
 //! - `audit`: the shared-memory queue and the background writer of the
 //!   audit; `throttle`: read limits; `shmem`: their shared memory;
@@ -31,13 +32,10 @@ macro_rules! unguarded {
 
 mod api;
 mod audit;
-pub mod crypto;
-pub mod error;
+pub use pii_vault_core::{crypto, error, normalize, record};
 mod guc;
 pub mod keys;
-pub mod normalize;
 mod purge;
-pub mod record;
 mod shmem;
 mod store;
 mod throttle;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pii_vault::normalize::{normalize, parse_region, parse_token, LookupKind};
+use pii_vault_core::normalize::{normalize, parse_region, parse_token, LookupKind};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

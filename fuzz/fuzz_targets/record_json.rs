@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pii_vault::record::{merge_patch_text, project, top_level_names};
+use pii_vault_core::record::{merge_patch_text, project, top_level_names};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -6,7 +6,7 @@
 //! `pii_vault.audit_batches` per batch, and chains the batches' MACs. A read is audited before its data leaves the
 //! vault, and refused if the event cannot be queued (fail closed).
 
-pub mod event;
+pub use pii_vault_core::audit_event as event;
 pub mod queue;
 pub mod writer;
 

@@ -8,7 +8,7 @@
 //! The master key's bytes are zeroized as soon as the sub-keys are derived;
 //! no GUC, log line, error or file ever holds them.
 
-pub mod source;
+pub use pii_vault_core::key_source as source;
 pub mod state;
 
 pub use state::{init_at_preload, key_set};

@@ -15,7 +15,7 @@
 //!   when both roles are.
 
 pub mod caller;
-pub mod role;
+pub use pii_vault_core::budget as role;
 pub mod statement;
 
 use pgrx::pg_sys;

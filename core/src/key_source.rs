@@ -141,6 +141,7 @@ pub fn run_key_command(command: &str) -> Result<MasterKeys, KeyProblem> {
 }
 
 /// The effective user id of this process (the server's OS user).
+#[allow(unsafe_code)] // geteuid: a C call
 pub fn server_uid() -> u32 {
     extern "C" {
         fn geteuid() -> u32;

@@ -320,14 +320,16 @@ mod tests {
 
     #[test]
     fn long_field_lists_are_cut_with_a_count() {
-        let names: Vec<String> = (0..100_000).map(|i| format!("f{i}")).collect();
+        // Fewer under Miri: still five times what an event holds.
+        let count = if cfg!(miri) { 1_000 } else { 100_000 };
+        let names: Vec<String> = (0..count).map(|i| format!("f{i}")).collect();
         let e = event(Some(&names));
         let fields = e.fields().unwrap();
         assert!(fields.len() < 200);
         assert_eq!(fields[0], "f0");
         assert!(fields.last().unwrap().starts_with('…'));
         let shown = fields.len() - 1;
-        assert_eq!(fields.last().unwrap(), &format!("…{} more", 100_000 - shown));
+        assert_eq!(fields.last().unwrap(), &format!("…{} more", count - shown));
     }
 
     #[test]

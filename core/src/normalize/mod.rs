@@ -99,7 +99,7 @@ pub fn normalize_as(kind: LookupKind, value: &str, region: Region, fold: Fold) -
 /// Text a person can read as given: not blank, no control character, and
 /// no invisible or format one (two texts that look alike are not two
 /// texts). For names and purposes the vault stores and shows as given.
-pub(crate) fn is_visible_text(s: &str) -> bool {
+pub fn is_visible_text(s: &str) -> bool {
     !s.trim().is_empty() && !s.chars().any(char::is_control) && !has_hidden_characters(s)
 }
 

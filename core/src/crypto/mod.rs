@@ -65,6 +65,7 @@ extern "C" fn forked_child() {
 
 /// Registers the fork handler, once per process image (before the first
 /// seed, so any fork after a seed is seen).
+#[allow(unsafe_code)] // pthread_atfork: a C call
 fn watch_forks() {
     static REGISTERED: std::sync::Once = std::sync::Once::new();
     // SAFETY: registers a handler that only increments an atomic.
@@ -115,6 +116,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)] // fork, pipe: C calls
     fn a_forked_child_does_not_repeat_the_parents_stream() {
         let mut before = [0u8; 32];
         fill_random(&mut before).unwrap(); // the parent's generator is seeded

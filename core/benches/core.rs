@@ -8,10 +8,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use pii_vault::crypto::blind_index::blind_index;
-use pii_vault::crypto::envelope::{open_into, seal, PayloadEncoding};
-use pii_vault::crypto::KeySet;
-use pii_vault::normalize::{normalize, parse_region, LookupKind};
+use pii_vault_core::crypto::blind_index::blind_index;
+use pii_vault_core::crypto::envelope::{open_into, seal, PayloadEncoding};
+use pii_vault_core::crypto::KeySet;
+use pii_vault_core::normalize::{normalize, parse_region, LookupKind};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 fn time_per_op(mut f: impl FnMut()) -> Duration {

@@ -38,6 +38,7 @@ impl Aes256Gcm {
         Aes256Gcm { key: MaybeUninit::new(LessSafeKey::new(unbound)) }
     }
 
+    #[allow(unsafe_code)] // the key is wiped in place on drop (see the field)
     fn key(&self) -> &LessSafeKey {
         // SAFETY: initialized in `new`, uninitialized only inside `drop`.
         unsafe { self.key.assume_init_ref() }
@@ -77,6 +78,7 @@ impl Aes256Gcm {
     }
 }
 
+#[allow(unsafe_code)] // wiping the key's bytes in place
 impl Drop for Aes256Gcm {
     fn drop(&mut self) {
         // SAFETY: initialized since `new`; after this the bytes are only
