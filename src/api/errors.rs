@@ -3,8 +3,6 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use std::ffi::CStr;
-
 use crate::error::VaultError;
 use crate::normalize::LookupKind;
 
@@ -89,7 +87,7 @@ fn detail(error: &VaultError) -> Option<String> {
     match error {
         Duplicate(kind) => Some(format!(
             "The unique index pii_vault.{} already holds this {kind}'s keyed hash.",
-            constraint_of(*kind).to_str().unwrap_or_default()
+            crate::store::unique_index_name(*kind).to_str().unwrap_or_default()
         )),
         DecryptFailed => Some("It was altered, moved to another row, or written under another key.".into()),
         AuditBatchUnreadable(_) => {
@@ -128,16 +126,6 @@ impl<T> OrRaise<T> for Result<T, VaultError> {
     }
 }
 
-/// The UNIQUE index that decides each kind (sql/storage.sql).
-fn constraint_of(kind: LookupKind) -> &'static CStr {
-    match kind {
-        LookupKind::Email => c"records_email_index_key",
-        LookupKind::Phone => c"records_phone_index_key",
-        LookupKind::Login => c"records_login_index_key",
-        LookupKind::Token => c"records_pkey",
-    }
-}
-
 /// Makes the coming ERROR name the schema, table and constraint of a
 /// duplicate, as PostgreSQL's own unique violations do, so a driver tells
 /// email from phone from login by `constraint_name` (psycopg's
@@ -151,7 +139,7 @@ fn name_the_constraint(kind: LookupKind) {
     #[pg_guard]
     unsafe extern "C-unwind" fn set_fields(arg: *mut std::ffi::c_void) {
         // SAFETY: called by errfinish while the error is being built;
-        // `arg` is one of the static names of constraint_of.
+        // `arg` is one of the static names of store::unique_index_name.
         unsafe {
             pg_sys::err_generic_string(pg_sys::PG_DIAG_SCHEMA_NAME as i32, c"pii_vault".as_ptr());
             pg_sys::err_generic_string(pg_sys::PG_DIAG_TABLE_NAME as i32, c"records".as_ptr());
@@ -165,7 +153,7 @@ fn name_the_constraint(kind: LookupKind) {
         let callback =
             pg_sys::palloc0(std::mem::size_of::<pg_sys::ErrorContextCallback>()).cast::<pg_sys::ErrorContextCallback>();
         (*callback).callback = Some(set_fields);
-        (*callback).arg = constraint_of(kind).as_ptr() as *mut std::ffi::c_void;
+        (*callback).arg = crate::store::unique_index_name(kind).as_ptr() as *mut std::ffi::c_void;
         (*callback).previous = pg_sys::error_context_stack;
         pg_sys::error_context_stack = callback;
     }

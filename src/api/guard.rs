@@ -8,6 +8,7 @@ use pgrx::pg_sys;
 use super::errors::raise;
 use crate::crypto::KeySet;
 use crate::error::{KeyProblem, VaultError};
+use crate::store::KeyCheck;
 use crate::{guc, keys, normalize::Region, store};
 
 thread_local! {
@@ -53,19 +54,19 @@ pub fn ready() -> &'static KeySet {
     let verdict = cached.unwrap_or_else(|| {
         let judged = pgrx::Spi::connect_mut(|client| store::settle_key_checks(client, keys, transaction_can_write()))
             .unwrap_or_else(|e| pgrx::error!("pii_vault: internal storage error: {e}"));
-        let settled = match &judged {
-            Err(problem) => {
+        let verdict = match &judged {
+            KeyCheck::Refused(problem) => {
                 // Only a backend can read the stored check values, so the
                 // server log hears of a wrong key here, once per backend
                 // (the ERROR itself may be caught and never logged).
                 pgrx::log!("pii_vault: {problem}. {}", problem.hint());
-                true
+                Err(problem.clone())
             }
-            Ok(settled) => *settled,
+            KeyCheck::Settled | KeyCheck::Pending => Ok(()),
         };
-        let verdict = judged.map(drop);
-        if settled {
-            KEY_CHECK.set(Some((verdict.clone(), generation)));
+        match judged {
+            KeyCheck::Settled | KeyCheck::Refused(_) => KEY_CHECK.set(Some((verdict.clone(), generation))),
+            KeyCheck::Pending => {}
         }
         verdict
     });

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 use crate::audit::{self, queue, Operation, Outcome};
 use crate::error::KeyProblem;
 use crate::keys::source::{check_key_file_mode, server_uid};
+use crate::store::KeyCheck;
 use crate::{guc, keys, shmem, store};
 
 struct Check {
@@ -84,13 +85,17 @@ fn key_check() -> Check {
         Err(_) => (Some("no key loaded (see key_loaded)".to_string()), String::new()),
         Ok(keys) => match Spi::connect_mut(|client| store::settle_key_checks(client, keys, false)) {
             Err(e) => (Some(format!("the key check values cannot be read: {e}")), String::new()),
-            Ok(Err(problem)) => (Some(with_hint(&problem)), String::new()),
-            Ok(Ok(settled)) => (
+            Ok(KeyCheck::Refused(problem)) => (Some(with_hint(&problem)), String::new()),
+            Ok(verdict @ (KeyCheck::Settled | KeyCheck::Pending)) => (
                 None,
                 format!(
                     "the loaded keys are the vault's; version {} is active{}",
                     keys.active().key_version(),
-                    if settled { "" } else { " (new versions' check values are stored by the next call)" }
+                    if verdict == KeyCheck::Pending {
+                        " (new versions' check values are stored by the next call)"
+                    } else {
+                        ""
+                    }
                 ),
             ),
         },

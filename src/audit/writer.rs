@@ -15,6 +15,7 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 use super::event::AuditEvent;
 use super::queue;
 use crate::crypto::audit_chain::{batch_filter, batch_mac, encode_batch, AuditRecord, GENESIS};
+use crate::store::KeyCheck;
 use crate::{guc, keys};
 
 const BATCH: usize = 1024;
@@ -98,13 +99,14 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
             IDLE
         } else {
             match write_batch(keys, &mut head, &mut names, &pending) {
-                // No audit table (yet): the events stay queued.
-                0 => IDLE,
+                // The events stay queued until there is a table, or a key
+                // the vault's check values vouch for.
+                Batch::NoTable | Batch::KeyMismatch => IDLE,
                 // A backlog: keep writing (the zero wait still notices
                 // SIGTERM and SIGHUP between batches).
-                BATCH => Duration::ZERO,
+                Batch::Written(BATCH) => Duration::ZERO,
                 // Under load: nap so the next batch is bigger.
-                _ => NAP,
+                Batch::Written(_) => NAP,
             }
         };
         if !BackgroundWorker::wait_latch(Some(pause)) {
@@ -120,10 +122,11 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
         if pending.is_empty() {
             quiet += 1;
             std::thread::sleep(NAP);
-        } else if write_batch(keys, &mut head, &mut names, &pending) == 0 {
-            break;
         } else {
-            quiet = 0;
+            match write_batch(keys, &mut head, &mut names, &pending) {
+                Batch::NoTable | Batch::KeyMismatch => break,
+                Batch::Written(_) => quiet = 0,
+            }
         }
     }
     queue::unregister_writer();
@@ -201,20 +204,32 @@ impl RoleNames {
     }
 }
 
+/// What became of one batch of queued events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// Written as one row and committed in the queue: this many events.
+    Written(usize),
+    /// No audit table (the vault's database has no pii_vault yet): the
+    /// events stay queued.
+    NoTable,
+    /// The loaded key is not the vault's: nothing is MACed under it, and
+    /// the events stay queued.
+    KeyMismatch,
+}
+
 /// Writes `batch` (the oldest queued events) as one batch row and marks
-/// them committed in the queue; the number written, 0 when there is no
-/// audit table yet (the events then stay queued).
+/// them committed in the queue.
 fn write_batch(
     keys: &crate::crypto::KeySet,
     head: &mut Option<ChainHead>,
     names: &mut RoleNames,
     batch: &[&AuditEvent],
-) -> usize {
+) -> Batch {
     let written = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
-        Spi::connect_mut(|client| -> SpiResult<Option<usize>> {
+        Spi::connect_mut(|client| -> SpiResult<Batch> {
             let plans = writer_plans(client)?;
             let table: Option<pg_sys::Oid> = client.select(&plans.audit_table, None, &[])?.first().get(1)?;
-            let Some(table) = table else { return Ok(None) };
+            let Some(table) = table else { return Ok(Batch::NoTable) };
             // The loaded keys must be the vault's before anything is MACed
             // under them, or vault_audit_verify() rejects the batch forever
             // (the events stay queued; calls are refused under a wrong key
@@ -222,8 +237,8 @@ fn write_batch(
             let generation = crate::shmem::key_check_generation();
             if KEYS_CHECKED.get() != Some(generation) {
                 match crate::store::settle_key_checks(client, keys, true)? {
-                    Ok(_) => KEYS_CHECKED.set(Some(generation)),
-                    Err(_) => return Ok(Some(0)),
+                    KeyCheck::Settled | KeyCheck::Pending => KEYS_CHECKED.set(Some(generation)),
+                    KeyCheck::Refused(_) => return Ok(Batch::KeyMismatch),
                 }
             }
             if head.as_ref().is_none_or(|h| h.table != table) {
@@ -253,22 +268,22 @@ fn write_batch(
             )?;
             h.id = last_id;
             h.mac = mac;
-            Ok(Some(batch.len()))
+            Ok(Batch::Written(batch.len()))
         })
     }));
     match written {
-        Ok(Some(0)) => {
+        Ok(Batch::KeyMismatch) => {
             if queue::note_key_mismatch() {
                 log!("pii_vault audit writer: the loaded master key is not the key this vault was created with; not writing the audit under it");
             }
-            0
+            Batch::KeyMismatch
         }
-        Ok(Some(n)) => {
+        Ok(Batch::Written(n)) => {
             let h = head.as_ref().expect("set by the batch");
             queue::commit(n, h.table.into(), h.id, h.mac);
-            n
+            Batch::Written(n)
         }
-        Ok(None) => 0,
+        Ok(Batch::NoTable) => Batch::NoTable,
         Err(e) => {
             // A broken audit table: the events stay queued; the writer
             // exits and the postmaster restarts it, so readers fail closed

@@ -23,6 +23,8 @@ use std::ffi::CStr;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 
+use crate::normalize::LookupKind;
+
 /// The unique indexes of `pii_vault.records` (names from sql/storage.sql).
 #[derive(Clone, Copy)]
 pub(super) enum RecordsIndex {
@@ -33,9 +35,31 @@ pub(super) enum RecordsIndex {
 }
 
 impl RecordsIndex {
-    const ALL: [RecordsIndex; 4] = [RecordsIndex::Token, RecordsIndex::Email, RecordsIndex::Phone, RecordsIndex::Login];
+    pub(super) const ALL: [RecordsIndex; 4] =
+        [RecordsIndex::Token, RecordsIndex::Email, RecordsIndex::Phone, RecordsIndex::Login];
 
-    fn name(self) -> &'static CStr {
+    /// The index that decides `kind`'s uniqueness: the one place a lookup
+    /// kind meets an index name (the token's is the primary key).
+    pub(super) fn of(kind: LookupKind) -> RecordsIndex {
+        match kind {
+            LookupKind::Token => RecordsIndex::Token,
+            LookupKind::Email => RecordsIndex::Email,
+            LookupKind::Phone => RecordsIndex::Phone,
+            LookupKind::Login => RecordsIndex::Login,
+        }
+    }
+
+    /// The lookup kind this index decides.
+    pub(super) fn kind(self) -> LookupKind {
+        match self {
+            RecordsIndex::Token => LookupKind::Token,
+            RecordsIndex::Email => LookupKind::Email,
+            RecordsIndex::Phone => LookupKind::Phone,
+            RecordsIndex::Login => LookupKind::Login,
+        }
+    }
+
+    pub(super) fn name(self) -> &'static CStr {
         match self {
             RecordsIndex::Token => c"records_pkey",
             RecordsIndex::Email => c"records_email_index_key",

@@ -205,17 +205,20 @@ pub fn fetch_envelope_for_update(token: &Token) -> Seen<Vec<u8>> {
     })
 }
 
+/// The name of the UNIQUE index that decides `kind` (sql/storage.sql), for
+/// the constraint field of a duplicate's error.
+pub fn unique_index_name(kind: LookupKind) -> &'static std::ffi::CStr {
+    RecordsIndex::of(kind).name()
+}
+
 /// The record whose `kind` blind index equals one of `hashes` (the value's
 /// hash under each loaded key version, tried in order under one snapshot,
 /// each computed only if the ones before it found nothing), with its
 /// token whether live or expired.
 pub fn find_token(kind: LookupKind, hashes: impl IntoIterator<Item = IndexHash>) -> Option<(Token, Seen<()>)> {
-    let index = match kind {
-        LookupKind::Email => RecordsIndex::Email,
-        LookupKind::Phone => RecordsIndex::Phone,
-        LookupKind::Login => RecordsIndex::Login,
-        LookupKind::Token => unreachable!("tokens are not blind-indexed"),
-    };
+    // The primary key holds tokens, not keyed hashes.
+    assert!(kind != LookupKind::Token, "tokens are not blind-indexed");
+    let index = RecordsIndex::of(kind);
     // A soft-deleted record has no blind-index values, so it is never found.
     token_by_index(index, hashes.into_iter().map(|hash| hash_datum(&hash)))
         .map(|(token, expires_at)| (token, if expired(expires_at) { Seen::Expired } else { Seen::Live(()) }))
@@ -438,11 +441,23 @@ pub fn key_checks_with(client: &pgrx::spi::SpiClient<'_>) -> SpiResult<Vec<(u32,
     Ok(out)
 }
 
+/// The loaded keys judged against the vault's key check values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// The keys are the vault's, and every loaded version's check value is
+    /// stored: the verdict holds until the values change.
+    Settled,
+    /// The keys are the vault's for this transaction, but a loaded
+    /// version's check value is still to be stored (or was stored by this
+    /// uncommitted transaction): judged again by the next call.
+    Pending,
+    /// The keys are not the vault's: every call is refused.
+    Refused(crate::error::KeyProblem),
+}
+
 /// Judges the loaded keys against the vault's key check values
 /// (`KeySet::verdict`) and, when `can_write`, stores the check value of
-/// every loaded version the vault has none for. Ok(true): settled, nothing
-/// left to store; Ok(false): fine for this transaction, but a value is
-/// still to be stored (or was stored by this uncommitted transaction).
+/// every loaded version the vault has none for.
 ///
 /// A vault with no check values at all (just created, or restored from a
 /// dump of 0.1.0, which did not carry them) is vouched for by its data:
@@ -455,11 +470,11 @@ pub fn settle_key_checks(
     client: &mut pgrx::spi::SpiClient<'_>,
     keys: &crate::crypto::KeySet,
     can_write: bool,
-) -> SpiResult<Result<bool, crate::error::KeyProblem>> {
+) -> SpiResult<KeyCheck> {
     match judge_key_checks(client, keys)? {
-        Err(problem) => return Ok(Err(problem)),
-        Ok((unregistered, _)) if unregistered.is_empty() => return Ok(Ok(true)),
-        Ok(_) if !can_write => return Ok(Ok(false)),
+        Err(problem) => return Ok(KeyCheck::Refused(problem)),
+        Ok((unregistered, _)) if unregistered.is_empty() => return Ok(KeyCheck::Settled),
+        Ok(_) if !can_write => return Ok(KeyCheck::Pending),
         Ok(_) => {}
     }
     // Storing: one session at a time (a backend's first call and the audit
@@ -475,10 +490,10 @@ pub fn settle_key_checks(
         .get::<bool>(1)?
         .unwrap_or(false);
     if !locked {
-        return Ok(Ok(false));
+        return Ok(KeyCheck::Pending);
     }
     let (unregistered, vault) = match judge_key_checks(client, keys)? {
-        Err(problem) => return Ok(Err(problem)),
+        Err(problem) => return Ok(KeyCheck::Refused(problem)),
         Ok(judged) => judged,
     };
     // This vault's id: the one its values carry, or a new one.
@@ -491,7 +506,7 @@ pub fn settle_key_checks(
         let ring = keys.version(version).expect("a loaded version");
         insert_key_check_with(client, version, ring.check_value(), vault_id)?;
     }
-    Ok(Ok(false))
+    Ok(KeyCheck::Pending)
 }
 
 /// The advisory lock (two int4 keys) under which key check values are
@@ -600,9 +615,11 @@ fn vault_ids_with(client: &pgrx::spi::SpiClient<'_>) -> SpiResult<Vec<Option<Uui
 pub fn versions_in_use() -> Vec<(u32, i64)> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT ('x' || pg_catalog.encode(pg_catalog.substring(envelope, 3, 4), 'hex'))::bit(32)::integer, \
-                    pg_catalog.count(*) \
-             FROM pii_vault.records GROUP BY 1 ORDER BY 1",
+            &format!(
+                "SELECT ('x' || pg_catalog.encode({}, 'hex'))::bit(32)::integer, pg_catalog.count(*) \
+                 FROM pii_vault.records GROUP BY 1 ORDER BY 1",
+                plans::envelope_key_version()
+            ),
             None,
             &[],
         )?;

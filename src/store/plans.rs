@@ -31,6 +31,13 @@ const TEXT_ARRAY: PgOid = PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID);
 const FLOAT8: PgOid = PgOid::BuiltIn(PgBuiltInOids::FLOAT8OID);
 const TIMESTAMPTZ: PgOid = PgOid::BuiltIn(PgBuiltInOids::TIMESTAMPTZOID);
 
+/// The key version an envelope's data key is wrapped under, as SQL over
+/// the column `envelope` (`crypto::envelope::KEY_VERSION_BYTES`, 1-based).
+pub(super) fn envelope_key_version() -> String {
+    let bytes = crate::crypto::envelope::KEY_VERSION_BYTES;
+    format!("pg_catalog.substring(envelope, {}, {})", bytes.start + 1, bytes.len())
+}
+
 /// A record the API may see: not soft-deleted, not expired (by the clock,
 /// not the transaction's start: an expiry takes effect at once).
 pub(super) const LIVE: &str =
@@ -42,6 +49,7 @@ impl Plans {
     /// expire nor are soft-deleted, and a delete removes the row.
     fn prepare(client: &SpiClient<'_>, life_cycle: bool) -> SpiResult<Plans> {
         let write = |sql: &str, args: &[PgOid]| client.prepare_mut(sql, args).map(|p| p.keep());
+        let version = envelope_key_version();
         let index_args = [UUID, BYTEA, BYTEA, BYTEA, BYTEA];
         let delete = "DELETE FROM pii_vault.records WHERE token = $1 RETURNING 1";
         Ok(Plans {
@@ -99,19 +107,25 @@ impl Plans {
             // (crypto::envelope); a slice of an out-of-line value is
             // fetched without the rest of it.
             records_under: write(
-                "SELECT token, envelope, email_index, phone_index, login_index FROM pii_vault.records \
-                 WHERE token > $1 AND pg_catalog.substring(envelope, 3, 4) = ANY ($2) \
-                 ORDER BY token LIMIT $3 FOR UPDATE SKIP LOCKED",
+                &format!(
+                    "SELECT token, envelope, email_index, phone_index, login_index FROM pii_vault.records \
+                     WHERE token > $1 AND {version} = ANY ($2) \
+                     ORDER BY token LIMIT $3 FOR UPDATE SKIP LOCKED"
+                ),
                 &[UUID, BYTEA_ARRAY, INT8],
             )?,
             count_under: write(
-                "SELECT pg_catalog.count(*) FROM pii_vault.records \
-                 WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1)",
+                &format!(
+                    "SELECT pg_catalog.count(*) FROM pii_vault.records \
+                     WHERE {version} = ANY ($1)"
+                ),
                 &[BYTEA_ARRAY],
             )?,
             count_not_under: write(
-                "SELECT pg_catalog.count(*) FROM pii_vault.records \
-                 WHERE pg_catalog.substring(envelope, 3, 4) <> $1",
+                &format!(
+                    "SELECT pg_catalog.count(*) FROM pii_vault.records \
+                     WHERE {version} <> $1"
+                ),
                 &[BYTEA],
             )?,
             rekey_record: write(
@@ -156,6 +170,7 @@ pub(super) struct LifeCyclePlans {
 impl LifeCyclePlans {
     fn prepare(client: &SpiClient<'_>) -> SpiResult<LifeCyclePlans> {
         let write = |sql: &str, args: &[PgOid]| client.prepare_mut(sql, args).map(|p| p.keep());
+        let version = envelope_key_version();
         Ok(LifeCyclePlans {
             set_expiry: write(
                 &format!(
@@ -309,17 +324,17 @@ impl LifeCyclePlans {
             // under one of $1, with what their binding is made of: 's' and
             // the id hash, or 'a', the token and the application.
             documents_under: write(
-                "WITH s AS (SELECT id_hash, token, envelope, expires_at FROM pii_vault.sessions \
-                     WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                &format!("WITH s AS (SELECT id_hash, token, envelope, expires_at FROM pii_vault.sessions \
+                     WHERE {version} = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED), \
                  a AS (SELECT token, app, envelope FROM pii_vault.app_data \
-                     WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                     WHERE {version} = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED) \
                  SELECT 's', id_hash, token, NULL::text, envelope, expires_at FROM s \
-                 UNION ALL SELECT 'a', NULL::bytea, token, app, envelope, NULL::timestamptz FROM a",
+                 UNION ALL SELECT 'a', NULL::bytea, token, app, envelope, NULL::timestamptz FROM a"),
                 &[BYTEA_ARRAY, INT8],
             )?,
             count_documents_under: write(
-                "SELECT (SELECT pg_catalog.count(*) FROM pii_vault.sessions WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1)) \
-                      + (SELECT pg_catalog.count(*) FROM pii_vault.app_data WHERE pg_catalog.substring(envelope, 3, 4) = ANY ($1))",
+                &format!("SELECT (SELECT pg_catalog.count(*) FROM pii_vault.sessions WHERE {version} = ANY ($1)) \
+                      + (SELECT pg_catalog.count(*) FROM pii_vault.app_data WHERE {version} = ANY ($1))"),
                 &[BYTEA_ARRAY],
             )?,
             delete_share: write(

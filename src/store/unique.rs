@@ -12,6 +12,7 @@
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
+use super::index_read::RecordsIndex;
 use crate::normalize::LookupKind;
 
 /// Runs `f`; a unique violation it raises goes to `duplicate` (which
@@ -25,12 +26,26 @@ pub(super) fn duplicates_raised_as<R>(f: impl FnOnce() -> R, duplicate: fn(Looku
         .execute()
 }
 
-/// The kind whose UNIQUE index a violation message names
-/// (`records_email_index_key` and so on, see sql/storage.sql); the token's
+/// The kind whose UNIQUE index a violation message names; the token's
 /// primary key otherwise.
 fn kind_of_constraint(message: &str) -> LookupKind {
-    LookupKind::INDEXED
+    RecordsIndex::ALL
         .into_iter()
-        .find(|kind| message.contains(&format!("records_{}_index_key", kind.as_str())))
-        .unwrap_or(LookupKind::Token)
+        .find(|index| index.name().to_str().is_ok_and(|name| message.contains(name)))
+        .map_or(LookupKind::Token, RecordsIndex::kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_index_is_read_back_as_its_kind() {
+        for kind in [LookupKind::Token, LookupKind::Email, LookupKind::Phone, LookupKind::Login] {
+            let name = RecordsIndex::of(kind).name().to_str().unwrap();
+            assert_eq!(RecordsIndex::of(kind).kind(), kind);
+            let message = format!("duplicate key value violates unique constraint \"{name}\"");
+            assert_eq!(kind_of_constraint(&message), kind, "{name}");
+        }
+    }
 }

@@ -34,10 +34,16 @@
 //! The data key's associated data is its purpose, the token and the whole
 //! 10-byte header; the record's is its purpose, the token and the format-1
 //! header it was sealed with (1, encoding, sealing version), rebuilt from
-//! bytes 1 and 6..10. Both formats keep the wrapping version at bytes 2..6,
-//! which is where SQL reads it (`vault_key_versions`, `vault_rotate`).
+//! bytes 1 and 6..10. Both formats keep the wrapping version at bytes 2..6
+//! (`KEY_VERSION_BYTES`), which is where SQL reads it too
+//! (`vault_key_versions`, `vault_rotate`: the extension builds its SQL from
+//! this constant).
 
 use zeroize::Zeroizing;
+
+/// Where every envelope format keeps the key version its data key is
+/// wrapped under (big-endian), whatever the format.
+pub const KEY_VERSION_BYTES: std::ops::Range<usize> = 2..6;
 
 use super::aead::{Aes256Gcm, KEY_LEN as DATA_KEY_LEN, NONCE_LEN, TAG_LEN};
 use super::{fill_random, KeyRing, KeySet};
@@ -164,7 +170,7 @@ fn parts(envelope: &[u8]) -> Option<Parts<'_>> {
         return None;
     }
     let encoding = PayloadEncoding::from_byte(envelope[1])?;
-    let wrap_version = u32::from_be_bytes(envelope[2..6].try_into().ok()?);
+    let wrap_version = u32::from_be_bytes(envelope[KEY_VERSION_BYTES].try_into().ok()?);
     let mut sealed_header = [FORMAT_VERSION, envelope[1], 0, 0, 0, 0];
     sealed_header[2..].copy_from_slice(&envelope[header_len - 4..header_len]);
     let (header, rest) = envelope.split_at(header_len);
