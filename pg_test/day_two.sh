@@ -67,11 +67,16 @@ q() { cluster_psql -q -At -d "$DB" "$@"; }
 # ---- 1. symbols ---------------------------------------------------------------
 SO="$("$PG_CONFIG" --pkglibdir)/pii_vault.so"
 missing=""
+symbols=0
 for symbol in $(grep -ho "'MODULE_PATHNAME', '[a-z_0-9]*'" "$ROOT"/sql/install/*.sql "$ROOT"/sql/pii_vault--*--*.sql \
                 | sed "s/.*, '//; s/'$//" | sort -u); do
+    symbols=$((symbols + 1))
     nm -D --defined-only "$SO" | grep -qw "$symbol" || missing="$missing $symbol"
 done
 check_equal "the library exports every C symbol named by the SQL of every release" "$missing" ""
+# A pattern that stopped matching would find nothing and pass: 0.3.1's
+# scripts name 41 symbols.
+check "the SQL of every release names at least 41 C symbols (found $symbols)" [ "$symbols" -ge 41 ]
 # The install script cargo-pgrx generated for this release is the frozen
 # one in sql/install/: the same lines, comments aside (they carry source
 # line numbers) and in any order (pgrx's order of independent objects

@@ -268,7 +268,7 @@ check "no canary value in any file of PGDATA after CHECKPOINT (heap, TOAST, WAL)
 # uuid) is in the heap, so searching for one has to fail.
 TOKEN="$(cluster_psql -At -d "$DB" -c "SELECT token FROM pii_vault.records LIMIT 1")"
 check "the scanner finds a token stored in clear (it sees what it looks for)" \
-    bash -c '! python3 "$1" "$2" --uuid "$3" >/dev/null' _ "$HERE/scan_files.py" "$PGDATA" "$TOKEN"
+    bash -c 'python3 "$1" "$2" --uuid "$3" >/dev/null; [ $? -eq 1 ]' _ "$HERE/scan_files.py" "$PGDATA" "$TOKEN"
 check "the master key (hex or raw bytes) is in no file of PGDATA" \
     python3 "$HERE/scan_files.py" "$PGDATA" --text "$KEY" --hex "$KEY"
 

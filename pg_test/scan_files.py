@@ -37,16 +37,23 @@ def files(root):
 def main():
     root, wanted = sys.argv[1], needles(sys.argv[2:])
     found = 0
+    scanned = 0
     for path in files(root):
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError:
             continue
+        scanned += 1
         for i, n in enumerate(wanted):
             if n and n in data:
                 found += 1
                 print(f"needle #{i} found in {path}")
+    # Nothing read (a wrong path, a directory emptied) must not read as
+    # "nothing found"; nor must a scan for no needle at all.
+    if scanned == 0 or not any(wanted):
+        print(f"scanned {scanned} files for {sum(1 for n in wanted if n)} needles: nothing to judge")
+        sys.exit(2)
     sys.exit(1 if found else 0)
 
 
