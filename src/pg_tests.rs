@@ -191,7 +191,8 @@ mod tests {
             }
         }
         let token = crate::crypto::random_token().unwrap();
-        let sealed = seal(keys.active(), &token, PayloadEncoding::JsonText, record.to_string().as_bytes()).unwrap();
+        let jsonb = JsonbDatum::from_text(&record.to_string()).unwrap();
+        let sealed = seal(keys.active(), &token, PayloadEncoding::JsonbBinary, jsonb.payload()).unwrap();
         crate::store::insert_record(&token, &sealed, &hashes, None, |kind| panic!("a duplicate {kind}"));
         pgrx::Uuid::from_bytes(token)
     }

@@ -32,8 +32,6 @@ pub enum KeyProblem {
     WrongKey(u32),
     #[error("none of the loaded key versions is one this vault's data is under (it has key versions {})", versions_text(.0))]
     NoKnownVersion(Vec<u32>),
-    #[error("the vault has no key check value")]
-    KeyCheckMissing,
     #[error("this vault's key check values come from two vaults: a dump was restored into a vault already in use")]
     TwoVaults,
     #[error("pii_vault.default_region is not an ISO 3166 region code known to the phone number library")]
@@ -69,9 +67,6 @@ impl KeyProblem {
             }
             NoKnownVersion(_) => {
                 "Keep at least one of the vault's key versions in the key source beside new ones; then restart the server."
-            }
-            KeyCheckMissing => {
-                "The extension was not installed correctly: restore pii_vault.key_check from a backup, or recreate the extension while it holds no records."
             }
             BadDefaultRegion => "Set it to a two-letter region code such as US or DE in postgresql.conf and restart the server.",
             TwoVaults => {

@@ -160,15 +160,10 @@ fn raise_duplicate(kind: LookupKind) -> ! {
 /// into the datum's memory.
 pub(crate) fn open_record(keys: &KeySet, token: &Token, envelope_bytes: &[u8]) -> JsonbDatum {
     let len = envelope::plaintext_len(envelope_bytes).ok_or(VaultError::DecryptFailed).or_raise();
-    let (datum, encoding) =
+    // Every envelope holds jsonb's binary form (the one encoding there is).
+    let (datum, PayloadEncoding::JsonbBinary) =
         JsonbDatum::filled_by(len, |bytes| envelope::open_into(keys, token, envelope_bytes, bytes).or_raise());
-    match encoding {
-        PayloadEncoding::JsonbBinary => datum,
-        PayloadEncoding::JsonText => {
-            let text = std::str::from_utf8(datum.payload()).map_err(|_| VaultError::MalformedJson).or_raise();
-            JsonbDatum::from_text(text).or_raise()
-        }
-    }
+    datum
 }
 
 /// Stores a record and returns its new token.

@@ -63,22 +63,21 @@ pub const OVERHEAD: usize = RECORD_AT + TAG_LEN;
 const PURPOSE_DATA_KEY: &[u8] = b"pii_vault/data-key/v1";
 const PURPOSE_RECORD: &[u8] = b"pii_vault/record/v1";
 
-/// How the plaintext inside an envelope is to be read back.
+/// How the plaintext inside an envelope is to be read back: the header's
+/// byte 1, so a later encoding can be told apart. Every release has sealed
+/// one only; an envelope naming another does not open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum PayloadEncoding {
     /// The bytes of a PostgreSQL jsonb value without its varlena header:
     /// returned to SQL as they are, with no JSON parsing.
     JsonbBinary = 1,
-    /// UTF-8 JSON text.
-    JsonText = 2,
 }
 
 impl PayloadEncoding {
     fn from_byte(b: u8) -> Option<Self> {
         match b {
             1 => Some(Self::JsonbBinary),
-            2 => Some(Self::JsonText),
             _ => None,
         }
     }
@@ -323,10 +322,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let r = ring();
-        let env = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"{\"a\":1}").unwrap();
+        let env = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, b"{\"a\":1}").unwrap();
         assert_eq!(env.len(), OVERHEAD + 7);
         let (enc, pt) = open(&keys(), &TOKEN, &env).unwrap();
-        assert_eq!(enc, PayloadEncoding::JsonText);
+        assert_eq!(enc, PayloadEncoding::JsonbBinary);
         assert_eq!(pt.as_slice(), b"{\"a\":1}");
     }
 
@@ -353,28 +352,28 @@ mod tests {
     fn plaintext_does_not_appear_in_envelope() {
         let r = ring();
         let secret = b"canary-4f1d2c-very-personal";
-        let env = seal(&r, &TOKEN, PayloadEncoding::JsonText, secret).unwrap();
+        let env = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, secret).unwrap();
         assert!(!env.windows(secret.len()).any(|w| w == secret));
     }
 
     #[test]
     fn same_plaintext_twice_gives_different_envelopes() {
         let r = ring();
-        let a = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
-        let b = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
+        let a = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, b"x").unwrap();
+        let b = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, b"x").unwrap();
         assert_ne!(a, b);
     }
 
     #[test]
     fn moved_to_another_token_fails() {
         let r = ring();
-        let env = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
+        let env = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, b"x").unwrap();
         assert_eq!(open(&keys(), &[2u8; 16], &env).unwrap_err(), VaultError::DecryptFailed);
     }
 
     #[test]
     fn other_master_key_fails() {
-        let env = seal(&ring(), &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
+        let env = seal(&ring(), &TOKEN, PayloadEncoding::JsonbBinary, b"x").unwrap();
         let other = KeySet::new([(1, &[10u8; 32])], None).unwrap();
         assert_eq!(open(&other, &TOKEN, &env).unwrap_err(), VaultError::DecryptFailed);
     }
@@ -382,17 +381,27 @@ mod tests {
     #[test]
     fn swapped_data_key_fails() {
         let r = ring();
-        let a = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"first").unwrap();
-        let mut b = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"other").unwrap();
+        let a = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, b"first").unwrap();
+        let mut b = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, b"other").unwrap();
         b[HEADER_LEN..RECORD_NONCE_AT].copy_from_slice(&a[HEADER_LEN..RECORD_NONCE_AT]);
         assert_eq!(open(&keys(), &TOKEN, &b).unwrap_err(), VaultError::DecryptFailed);
     }
 
     #[test]
+    fn an_unknown_payload_encoding_does_not_open() {
+        let mut env = seal(&ring(), &TOKEN, PayloadEncoding::JsonbBinary, b"x").unwrap();
+        for encoding in [0, 2, 255] {
+            env[1] = encoding;
+            assert_eq!(plaintext_len(&env), None, "encoding {encoding}");
+            assert!(open(&keys(), &TOKEN, &env).is_err(), "encoding {encoding}");
+        }
+    }
+
+    #[test]
     fn unknown_key_version_is_reported() {
         let r = ring();
-        let mut env = seal(&r, &TOKEN, PayloadEncoding::JsonText, b"x").unwrap();
-        env[2..6].copy_from_slice(&7u32.to_be_bytes());
+        let mut env = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, b"x").unwrap();
+        env[KEY_VERSION_BYTES].copy_from_slice(&7u32.to_be_bytes());
         assert_eq!(open(&keys(), &TOKEN, &env).unwrap_err(), VaultError::UnknownKeyVersion(7));
     }
 
@@ -400,14 +409,14 @@ mod tests {
     fn a_rewrapped_envelope_keeps_its_record_and_binds_both_versions() {
         let keys = keys();
         let v2 = keys.version(2).unwrap();
-        let sealed = seal(&ring(), &TOKEN, PayloadEncoding::JsonText, b"{\"a\":1}").unwrap();
+        let sealed = seal(&ring(), &TOKEN, PayloadEncoding::JsonbBinary, b"{\"a\":1}").unwrap();
         let moved = rewrap(&keys, v2, &TOKEN, &sealed).unwrap();
         assert_eq!(key_version(&moved), Some(2));
         assert_eq!(plaintext_len(&moved), Some(7));
         // The record's nonce and ciphertext are the sealed ones, byte for byte.
         assert_eq!(&moved[moved.len() - 7 - TAG_LEN - NONCE_LEN..], &sealed[RECORD_NONCE_AT..]);
         let (enc, pt) = open(&keys, &TOKEN, &moved).unwrap();
-        assert_eq!((enc, pt.as_slice()), (PayloadEncoding::JsonText, &b"{\"a\":1}"[..]));
+        assert_eq!((enc, pt.as_slice()), (PayloadEncoding::JsonbBinary, &b"{\"a\":1}"[..]));
         // Back to version 1, and again: still the same record.
         let back = rewrap(&keys, keys.version(1).unwrap(), &TOKEN, &moved).unwrap();
         assert_eq!(key_version(&back), Some(1));
@@ -438,7 +447,7 @@ mod tests {
         #[test]
         fn any_single_bit_flip_is_detected(pt in proptest::collection::vec(any::<u8>(), 0..256), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
             let r = ring();
-            let mut env = seal(&r, &TOKEN, PayloadEncoding::JsonText, &pt).unwrap();
+            let mut env = seal(&r, &TOKEN, PayloadEncoding::JsonbBinary, &pt).unwrap();
             let i = pos.index(env.len());
             env[i] ^= 1 << bit;
             prop_assert!(open(&keys(), &TOKEN, &env).is_err());

@@ -147,11 +147,10 @@ impl KeySet {
     /// restore under another key leaves two values that cannot both
     /// match). Every stored value of a loaded version must match it, and at
     /// least one stored version must be loaded: a key source that shares
-    /// no version with the vault cannot vouch for new versions.
+    /// no version with the vault cannot vouch for new versions. With no
+    /// stored value at all no version is known; the extension never asks
+    /// then (it judges a vault without values by its data instead).
     pub fn verdict(&self, stored: &[(u32, Vec<u8>)]) -> Result<KeyVerdict, KeyProblem> {
-        if stored.is_empty() {
-            return Err(KeyProblem::KeyCheckMissing);
-        }
         let mut known = false;
         for (version, value) in stored {
             if let Some(ring) = self.version(*version) {
@@ -224,7 +223,7 @@ mod tests {
     fn verdicts_on_stored_check_values() {
         let keys = set(&[(1, 7), (2, 8)], None).unwrap();
         let check = |b: u8| KeyRing::derive(&[b; 32]).check_value().to_vec();
-        assert_eq!(keys.verdict(&[]), Err(KeyProblem::KeyCheckMissing));
+        assert_eq!(keys.verdict(&[]), Err(KeyProblem::NoKnownVersion(vec![])));
         assert_eq!(
             keys.verdict(&[(1, check(7))]),
             Ok(KeyVerdict { unregistered: vec![2], missing: vec![] }),
