@@ -118,6 +118,7 @@ run_suites main \
     storage_refuses_edits \
     refused_flood_is_bounded \
     one_person_one_identity \
+    errors_leave_no_budget_behind \
     leave_canaries
 
 # ---- protocol paths a client library takes ----------------------------------

@@ -55,6 +55,7 @@ mod raw {
 
     crate::unguarded! {
         fn GetCurrentStatementStartTimestamp() -> TimestampTz;
+        fn GetCurrentTransactionNestLevel() -> i32;
         fn MemoryContextAllocZero(MemoryContext, Size) -> *mut std::ffi::c_void;
         fn MemoryContextRegisterResetCallback(MemoryContext, *mut MemoryContextCallback);
     }
@@ -64,10 +65,12 @@ mod raw {
 struct Active {
     /// The message's counts.
     message: Option<(i64, Rc<Counts>)>,
-    /// The outermost executor of the message, while one runs. Only ever
-    /// used as a key of `BY_QUERY`, never dereferenced: an ERROR caught by
-    /// a subtransaction leaves it behind after its `QueryDesc` is freed.
-    query: Option<(i64, usize)>,
+    /// The outermost executor of the message while one runs: the message,
+    /// the `QueryDesc`'s address (only ever a key of `BY_QUERY`, never
+    /// dereferenced) and the transaction nesting level it started at.
+    /// Cleared when it returns, and when an ERROR leaves it: by the abort
+    /// of the (sub)transaction it started in (`at_abort`, `at_sub_abort`).
+    query: Option<(i64, usize, i32)>,
 }
 
 thread_local! {
@@ -93,8 +96,8 @@ pub fn current() -> (Rc<Counts>, Option<Rc<Counts>>) {
         };
         let portal = a
             .query
-            .filter(|(m, _)| *m == now)
-            .and_then(|(_, qd)| BY_QUERY.with_borrow(|by_query| by_query.get(&qd).cloned()));
+            .filter(|(m, _, _)| *m == now)
+            .and_then(|(_, qd, _)| BY_QUERY.with_borrow(|by_query| by_query.get(&qd).cloned()));
         (message, portal)
     })
 }
@@ -160,23 +163,57 @@ const _: pg_sys::ExecutorFinish_hook_type = Some(standard_executor_finish);
 static mut PREV_RUN: pg_sys::ExecutorRun_hook_type = None;
 static mut PREV_FINISH: pg_sys::ExecutorFinish_hook_type = None;
 
-/// Installs the hooks; from `_PG_init` at preload (backends inherit them).
+/// Installs the hooks and the abort callbacks; from `_PG_init` at preload
+/// (backends inherit them).
 ///
 /// The hooks run on every query of the server, so they stay out of the way
 /// of errors: they are not `#[pg_guard]`ed and hold nothing with a
 /// destructor while they call on, so an ERROR passes through them as a
 /// longjmp through plain frames, exactly as through C, with its ErrorData
-/// untouched. What they leave behind on an ERROR is stale and recognized
-/// as such (`message`, `BY_QUERY`).
+/// untouched. What an ERROR would leave behind is undone where PostgreSQL
+/// undoes its own state, at the abort of the (sub)transaction the query
+/// started in (as `pgss_ExecutorRun`'s `PG_FINALLY` restores its nesting
+/// level): the outermost query here, its counts by the reset callback of
+/// its executor memory (`register_query`).
 pub fn install_hooks() {
     // SAFETY: _PG_init runs once, single-threaded; the previous hooks are
-    // kept and called.
+    // kept and called; the callbacks live as long as the library.
     unsafe {
         PREV_RUN = pg_sys::ExecutorRun_hook;
         pg_sys::ExecutorRun_hook = Some(executor_run);
         PREV_FINISH = pg_sys::ExecutorFinish_hook;
         pg_sys::ExecutorFinish_hook = Some(executor_finish);
+        pg_sys::RegisterXactCallback(Some(at_abort), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(at_sub_abort), std::ptr::null_mut());
     }
+}
+
+/// A transaction aborted: no query of it runs any more.
+unsafe extern "C-unwind" fn at_abort(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    if event == pg_sys::XactEvent::XACT_EVENT_ABORT {
+        let _ = ACTIVE.try_with(|a| a.borrow_mut().query = None);
+    }
+}
+
+/// A subtransaction aborted (an ERROR caught by an EXCEPTION block or a
+/// savepoint): the outermost query is gone if it started inside it.
+unsafe extern "C-unwind" fn at_sub_abort(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        return;
+    }
+    // SAFETY: a plain read of the aborting subtransaction's level.
+    let aborting = unsafe { raw::GetCurrentTransactionNestLevel() };
+    let _ = ACTIVE.try_with(|a| {
+        let mut a = a.borrow_mut();
+        if a.query.is_some_and(|(_, _, level)| level >= aborting) {
+            a.query = None;
+        }
+    });
 }
 
 /// Makes `qd` the message's outermost query if none runs; true if it did
@@ -186,11 +223,13 @@ pub fn install_hooks() {
 /// `qd` is the QueryDesc of the executor being run.
 unsafe fn enter_executor(qd: *mut pg_sys::QueryDesc) -> bool {
     let now = message();
+    // SAFETY: a plain read of this backend's transaction state.
+    let level = unsafe { raw::GetCurrentTransactionNestLevel() };
     let outermost = ACTIVE.with_borrow_mut(|a| {
-        if a.query.is_some_and(|(m, _)| m == now) {
+        if a.query.is_some_and(|(m, _, _)| m == now) {
             return false;
         }
-        a.query = Some((now, qd as usize));
+        a.query = Some((now, qd as usize, level));
         true
     });
     if outermost {
