@@ -70,10 +70,59 @@ BEGIN
 END $$;
 SELECT count(vault_get(tok)) AS reads_after_a_failed_commit FROM error_victims WHERE n <= 100;
 SELECT try_sql('SELECT count(vault_get(tok)) FROM error_victims WHERE n <= 101') AS the_101st;
+
+-- 5. A cursor keeps one count across messages, even when an ERROR caught
+-- earlier in the message that fetches from it ran an executor first: 90
+-- moved, then 10 more and the 11th refused (the caught ERROR once left
+-- the message's first query behind, and the fetches counted against the
+-- message alone: 50 more).
+BEGIN;
+DECLARE held CURSOR FOR SELECT vault_get(tok) FROM error_victims;
+MOVE 90 IN held;
+DO $$
+DECLARE r refcursor := 'held'; x jsonb; served int := 0;
+BEGIN
+    BEGIN
+        PERFORM 1 / (n - 1) FROM error_victims WHERE n = 1;
+    EXCEPTION WHEN division_by_zero THEN NULL;
+    END;
+    BEGIN
+        FOR i IN 1..50 LOOP
+            FETCH r INTO x;
+            served := served + 1;
+        END LOOP;
+    EXCEPTION WHEN program_limit_exceeded THEN NULL;
+    END;
+    RAISE NOTICE 'the cursor served % more', served;
+END $$;
+ROLLBACK;
+
+-- 6. Every FETCH of a cursor counts against it, also one made inside a
+-- function called by a later statement: 90 moved, then 10 more and the
+-- 11th refused (a fresh statement around the FETCH once gave the cursor
+-- a fresh budget: 50). The refused FETCH leaves the cursor failed, as
+-- any ERROR inside a FETCH does.
+CREATE FUNCTION pg_temp.fetch_from(c refcursor, k int) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE x jsonb; served int := 0;
+BEGIN
+    FOR i IN 1..k LOOP
+        FETCH c INTO x;
+        served := served + 1;
+    END LOOP;
+    RETURN served;
+EXCEPTION WHEN program_limit_exceeded THEN
+    RETURN served;
+END $$;
+BEGIN;
+DECLARE fetched CURSOR FOR SELECT vault_get(tok) FROM error_victims;
+MOVE 90 IN fetched;
+SELECT pg_temp.fetch_from('fetched', 50) AS served;
+ROLLBACK;
 RESET ROLE;
--- What was actually read, by the audit: in each of the four cases 60,
--- then 100, then 100 and a refused 101st; 40 more and a refused one in
--- the block: 1 080 served, 5 throttled.
+-- What was actually read, by the audit: in each of the first four cases
+-- 60, then 100, then 100 and a refused 101st; 40 more and a refused one
+-- in the block; 90 and 10 from each cursor and a refused one: 1 280
+-- served, 7 throttled.
 SELECT pii_vault.audit_wait();
 SELECT outcome, sum(calls) AS calls FROM pii_vault.audit_log
 WHERE acting_role = 'error_reader' AND operation = 'get' GROUP BY 1 ORDER BY 1;

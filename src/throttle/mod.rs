@@ -72,9 +72,9 @@ fn budgets(kind: Kind) -> (i32, i32) {
 pub fn count(kind: Kind, warn: impl FnOnce(Limit)) -> Result<(), Limit> {
     let (per_statement, per_minute) = budgets(kind);
     if per_statement > 0 {
-        let (message, portal) = statement::current();
-        // Both counted, so that neither resets the other's budget.
-        let over = [Some(&message), portal.as_ref()].into_iter().flatten().fold(false, |over, counts| {
+        let (message, portals) = statement::current();
+        // Every one counted, so that none resets another's budget.
+        let over = std::iter::once(&message).chain(&portals).fold(false, |over, counts| {
             let used = match kind {
                 Kind::Reads => &counts.reads,
                 Kind::Writes => &counts.writes,

@@ -71,6 +71,12 @@ struct Active {
     /// Cleared when it returns, and when an ERROR leaves it: by the abort
     /// of the (sub)transaction it started in (`at_abort`, `at_sub_abort`).
     query: Option<(i64, usize, i32)>,
+    /// Queries that have counts of their own (a cursor's, opened by an
+    /// earlier statement) run again inside the outermost one (a FETCH in
+    /// a function), innermost last, with their nesting levels: a call
+    /// counts against each, so every FETCH of a cursor counts against it,
+    /// wherever it runs. Popped on return, and on abort as `query` is.
+    nested: Vec<(usize, i32)>,
 }
 
 thread_local! {
@@ -82,8 +88,9 @@ thread_local! {
     static BY_QUERY: RefCell<HashMap<usize, Rc<Counts>>> = RefCell::new(HashMap::new());
 }
 
-/// The counts of the message, and of the portal when a query is running.
-pub fn current() -> (Rc<Counts>, Option<Rc<Counts>>) {
+/// The counts of the message, and of the portals of the queries running:
+/// the outermost one's, and any cursor's fetched inside it.
+pub fn current() -> (Rc<Counts>, Vec<Rc<Counts>>) {
     let now = message();
     ACTIVE.with_borrow_mut(|a| {
         let message = match &a.message {
@@ -94,11 +101,10 @@ pub fn current() -> (Rc<Counts>, Option<Rc<Counts>>) {
                 counts
             }
         };
-        let portal = a
-            .query
-            .filter(|(m, _, _)| *m == now)
-            .and_then(|(_, qd, _)| BY_QUERY.with_borrow(|by_query| by_query.get(&qd).cloned()));
-        (message, portal)
+        let outermost = a.query.filter(|(m, _, _)| *m == now).map(|(_, qd, _)| qd);
+        let running = outermost.into_iter().chain(a.nested.iter().map(|(qd, _)| *qd));
+        let portals = BY_QUERY.with_borrow(|by_query| running.filter_map(|qd| by_query.get(&qd).cloned()).collect());
+        (message, portals)
     })
 }
 
@@ -188,10 +194,16 @@ pub fn install_hooks() {
     }
 }
 
-/// A transaction aborted: no query of it runs any more.
+/// A transaction aborted: no query of it runs any more. (Both callbacks
+/// are called from C: they cannot panic, whatever holds `ACTIVE`.)
 unsafe extern "C-unwind" fn at_abort(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     if event == pg_sys::XactEvent::XACT_EVENT_ABORT {
-        let _ = ACTIVE.try_with(|a| a.borrow_mut().query = None);
+        let _ = ACTIVE.try_with(|a| {
+            a.try_borrow_mut().map(|mut a| {
+                a.query = None;
+                a.nested.clear();
+            })
+        });
     }
 }
 
@@ -209,39 +221,65 @@ unsafe extern "C-unwind" fn at_sub_abort(
     // SAFETY: a plain read of the aborting subtransaction's level.
     let aborting = unsafe { raw::GetCurrentTransactionNestLevel() };
     let _ = ACTIVE.try_with(|a| {
-        let mut a = a.borrow_mut();
-        if a.query.is_some_and(|(_, _, level)| level >= aborting) {
-            a.query = None;
+        if let Ok(mut a) = a.try_borrow_mut() {
+            if a.query.is_some_and(|(_, _, level)| level >= aborting) {
+                a.query = None;
+            }
+            a.nested.retain(|(_, level)| *level < aborting);
         }
     });
 }
 
-/// Makes `qd` the message's outermost query if none runs; true if it did
-/// (the caller clears it on a normal return).
+/// What an executor is to the budgets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entered {
+    /// The message's outermost query.
+    Outermost,
+    /// A query with counts of its own (a cursor's) run inside it.
+    Nested,
+    /// Any other query inside it (counted against the message and the
+    /// portals running around it).
+    Inner,
+}
+
+/// Makes `qd` the message's outermost query if none runs, or records it
+/// as a nested run of a query with counts of its own; the caller undoes
+/// either on a normal return (`leave_executor`).
 ///
 /// # Safety
 /// `qd` is the QueryDesc of the executor being run.
-unsafe fn enter_executor(qd: *mut pg_sys::QueryDesc) -> bool {
+unsafe fn enter_executor(qd: *mut pg_sys::QueryDesc) -> Entered {
     let now = message();
     // SAFETY: a plain read of this backend's transaction state.
     let level = unsafe { raw::GetCurrentTransactionNestLevel() };
-    let outermost = ACTIVE.with_borrow_mut(|a| {
-        if a.query.is_some_and(|(m, _, _)| m == now) {
-            return false;
+    let key = qd as usize;
+    let has_counts = BY_QUERY.with_borrow(|m| m.contains_key(&key));
+    let entered = ACTIVE.with_borrow_mut(|a| {
+        if a.query.is_none_or(|(m, _, _)| m != now) {
+            a.query = Some((now, key, level));
+            a.nested.clear();
+            Entered::Outermost
+        } else if has_counts && a.query.is_some_and(|(_, outer, _)| outer != key) {
+            a.nested.push((key, level));
+            Entered::Nested
+        } else {
+            Entered::Inner
         }
-        a.query = Some((now, qd as usize, level));
-        true
     });
-    if outermost {
+    if entered == Entered::Outermost {
         // SAFETY: per the contract.
         unsafe { register_query(qd) };
     }
-    outermost
+    entered
 }
 
-fn leave_executor(outermost: bool) {
-    if outermost {
-        ACTIVE.with_borrow_mut(|a| a.query = None);
+fn leave_executor(entered: Entered) {
+    match entered {
+        Entered::Outermost => ACTIVE.with_borrow_mut(|a| a.query = None),
+        Entered::Nested => ACTIVE.with_borrow_mut(|a| {
+            a.nested.pop();
+        }),
+        Entered::Inner => {}
     }
 }
 
@@ -254,12 +292,12 @@ unsafe extern "C-unwind" fn executor_run(
     // SAFETY: the hook's contract: `qd` is being run; then the previous
     // hook or the standard executor, with the same arguments.
     unsafe {
-        let outermost = enter_executor(qd);
+        let entered = enter_executor(qd);
         match PREV_RUN {
             Some(prev) => prev(qd, direction, count, execute_once),
             None => standard_executor_run(qd, direction, count, execute_once),
         }
-        leave_executor(outermost);
+        leave_executor(entered);
     }
 }
 
@@ -267,11 +305,11 @@ unsafe extern "C-unwind" fn executor_run(
 unsafe extern "C-unwind" fn executor_finish(qd: *mut pg_sys::QueryDesc) {
     // SAFETY: as in executor_run.
     unsafe {
-        let outermost = enter_executor(qd);
+        let entered = enter_executor(qd);
         match PREV_FINISH {
             Some(prev) => prev(qd),
             None => standard_executor_finish(qd),
         }
-        leave_executor(outermost);
+        leave_executor(entered);
     }
 }
