@@ -73,9 +73,9 @@ SELECT try_sql('SELECT count(vault_get(tok)) FROM error_victims WHERE n <= 101')
 
 -- 5. A cursor keeps one count across messages, even when an ERROR caught
 -- earlier in the message that fetches from it ran an executor first: 90
--- moved, then 10 more and the 11th refused (the caught ERROR once left
--- the message's first query behind, and the fetches counted against the
--- message alone: 50 more).
+-- moved, then 10 more and the 11th refused (the caught ERROR leaves no
+-- query behind that would make the fetches count against the message
+-- alone, which would allow 50).
 BEGIN;
 DECLARE held CURSOR FOR SELECT vault_get(tok) FROM error_victims;
 MOVE 90 IN held;
@@ -99,9 +99,9 @@ ROLLBACK;
 
 -- 6. Every FETCH of a cursor counts against it, also one made inside a
 -- function called by a later statement: 90 moved, then 10 more and the
--- 11th refused (a fresh statement around the FETCH once gave the cursor
--- a fresh budget: 50). The refused FETCH leaves the cursor failed, as
--- any ERROR inside a FETCH does.
+-- 11th refused (the fresh statement around the FETCH does not give the
+-- cursor a fresh budget, which would allow 50). The refused FETCH leaves
+-- the cursor failed, as any ERROR inside a FETCH does.
 CREATE FUNCTION pg_temp.fetch_from(c refcursor, k int) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE x jsonb; served int := 0;
 BEGIN
