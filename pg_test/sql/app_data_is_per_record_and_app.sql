@@ -212,3 +212,6 @@ SELECT vault_erase(:'anna') AS anna_erased, vault_erase(:'bert') AS bert_erased,
 \c - postgres
 SELECT count(*) AS app_rows_left FROM pii_vault.app_data
 WHERE token IN (:'anna', :'bert', :'dora', :'erik', :'eve', :'bob');
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP ROLE appdata_app, appdata_reader, appdata_partner, appdata_admin, appdata_bulk;

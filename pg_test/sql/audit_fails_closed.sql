@@ -10,9 +10,7 @@ SELECT pii_vault.audit_wait() AS audit_written;
 ALTER TABLE pii_vault.audit_batches ADD CONSTRAINT refuse_new_rows CHECK (first_id < 0) NOT VALID;
 SET pii_vault.max_reads_per_statement = 0;
 -- The per-role budget would stop the 8 191 reads long before the queue fills.
-ALTER SYSTEM SET pii_vault.max_reads_per_minute = 0;
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.2);
+\ir common/reads_per_minute_off.sql
 SELECT vault_store('{"name": "Fail Closed"}') AS tok \gset
 -- Fill the queue (8192 events: the store and 8191 lookups), then one more read.
 SELECT count(vault_lookup('token', :'tok')) AS reads_while_queue_fills FROM generate_series(1, 8191);

@@ -37,3 +37,6 @@ SELECT try_sql($$SELECT vault_get('$$ || :'victim' || $$')$$);
 SELECT pii_vault.audit_wait() AS audit_written;
 SELECT operation, outcome, session_role FROM pii_vault.audit_log
 WHERE session_role = 'audit_app' AND token IS NULL ORDER BY id;
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP ROLE audit_app, audit_reviewer;

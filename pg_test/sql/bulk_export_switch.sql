@@ -36,3 +36,6 @@ SELECT pg_reload_conf();
 SELECT pii_vault.audit_wait() AS audit_written;
 SELECT session_role, outcome, count(*) FROM pii_vault.audit_log
 WHERE operation = 'export' GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP ROLE vault_admin, export_thief;

@@ -181,3 +181,6 @@ SELECT try_sql(format($$DELETE FROM pii_vault.consent_history WHERE token = %L$$
 SELECT pii_vault.audit_wait() AS audit_written;
 SELECT operation, outcome, fields, count(*) FROM pii_vault.audit_log
 WHERE token = :'carla' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP ROLE consent_app, consent_reader, consent_partner, consent_admin, consent_data_writer, consent_bulk;

@@ -13,9 +13,7 @@
 \set ECHO all
 -- The purge worker stays away until the suite calls it in (a reload wakes
 -- it once, with nothing due yet).
-ALTER SYSTEM SET pii_vault.purge_interval = '1d';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.2);
+\ir common/purge_worker_away.sql
 SHOW pii_vault.delete_grace;
 CREATE ROLE restore_admin LOGIN IN ROLE pii_vault_admin;
 -- What pii_vault.records holds for a token, for the roles below (which
@@ -175,3 +173,7 @@ GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 ALTER SYSTEM RESET pii_vault.purge_interval;
 ALTER SYSTEM RESET pii_vault.delete_grace;
 SELECT pg_reload_conf();
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP FUNCTION storage_state(uuid), rows_gone(uuid[]);
+DROP ROLE restore_admin;

@@ -12,9 +12,7 @@
 \ir common/setup.sql
 \set ECHO all
 -- The purge worker stays away: the rows must go because of the erase.
-ALTER SYSTEM SET pii_vault.purge_interval = '1d';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.2);
+\ir common/purge_worker_away.sql
 CREATE ROLE erasure_admin LOGIN IN ROLE pii_vault_admin;
 -- Rows naming a token, per table of the storage schema that has a token
 -- column (the audit's batches have none: they are checked apart).
@@ -149,3 +147,7 @@ SELECT operation, outcome FROM vault_audit(:'erin') WHERE operation = 'erase';
 \c - postgres
 ALTER SYSTEM RESET pii_vault.purge_interval;
 SELECT pg_reload_conf();
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP FUNCTION rows_naming(uuid), rows_holding(uuid);
+DROP ROLE erasure_admin;

@@ -8,9 +8,7 @@
 \set ECHO none
 \ir common/setup.sql
 \set ECHO all
-ALTER SYSTEM SET pii_vault.max_reads_per_minute = 0;
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.2);
+\ir common/reads_per_minute_off.sql
 CREATE ROLE error_reader LOGIN IN ROLE pii_vault_reader;
 SET pii_vault.max_writes_per_statement = 0;
 CREATE TABLE error_victims AS SELECT n, vault_store(jsonb_build_object('n', n)) AS tok FROM generate_series(1, 150) AS n;

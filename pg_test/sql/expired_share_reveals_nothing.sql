@@ -12,9 +12,7 @@
 -- The purge worker stays away for the suite (a reload wakes it once, with
 -- nothing due yet): what an expired share returns is the API's doing,
 -- not the worker's.
-ALTER SYSTEM SET pii_vault.purge_interval = '1d';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.2);
+\ir common/purge_worker_away.sql
 CREATE ROLE share_eraser LOGIN IN ROLE pii_vault_admin;
 
 \c - app_writer
@@ -195,3 +193,6 @@ ALTER TABLE pii_vault.records ALTER COLUMN envelope TYPE text USING encode(envel
 SELECT try_sql(format('SELECT vault_get_shared(%L)', :'live_share')) AS envelope_of_another_type;
 ROLLBACK;
 SELECT vault_get_shared(:'live_share') ->> 'name' AS live_share_after_rollback;
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP ROLE share_eraser;

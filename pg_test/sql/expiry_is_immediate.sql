@@ -14,9 +14,7 @@
 \set ECHO all
 -- The purge worker stays away until part 4 calls it in: what an expired
 -- record gives is the API's doing, not the worker's.
-ALTER SYSTEM SET pii_vault.purge_interval = '1d';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.2);
+\ir common/purge_worker_away.sql
 CREATE TABLE batch (n int PRIMARY KEY, tok uuid NOT NULL);
 GRANT SELECT, INSERT ON batch TO app_writer;
 
@@ -178,3 +176,6 @@ UPDATE pii_vault.records SET token = NULL WHERE token = :'n';
 SELECT try_sql($$SELECT vault_lookup('email', 'n@expiry.example')$$) AS lookup_of_null_token;
 ROLLBACK;
 SELECT vault_lookup('email', 'n@expiry.example') = :'n' AS lookup_after_rollback;
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP TABLE batch;

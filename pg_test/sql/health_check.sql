@@ -44,3 +44,7 @@ SELECT count(*) AS failing FROM vault_health() WHERE NOT ok AND check_name <> 'a
 -- Writers and readers cannot run it.
 \c - app_writer
 SELECT try_sql('SELECT * FROM vault_health()');
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+\c - postgres
+DROP ROLE health_auditor;

@@ -92,3 +92,6 @@ SELECT session_role, operation, fields, outcome, coalesce(nullif(purpose, ''), '
 FROM pii_vault.audit_log WHERE application_name = 'require_purpose' ORDER BY id;
 ALTER SYSTEM RESET pii_vault.require_purpose;
 SELECT pg_reload_conf();
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP ROLE purpose_auditor, purpose_partner;

@@ -10,9 +10,7 @@
 \set ECHO none
 \ir common/setup.sql
 \set ECHO all
-ALTER SYSTEM SET pii_vault.max_reads_per_minute = 0;
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.2);
+\ir common/reads_per_minute_off.sql
 CREATE ROLE flooder LOGIN IN ROLE pii_vault_reader;
 CREATE TABLE flood_victims AS SELECT vault_store('{"name": "flood victim"}') AS tok;
 GRANT SELECT ON flood_victims TO flooder;

@@ -63,3 +63,6 @@ SELECT :'by_email' = :'tok' AS found_by_email, :'by_phone' = :'tok' AS found_by_
 \c - postgres
 SET client_min_messages = warning;
 DROP SCHEMA evil CASCADE;
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DO $$ BEGIN EXECUTE format('REVOKE CREATE ON DATABASE %I FROM app_writer', current_database()); END $$;

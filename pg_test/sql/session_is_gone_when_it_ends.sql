@@ -21,9 +21,7 @@
 -- The purge worker stays away until the end of the suite (a reload wakes
 -- it once, with nothing of ours due yet): what an expired session
 -- returns is the API's doing, not the worker's.
-ALTER SYSTEM SET pii_vault.purge_interval = '1d';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.2);
+\ir common/purge_worker_away.sql
 CREATE ROLE session_app LOGIN IN ROLE pii_vault_writer;
 CREATE ROLE session_eraser LOGIN IN ROLE pii_vault_admin;
 CREATE ROLE session_reader LOGIN IN ROLE pii_vault_reader;
@@ -350,3 +348,8 @@ CREATE INDEX sessions_pkey ON pii_vault.sessions (id_hash);
 SELECT try_sql(format('SELECT vault_session_get(%L)', :'sam_cart')) AS partitioned_sessions;
 ROLLBACK;
 SELECT vault_session_get(:'sam_cart') ->> 'secret' AS live_session_after_rollback;
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+-- (session_app's sessions made temporary views: they go as each ends.)
+CALL wait_for_logout('session_app', 10);
+DROP ROLE session_app, session_eraser, session_reader, session_partner, session_replayer, session_purposeful;

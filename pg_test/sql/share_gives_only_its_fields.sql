@@ -118,3 +118,7 @@ WHERE session_role = 'app_writer' AND operation = 'share' AND application_name =
 GROUP BY 1, 2 ORDER BY 1, 2;
 ALTER SYSTEM RESET pii_vault.max_reads_per_statement;
 SELECT pg_reload_conf();
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP TABLE handed_out;
+DROP ROLE share_partner;

@@ -99,3 +99,6 @@ WHERE p.proname LIKE 'vault\_%'
 SELECT pii_vault.audit_wait() AS audit_written;
 SELECT operation, outcome, count(*) FROM pii_vault.audit_log
 WHERE session_role = 'partner_svc' GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP ROLE partner_svc;

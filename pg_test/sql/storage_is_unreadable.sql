@@ -105,3 +105,6 @@ FROM pii_vault.records WHERE token = :'tok';
 -- The audit names the login role that acted.
 SELECT session_role, acting_role, operation, outcome
 FROM pii_vault.audit_log WHERE token = :'tok' ORDER BY id;
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP ROLE analyst, auditor;

@@ -14,9 +14,7 @@
 \set ECHO all
 -- The purge worker stays away: the expired share and session must be
 -- left out because they expired, not because they were removed.
-ALTER SYSTEM SET pii_vault.purge_interval = '1d';
-SELECT pg_reload_conf();
-SELECT pg_sleep(0.2);
+\ir common/purge_worker_away.sql
 CREATE ROLE export_app LOGIN IN ROLE pii_vault_writer;
 CREATE ROLE export_reader LOGIN IN ROLE pii_vault_reader;
 CREATE ROLE export_billing_job NOLOGIN IN ROLE pii_vault_reader;
@@ -198,3 +196,6 @@ GROUP BY 1, 2, 3, 4 ORDER BY 1, 2;
 
 ALTER SYSTEM RESET pii_vault.purge_interval;
 SELECT pg_reload_conf();
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP ROLE export_app, export_reader, export_billing_job, export_dpo, export_auditor;

@@ -130,3 +130,8 @@ WHERE session_role = 'wiper' GROUP BY 1, 2 ORDER BY 1, 2;
 ALTER SYSTEM RESET pii_vault.max_reads_per_minute;
 ALTER SYSTEM RESET pii_vault.max_writes_per_minute;
 SELECT pg_reload_conf();
+
+-- Leave the cluster as common/setup.sql left it (the vault's records stay).
+DROP FUNCTION records_left(), vault_bytes();
+DROP TABLE customers;
+DROP ROLE wiper;
