@@ -172,7 +172,8 @@ cluster_start || { cat "$CLUSTER_LOG"; fail "cluster B starts"; }
 cluster_psql -q -d postgres -c "CREATE DATABASE restored" >/dev/null
 drop_vault() {
     q -c "SET pii_vault.allow_drop = on" -c "DROP EXTENSION pii_vault CASCADE" -c "DROP TABLE IF EXISTS people" \
-      -c "DROP FUNCTION IF EXISTS try_sql(text)" -c "DROP PROCEDURE IF EXISTS wait_for_worker(text, numeric)" >/dev/null 2>&1
+      -c "DROP FUNCTION IF EXISTS try_sql(text)" -c "DROP PROCEDURE IF EXISTS wait_for_worker(text, numeric)" \
+      -c "DROP PROCEDURE IF EXISTS wait_for_logout(name, numeric)" >/dev/null 2>&1
 }
 
 # 0.1.0 -> this release in one ALTER EXTENSION UPDATE.
