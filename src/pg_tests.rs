@@ -25,6 +25,42 @@ mod tests {
         Spi::get_one::<i64>("SELECT count(*) FROM pii_vault.audit_log").unwrap().unwrap()
     }
 
+    /// Every row of vault_health() as (check, ok, detail).
+    fn health() -> Vec<(String, bool, String)> {
+        Spi::connect(|client| {
+            let rows = client.select("SELECT check_name, ok, detail FROM vault_health()", None, &[])?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push((row.get(1)?.unwrap(), row.get(2)?.unwrap(), row.get(3)?.unwrap()));
+            }
+            Ok::<_, pgrx::spi::SpiError>(out)
+        })
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn a_health_check_whose_query_fails_fails_and_the_others_run() {
+        let names: Vec<String> = health().into_iter().map(|(name, _, _)| name).collect();
+        assert!(names.len() >= 20, "{names:?}");
+        // Each check in turn runs a query that fails in its place: its row
+        // fails and names the error; every other row is still there, and
+        // the statement (and the transaction) go on.
+        for name in &names {
+            let name: &'static str = Box::leak(name.clone().into_boxed_str());
+            crate::api::health::FAIL.set(Some(name));
+            let rows = health();
+            crate::api::health::FAIL.set(None);
+            assert_eq!(rows.len(), names.len(), "{name}: every check ran");
+            let (_, ok, detail) = rows.iter().find(|(n, _, _)| n == name).unwrap();
+            assert!(!ok, "{name} vouched for what it could not see");
+            assert!(detail.contains("the check's own query failed (22012 division by zero)"), "{name}: {detail}");
+            for (other, _, detail) in rows.iter().filter(|(n, _, _)| n != name) {
+                assert!(!detail.contains("own query failed"), "{other} failed beside {name}: {detail}");
+            }
+        }
+        assert_eq!(Spi::get_one::<i32>("SELECT 1"), Ok(Some(1)), "the transaction goes on");
+    }
+
     #[pg_test]
     fn store_then_get_returns_the_record() {
         let token = store(r#"{"name": "Ada", "email": "ada@example.org", "nested": {"a": [1, 2, {"b": null}]}}"#);
@@ -180,11 +216,11 @@ mod tests {
     fn store_as_before(record: serde_json::Value) -> pgrx::Uuid {
         use crate::crypto::blind_index::blind_index;
         use crate::crypto::envelope::{seal, PayloadEncoding};
-        use crate::normalize::{normalize_as, parse_region, Fold, LookupKind};
+        use crate::normalize::{normalize_as, parse_region, Fold, IndexedKind};
         let keys = crate::keys::key_set().expect("key loaded at preload");
         let region = parse_region("US").unwrap();
         let mut hashes = crate::store::IndexHashes::default();
-        for kind in [LookupKind::Email, LookupKind::Login] {
+        for kind in [IndexedKind::Email, IndexedKind::Login] {
             if let Some(value) = record.get(kind.as_str()).and_then(|v| v.as_str()) {
                 let before = normalize_as(kind, value, region, Fold::Legacy).expect("valid before 0.3.1");
                 hashes.set(kind, blind_index(keys.active(), kind, &before));
@@ -193,7 +229,7 @@ mod tests {
         let token = crate::crypto::random_token().unwrap();
         let jsonb = JsonbDatum::from_text(&record.to_string()).unwrap();
         let sealed = seal(keys.active(), &token, PayloadEncoding::JsonbBinary, jsonb.payload()).unwrap();
-        crate::store::insert_record(&token, &sealed, &hashes, None, |kind| panic!("a duplicate {kind}"));
+        crate::store::insert_record(&token, &sealed, &hashes, None).expect("no duplicate");
         pgrx::Uuid::from_bytes(token)
     }
 

@@ -16,7 +16,9 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTi
 use pgrx::prelude::*;
 
 use crate::audit::{self, Operation, Outcome};
+use crate::error::VaultResult;
 use crate::{guc, keys, store};
+use pii_vault_core::schema::Schema;
 
 /// Rows removed per transaction: a batch holds its locks and its WAL for
 /// about this many rows, and the worker looks at SIGTERM in between.
@@ -149,28 +151,33 @@ fn purge_all() {
 /// One batch, in one transaction: how many rows it removed (0 when the
 /// vault is not installed here, or predates 0.3.0).
 pub fn purge_batch() -> i64 {
-    if !store::life_cycle_installed() {
-        return 0;
+    purge_once().unwrap_or_else(|e| error!("pii_vault purge worker: {e}"))
+}
+
+fn purge_once() -> VaultResult<i64> {
+    match store::installed_schema()? {
+        None | Some(Schema::V0_1 | Schema::V0_2) => return Ok(0),
+        Some(Schema::V0_3) => {}
     }
     let grace = f64::from(guc::delete_grace_seconds());
-    let records = store::purge_records(BATCH, grace);
+    let records = store::purge_records(BATCH, grace)?;
     for token in &records {
         queue(Operation::Purge, Some(token), None);
     }
     let mut room = BATCH - records.len() as i64;
-    let shares = if room > 0 { store::purge_shares(room) } else { Vec::new() };
+    let shares = if room > 0 { store::purge_shares(room)? } else { Vec::new() };
     let share = vec!["share".to_string()];
     for token in &shares {
         queue(Operation::Purge, Some(token), Some(&share));
     }
     room -= shares.len() as i64;
-    let sessions = if room > 0 { store::purge_sessions(room) } else { Vec::new() };
+    let sessions = if room > 0 { store::purge_sessions(room)? } else { Vec::new() };
     // One event per session: of its record, or of none.
     let session = vec!["session".to_string()];
     for token in &sessions {
         queue(Operation::Purge, token.as_ref(), Some(&session));
     }
-    (records.len() + shares.len() + sessions.len()) as i64
+    Ok((records.len() + shares.len() + sessions.len()) as i64)
 }
 
 /// Queues the purge event before the removal commits; if it cannot be

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pii_vault_core::crypto::blind_index::blind_index;
 use pii_vault_core::crypto::envelope::{open_into, seal, PayloadEncoding};
 use pii_vault_core::crypto::KeySet;
-use pii_vault_core::normalize::{normalize, parse_region, LookupKind};
+use pii_vault_core::normalize::{normalize, parse_region, IndexedKind};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 fn time_per_op(mut f: impl FnMut()) -> Duration {
@@ -59,9 +59,9 @@ fn main() {
         let sealed = seal(keys, &token, PayloadEncoding::JsonbBinary, black_box(&record)).unwrap();
         black_box(sealed);
         for (kind, value) in [
-            (LookupKind::Email, "customer.number.12345@example.com"),
-            (LookupKind::Phone, "+14152012345"),
-            (LookupKind::Login, "customer12345"),
+            (IndexedKind::Email, "customer.number.12345@example.com"),
+            (IndexedKind::Phone, "+14152012345"),
+            (IndexedKind::Login, "customer12345"),
         ] {
             black_box(blind_index(keys, kind, value));
         }
@@ -83,21 +83,21 @@ fn main() {
     // hashing them (not part of the 2x target: no AES-GCM counterpart).
     let region = parse_region("US").unwrap();
     let normalize_email = time_per_op(|| {
-        black_box(normalize(LookupKind::Email, black_box(" Customer.Number.12345@Example.com "), region).unwrap());
+        black_box(normalize(IndexedKind::Email, black_box(" Customer.Number.12345@Example.com "), region).unwrap());
     });
     // Non-ASCII takes the whole fold (NFKC, case fold, NFKC) and the
     // script check; ASCII its lowercase shortcut.
     let normalize_email_unicode = time_per_op(|| {
-        black_box(normalize(LookupKind::Email, black_box(" Ｊosé.Müller.12345@Example.com "), region).unwrap());
+        black_box(normalize(IndexedKind::Email, black_box(" Ｊosé.Müller.12345@Example.com "), region).unwrap());
     });
     let normalize_login_unicode = time_per_op(|| {
-        black_box(normalize(LookupKind::Login, black_box("Ｓtraße-Müller"), region).unwrap());
+        black_box(normalize(IndexedKind::Login, black_box("Ｓtraße-Müller"), region).unwrap());
     });
     let normalize_phone_e164 = time_per_op(|| {
-        black_box(normalize(LookupKind::Phone, black_box("+14152012345"), region).unwrap());
+        black_box(normalize(IndexedKind::Phone, black_box("+14152012345"), region).unwrap());
     });
     let normalize_phone_spaced = time_per_op(|| {
-        black_box(normalize(LookupKind::Phone, black_box("+1 415 2012345"), region).unwrap());
+        black_box(normalize(IndexedKind::Phone, black_box("+1 415 2012345"), region).unwrap());
     });
 
     let us = |d: Duration| d.as_nanos() as f64 / 1000.0;

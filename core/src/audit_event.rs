@@ -4,8 +4,7 @@ use std::borrow::Cow;
 
 /// An enum stored in the audit as one byte, with its name in the audit
 /// log. The code, the name and the decoding of each variant come from one
-/// line, so a variant cannot be added without its decoding (a missing one
-/// used to be audited as `?`).
+/// line, so a variant cannot be added without its decoding.
 macro_rules! audit_code {
     ($(#[$meta:meta])* $vis:vis enum $enum:ident { $($variant:ident = $code:literal => $name:literal,)* }) => {
         $(#[$meta])*

@@ -5,6 +5,7 @@
 //! (`api::errors`) chooses the SQLSTATE for each variant; the core does not
 //! know about SQLSTATEs.
 
+use crate::audit_event::Outcome;
 use crate::normalize::LookupKind;
 
 /// Why the vault cannot operate at all (SQLSTATE 55000). The message says
@@ -113,6 +114,32 @@ pub enum Unattributable {
     BackgroundWorker,
 }
 
+/// The vault's storage is not what the vault made, or PostgreSQL failed
+/// under it (SQLSTATE XX000). Names come from the code, never from data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageFault {
+    /// An SPI call failed; pgrx's text names an SPI code or a type.
+    #[error("{0}")]
+    Spi(String),
+    #[error("relation pii_vault.{0} is missing")]
+    MissingRelation(&'static str),
+    #[error("index pii_vault.{0} is not the vault's")]
+    ForeignIndex(&'static str),
+    #[error("a column of the vault's storage is missing: {0}")]
+    MissingColumn(&'static str),
+    /// A relation, index or entry read without SPI is not of the shape the
+    /// vault made (`crate::schema`).
+    #[error("the vault's storage is not of the shape the vault reads")]
+    Shape,
+    /// The extension's version in pg_extension is none this library knows.
+    #[error("the installed version of the extension is not one this library knows; install the matching library")]
+    UnknownSchema,
+    /// A statement of a later schema on an earlier one: reached only by
+    /// calling, by hand, a function the schema's SQL does not yet expose.
+    #[error("the vault's schema predates 0.3.0; run ALTER EXTENSION pii_vault UPDATE")]
+    NeedsUpdate,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
     #[error("pii_vault: {0}")]
@@ -198,6 +225,67 @@ pub enum VaultError {
     BadName(&'static str),
     #[error("pii_vault: unknown legal basis")]
     BadLegalBasis,
+    #[error("pii_vault: internal storage error: {0}")]
+    Storage(StorageFault),
+}
+
+impl VaultError {
+    /// How the audit records a call that ended with this error: refused by
+    /// the vault's policy, refused by a budget, or failed.
+    pub fn outcome(&self) -> Outcome {
+        use VaultError::*;
+        match self {
+            Unattributable(_) | CallerMayNotExecute | PurposeRequired | BulkExportDisabled | NotAdmin => {
+                Outcome::Denied
+            }
+            ReadsPerStatement(_) | ReadsPerMinute(..) | WritesPerStatement(_) | WritesPerMinute(..) => {
+                Outcome::Throttled
+            }
+            Unavailable(_)
+            | NotAnObject
+            | PatchNotAnObject
+            | RecordTooLarge { .. }
+            | TooDeep { .. }
+            | MalformedJson
+            | UnknownLookupKind
+            | FieldNotString(_)
+            | InvalidValue(_)
+            | NullFieldName
+            | TooManyFieldNames(_)
+            | Duplicate(_)
+            | DecryptFailed
+            | UnknownKeyVersion(_)
+            | RandomFailure
+            | AuditBatchUnreadable(_)
+            | AuditUnavailable
+            | InParallelWorker
+            | StorageWriteRefused(_)
+            | BadBatchSize(_)
+            | AuditDoesNotVerify(_)
+            | DropRefused
+            | AuditNotEmpty
+            | AuditAppendOnly
+            | ExpiryInThePast
+            | BadTtl { .. }
+            | NoFields
+            | BadName(_)
+            | BadLegalBasis
+            | Storage(_) => Outcome::Error,
+        }
+    }
+
+    /// Whether the error answers a question about the vault's data, so
+    /// that its audit event must stand for its call alone (never folded
+    /// with others): a duplicate says the value is taken.
+    pub fn answers_a_question(&self) -> bool {
+        matches!(self, VaultError::Duplicate(_))
+    }
+}
+
+impl From<StorageFault> for VaultError {
+    fn from(fault: StorageFault) -> Self {
+        VaultError::Storage(fault)
+    }
 }
 
 pub type VaultResult<T> = Result<T, VaultError>;

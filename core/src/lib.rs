@@ -11,6 +11,8 @@
 //! - `key_source`: reading the master key from a keyfile or a command;
 //! - `audit_event`: one audit event's fixed layout;
 //! - `budget`: per-role budgets as GCRA cells in shared memory;
+//! - `schema`: the storage layout of each release, and the shape checks
+//!   of what the extension reads without SPI;
 //! - `error`: `VaultError`, every way a call fails.
 //!
 //! `unsafe` is denied but in four places, each allowed where it stands
@@ -29,3 +31,4 @@ pub mod error;
 pub mod key_source;
 pub mod normalize;
 pub mod record;
+pub mod schema;

@@ -3,12 +3,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pii_vault_core::normalize::{normalize, parse_region, parse_token, LookupKind};
+use pii_vault_core::normalize::{normalize, parse_region, parse_token, IndexedKind};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let region = parse_region("US").expect("US is a region");
-    for kind in LookupKind::INDEXED {
+    for kind in IndexedKind::ALL {
         if let Ok(once) = normalize(kind, text, region) {
             assert_eq!(normalize(kind, &once, region).as_ref(), Ok(&once), "{kind} not idempotent");
         }

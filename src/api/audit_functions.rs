@@ -11,8 +11,10 @@ use super::records::open_record;
 use crate::audit::{queue, Operation};
 use crate::crypto::audit_chain::{Anchor, ChainVerifier, StoredBatch};
 use crate::crypto::KeySet;
-use crate::error::VaultError;
+use crate::error::{VaultError, VaultResult};
+use crate::store::fault;
 use crate::{guc, store};
+use pii_vault_core::schema::Schema;
 
 /// Checks the MAC chain of the whole audit, from its anchor when it has one
 /// (after pruning or a key rotation): an edited, deleted, inserted or
@@ -23,7 +25,7 @@ use crate::{guc, store};
 fn vault_audit_verify(
 ) -> TableIterator<'static, (name!(ok, bool), name!(rows_checked, i64), name!(first_bad_id, Option<i64>))> {
     let verdict = audited(Operation::AuditVerify, |_call| {
-        let keys = guard::ready();
+        let keys = guard::ready()?;
         // The writer's last committed batch (when it committed any since the
         // server started), read before the batches so the snapshot holds
         // it: catches batches deleted from the end of the chain.
@@ -31,12 +33,11 @@ fn vault_audit_verify(
         let table = Spi::get_one::<pg_sys::Oid>("SELECT 'pii_vault.audit_batches'::regclass::oid").ok().flatten();
         let same_table = table.is_some_and(|t| u32::from(t) == state.chain_table);
         let head = (state.chain_id > 0 && same_table).then_some((state.chain_id, state.chain_mac));
-        let anchor = read_anchor().unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
+        let anchor = read_anchor()?;
         let anchor = anchor.as_ref().map(|(a, mac)| (a, mac.as_slice()));
         let mut verifier = ChainVerifier::new(keys, head, anchor);
-        each_audit_batch(|batch| verifier.check(batch))
-            .unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
-        verifier.finish()
+        each_audit_batch(|batch| verifier.check(batch)).map_err(fault)?;
+        Ok(verifier.finish())
     });
     TableIterator::once((verdict.ok, verdict.rows_checked, verdict.first_bad_id))
 }
@@ -45,16 +46,12 @@ fn vault_audit_verify(
 /// anchor table: a vault of 0.1.0, whose library is this one until
 /// `ALTER EXTENSION pii_vault UPDATE`). Read under the calling statement's
 /// snapshot, as the batches are (read-only SPI takes no new one).
-pub(crate) fn read_anchor() -> SpiResult<Option<(Anchor, Vec<u8>)>> {
+pub(crate) fn read_anchor() -> VaultResult<Option<(Anchor, Vec<u8>)>> {
+    match store::schema()? {
+        Schema::V0_1 => return Ok(None),
+        Schema::V0_2 | Schema::V0_3 => {}
+    }
     Spi::connect(|client| {
-        let exists = client
-            .select("SELECT pg_catalog.to_regclass('pii_vault.audit_anchor') IS NOT NULL", None, &[])?
-            .first()
-            .get::<bool>(1)?
-            .unwrap_or(false);
-        if !exists {
-            return Ok(None);
-        }
         let rows = client.select(
             "SELECT start_id, start_mac, sealed_upto, sealed_digest, key_version, mac FROM pii_vault.audit_anchor",
             None,
@@ -74,6 +71,7 @@ pub(crate) fn read_anchor() -> SpiResult<Option<(Anchor, Vec<u8>)>> {
         };
         Ok(Some((anchor, row.get(6)?.unwrap_or_default())))
     })
+    .map_err(fault)
 }
 
 /// Streams the batches in chain order through a cursor, a thousand at a
@@ -126,7 +124,7 @@ mod pii_vault {
     use pgrx::datum::TimestampWithTimeZone;
 
     use crate::api::call::audited;
-    use crate::api::errors::raise;
+    use crate::api::errors::OrRaise;
     use crate::api::guard;
     use crate::audit::Operation;
     use crate::crypto::audit_chain::decode_batch;
@@ -173,8 +171,7 @@ mod pii_vault {
             name!(calls, i64),
         ),
     > {
-        let records =
-            decode_batch(first_id, events).unwrap_or_else(|_| raise(VaultError::AuditBatchUnreadable(first_id)));
+        let records = decode_batch(first_id, events).map_err(|_| VaultError::AuditBatchUnreadable(first_id)).or_raise();
         TableIterator::new(records.into_iter().map(|r| {
             (
                 r.id,
@@ -196,7 +193,7 @@ mod pii_vault {
     /// False when the audit batch whose token filter this is names no event
     /// of `token` (vault_audit's scan reads only the other batches). Called
     /// once per batch row; no pinned search_path, as for `audit_events`
-    /// (the `SET` clause was a third of the scan's time).
+    /// (the `SET` clause would cost a third of the scan's time).
     #[pg_extern(immutable, strict, parallel_safe)]
     fn audit_batch_may_name(token_filter: &[u8], token: Uuid) -> bool {
         crate::crypto::token_filter::may_contain(token_filter, token.as_bytes())
@@ -208,7 +205,7 @@ mod pii_vault {
     fn audit_read_note(token: Option<Uuid>) {
         audited(Operation::AuditRead, |call| {
             call.token = token.map(|t| *t.as_bytes());
-            guard::ready();
+            guard::ready().map(drop)
         })
     }
 }
@@ -218,19 +215,18 @@ mod pii_vault {
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_export_all() -> TableIterator<'static, (name!(token, Uuid), name!(record, JsonbDatum))> {
-    let rows = audited(Operation::Export, |call| {
-        let keys = guard::ready();
+    let rows = audited(Operation::Export, |_call| {
+        let keys = guard::ready()?;
         if !guc::allow_bulk_export() {
-            call.deny(VaultError::BulkExportDisabled);
+            return Err(VaultError::BulkExportDisabled);
         }
         if !caller_is_admin() {
-            call.deny(VaultError::NotAdmin);
+            return Err(VaultError::NotAdmin);
         }
-        let rows: Vec<(Uuid, JsonbDatum)> = store::all_envelopes()
+        store::all_envelopes()?
             .into_iter()
-            .map(|(token, sealed)| (Uuid::from_bytes(token), open_record(keys, &token, &sealed)))
-            .collect();
-        rows
+            .map(|(token, sealed)| Ok((Uuid::from_bytes(token), open_record(keys, &token, &sealed)?)))
+            .collect::<VaultResult<Vec<_>>>()
     });
     TableIterator::new(rows)
 }
@@ -257,10 +253,11 @@ struct AnchorPlan {
 /// One pass over the audit under `keys`, with pruning up to `before`
 /// (PostgreSQL microseconds) when given. Never plans to remove the newest
 /// batch: the writer chains its next batch to it.
-fn plan_anchor(keys: &KeySet, before: Option<i64>) -> SpiResult<AnchorPlan> {
+fn plan_anchor(keys: &KeySet, before: Option<i64>) -> VaultResult<AnchorPlan> {
     use crate::crypto::audit_chain::{batch_key_version, decode_batch, SealDigest, GENESIS};
     let existing = read_anchor()?;
-    let newest: i64 = Spi::get_one("SELECT pg_catalog.max(last_id) FROM pii_vault.audit_batches")?.unwrap_or(0);
+    let newest: i64 =
+        Spi::get_one("SELECT pg_catalog.max(last_id) FROM pii_vault.audit_batches").map_err(fault)?.unwrap_or(0);
     let mut verifier = ChainVerifier::new(keys, None, existing.as_ref().map(|(a, mac)| (a, mac.as_slice())));
     let (mut start_id, mut start_mac) = existing.as_ref().map_or((0, GENESIS), |(a, _)| (a.start_id, a.start_mac));
     let mut pruning = before.is_some();
@@ -288,7 +285,8 @@ fn plan_anchor(keys: &KeySet, before: Option<i64>) -> SpiResult<AnchorPlan> {
             sealed = Some((batch.last_id, digest.clone().finish()));
         }
         true
-    })?;
+    })
+    .map_err(fault)?;
     let (sealed_upto, sealed_digest) = sealed.unwrap_or((0, [0; 32]));
     Ok(AnchorPlan {
         verdict: verifier.finish(),
@@ -363,19 +361,17 @@ fn write_anchor(keys: &KeySet, plan: &AnchorPlan) -> SpiResult<()> {
 /// checks them once those versions leave the key source. An audit that
 /// does not verify is left as it is (with a WARNING): sealing it would
 /// vouch for the tampering.
-pub(crate) fn anchor_older_batches(keys: &KeySet) {
-    let plan = lock_anchor()
-        .and_then(|()| plan_anchor(keys, None))
-        .unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
+pub(crate) fn anchor_older_batches(keys: &KeySet) -> VaultResult<()> {
+    lock_anchor().map_err(fault)?;
+    let plan = plan_anchor(keys, None)?;
     if !plan.verdict.ok {
         warning!(
             "pii_vault: the audit does not verify from event {}; its batches under older key versions were not sealed",
             plan.verdict.first_bad_id.unwrap_or(0)
         );
-        return;
+        return Ok(());
     }
-    while_editing_audit(|| write_anchor(keys, &plan))
-        .unwrap_or_else(|e| error!("pii_vault: could not write the audit anchor: {e}"));
+    while_editing_audit(|| write_anchor(keys, &plan)).map_err(fault)
 }
 
 /// Removes the audit batches whose events are all older than `before` and
@@ -390,7 +386,7 @@ pub(crate) fn anchor_older_batches(keys: &KeySet) {
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_audit_prune(before: pgrx::datum::TimestampWithTimeZone) -> i64 {
     audited(Operation::AuditPrune, |_call| {
-        let keys = guard::ready();
+        let keys = guard::ready()?;
         let floor = Spi::get_one_with_args::<pgrx::datum::TimestampWithTimeZone>(
             "SELECT pg_catalog.now() - pg_catalog.make_interval(days => $1)",
             &[guc::audit_retention_days().into()],
@@ -398,11 +394,10 @@ fn vault_audit_prune(before: pgrx::datum::TimestampWithTimeZone) -> i64 {
         .ok()
         .flatten()
         .map_or(i64::MIN, |t| t.into_inner());
-        let plan = lock_anchor()
-            .and_then(|()| plan_anchor(keys, Some(before.into_inner().min(floor))))
-            .unwrap_or_else(|e| error!("pii_vault: could not read the audit: {e}"));
+        lock_anchor().map_err(fault)?;
+        let plan = plan_anchor(keys, Some(before.into_inner().min(floor)))?;
         if !plan.verdict.ok {
-            crate::api::errors::raise(VaultError::AuditDoesNotVerify(plan.verdict.first_bad_id.unwrap_or(0)));
+            return Err(VaultError::AuditDoesNotVerify(plan.verdict.first_bad_id.unwrap_or(0)));
         }
         while_editing_audit(|| {
             Spi::run_with_args(
@@ -411,7 +406,7 @@ fn vault_audit_prune(before: pgrx::datum::TimestampWithTimeZone) -> i64 {
             )
             .and_then(|()| write_anchor(keys, &plan))
         })
-        .unwrap_or_else(|e| error!("pii_vault: could not prune the audit: {e}"));
-        plan.removed_events
+        .map_err(fault)?;
+        Ok(plan.removed_events)
     })
 }

@@ -3,14 +3,19 @@
 //! `audited` runs the body of a `#[pg_extern]` and then queues its audit
 //! event: on success before the result is returned (and the result is
 //! withheld if the event cannot be queued: fail closed), on error before
-//! the error continues to the caller (replaced by 55000 if the event cannot
-//! be queued).
+//! the error goes to the caller (replaced by 55000 if the event cannot be
+//! queued). The body returns the vault's own errors as values, so the
+//! event's outcome is the error's (`VaultError::outcome`) and the error is
+//! raised only once its event is queued (`errors::raise`, with whatever it
+//! names); an error PostgreSQL raised inside the body arrives as an unwind
+//! and goes on as it came.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use super::errors::raise;
 use crate::audit::event::{fields_fit, FIELD_BYTES};
 use crate::audit::{self, Operation, Outcome};
+use crate::error::VaultResult;
 use crate::error::{Unattributable, VaultError};
 use crate::throttle::{self, Kind, Limit};
 use pgrx::pg_sys;
@@ -19,84 +24,86 @@ use pgrx::pg_sys;
 pub struct Call {
     pub token: Option<[u8; 16]>,
     pub fields: Option<Vec<String>>,
+    /// How a call that returns ends: ok, or what it did not find.
     pub outcome: Outcome,
     /// Whether a budget was charged: past that point a failing call may
     /// have read its record, so its failure is audited per token.
     charged: bool,
 }
 
-pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> R) -> R {
+/// How a call failed: with one of the vault's errors, or with an error
+/// PostgreSQL raised inside it (an unwind, resumed as it came).
+enum Failure {
+    Vault(VaultError),
+    Raised(Box<dyn std::any::Any + Send>),
+}
+
+pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultResult<R>) -> R {
     let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, charged: false };
-    // The error context stack as the call found it: an error replaced
-    // below must not keep what the body pushed for its own error (a
-    // duplicate's constraint name would answer the probe it withholds).
-    // SAFETY: a plain read of a backend global.
-    let context_at_entry = unsafe { pg_sys::error_context_stack };
-    match catch_unwind(AssertUnwindSafe(|| {
+    let ended = catch_unwind(AssertUnwindSafe(|| {
         if let Some(context) = unattributable() {
-            call.deny(VaultError::Unattributable(context));
+            return Err(VaultError::Unattributable(context));
         }
         if !caller_may_execute() {
-            call.deny(VaultError::CallerMayNotExecute);
+            return Err(VaultError::CallerMayNotExecute);
         }
         body(&mut call)
-    })) {
-        Ok(result) => {
+    }));
+    let failure = match ended {
+        Ok(Ok(result)) => {
             if !audit::record(operation, call.token.as_ref(), call.fields.as_deref(), call.outcome) {
                 raise(VaultError::AuditUnavailable);
             }
-            result
+            return result;
         }
-        Err(error) => {
-            let outcome = match call.outcome {
-                Outcome::Throttled | Outcome::Denied => call.outcome,
-                _ => Outcome::Error,
-            };
-            // A failing call is audited like any other (a probe that fails
-            // is still a probe): it waits for room as a successful one
-            // does, and if its event cannot be queued its own error (a
-            // duplicate says the value exists) is withheld too. Not when
-            // the key is unusable: the writer writes nothing then, and the
-            // call touched no data. A failure that returned nothing and
-            // answers nothing may be folded with the session's others of
-            // its second into one counted event (`audit::record_failure`);
-            // one that answers (a duplicate) is an event of its own.
-            let answers = answers_a_question(error.as_ref());
-            let by_token = outcome == Outcome::Error && call.charged;
-            let (token, fields) = (call.token.as_ref(), call.fields.as_deref());
-            let queue = |wait: bool| {
-                if answers {
-                    if wait {
-                        audit::record(operation, token, fields, outcome)
-                    } else {
-                        audit::record_if_room(operation, token, fields, outcome);
-                        true
-                    }
-                } else {
-                    audit::record_failure(operation, token, fields, outcome, by_token, wait)
-                }
-            };
-            if super::guard::key_usable() {
-                if !queue(true) {
-                    drop(error);
-                    // SAFETY: restores the stack to the entries it had when
-                    // the call began, all of which are still live.
-                    unsafe { pg_sys::error_context_stack = context_at_entry };
-                    raise(VaultError::AuditUnavailable);
-                }
+        Ok(Err(error)) => Failure::Vault(error),
+        Err(unwind) => Failure::Raised(unwind),
+    };
+    let (outcome, answers) = match &failure {
+        Failure::Vault(error) => (error.outcome(), error.answers_a_question()),
+        Failure::Raised(unwind) => (Outcome::Error, raised_answers_a_question(unwind.as_ref())),
+    };
+    // A failing call is audited like any other (a probe that fails
+    // is still a probe): it waits for room as a successful one
+    // does, and if its event cannot be queued its own error (a
+    // duplicate says the value exists) is withheld too. Not when
+    // the key is unusable: the writer writes nothing then, and the
+    // call touched no data. A failure that returned nothing and
+    // answers nothing may be folded with the session's others of
+    // its second into one counted event (`audit::record_failure`);
+    // one that answers (a duplicate) is an event of its own.
+    let by_token = outcome == Outcome::Error && call.charged;
+    let (token, fields) = (call.token.as_ref(), call.fields.as_deref());
+    let queue = |wait: bool| {
+        if answers {
+            if wait {
+                audit::record(operation, token, fields, outcome)
             } else {
-                queue(false);
+                audit::record_if_room(operation, token, fields, outcome);
+                true
             }
-            resume_unwind(error)
+        } else {
+            audit::record_failure(operation, token, fields, outcome, by_token, wait)
         }
+    };
+    if super::guard::key_usable() {
+        if !queue(true) {
+            drop(failure);
+            raise(VaultError::AuditUnavailable);
+        }
+    } else {
+        queue(false);
+    }
+    match failure {
+        Failure::Vault(error) => raise(error),
+        Failure::Raised(unwind) => resume_unwind(unwind),
     }
 }
 
-/// Whether a failed call's error answers a question, so that its audit
-/// event must stand for that call alone: a unique violation says the
-/// value is taken, whether the vault raised it (naming the kind) or
-/// PostgreSQL did.
-fn answers_a_question(error: &(dyn std::any::Any + Send)) -> bool {
+/// Whether an error PostgreSQL raised inside a call answers a question, so
+/// that its audit event must stand for that call alone: a unique
+/// violation says the value is taken.
+fn raised_answers_a_question(error: &(dyn std::any::Any + Send)) -> bool {
     use pgrx::pg_sys::panic::{CaughtError, ErrorReportWithLevel};
     let report = error.downcast_ref::<ErrorReportWithLevel>().or(match error.downcast_ref::<CaughtError>() {
         Some(CaughtError::PostgresError(report) | CaughtError::ErrorReport(report)) => Some(report),
@@ -148,15 +155,15 @@ fn caller_may_execute() -> bool {
 
 impl Call {
     /// Counts a read against the read budgets; over one, the call is
-    /// refused (54000), audited as throttled, and one WARNING is logged per
+    /// refused (54000, audited as throttled), and one WARNING is logged per
     /// statement or per role and minute.
-    pub fn count_read(&mut self) {
-        self.count(Kind::Reads);
+    pub fn count_read(&mut self) -> VaultResult<()> {
+        self.count(Kind::Reads)
     }
 
     /// Counts an update or delete against the write budgets, as above.
-    pub fn count_write(&mut self) {
-        self.count(Kind::Writes);
+    pub fn count_write(&mut self) -> VaultResult<()> {
+        self.count(Kind::Writes)
     }
 
     /// Counts a store or update that sets an email, phone or login as a
@@ -164,46 +171,40 @@ impl Call {
     /// taken, and a rolled-back store costs nothing else, so existence
     /// probing costs what a lookup does, and needs a purpose where a
     /// lookup does (`pii_vault.require_purpose`).
-    pub fn count_lookup_probe(&mut self) {
-        self.check_purpose();
-        self.count(Kind::Reads);
+    pub fn count_lookup_probe(&mut self) -> VaultResult<()> {
+        self.check_purpose()?;
+        self.count(Kind::Reads)
     }
 
-    fn count(&mut self, kind: Kind) {
+    fn count(&mut self, kind: Kind) -> VaultResult<()> {
         let warn = |limit: Limit| {
             let (setting, value) = setting_of(limit);
             pgrx::warning!(
                 "pii_vault: {setting} ({value}) exceeded; further calls are refused and audited as throttled"
             );
         };
-        if let Err(limit) = throttle::count(kind, warn) {
-            self.outcome = Outcome::Throttled;
-            raise(error_of(limit));
-        }
+        throttle::count(kind, warn).map_err(error_of)?;
         self.charged = true;
+        Ok(())
     }
 
     /// The field names the audit will name; refused (54000) when they do
     /// not all fit in the event, so no call hides which fields it took.
-    pub fn name_fields(&mut self, fields: Vec<String>) {
+    pub fn name_fields(&mut self, fields: Vec<String>) -> VaultResult<()> {
         if !fields_fit(&fields) {
-            raise(VaultError::TooManyFieldNames(FIELD_BYTES));
+            return Err(VaultError::TooManyFieldNames(FIELD_BYTES));
         }
         self.fields = Some(fields);
+        Ok(())
     }
 
     /// Refuses a call that returns personal data without a purpose while
     /// `pii_vault.require_purpose` is on (42501, audited as denied).
-    pub fn check_purpose(&mut self) {
-        if crate::guc::require_purpose() && crate::guc::purpose().is_none() {
-            self.deny(VaultError::PurposeRequired);
+    pub fn check_purpose(&mut self) -> VaultResult<()> {
+        match crate::guc::require_purpose() && crate::guc::purpose().is_none() {
+            true => Err(VaultError::PurposeRequired),
+            false => Ok(()),
         }
-    }
-
-    /// Marks the call refused by the vault's own policy, then raises.
-    pub fn deny(&mut self, error: VaultError) -> ! {
-        self.outcome = Outcome::Denied;
-        raise(error)
     }
 }
 

@@ -8,7 +8,6 @@ use pgrx::Uuid;
 
 use super::call::audited;
 use super::documents::check_name;
-use super::errors::raise;
 use super::guard;
 use super::records::{outcome_of, timestamp_micros};
 use crate::audit::Operation;
@@ -33,22 +32,22 @@ fn vault_consent_set(
     let (token, purpose, granted, legal_basis) = (*token?.as_bytes(), purpose?, granted?, legal_basis?);
     Some(audited(Operation::ConsentSet, |call| {
         call.token = Some(token);
-        check_name(purpose, "consent purpose");
+        check_name(purpose, "consent purpose")?;
         call.fields = Some(vec![purpose.to_string()]);
         if !LEGAL_BASES.contains(&legal_basis) {
-            raise(VaultError::BadLegalBasis);
+            return Err(VaultError::BadLegalBasis);
         }
-        guard::ready();
+        guard::ready()?;
         let expires_at = expires_at.map(timestamp_micros);
         if expires_at.is_some_and(|at| at <= store::now()) {
-            raise(VaultError::ExpiryInThePast);
+            return Err(VaultError::ExpiryInThePast);
         }
-        call.count_write();
-        let set = store::set_consent(&token, purpose, granted, legal_basis, expires_at);
+        call.count_write()?;
+        let set = store::set_consent(&token, purpose, granted, legal_basis, expires_at)?;
         if !set {
-            call.outcome = outcome_of(&store::token_seen(&token));
+            call.outcome = outcome_of(&store::token_seen(&token)?);
         }
-        set
+        Ok(set)
     }))
 }
 
@@ -58,13 +57,13 @@ fn consent_rows(operation: Operation, token: Uuid, history: bool) -> Vec<Consent
     audited(operation, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        guard::ready();
-        call.check_purpose();
-        call.count_read();
-        let seen = store::token_seen(&token);
+        guard::ready()?;
+        call.check_purpose()?;
+        call.count_read()?;
+        let seen = store::token_seen(&token)?;
         call.outcome = outcome_of(&seen);
         if seen.live().is_none() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         store::consents(&token, history)
     })

@@ -9,7 +9,6 @@ use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use super::call::audited;
-use super::errors::{raise, OrRaise};
 use super::guard;
 use super::jsonb::JsonbDatum;
 use super::records::{open_record, outcome_of};
@@ -17,7 +16,7 @@ use super::shares::ttl_seconds;
 use crate::audit::{Operation, Outcome};
 use crate::crypto::envelope::{self, PayloadEncoding};
 use crate::crypto::{blind_index::id_hash, document_binding, random_token, KeySet};
-use crate::error::VaultError;
+use crate::error::{VaultError, VaultResult};
 use crate::guc;
 use crate::store::{self, IndexHash, Token};
 
@@ -46,9 +45,10 @@ fn session_hashes(keys: &KeySet, id: &[u8; 16]) -> Vec<IndexHash> {
 /// Refuses a name (an application's, a consent's purpose) that is blank,
 /// longer than 64 characters, or holds a control, invisible or format
 /// character (two names that look alike would be two names).
-pub(crate) fn check_name(name: &str, what: &'static str) {
-    if name.chars().count() > 64 || !crate::normalize::is_visible_text(name) {
-        raise(VaultError::BadName(what));
+pub(crate) fn check_name(name: &str, what: &'static str) -> VaultResult<()> {
+    match name.chars().count() > 64 || !crate::normalize::is_visible_text(name) {
+        true => Err(VaultError::BadName(what)),
+        false => Ok(()),
     }
 }
 
@@ -66,12 +66,12 @@ fn vault_session_store(
     let token = token.map(|t| *t.as_bytes());
     audited(Operation::SessionStore, |call| {
         call.token = token;
-        let keys = guard::ready();
-        guard::check_size(data.payload().len());
-        let ttl = ttl_seconds(&ttl, "pii_vault.max_session_ttl", guc::max_session_ttl_seconds());
+        let keys = guard::ready()?;
+        guard::check_size(data.payload().len())?;
+        let ttl = ttl_seconds(&ttl, "pii_vault.max_session_ttl", guc::max_session_ttl_seconds())?;
         let expires_at = store::now() + (ttl * 1e6).round() as i64;
-        call.count_write();
-        let id = random_token().or_raise();
+        call.count_write()?;
+        let id = random_token()?;
         let hash = id_hash(keys.active(), SESSION, &id);
         // The id is sealed with the document, so vault_sessions can list
         // a record's sessions; the row itself holds only its hash.
@@ -83,27 +83,29 @@ fn vault_session_store(
             &session_binding(&hash, token.as_ref(), expires_at),
             PayloadEncoding::JsonbBinary,
             &plaintext,
-        )
-        .or_raise();
-        if store::insert_session(&hash, keys.active().key_version(), token.as_ref(), &sealed, expires_at) {
-            Some(Uuid::from_bytes(id))
+        )?;
+        if store::insert_session(&hash, keys.active().key_version(), token.as_ref(), &sealed, expires_at)? {
+            Ok(Some(Uuid::from_bytes(id)))
         } else {
-            call.outcome = token.map_or(Outcome::NotFound, |t| outcome_of(&store::token_seen(&t)));
-            None
+            call.outcome = match token {
+                Some(token) => outcome_of(&store::token_seen(&token)?),
+                None => Outcome::NotFound,
+            };
+            Ok(None)
         }
     })
 }
 
 /// The session id and document a stored session holds.
-fn open_session(keys: &KeySet, stored: &store::StoredSession) -> ([u8; 16], JsonbDatum) {
+fn open_session(keys: &KeySet, stored: &store::StoredSession) -> VaultResult<([u8; 16], JsonbDatum)> {
     let binding = session_binding(&stored.id_hash, stored.token.as_ref(), stored.expires_at);
-    let (encoding, plaintext) = envelope::open(keys, &binding, &stored.envelope).or_raise();
+    let (encoding, plaintext) = envelope::open(keys, &binding, &stored.envelope)?;
     if encoding != PayloadEncoding::JsonbBinary || plaintext.len() < 16 {
-        raise(VaultError::DecryptFailed);
+        return Err(VaultError::DecryptFailed);
     }
     let (id, document) = plaintext.split_at(16);
     let (datum, ()) = JsonbDatum::filled_by(document.len(), |bytes| bytes.copy_from_slice(document));
-    (id.try_into().expect("16 bytes"), datum)
+    Ok((id.try_into().expect("16 bytes"), datum))
 }
 
 /// A session's document, or NULL once it expired, was deleted, or its
@@ -112,22 +114,24 @@ fn open_session(keys: &KeySet, stored: &store::StoredSession) -> ([u8; 16], Json
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_session_get(session: Uuid) -> Option<JsonbDatum> {
     audited(Operation::SessionGet, |call| {
-        let keys = guard::ready();
-        call.check_purpose();
-        call.count_read();
-        let Some((token, found)) = store::find_session(&session_hashes(keys, session.as_bytes())) else {
+        let keys = guard::ready()?;
+        call.check_purpose()?;
+        call.count_read()?;
+        let Some((token, found)) = store::find_session(&session_hashes(keys, session.as_bytes()))? else {
             call.outcome = Outcome::NotFound;
-            return None;
+            return Ok(None);
         };
         // The audit names the record whose session this is, read or not.
         call.token = token;
         call.outcome = outcome_of(&found);
-        let stored = found.live()?;
-        let (id, document) = open_session(keys, &stored);
+        let Some(stored) = found.live() else {
+            return Ok(None);
+        };
+        let (id, document) = open_session(keys, &stored)?;
         if &id != session.as_bytes() {
-            raise(VaultError::DecryptFailed);
+            return Err(VaultError::DecryptFailed);
         }
-        Some(document)
+        Ok(Some(document))
     })
 }
 
@@ -138,19 +142,19 @@ fn vault_session_get(session: Uuid) -> Option<JsonbDatum> {
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_session_delete(session: Uuid) -> bool {
     audited(Operation::SessionDelete, |call| {
-        let keys = guard::ready();
-        call.count_write();
-        match store::delete_session(&session_hashes(keys, session.as_bytes())) {
+        let keys = guard::ready()?;
+        call.count_write()?;
+        match store::delete_session(&session_hashes(keys, session.as_bytes()))? {
             Some((token, expired)) => {
                 call.token = token;
                 if expired {
                     call.outcome = Outcome::Expired;
                 }
-                !expired
+                Ok(!expired)
             }
             None => {
                 call.outcome = Outcome::NotFound;
-                false
+                Ok(false)
             }
         }
     })
@@ -164,18 +168,18 @@ fn vault_sessions(token: Uuid) -> SetOfIterator<'static, Uuid> {
     let ids = audited(Operation::Sessions, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        let keys = guard::ready();
-        call.check_purpose();
-        call.count_read();
-        let seen = store::token_seen(&token);
+        let keys = guard::ready()?;
+        call.check_purpose()?;
+        call.count_read()?;
+        let seen = store::token_seen(&token)?;
         call.outcome = outcome_of(&seen);
         if seen.live().is_none() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        store::sessions_of(&token)
+        store::sessions_of(&token)?
             .iter()
-            .map(|stored| Uuid::from_bytes(open_session(keys, stored).0))
-            .collect::<Vec<_>>()
+            .map(|stored| Ok(Uuid::from_bytes(open_session(keys, stored)?.0)))
+            .collect::<VaultResult<Vec<_>>>()
     });
     SetOfIterator::new(ids)
 }
@@ -188,19 +192,22 @@ fn vault_appdata_set(token: Uuid, app: &str, data: JsonbDatum) -> bool {
     audited(Operation::AppDataSet, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        check_name(app, "application name");
+        check_name(app, "application name")?;
         call.fields = Some(vec![app.to_string()]);
-        let keys = guard::ready();
-        guard::check_size(data.payload().len());
-        call.count_write();
-        let sealed =
-            envelope::seal(keys.active(), &app_data_binding(&token, app), PayloadEncoding::JsonbBinary, data.payload())
-                .or_raise();
-        let set = store::set_app_data(&token, app, &sealed);
+        let keys = guard::ready()?;
+        guard::check_size(data.payload().len())?;
+        call.count_write()?;
+        let sealed = envelope::seal(
+            keys.active(),
+            &app_data_binding(&token, app),
+            PayloadEncoding::JsonbBinary,
+            data.payload(),
+        )?;
+        let set = store::set_app_data(&token, app, &sealed)?;
         if !set {
-            call.outcome = outcome_of(&store::token_seen(&token));
+            call.outcome = outcome_of(&store::token_seen(&token)?);
         }
-        set
+        Ok(set)
     })
 }
 
@@ -212,19 +219,21 @@ fn vault_appdata_get(token: Uuid, app: &str) -> Option<JsonbDatum> {
     audited(Operation::AppDataGet, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        check_name(app, "application name");
+        check_name(app, "application name")?;
         call.fields = Some(vec![app.to_string()]);
-        let keys = guard::ready();
-        call.check_purpose();
-        call.count_read();
-        let seen = store::token_seen(&token);
+        let keys = guard::ready()?;
+        call.check_purpose()?;
+        call.count_read()?;
+        let seen = store::token_seen(&token)?;
         call.outcome = outcome_of(&seen);
-        seen.live()?;
-        let Some(sealed) = store::get_app_data(&token, app) else {
+        if seen.live().is_none() {
+            return Ok(None);
+        }
+        let Some(sealed) = store::get_app_data(&token, app)? else {
             call.outcome = Outcome::NotFound;
-            return None;
+            return Ok(None);
         };
-        Some(open_record(keys, &app_data_binding(&token, app), &sealed))
+        open_record(keys, &app_data_binding(&token, app), &sealed).map(Some)
     })
 }
 
@@ -236,19 +245,19 @@ fn vault_appdata_delete(token: Uuid, app: &str) -> bool {
     audited(Operation::AppDataDelete, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        check_name(app, "application name");
+        check_name(app, "application name")?;
         call.fields = Some(vec![app.to_string()]);
-        guard::ready();
-        call.count_write();
-        let seen = store::token_seen(&token);
+        guard::ready()?;
+        call.count_write()?;
+        let seen = store::token_seen(&token)?;
         call.outcome = outcome_of(&seen);
         if seen.live().is_none() {
-            return false;
+            return Ok(false);
         }
-        let deleted = store::delete_app_data(&token, app);
+        let deleted = store::delete_app_data(&token, app)?;
         if !deleted {
             call.outcome = Outcome::NotFound;
         }
-        deleted
+        Ok(deleted)
     })
 }

@@ -3,7 +3,7 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
-use crate::error::VaultError;
+use crate::error::{StorageFault, VaultError};
 use crate::normalize::LookupKind;
 
 fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
@@ -32,7 +32,7 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
         PurposeRequired => ERRCODE_INSUFFICIENT_PRIVILEGE,
         DropRefused => ERRCODE_OBJECT_IN_USE,
         AuditNotEmpty => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        RandomFailure => ERRCODE_INTERNAL_ERROR,
+        RandomFailure | Storage(_) => ERRCODE_INTERNAL_ERROR,
     }
 }
 
@@ -42,6 +42,9 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
     use VaultError::*;
     match error {
         Unavailable(problem) => Some(problem.hint()),
+        Storage(StorageFault::NeedsUpdate | StorageFault::UnknownSchema) => {
+            Some("SELECT extversion FROM pg_extension WHERE extname = 'pii_vault' names the release installed; the README's Upgrading section says how to move between releases.")
+        }
         InvalidValue(LookupKind::Phone) => Some(
             "Give the number with + and its country code (for example +44 20 7946 0958); a number without + is read in pii_vault.default_region. Extensions and letters are not accepted.",
         ),
@@ -77,7 +80,32 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
         ReadsPerMinute(..) | WritesPerMinute(..) => Some(
             "The budget refills continuously at its rate per minute; retry later, or ask a superuser to raise it in postgresql.conf.",
         ),
-        _ => None,
+        InvalidValue(LookupKind::Email | LookupKind::Login | LookupKind::Token)
+        | NotAnObject
+        | PatchNotAnObject
+        | TooDeep { .. }
+        | MalformedJson
+        | FieldNotString(_)
+        | NullFieldName
+        | Duplicate(_)
+        | DecryptFailed
+        | RandomFailure
+        | AuditBatchUnreadable(_)
+        | InParallelWorker
+        | StorageWriteRefused(_)
+        | NotAdmin
+        | BadBatchSize(_)
+        | AuditAppendOnly
+        | ExpiryInThePast
+        | NoFields
+        | BadName(_)
+        | Storage(
+            StorageFault::Spi(_)
+            | StorageFault::MissingRelation(_)
+            | StorageFault::ForeignIndex(_)
+            | StorageFault::MissingColumn(_)
+            | StorageFault::Shape,
+        ) => None,
     }
 }
 
@@ -93,13 +121,50 @@ fn detail(error: &VaultError) -> Option<String> {
         AuditBatchUnreadable(_) => {
             Some("It was altered; SELECT * FROM vault_audit_verify() checks the whole audit.".into())
         }
-        _ => None,
+        Unavailable(_)
+        | NotAnObject
+        | PatchNotAnObject
+        | RecordTooLarge { .. }
+        | TooDeep { .. }
+        | MalformedJson
+        | UnknownLookupKind
+        | FieldNotString(_)
+        | InvalidValue(_)
+        | NullFieldName
+        | TooManyFieldNames(_)
+        | UnknownKeyVersion(_)
+        | RandomFailure
+        | AuditUnavailable
+        | ReadsPerStatement(_)
+        | ReadsPerMinute(..)
+        | WritesPerStatement(_)
+        | WritesPerMinute(..)
+        | InParallelWorker
+        | Unattributable(_)
+        | CallerMayNotExecute
+        | StorageWriteRefused(_)
+        | BulkExportDisabled
+        | NotAdmin
+        | BadBatchSize(_)
+        | AuditDoesNotVerify(_)
+        | DropRefused
+        | AuditNotEmpty
+        | AuditAppendOnly
+        | ExpiryInThePast
+        | BadTtl { .. }
+        | NoFields
+        | PurposeRequired
+        | BadName(_)
+        | BadLegalBasis
+        | Storage(_) => None,
     }
 }
 
-/// Raises `error` as an ERROR. The message is the error's `Display`, which
-/// is built from constants and kinds only (see `crate::error`), as is the
-/// hint.
+/// Raises `error` as an ERROR: the one place a `VaultError` becomes a
+/// PostgreSQL error. The message is the error's `Display`, which is built
+/// from constants and kinds only (see `crate::error`), as are the DETAIL
+/// and the HINT; a duplicate's schema, table and constraint are attached
+/// here, to the error reported, and to no other.
 pub fn raise(error: VaultError) -> ! {
     if let VaultError::Duplicate(kind) = error {
         name_the_constraint(kind);

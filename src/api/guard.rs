@@ -5,9 +5,8 @@ use std::cell::RefCell;
 
 use pgrx::pg_sys;
 
-use super::errors::raise;
 use crate::crypto::KeySet;
-use crate::error::{KeyProblem, VaultError};
+use crate::error::{KeyProblem, VaultError, VaultResult};
 use crate::store::KeyCheck;
 use crate::{guc, keys, normalize::Region, store};
 
@@ -38,42 +37,42 @@ pub fn in_vault_database() -> bool {
 /// value for yet is stored here, in the caller's transaction, when it can
 /// write; the judgement is then kept only once a later transaction finds
 /// it stored (a rolled-back one is simply stored again).
-pub fn ready() -> &'static KeySet {
+pub fn ready() -> VaultResult<&'static KeySet> {
     // SAFETY: a plain global, -1 outside parallel workers. The functions
     // are PARALLEL UNSAFE, so this never fires unless someone altered
     // them: a worker's counts would escape the leader's budgets.
     if unsafe { pg_sys::ParallelWorkerNumber } >= 0 {
-        raise(VaultError::InParallelWorker);
+        return Err(VaultError::InParallelWorker);
     }
-    let keys = keys::key_set().unwrap_or_else(|p| raise(VaultError::Unavailable(p)));
+    let keys = keys::key_set().map_err(VaultError::Unavailable)?;
     if !in_vault_database() {
-        raise(VaultError::Unavailable(KeyProblem::WrongDatabase));
+        return Err(VaultError::Unavailable(KeyProblem::WrongDatabase));
     }
     let generation = crate::shmem::key_check_generation();
     let cached = KEY_CHECK.with_borrow(|k| k.as_ref().filter(|(_, g)| *g == generation).map(|(v, _)| v.clone()));
-    let verdict = cached.unwrap_or_else(|| {
-        let judged = pgrx::Spi::connect_mut(|client| store::settle_key_checks(client, keys, transaction_can_write()))
-            .unwrap_or_else(|e| pgrx::error!("pii_vault: internal storage error: {e}"));
-        let verdict = match &judged {
-            KeyCheck::Refused(problem) => {
-                // Only a backend can read the stored check values, so the
-                // server log hears of a wrong key here, once per backend
-                // (the ERROR itself may be caught and never logged).
-                pgrx::log!("pii_vault: {problem}. {}", problem.hint());
-                Err(problem.clone())
+    let verdict = match cached {
+        Some(verdict) => verdict,
+        None => {
+            let judged =
+                pgrx::Spi::connect_mut(|client| store::settle_key_checks(client, keys, transaction_can_write()))?;
+            let verdict = match &judged {
+                KeyCheck::Refused(problem) => {
+                    // Only a backend can read the stored check values, so the
+                    // server log hears of a wrong key here, once per backend
+                    // (the ERROR itself may be caught and never logged).
+                    pgrx::log!("pii_vault: {problem}. {}", problem.hint());
+                    Err(problem.clone())
+                }
+                KeyCheck::Settled | KeyCheck::Pending => Ok(()),
+            };
+            match judged {
+                KeyCheck::Settled | KeyCheck::Refused(_) => KEY_CHECK.set(Some((verdict.clone(), generation))),
+                KeyCheck::Pending => {}
             }
-            KeyCheck::Settled | KeyCheck::Pending => Ok(()),
-        };
-        match judged {
-            KeyCheck::Settled | KeyCheck::Refused(_) => KEY_CHECK.set(Some((verdict.clone(), generation))),
-            KeyCheck::Pending => {}
+            verdict
         }
-        verdict
-    });
-    match verdict {
-        Ok(()) => keys,
-        Err(problem) => raise(VaultError::Unavailable(problem)),
-    }
+    };
+    verdict.map(|()| keys).map_err(VaultError::Unavailable)
 }
 
 /// Whether this transaction may store key check values: not read-only,
@@ -94,8 +93,8 @@ pub fn key_usable() -> bool {
     KEY_CHECK.with_borrow(|verdict| matches!(verdict, Some((Ok(()), _))))
 }
 
-pub fn region() -> Region {
-    guc::default_region().unwrap_or_else(|p| raise(VaultError::Unavailable(p)))
+pub fn region() -> VaultResult<Region> {
+    guc::default_region().map_err(VaultError::Unavailable)
 }
 
 /// How many times `pii_vault.max_record_bytes` a record's JSON text may
@@ -105,17 +104,19 @@ pub const TEXT_FACTOR: usize = 4;
 
 /// Refuses to print a value whose JSON text could exceed `TEXT_FACTOR`
 /// times `pii_vault.max_record_bytes` (see `JsonbDatum::text_len_bound`).
-pub fn check_text_size(value: &super::jsonb::JsonbDatum) {
+pub fn check_text_size(value: &super::jsonb::JsonbDatum) -> VaultResult<()> {
     let limit = guc::max_record_bytes();
-    if value.text_len_bound() > limit.saturating_mul(TEXT_FACTOR) {
-        raise(VaultError::RecordTooLarge { limit });
+    match value.text_len_bound() > limit.saturating_mul(TEXT_FACTOR) {
+        true => Err(VaultError::RecordTooLarge { limit }),
+        false => Ok(()),
     }
 }
 
 /// Refuses records larger than `pii_vault.max_record_bytes`.
-pub fn check_size(size: usize) {
+pub fn check_size(size: usize) -> VaultResult<()> {
     let limit = guc::max_record_bytes();
-    if size > limit {
-        raise(VaultError::RecordTooLarge { limit });
+    match size > limit {
+        true => Err(VaultError::RecordTooLarge { limit }),
+        false => Ok(()),
     }
 }

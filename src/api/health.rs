@@ -1,5 +1,12 @@
 //! vault_health(): what a DBA should fix, one row per check.
+//!
+//! Each check runs in a subtransaction of its own (`run`): a check whose
+//! own query fails is a failing row that says so, and the other checks
+//! still run. A check never vouches for what it could not see.
 
+use std::panic::AssertUnwindSafe;
+
+use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
 use crate::audit::{self, queue, Operation, Outcome};
@@ -14,16 +21,90 @@ struct Check {
     detail: String,
 }
 
+/// What a check found: the problem, or nothing and what it vouches for.
+struct Found {
+    problem: Option<String>,
+    fine: String,
+}
+
+fn found(problem: Option<String>, fine: &str) -> Found {
+    Found { problem, fine: fine.to_string() }
+}
+
+/// Runs the check `name` in a subtransaction, as a PL/pgSQL block with an
+/// EXCEPTION clause runs its body: an ERROR inside it (its query failed,
+/// was cancelled by a timeout, found a catalog it cannot read) rolls the
+/// subtransaction back and makes the check's row fail with the error's
+/// SQLSTATE and message (PostgreSQL's own, about catalogs and settings:
+/// no check reads a record).
+fn run(name: &'static str, check: impl FnOnce() -> Found) -> Check {
+    // SAFETY: inside a transaction; what the subtransaction changes
+    // (memory context, resource owner) is restored on either path, as
+    // plpgsql's exec_stmt_block does.
+    let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    // SAFETY: both outlive the subtransaction (they are the caller's).
+    let restore = move || unsafe {
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    };
+    // SAFETY: inside a transaction; released or rolled back below.
+    unsafe { pg_sys::BeginInternalSubTransaction(std::ptr::null()) };
+    let found = PgTryBuilder::new(AssertUnwindSafe(|| {
+        let found = injected_failure(name).unwrap_or_else(check);
+        // SAFETY: the subtransaction begun above is the current one.
+        unsafe { pg_sys::ReleaseCurrentSubTransaction() };
+        restore();
+        found
+    }))
+    .catch_others(|error| {
+        // SAFETY: the subtransaction begun above is the current one; the
+        // error state was copied and flushed when it was caught.
+        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+        restore();
+        let why = match &error {
+            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
+                format!("{} {}", sqlstate(report.sql_error_code()), report.message())
+            }
+            CaughtError::RustPanic { .. } => "an internal error".to_string(),
+        };
+        found(
+            Some(format!("the check's own query failed ({why}): it cannot vouch for anything; see the server log")),
+            "",
+        )
+    })
+    .execute();
+    match found.problem {
+        None => Check { name, ok: true, detail: found.fine },
+        Some(detail) => Check { name, ok: false, detail },
+    }
+}
+
+/// The five characters of a SQLSTATE (PostgreSQL's MAKE_SQLSTATE packs
+/// each in six bits, the first lowest).
+fn sqlstate(code: PgSqlErrorCode) -> String {
+    (0..5).map(|i| char::from(((code as i32 >> (6 * i)) & 0x3F) as u8 + b'0')).collect()
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+thread_local! {
+    /// The check whose query `run` replaces by one that fails (pg_tests).
+    pub(crate) static FAIL: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// In the pg_tests, the check named in `FAIL` runs a query that fails
+/// instead of its own.
+fn injected_failure(name: &'static str) -> Option<Found> {
+    #[cfg(any(test, feature = "pg_test"))]
+    if FAIL.get() == Some(name) {
+        Spi::get_one::<i32>("SELECT 1 / 0").expect("division by zero raises");
+    }
+    let _ = name;
+    None
+}
+
 /// A problem as the vault's ERROR states it, and its HINT.
 fn with_hint(problem: &KeyProblem) -> String {
     format!("{problem}. {}", problem.hint())
-}
-
-fn check(name: &'static str, problem: Option<String>, fine: &str) -> Check {
-    match problem {
-        None => Check { name, ok: true, detail: fine.to_string() },
-        Some(detail) => Check { name, ok: false, detail },
-    }
 }
 
 fn setting(name: &str) -> Option<String> {
@@ -36,21 +117,23 @@ fn setting(name: &str) -> Option<String> {
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_health() -> TableIterator<'static, (name!(check_name, String), name!(ok, bool), name!(detail, String))> {
     let checks = vec![
-        check(
-            "preloaded",
-            (!shmem::ready()).then(|| "pii_vault is not in shared_preload_libraries: add it in postgresql.conf and restart".into()),
-            "loaded at server start",
-        ),
-        check("key_loaded", keys::key_set().err().map(|p| with_hint(&p)), "master keys loaded"),
-        key_check(),
-        key_versions(),
-        keyfile_permissions(),
-        check(
-            "database",
-            (!super::guard::in_vault_database())
-                .then(|| "this is not the database named by pii_vault.database: set it to this database and restart".into()),
-            "this is the vault's database",
-        ),
+        run("preloaded", || {
+            found(
+                (!shmem::ready()).then(|| "pii_vault is not in shared_preload_libraries: add it in postgresql.conf and restart".into()),
+                "loaded at server start",
+            )
+        }),
+        run("key_loaded", || found(keys::key_set().err().map(|p| with_hint(&p)), "master keys loaded")),
+        run("key_check", key_check),
+        run("key_versions", key_versions),
+        run("keyfile_permissions", keyfile_permissions),
+        run("database", || {
+            found(
+                (!super::guard::in_vault_database())
+                    .then(|| "this is not the database named by pii_vault.database: set it to this database and restart".into()),
+                "this is the vault's database",
+            )
+        }),
         log_setting("log_statement", |v| v == "none" || v == "ddl", "set log_statement = none (or ddl): logged statements carry record values"),
         log_setting("log_min_duration_statement", |v| v == "-1", "set log_min_duration_statement = -1: slow statements are logged with their text"),
         log_setting("log_parameter_max_length", |v| v == "0", "set log_parameter_max_length = 0: logged statements would carry their bind parameters"),
@@ -58,15 +141,15 @@ fn vault_health() -> TableIterator<'static, (name!(check_name, String), name!(ok
         log_setting("log_min_error_statement", |v| v == "panic", "set log_min_error_statement = panic: the text of failing statements (values inlined by a client) is logged"),
         log_setting("log_error_verbosity", |v| v == "terse", "set log_error_verbosity = terse: CONTEXT lines of logged errors quote the SQL of functions and DO blocks, values included"),
         log_setting("log_transaction_sample_rate", |v| v == "0", "set log_transaction_sample_rate = 0: the statements of sampled transactions are logged with their text"),
-        auto_explain(),
-        pg_stat_statements(),
-        role_settings(),
-        read_all_data_members(),
-        server_file_roles(),
-        admin_logins(),
-        function_grants(),
-        storage_grants(),
-        audit_writer(),
+        run("auto_explain", auto_explain),
+        run("pg_stat_statements", pg_stat_statements),
+        run("role_settings", role_settings),
+        run("read_all_data", read_all_data_members),
+        run("server_file_roles", server_file_roles),
+        run("admin_logins", admin_logins),
+        run("function_grants", function_grants),
+        run("storage_grants", storage_grants),
+        run("audit_writer", audit_writer),
     ];
     // Audited, best effort: health shows no PII, and must run even when the
     // audit cannot be written (that is one of the things it reports).
@@ -76,11 +159,13 @@ fn vault_health() -> TableIterator<'static, (name!(check_name, String), name!(ok
 }
 
 fn log_setting(name: &'static str, fine: impl Fn(&str) -> bool, fix: &str) -> Check {
-    let value = setting(name).unwrap_or_default();
-    check(name, (!fine(&value)).then(|| format!("{name} is {value}: {fix}")), &format!("{name} = {value}"))
+    run(name, || {
+        let value = setting(name).unwrap_or_default();
+        found((!fine(&value)).then(|| format!("{name} is {value}: {fix}")), &format!("{name} = {value}"))
+    })
 }
 
-fn key_check() -> Check {
+fn key_check() -> Found {
     let (problem, fine) = match keys::key_set() {
         Err(_) => (Some("no key loaded (see key_loaded)".to_string()), String::new()),
         Ok(keys) => match Spi::connect_mut(|client| store::settle_key_checks(client, keys, false)) {
@@ -100,14 +185,18 @@ fn key_check() -> Check {
             ),
         },
     };
-    check("key_check", problem, &fine)
+    found(problem, &fine)
 }
 
 /// Versions the vault's records, audit or key checks are under that the
 /// key source no longer holds.
-fn key_versions() -> Check {
+fn key_versions() -> Found {
     let problem = keys::key_set().ok().and_then(|keys| {
-        let missing: Vec<String> = store::versions_in_use()
+        let in_use = match store::versions_in_use() {
+            Ok(in_use) => in_use,
+            Err(e) => return Some(format!("the check's own query failed ({e}): it cannot vouch for anything")),
+        };
+        let missing: Vec<String> = in_use
             .into_iter()
             .filter(|(version, _)| keys.version(*version).is_none())
             .map(|(version, records)| format!("key version {version} ({records} records)"))
@@ -119,10 +208,10 @@ fn key_versions() -> Check {
             )
         })
     });
-    check("key_versions", problem, "every key version in use is loaded")
+    found(problem, "every key version in use is loaded")
 }
 
-fn keyfile_permissions() -> Check {
+fn keyfile_permissions() -> Found {
     use std::os::unix::fs::MetadataExt;
     let Some(path) = guc::keyfile().filter(|p| !p.is_empty()) else {
         let fine = if guc::key_command().is_some_and(|c| !c.is_empty()) {
@@ -130,23 +219,22 @@ fn keyfile_permissions() -> Check {
         } else {
             "no keyfile configured"
         };
-        return check("keyfile_permissions", None, fine);
+        return found(None, fine);
     };
     let server_uid = server_uid();
     let problem = match std::fs::metadata(&path) {
         Err(_) => Some(with_hint(&KeyProblem::KeyFileUnreadable)),
         Ok(meta) => check_key_file_mode(meta.uid(), meta.mode(), server_uid).err().map(|p| with_hint(&p)),
     };
-    check("keyfile_permissions", problem, "keyfile readable by the server's user only")
+    found(problem, "keyfile readable by the server's user only")
 }
 
-fn auto_explain() -> Check {
+fn auto_explain() -> Found {
     let loaded = ["shared_preload_libraries", "session_preload_libraries", "local_preload_libraries"]
         .iter()
         .any(|s| setting(s).is_some_and(|v| v.contains("auto_explain")));
     let logging = setting("auto_explain.log_min_duration").is_some_and(|v| v != "-1");
-    check(
-        "auto_explain",
+    found(
         (loaded || logging).then(|| {
             "auto_explain is loaded: it logs plans with statement text and parameters; remove it or set auto_explain.log_min_duration = -1".into()
         }),
@@ -216,12 +304,12 @@ const ADMINS: &[&str] = &["pii_vault_admin"];
 /// Every EXECUTE grant of the vault's functions that differs from
 /// `GRANTS`, function by function: granted beyond it (to PUBLIC, to
 /// another role, to the wrong vault role) or missing from it.
-fn function_grants() -> Check {
+fn function_grants() -> Found {
     let expected: Vec<String> = GRANTS
         .iter()
         .flat_map(|(function, roles)| roles.iter().map(move |role| format!("{function} to {role}")))
         .collect();
-    let found = query_list(
+    let granted = query_list(
         "SELECT pg_catalog.regexp_replace(p.oid::regprocedure::text, '^.*\\.', '') || ' to ' \
                 || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END \
          FROM pg_catalog.pg_proc p \
@@ -231,11 +319,11 @@ fn function_grants() -> Check {
          WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner \
          ORDER BY 1",
     );
-    let Some(found) = found else {
-        return unknown("function_grants");
+    let Some(granted) = granted else {
+        return unknown();
     };
-    let extra: Vec<&str> = found.iter().filter(|g| !expected.contains(g)).map(String::as_str).collect();
-    let missing: Vec<&str> = expected.iter().filter(|g| !found.contains(g)).map(String::as_str).collect();
+    let extra: Vec<&str> = granted.iter().filter(|g| !expected.contains(g)).map(String::as_str).collect();
+    let missing: Vec<&str> = expected.iter().filter(|g| !granted.contains(g)).map(String::as_str).collect();
     let problem = match (extra.is_empty(), missing.is_empty()) {
         (true, true) => None,
         _ => Some(format!(
@@ -244,35 +332,28 @@ fn function_grants() -> Check {
             if missing.is_empty() { "none".to_string() } else { missing.join(", ") },
         )),
     };
-    check("function_grants", problem, "EXECUTE exactly as the documented matrix grants it")
+    found(problem, "EXECUTE exactly as the documented matrix grants it")
 }
 
 /// A check that fails when `sql` lists anything (the rows, joined by
 /// `separator`, go into `problem`), or when the query itself fails.
-fn list_check(
-    name: &'static str,
-    sql: &str,
-    separator: &str,
-    problem: impl FnOnce(String) -> String,
-    fine: &str,
-) -> Check {
+fn list_check(sql: &str, separator: &str, problem: impl FnOnce(String) -> String, fine: &str) -> Found {
     match query_list(sql) {
-        None => unknown(name),
-        Some(found) => check(name, (!found.is_empty()).then(|| problem(found.join(separator))), fine),
+        None => unknown(),
+        Some(listed) => found((!listed.is_empty()).then(|| problem(listed.join(separator))), fine),
     }
 }
 
 /// A check whose own query failed: not ok (it cannot vouch for anything).
-fn unknown(name: &'static str) -> Check {
-    check(name, Some("the check's own query failed; see the server log".into()), "")
+fn unknown() -> Found {
+    found(Some("the check's own query failed; see the server log".into()), "")
 }
 
 /// Roles that can read the keyfile or the data files through the server
 /// (`COPY … FROM` a file, `pg_read_file`, `COPY … FROM PROGRAM`): as good
 /// as the key for the vault.
-fn server_file_roles() -> Check {
+fn server_file_roles() -> Found {
     list_check(
-        "server_file_roles",
         "SELECT m.oid::regrole::text || ' (' || pg_catalog.string_agg(g.rolname, ', ' ORDER BY g.rolname) || ')' \
          FROM pg_catalog.pg_roles m \
          JOIN pg_catalog.pg_roles g ON g.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program') \
@@ -289,9 +370,8 @@ fn server_file_roles() -> Check {
 /// statements or their parameters, for a member of a vault role (or every
 /// role) in this database (or every database): postgresql.conf may be
 /// right while the application's own role logs every value it sends.
-fn role_settings() -> Check {
+fn role_settings() -> Found {
     list_check(
-        "role_settings",
         "SELECT CASE WHEN s.setrole = 0 THEN 'every role' ELSE 'role ' || s.setrole::regrole::text END \
                 || CASE WHEN s.setdatabase = 0 THEN '' ELSE ' in this database' END || ': ' || c.setting \
          FROM pg_catalog.pg_db_role_setting s \
@@ -323,9 +403,8 @@ fn role_settings() -> Check {
 /// Login roles that are members of pii_vault_admin: a person's or a
 /// service's everyday login can then restore, erase, export and rotate; a
 /// warning (an admin should log in for admin work only).
-fn admin_logins() -> Check {
+fn admin_logins() -> Found {
     list_check(
-        "admin_logins",
         "SELECT m.rolname::text FROM pg_catalog.pg_roles m \
          WHERE m.rolcanlogin AND NOT m.rolsuper AND m.rolname <> 'pii_vault_admin' \
            AND pg_catalog.pg_has_role(m.oid, 'pii_vault_admin', 'MEMBER') ORDER BY 1",
@@ -337,9 +416,8 @@ fn admin_logins() -> Check {
     )
 }
 
-fn storage_grants() -> Check {
+fn storage_grants() -> Found {
     list_check(
-        "storage_grants",
         "SELECT 'schema pii_vault to ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END \
          FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a \
          WHERE n.nspname = 'pii_vault' AND a.grantee <> n.nspowner \
@@ -354,11 +432,10 @@ fn storage_grants() -> Check {
     )
 }
 
-fn pg_stat_statements() -> Check {
+fn pg_stat_statements() -> Found {
     // The setting exists only when the module is loaded.
     let track_utility = setting("pg_stat_statements.track_utility");
-    check(
-        "pg_stat_statements",
+    found(
         (track_utility.as_deref() == Some("on")).then(|| {
             "pg_stat_statements.track_utility is on: DO blocks, DECLARE CURSOR, CREATE TABLE AS and EXPLAIN are stored word for word, values included; set it off".to_string()
         }),
@@ -366,9 +443,8 @@ fn pg_stat_statements() -> Check {
     )
 }
 
-fn read_all_data_members() -> Check {
+fn read_all_data_members() -> Found {
     list_check(
-        "read_all_data",
         "SELECT m.oid::regrole::text FROM pg_catalog.pg_roles m \
          WHERE NOT m.rolsuper AND (pg_catalog.pg_has_role(m.oid, 'pg_read_all_data', 'MEMBER') \
              OR pg_catalog.pg_has_role(m.oid, 'pg_write_all_data', 'MEMBER')) \
@@ -382,9 +458,9 @@ fn read_all_data_members() -> Check {
     )
 }
 
-fn audit_writer() -> Check {
+fn audit_writer() -> Found {
     if !shmem::ready() {
-        return check("audit_writer", Some("no audit writer without preloading (see preloaded)".into()), "");
+        return found(Some("no audit writer without preloading (see preloaded)".into()), "");
     }
     let state = queue::state();
     let alive = state.writer_pid != 0
@@ -407,5 +483,5 @@ fn audit_writer() -> Check {
     } else {
         None
     };
-    check("audit_writer", problem, &format!("running (pid {}), {} events queued", state.writer_pid, state.pending))
+    found(problem, &format!("running (pid {}), {} events queued", state.writer_pid, state.pending))
 }

@@ -5,7 +5,6 @@ use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use super::call::audited;
-use super::errors::OrRaise;
 use super::guard;
 use super::records::outcome_of;
 use crate::audit::Operation;
@@ -19,22 +18,22 @@ use crate::store::{self, Seen};
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
     audited(Operation::Lookup, |call| {
-        let keys = guard::ready();
-        let kind = LookupKind::parse(kind).or_raise();
+        let keys = guard::ready()?;
+        let kind = LookupKind::parse(kind)?;
         call.fields = Some(vec![kind.as_str().to_string()]);
-        call.check_purpose();
-        call.count_read();
-        let (token, seen) = match kind {
-            LookupKind::Token => {
-                let token = parse_token(value).or_raise();
-                (Some(token), store::token_seen(&token))
+        call.check_purpose()?;
+        call.count_read()?;
+        let (token, seen) = match kind.indexed() {
+            None => {
+                let token = parse_token(value)?;
+                (Some(token), store::token_seen(&token)?)
             }
-            _ => {
+            Some(kind) => {
                 // The active version first: after a rotation every record
                 // is found by the first probe.
-                let normalized = normalize(kind, value, guard::region()).or_raise();
+                let normalized = normalize(kind, value, guard::region()?)?;
                 let rings = std::iter::once(keys.active()).chain(keys.others());
-                match store::find_token(kind, rings.map(|ring| blind_index(ring, kind, &normalized))) {
+                match store::find_token(kind, rings.map(|ring| blind_index(ring, kind, &normalized)))? {
                     Some((token, seen)) => (Some(token), seen),
                     None => (None, Seen::Missing),
                 }
@@ -44,7 +43,7 @@ fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
         // The audit names a token that exists (an expired record's too:
         // the auditor sees which record an expired lookup hit).
         call.token = token.filter(|_| !matches!(seen, Seen::Missing));
-        seen.live().and(token).map(Uuid::from_bytes)
+        Ok(seen.live().and(token).map(Uuid::from_bytes))
     })
 }
 
@@ -56,15 +55,15 @@ fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_normalize(kind: &str, value: &str) -> String {
     audited(Operation::Normalize, |call| {
-        guard::ready();
+        guard::ready()?;
         // Costs nothing to read, but each call is an audit event: counted
         // as a read, so no role grows the audit faster than it may read.
-        call.count_read();
-        let kind = LookupKind::parse(kind).or_raise();
+        call.count_read()?;
+        let kind = LookupKind::parse(kind)?;
         call.fields = Some(vec![kind.as_str().to_string()]);
-        match kind {
-            LookupKind::Token => format_token(&parse_token(value).or_raise()),
-            _ => normalize(kind, value, guard::region()).or_raise(),
+        match kind.indexed() {
+            None => Ok(format_token(&parse_token(value)?)),
+            Some(kind) => normalize(kind, value, guard::region()?),
         }
     })
 }

@@ -8,7 +8,7 @@ mod consents;
 mod documents;
 mod errors;
 mod guard;
-mod health;
+pub(crate) mod health;
 mod install;
 pub(crate) mod jsonb;
 mod lookup;

@@ -4,15 +4,15 @@ use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use super::call::audited;
-use super::errors::{raise, OrRaise};
 use super::guard;
 use super::jsonb::{JsonbDatum, TopLevelField};
 use crate::audit::{self, Operation, Outcome};
 use crate::crypto::envelope::{self, PayloadEncoding};
 use crate::crypto::{blind_index::blind_index, random_token, KeyRing, KeySet};
 use crate::error::VaultError;
+use crate::error::VaultResult;
 use crate::guc;
-use crate::normalize::{normalize, normalize_as, Fold, LookupKind};
+use crate::normalize::{normalize, normalize_as, Fold, IndexedKind, LookupKind};
 use crate::record;
 use crate::store::{self, IndexHashes, Seen, Token};
 
@@ -36,43 +36,44 @@ pub(crate) fn index_hashes(
     keys: &KeySet,
     record: &JsonbDatum,
     own: Option<&Token>,
-    mut count_probe: impl FnMut(LookupKind),
-) -> IndexHashes {
+    mut count_probe: impl FnMut(IndexedKind) -> VaultResult<()>,
+) -> VaultResult<IndexHashes> {
     // Every field's type is checked before any value is normalized, so a
     // record with both faults reports the non-string one, whichever kind.
-    let fields = record.top_level_fields(LookupKind::INDEXED.map(|kind| kind.as_str())).or_raise();
-    if let Some((kind, _)) = LookupKind::INDEXED.into_iter().zip(&fields).find(|(_, f)| **f == TopLevelField::Other) {
-        raise(VaultError::FieldNotString(kind));
+    let fields = record.top_level_fields(IndexedKind::ALL.map(IndexedKind::as_str))?;
+    if let Some((kind, _)) = IndexedKind::ALL.into_iter().zip(&fields).find(|(_, f)| **f == TopLevelField::Other) {
+        return Err(VaultError::FieldNotString(kind.into()));
     }
     let mut hashes = IndexHashes::default();
-    for (kind, field) in LookupKind::INDEXED.into_iter().zip(fields) {
+    for (kind, field) in IndexedKind::ALL.into_iter().zip(fields) {
         // Absent and null fields have nothing to index.
         if let TopLevelField::String(value) = field {
-            let normalized = normalize(kind, value, guard::region()).or_raise();
-            count_probe(kind);
+            let normalized = normalize(kind, value, guard::region()?)?;
+            count_probe(kind)?;
             let active = blind_index(keys.active(), kind, &normalized);
             hashes.set(kind, active);
             let older = keys.others().map(|ring| blind_index(ring, kind, &normalized));
-            match store::find_token(kind, std::iter::once(active).chain(older)) {
+            match store::find_token(kind, std::iter::once(active).chain(older))? {
                 Some((holder, _)) if Some(&holder) == own => {}
-                Some((_, Seen::Live(()))) => raise_duplicate(kind),
+                Some((_, Seen::Live(()))) => return Err(VaultError::Duplicate(kind.into())),
                 // An expired record that still holds the value: for the
                 // API it is gone, so its value is free. Its lookup values
                 // are released now; the rest stays for the delete grace.
-                Some((holder, _)) => release_lookups(&holder),
+                Some((holder, Seen::Expired | Seen::Missing)) => release_lookups(&holder)?,
                 None => {}
             }
         }
     }
-    hashes
+    Ok(hashes)
 }
 
 /// Frees an expired record's lookup values in the caller's transaction
 /// (audited as `expire`); the purge worker removes the record once the
 /// delete grace has passed since it expired.
-fn release_lookups(token: &Token) {
-    if store::release_lookups(token) && !audit::record(Operation::Expire, Some(token), None, Outcome::Ok) {
-        raise(VaultError::AuditUnavailable);
+fn release_lookups(token: &Token) -> VaultResult<()> {
+    match store::release_lookups(token)? && !audit::record(Operation::Expire, Some(token), None, Outcome::Ok) {
+        true => Err(VaultError::AuditUnavailable),
+        false => Ok(()),
     }
 }
 
@@ -94,7 +95,7 @@ pub(crate) struct Reindexed {
     /// look-alike, `ａｄｍｉｎ`, is now `admin`): each kind with the value it
     /// is now indexed under (its hash in `hashes`). Another record may hold
     /// that value (`holder_of` tells).
-    pub refolded: Vec<(LookupKind, String)>,
+    pub refolded: Vec<(IndexedKind, String)>,
 }
 
 /// The blind indexes of a stored record as they stand now, or the first
@@ -113,57 +114,59 @@ pub(crate) fn reindexed(
     to: &KeyRing,
     record: &JsonbDatum,
     stored: &IndexHashes,
-) -> Result<Reindexed, LookupKind> {
-    let fields = record.top_level_fields(LookupKind::INDEXED.map(|kind| kind.as_str())).or_raise();
+) -> VaultResult<Result<Reindexed, IndexedKind>> {
+    let fields = record.top_level_fields(IndexedKind::ALL.map(IndexedKind::as_str))?;
     let mut out = Reindexed { hashes: IndexHashes::default(), refolded: Vec::new() };
-    for (kind, field) in LookupKind::INDEXED.into_iter().zip(fields) {
+    for (kind, field) in IndexedKind::ALL.into_iter().zip(fields) {
         match field {
             TopLevelField::String(value) => {
-                let region = guard::region();
+                let region = guard::region()?;
                 let indexed_as = |normalized: &str| stored.get(kind) == Some(&blind_index(from, kind, normalized));
-                let now = normalize(kind, value, region).map_err(|_| kind)?;
+                let Ok(now) = normalize(kind, value, region) else {
+                    return Ok(Err(kind));
+                };
                 if !indexed_as(&now) {
-                    let before = normalize_as(kind, value, region, Fold::Legacy).map_err(|_| kind)?;
-                    if before == now || !indexed_as(&before) {
-                        return Err(kind);
+                    let before = normalize_as(kind, value, region, Fold::Legacy).ok();
+                    if before.as_ref().is_none_or(|before| *before == now || !indexed_as(before)) {
+                        return Ok(Err(kind));
                     }
                     out.refolded.push((kind, now.clone()));
                 }
                 out.hashes.set(kind, blind_index(to, kind, &now));
             }
-            TopLevelField::Other => return Err(kind),
+            TopLevelField::Other => return Ok(Err(kind)),
             TopLevelField::Absent | TopLevelField::Null => {}
         }
     }
-    Ok(out)
+    Ok(Ok(out))
 }
 
 /// The record other than `own` that holds one of `values` under any loaded
 /// key version (live or expired: an expired one still holds it until the
 /// purge), with that value's kind.
-pub(crate) fn holder_of(keys: &KeySet, own: &Token, values: &[(LookupKind, String)]) -> Option<(LookupKind, Token)> {
-    values.iter().find_map(|(kind, normalized)| {
+pub(crate) fn holder_of(
+    keys: &KeySet,
+    own: &Token,
+    values: &[(IndexedKind, String)],
+) -> VaultResult<Option<(IndexedKind, Token)>> {
+    for (kind, normalized) in values {
         let rings = std::iter::once(keys.active()).chain(keys.others());
-        store::find_token(*kind, rings.map(|ring| blind_index(ring, *kind, normalized)))
-            .map(|(holder, _)| (*kind, holder))
-            .filter(|(_, holder)| holder != own)
-    })
-}
-
-/// Another record has this lookup value (the store reports it mid-statement,
-/// so this must not return).
-fn raise_duplicate(kind: LookupKind) -> ! {
-    raise(VaultError::Duplicate(kind))
+        match store::find_token(*kind, rings.map(|ring| blind_index(ring, *kind, normalized)))? {
+            Some((holder, _)) if holder != *own => return Ok(Some((*kind, holder))),
+            Some(_) | None => {}
+        }
+    }
+    Ok(None)
 }
 
 /// The decrypted record of `token` as a jsonb datum, decrypted straight
 /// into the datum's memory.
-pub(crate) fn open_record(keys: &KeySet, token: &Token, envelope_bytes: &[u8]) -> JsonbDatum {
-    let len = envelope::plaintext_len(envelope_bytes).ok_or(VaultError::DecryptFailed).or_raise();
+pub(crate) fn open_record(keys: &KeySet, token: &Token, envelope_bytes: &[u8]) -> VaultResult<JsonbDatum> {
+    let len = envelope::plaintext_len(envelope_bytes).ok_or(VaultError::DecryptFailed)?;
     // Every envelope holds jsonb's binary form (the one encoding there is).
-    let (datum, PayloadEncoding::JsonbBinary) =
-        JsonbDatum::filled_by(len, |bytes| envelope::open_into(keys, token, envelope_bytes, bytes).or_raise());
-    datum
+    let (datum, opened) = JsonbDatum::filled_by(len, |bytes| envelope::open_into(keys, token, envelope_bytes, bytes));
+    let PayloadEncoding::JsonbBinary = opened?;
+    Ok(datum)
 }
 
 /// Stores a record and returns its new token.
@@ -187,21 +190,21 @@ pub(crate) fn timestamp_micros(at: TimestampWithTimeZone) -> i64 {
 
 fn store_record(record: JsonbDatum, expires_at: Option<i64>) -> Uuid {
     audited(Operation::Store, |call| {
-        let keys = guard::ready();
+        let keys = guard::ready()?;
         // Every store adds a row, its WAL and an audit event, whatever it
         // holds: it counts against the write budgets.
-        call.count_write();
-        guard::check_size(record.payload().len());
+        call.count_write()?;
+        guard::check_size(record.payload().len())?;
         if expires_at.is_some_and(|at| at <= store::now()) {
-            raise(VaultError::ExpiryInThePast);
+            return Err(VaultError::ExpiryInThePast);
         }
-        let hashes = index_hashes(keys, &record, None, |_| call.count_lookup_probe());
-        let token = random_token().or_raise();
-        let sealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, record.payload()).or_raise();
-        store::insert_record(&token, &sealed, &hashes, expires_at, raise_duplicate);
+        let hashes = index_hashes(keys, &record, None, |_| call.count_lookup_probe())?;
+        let token = random_token()?;
+        let sealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, record.payload())?;
+        store::insert_record(&token, &sealed, &hashes, expires_at)?;
         // Only a token that exists is named in the audit.
         call.token = Some(token);
-        Uuid::from_bytes(token)
+        Ok(Uuid::from_bytes(token))
     })
 }
 
@@ -212,12 +215,12 @@ fn vault_get(token: Uuid) -> Option<JsonbDatum> {
     audited(Operation::Get, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        let keys = guard::ready();
-        call.check_purpose();
-        call.count_read();
-        let record = store::with_envelope(&token, |sealed| open_record(keys, &token, sealed));
+        let keys = guard::ready()?;
+        call.check_purpose()?;
+        call.count_read()?;
+        let record = store::with_envelope(&token, |sealed| open_record(keys, &token, sealed))?;
         call.outcome = outcome_of(&record);
-        record.live()
+        record.live().transpose()
     })
 }
 
@@ -229,23 +232,25 @@ fn vault_get_fields(token: Uuid, fields: Vec<Option<String>>) -> Option<JsonbDat
         let token = *token.as_bytes();
         call.token = Some(token);
         let fields: Vec<String> =
-            fields.into_iter().map(|f| f.ok_or(VaultError::NullFieldName)).collect::<Result<_, _>>().or_raise();
-        call.name_fields(fields);
-        let keys = guard::ready();
-        call.check_purpose();
-        call.count_read();
-        let found = store::with_envelope(&token, |sealed| open_record(keys, &token, sealed));
+            fields.into_iter().map(|f| f.ok_or(VaultError::NullFieldName)).collect::<Result<_, _>>()?;
+        call.name_fields(fields)?;
+        let keys = guard::ready()?;
+        call.check_purpose()?;
+        call.count_read()?;
+        let found = store::with_envelope(&token, |sealed| open_record(keys, &token, sealed))?;
         call.outcome = outcome_of(&found);
-        let full = found.live()?;
-        Some(project(&full, call.fields.as_deref().unwrap_or_default()))
+        let Some(full) = found.live().transpose()? else {
+            return Ok(None);
+        };
+        project(&full, call.fields.as_deref().unwrap_or_default()).map(Some)
     })
 }
 
 /// The named top-level fields of a record (absent ones skipped).
-pub(crate) fn project(full: &JsonbDatum, fields: &[String]) -> JsonbDatum {
-    guard::check_text_size(full);
-    let full_text = full.to_text().or_raise();
-    JsonbDatum::from_text(&record::project(&full_text, fields).or_raise()).or_raise()
+pub(crate) fn project(full: &JsonbDatum, fields: &[String]) -> VaultResult<JsonbDatum> {
+    guard::check_text_size(full)?;
+    let full_text = full.to_text()?;
+    JsonbDatum::from_text(&record::project(&full_text, fields)?)
 }
 
 /// Applies an RFC 7386 merge patch; false when there is no such token.
@@ -255,40 +260,43 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
     audited(Operation::Update, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        let keys = guard::ready();
-        call.count_write();
-        guard::check_size(patch.payload().len());
-        guard::check_text_size(&patch);
-        let patch_text = patch.to_text().or_raise();
-        let names = record::top_level_names(&patch_text).or_raise();
-        call.name_fields(names);
-        let found = store::fetch_envelope_for_update(&token);
+        let keys = guard::ready()?;
+        call.count_write()?;
+        guard::check_size(patch.payload().len())?;
+        guard::check_text_size(&patch)?;
+        let patch_text = patch.to_text()?;
+        let names = record::top_level_names(&patch_text)?;
+        call.name_fields(names)?;
+        let found = store::fetch_envelope_for_update(&token)?;
         call.outcome = outcome_of(&found);
         let Some(sealed) = found.live() else {
-            return false;
+            return Ok(false);
         };
-        let current = open_record(keys, &token, &sealed);
-        guard::check_text_size(&current);
-        let current_text = current.to_text().or_raise();
-        let new_text = record::merge_patch_text(&current_text, &patch_text).or_raise();
-        let new_record = JsonbDatum::from_text(&new_text).or_raise();
-        guard::check_size(new_record.payload().len());
+        let current = open_record(keys, &token, &sealed)?;
+        guard::check_text_size(&current)?;
+        let current_text = current.to_text()?;
+        let new_text = record::merge_patch_text(&current_text, &patch_text)?;
+        let new_record = JsonbDatum::from_text(&new_text)?;
+        guard::check_size(new_record.payload().len())?;
         // Each lookup value the patch sets is probed, and charged; the
         // record's other values are its own already.
-        let patched: Vec<LookupKind> =
-            call.fields.as_deref().unwrap_or_default().iter().filter_map(|name| LookupKind::parse(name).ok()).collect();
-        let hashes = index_hashes(keys, &new_record, Some(&token), |kind| {
-            if patched.contains(&kind) {
-                call.count_lookup_probe()
-            }
-        });
-        let resealed =
-            envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, new_record.payload()).or_raise();
-        let updated = store::update_record(&token, &resealed, &hashes, raise_duplicate);
+        let patched: Vec<IndexedKind> = call
+            .fields
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| LookupKind::parse(name).ok().and_then(LookupKind::indexed))
+            .collect();
+        let hashes = index_hashes(keys, &new_record, Some(&token), |kind| match patched.contains(&kind) {
+            true => call.count_lookup_probe(),
+            false => Ok(()),
+        })?;
+        let resealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, new_record.payload())?;
+        let updated = store::update_record(&token, &resealed, &hashes)?;
         if !updated {
             call.outcome = Outcome::NotFound;
         }
-        updated
+        Ok(updated)
     })
 }
 
@@ -301,13 +309,13 @@ fn vault_delete(token: Uuid) -> bool {
     audited(Operation::Delete, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        guard::ready();
-        call.count_write();
-        let deleted = store::delete_record(&token, guc::delete_grace_seconds() == 0);
+        guard::ready()?;
+        call.count_write()?;
+        let deleted = store::delete_record(&token, guc::delete_grace_seconds() == 0)?;
         if !deleted {
-            call.outcome = outcome_of(&store::token_seen(&token));
+            call.outcome = outcome_of(&store::token_seen(&token)?);
         }
-        deleted
+        Ok(deleted)
     })
 }
 
@@ -319,17 +327,17 @@ fn vault_set_expiry(token: Option<Uuid>, expires_at: Option<TimestampWithTimeZon
     let token = *token?.as_bytes();
     Some(audited(Operation::SetExpiry, |call| {
         call.token = Some(token);
-        guard::ready();
-        call.count_write();
+        guard::ready()?;
+        call.count_write()?;
         let expires_at = expires_at.map(timestamp_micros);
         if expires_at.is_some_and(|at| at <= store::now()) {
-            raise(VaultError::ExpiryInThePast);
+            return Err(VaultError::ExpiryInThePast);
         }
-        let set = store::set_expiry(&token, expires_at);
+        let set = store::set_expiry(&token, expires_at)?;
         if !set {
-            call.outcome = outcome_of(&store::token_seen(&token));
+            call.outcome = outcome_of(&store::token_seen(&token)?);
         }
-        set
+        Ok(set)
     }))
 }
 
@@ -343,16 +351,16 @@ fn vault_restore(token: Uuid) -> bool {
     audited(Operation::Restore, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        let keys = guard::ready();
-        call.count_write();
-        let found = store::fetch_deleted_for_update(&token, f64::from(guc::delete_grace_seconds()));
+        let keys = guard::ready()?;
+        call.count_write()?;
+        let found = store::fetch_deleted_for_update(&token, f64::from(guc::delete_grace_seconds()))?;
         call.outcome = outcome_of(&found);
         let Some(sealed) = found.live() else {
-            return false;
+            return Ok(false);
         };
-        let record = open_record(keys, &token, &sealed);
-        let hashes = index_hashes(keys, &record, Some(&token), |_| call.count_lookup_probe());
-        store::restore_record(&token, &hashes, raise_duplicate)
+        let record = open_record(keys, &token, &sealed)?;
+        let hashes = index_hashes(keys, &record, Some(&token), |_| call.count_lookup_probe())?;
+        store::restore_record(&token, &hashes)
     })
 }
 
@@ -365,12 +373,12 @@ fn vault_erase(token: Uuid) -> bool {
     audited(Operation::Erase, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        guard::ready();
-        call.count_write();
-        let erased = store::erase_record(&token);
+        guard::ready()?;
+        call.count_write()?;
+        let erased = store::erase_record(&token)?;
         if !erased {
             call.outcome = Outcome::NotFound;
         }
-        erased
+        Ok(erased)
     })
 }

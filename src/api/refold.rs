@@ -10,12 +10,10 @@ mod pii_vault {
     use pgrx::Uuid;
 
     use crate::api::call::audited;
-    use crate::api::errors::raise;
     use crate::api::guard;
     use crate::api::records::{holder_of, open_record, reindexed};
     use crate::audit::Operation;
     use crate::crypto::envelope;
-    use crate::error::VaultError;
     use crate::store::{self, Token};
 
     /// Records read and locked per step (each step one SPI query).
@@ -43,24 +41,22 @@ mod pii_vault {
     #[search_path(pg_catalog, pii_vault, pg_temp)]
     fn refold_lookup_values() -> i64 {
         audited(Operation::Reindex, |_call| {
-            let keys = guard::ready();
+            let keys = guard::ready()?;
             let (mut refolded, mut kept, mut unopened) = (0_i64, 0_i64, 0_i64);
             let mut after: Token = [0; 16];
             loop {
-                let step = store::indexed_records_after(&after, STEP);
+                let step = store::indexed_records_after(&after, STEP)?;
                 for (token, sealed, stored) in &step {
                     let Some(ring) = envelope::key_version(sealed).and_then(|v| keys.version(v)) else {
                         unopened += 1;
                         continue;
                     };
-                    let record = open_record(keys, token, sealed);
-                    let why = match reindexed(ring, ring, &record, stored) {
+                    let record = open_record(keys, token, sealed)?;
+                    let why = match reindexed(ring, ring, &record, stored)? {
                         Ok(moved) if moved.refolded.is_empty() => continue,
-                        Ok(moved) => match holder_of(keys, token, &moved.refolded) {
+                        Ok(moved) => match holder_of(keys, token, &moved.refolded)? {
                             None => {
-                                store::rekey_record(token, sealed, &moved.hashes, |kind| {
-                                    raise(VaultError::Duplicate(kind))
-                                });
+                                store::rekey_record(token, sealed, &moved.hashes)?;
                                 refolded += 1;
                                 continue;
                             }
@@ -87,7 +83,7 @@ mod pii_vault {
                 );
             }
             notice!("pii_vault: {refolded} records re-indexed under the identity of their email or login; {kept} kept as they were");
-            refolded
+            Ok(refolded)
         })
     }
 }

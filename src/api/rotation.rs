@@ -8,12 +8,11 @@ use pgrx::prelude::*;
 use super::audit_functions::anchor_older_batches;
 use super::call::audited;
 use super::documents::{app_data_binding, session_binding};
-use super::errors::{raise, OrRaise};
 use super::guard;
 use super::records::{holder_of, open_record, reindexed};
 use crate::audit::Operation;
 use crate::crypto::envelope;
-use crate::error::VaultError;
+use crate::error::{VaultError, VaultResult};
 use crate::keys;
 use crate::store::{self, Document, Token};
 
@@ -34,8 +33,8 @@ struct Pass {
 }
 
 impl Pass {
-    fn start(version: u32, from: &[u32]) -> Pass {
-        Pass { after: [0; 16], remaining: store::count_under(from), version, stuck: 0 }
+    fn start(version: u32, from: &[u32]) -> VaultResult<Pass> {
+        Ok(Pass { after: [0; 16], remaining: store::count_under(from)?, version, stuck: 0 })
     }
 }
 
@@ -59,9 +58,9 @@ fn vault_rotate_batch(
     restart: bool,
 ) -> TableIterator<'static, (name!(rotated, i64), name!(remaining, i64), name!(done, bool))> {
     let row = audited(Operation::Rotate, |_call| {
-        let keys = guard::ready();
+        let keys = guard::ready()?;
         if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
-            raise(VaultError::BadBatchSize(MAX_BATCH_SIZE));
+            return Err(VaultError::BadBatchSize(MAX_BATCH_SIZE));
         }
         let active = keys.active();
         let version = active.key_version();
@@ -70,7 +69,7 @@ fn vault_rotate_batch(
         let from: Vec<u32> = keys.others().map(|ring| ring.key_version()).collect();
         // Sessions and applications' documents first: they need only a
         // re-wrap (no blind index); up to a batch of each per call.
-        let documents = store::documents_under(&from, batch_size as i64);
+        let documents = store::documents_under(&from, batch_size as i64)?;
         for (document, sealed) in &documents {
             let binding = match document {
                 Document::Session { id_hash, token, expires_at } => {
@@ -78,35 +77,35 @@ fn vault_rotate_batch(
                 }
                 Document::AppData { token, app } => app_data_binding(token, app),
             };
-            let moved = envelope::rewrap(keys, active, &binding, sealed).or_raise();
-            store::rewrap_document(document, &moved);
+            let moved = envelope::rewrap(keys, active, &binding, sealed)?;
+            store::rewrap_document(document, &moved)?;
         }
         if !documents.is_empty() {
             notice!("pii_vault: {} sessions and application documents moved to key version {version}", documents.len());
         }
         let pass = match PASS.get() {
             Some(pass) if !restart && pass.version == version => pass,
-            _ => Pass::start(version, &from),
+            _ => Pass::start(version, &from)?,
         };
-        let batch = store::records_under(&from, &pass.after, batch_size as i64);
+        let batch = store::records_under(&from, &pass.after, batch_size as i64)?;
         let mut stuck = 0;
         for (token, sealed, stored) in &batch {
-            let record = open_record(keys, token, sealed);
+            let record = open_record(keys, token, sealed)?;
             // Loaded: only records under loaded versions were selected.
             let from_ring =
-                envelope::key_version(sealed).and_then(|v| keys.version(v)).ok_or(VaultError::DecryptFailed).or_raise();
-            let stuck_because = match reindexed(from_ring, active, &record, stored) {
+                envelope::key_version(sealed).and_then(|v| keys.version(v)).ok_or(VaultError::DecryptFailed)?;
+            let stuck_because = match reindexed(from_ring, active, &record, stored)? {
                 Err(kind) => Some(format!(
                     "its {kind} no longer normalizes to what it was indexed under (pii_vault.default_region changed, or stored by an earlier release)"
                 )),
-                Ok(moved) => match holder_of(keys, token, &moved.refolded) {
+                Ok(moved) => match holder_of(keys, token, &moved.refolded)? {
                     Some((kind, holder)) => Some(format!(
                         "its {kind} now folds to the value record {} holds (one person, one identity: see the README)",
                         pgrx::Uuid::from_bytes(holder)
                     )),
                     None => {
-                        let sealed = envelope::rewrap(keys, active, token, sealed).or_raise();
-                        store::rekey_record(token, &sealed, &moved.hashes, |kind| raise(VaultError::Duplicate(kind)));
+                        let sealed = envelope::rewrap(keys, active, token, sealed)?;
+                        store::rekey_record(token, &sealed, &moved.hashes)?;
                         None
                     }
                 },
@@ -129,9 +128,9 @@ fn vault_rotate_batch(
             // Records skipped because they were locked, or stored under an
             // older version by a server still running with it: another
             // pass, unless all that remain are records it cannot move.
-            let left = Pass::start(version, &from);
+            let left = Pass::start(version, &from)?;
             // Documents a call held locked are moved by a later batch.
-            done = left.remaining <= next.stuck && store::count_documents_under(&from) == 0;
+            done = left.remaining <= next.stuck && store::count_documents_under(&from)? == 0;
             if done && next.stuck > 0 {
                 warning!(
                     "pii_vault: {} records stay under older key versions (see the warnings above): correct their values with vault_update, or restore the setting they were stored under, and CALL vault_rotate() again",
@@ -143,13 +142,13 @@ fn vault_rotate_batch(
         PASS.set(Some(next));
         if done {
             PASS.set(None);
-            let stranded = store::count_not_under(version) - store::count_under(&from);
+            let stranded = store::count_not_under(version)? - store::count_under(&from)?;
             if stranded > 0 {
                 warning!(
                     "pii_vault: {stranded} records are under key versions that are not loaded and were not moved; see vault_key_versions()"
                 );
             }
-            let (shares, sessions) = store::live_ids_not_under(version);
+            let (shares, sessions) = store::live_ids_not_under(version)?;
             if shares + sessions > 0 {
                 // A share's or session's keyed id hash cannot be recomputed
                 // without the id, which only its holder has.
@@ -157,7 +156,7 @@ fn vault_rotate_batch(
                     "pii_vault: {shares} live shares and {sessions} live sessions were made under older key versions; they are found while those versions are loaded (at most pii_vault.max_share_ttl, pii_vault.max_session_ttl)"
                 );
             }
-            anchor_older_batches(keys);
+            anchor_older_batches(keys)?;
         } else if end_of_pass && rotated == 0 {
             // Every remaining record is locked by another transaction: wait
             // a little rather than spin.
@@ -168,7 +167,7 @@ fn vault_rotate_batch(
             "pii_vault: {rotated} records moved to key version {version}; {} remain under other versions",
             next.remaining
         );
-        (rotated, next.remaining, done)
+        Ok((rotated, next.remaining, done))
     });
     TableIterator::once(row)
 }
@@ -188,20 +187,20 @@ fn vault_key_versions(
         let loaded: Vec<u32> =
             loaded_keys.map_or_else(Vec::new, |k| k.rings().iter().map(|r| r.key_version()).collect());
         let active = loaded_keys.map(|k| k.active().key_version());
-        let in_use = store::versions_in_use();
+        let in_use = store::versions_in_use()?;
         let mut versions: Vec<u32> = in_use.iter().map(|(v, _)| *v).collect();
-        versions.extend(store::key_checks().into_iter().map(|(v, _)| v));
+        versions.extend(store::key_checks()?.into_iter().map(|(v, _)| v));
         versions.extend(&loaded);
         versions.sort_unstable();
         versions.dedup();
-        versions
+        Ok(versions
             .into_iter()
             .map(|v| {
                 let records = in_use.iter().find(|(u, _)| *u == v).map_or(0, |(_, n)| *n);
                 let is_loaded = loaded.contains(&v);
                 (v as i32, is_loaded, active == Some(v), records)
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>())
     });
     TableIterator::new(rows)
 }

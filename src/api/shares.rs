@@ -9,13 +9,12 @@ use pgrx::prelude::*;
 use pgrx::Uuid;
 
 use super::call::audited;
-use super::errors::{raise, OrRaise};
 use super::guard;
 use super::jsonb::JsonbDatum;
 use super::records::{open_record, outcome_of, project};
 use crate::audit::{Operation, Outcome};
 use crate::crypto::{blind_index::id_hash, random_token, KeySet};
-use crate::error::VaultError;
+use crate::error::{VaultError, VaultResult};
 use crate::guc;
 use crate::store::{self, IndexHash, Seen};
 
@@ -24,12 +23,11 @@ const SHARE: &str = "share";
 /// A time-to-live in seconds, refused (22023) unless positive and at most
 /// `max` seconds (the setting named). `as_micros` counts a day as 24
 /// hours and a month as 30 days, as PostgreSQL's epoch of an interval does.
-pub(crate) fn ttl_seconds(ttl: &Interval, setting: &'static str, max: i32) -> f64 {
+pub(crate) fn ttl_seconds(ttl: &Interval, setting: &'static str, max: i32) -> VaultResult<f64> {
     let seconds = ttl.as_micros() as f64 / 1e6;
-    if seconds > 0.0 && seconds <= f64::from(max) {
-        seconds
-    } else {
-        raise(VaultError::BadTtl { setting, seconds: max })
+    match seconds > 0.0 && seconds <= f64::from(max) {
+        true => Ok(seconds),
+        false => Err(VaultError::BadTtl { setting, seconds: max }),
     }
 }
 
@@ -47,22 +45,22 @@ fn vault_share(token: Uuid, fields: Vec<Option<String>>, ttl: Interval) -> Optio
         let token = *token.as_bytes();
         call.token = Some(token);
         let fields: Vec<String> =
-            fields.into_iter().map(|f| f.ok_or(VaultError::NullFieldName)).collect::<Result<_, _>>().or_raise();
+            fields.into_iter().map(|f| f.ok_or(VaultError::NullFieldName)).collect::<Result<_, _>>()?;
         if fields.is_empty() {
-            raise(VaultError::NoFields);
+            return Err(VaultError::NoFields);
         }
-        call.name_fields(fields);
-        let keys = guard::ready();
-        let ttl = ttl_seconds(&ttl, "pii_vault.max_share_ttl", guc::max_share_ttl_seconds());
-        call.count_write();
-        let id = random_token().or_raise();
+        call.name_fields(fields)?;
+        let keys = guard::ready()?;
+        let ttl = ttl_seconds(&ttl, "pii_vault.max_share_ttl", guc::max_share_ttl_seconds())?;
+        call.count_write()?;
+        let id = random_token()?;
         let hash = id_hash(keys.active(), SHARE, &id);
         let fields = call.fields.as_deref().unwrap_or_default();
-        if store::insert_share(&hash, keys.active().key_version(), &token, fields, ttl) {
-            Some(Uuid::from_bytes(id))
+        if store::insert_share(&hash, keys.active().key_version(), &token, fields, ttl)? {
+            Ok(Some(Uuid::from_bytes(id)))
         } else {
-            call.outcome = outcome_of(&store::token_seen(&token));
-            None
+            call.outcome = outcome_of(&store::token_seen(&token)?);
+            Ok(None)
         }
     })
 }
@@ -74,22 +72,26 @@ fn vault_share(token: Uuid, fields: Vec<Option<String>>, ttl: Interval) -> Optio
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_get_shared(share: Uuid) -> Option<JsonbDatum> {
     audited(Operation::GetShared, |call| {
-        let keys = guard::ready();
-        call.check_purpose();
-        call.count_read();
-        let found = store::find_share(&hashes(keys, share.as_bytes()));
+        let keys = guard::ready()?;
+        call.check_purpose()?;
+        call.count_read()?;
+        let found = store::find_share(&hashes(keys, share.as_bytes()))?;
         call.outcome = outcome_of(&found);
-        let share = found.live()?;
+        let Some(share) = found.live() else {
+            return Ok(None);
+        };
         // The audit names the record read and the fields it gave, never
         // the share id (whoever reads the audit could use it).
         call.token = Some(share.token);
         call.fields = Some(share.fields);
-        let record = store::with_envelope(&share.token, |sealed| open_record(keys, &share.token, sealed));
+        let record = store::with_envelope(&share.token, |sealed| open_record(keys, &share.token, sealed))?;
         if !matches!(record, Seen::Live(_)) {
             call.outcome = outcome_of(&record);
         }
-        let full = record.live()?;
-        Some(project(&full, call.fields.as_deref().unwrap_or_default()))
+        let Some(full) = record.live().transpose()? else {
+            return Ok(None);
+        };
+        project(&full, call.fields.as_deref().unwrap_or_default()).map(Some)
     })
 }
 
@@ -98,19 +100,19 @@ fn vault_get_shared(share: Uuid) -> Option<JsonbDatum> {
 #[search_path(pg_catalog, pii_vault, pg_temp)]
 fn vault_unshare(share: Uuid) -> bool {
     audited(Operation::Unshare, |call| {
-        let keys = guard::ready();
-        call.count_write();
-        match store::delete_share(&hashes(keys, share.as_bytes())) {
+        let keys = guard::ready()?;
+        call.count_write()?;
+        match store::delete_share(&hashes(keys, share.as_bytes()))? {
             Some((token, expired)) => {
                 call.token = Some(token);
                 if expired {
                     call.outcome = Outcome::Expired;
                 }
-                !expired
+                Ok(!expired)
             }
             None => {
                 call.outcome = Outcome::NotFound;
-                false
+                Ok(false)
             }
         }
     })

@@ -146,7 +146,7 @@ fn strong_locks_held() -> i64 {
          WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.granted \
            AND l.mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock') AND n.nspname = 'pii_vault'",
     )
-    .unwrap_or_else(|e| pgrx::error!("pii_vault: internal error checking a LOCK: {e}"))
+    .unwrap_or_else(|e| raise(crate::store::fault(e)))
     .unwrap_or(i64::MAX)
 }
 
@@ -165,7 +165,7 @@ fn reaches_the_vault(relid: Oid) -> bool {
                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pii_vault')",
         &[relid.into()],
     )
-    .unwrap_or_else(|e| pgrx::error!("pii_vault: internal error checking a LOCK: {e}"))
+    .unwrap_or_else(|e| raise(crate::store::fault(e)))
     .unwrap_or(true)
 }
 

@@ -5,11 +5,11 @@ use pgrx::Uuid;
 
 use super::call::audited;
 use super::documents::app_data_binding;
-use super::errors::OrRaise;
 use super::guard;
 use super::jsonb::JsonbDatum;
 use super::records::open_record;
 use crate::audit::{self, Operation, Outcome};
+use crate::error::VaultResult;
 use crate::store;
 
 /// Everything the vault holds about the subject of `token`, as one JSON
@@ -25,24 +25,24 @@ fn vault_subject_export(token: Uuid) -> Option<JsonbDatum> {
     audited(Operation::SubjectExport, |call| {
         let token = *token.as_bytes();
         call.token = Some(token);
-        let keys = guard::ready();
-        call.check_purpose();
-        call.count_read();
-        let Some((state, sealed)) = store::subject_record(&token) else {
+        let keys = guard::ready()?;
+        call.check_purpose()?;
+        call.count_read()?;
+        let Some((state, sealed)) = store::subject_record(&token)? else {
             call.outcome = Outcome::NotFound;
-            return None;
+            return Ok(None);
         };
-        let record = open_record(keys, &token, &sealed).to_text().or_raise();
-        let (apps, documents): (Vec<String>, Vec<String>) = store::app_data_of(&token)
+        let record = open_record(keys, &token, &sealed)?.to_text()?;
+        let (apps, documents): (Vec<String>, Vec<String>) = store::app_data_of(&token)?
             .into_iter()
-            .map(|(app, sealed)| {
-                let document = open_record(keys, &app_data_binding(&token, &app), &sealed).to_text().or_raise();
-                (app, document)
-            })
+            .map(|(app, sealed)| Ok((open_record(keys, &app_data_binding(&token, &app), &sealed)?.to_text()?, app)))
+            .collect::<VaultResult<Vec<_>>>()?
+            .into_iter()
+            .map(|(document, app)| (app, document))
             .unzip();
         // The audit up to this call (the writer is a moment behind).
         audit::wait_until_written(std::time::Duration::from_secs(2));
-        let export = store::subject_export(&token, state, &record, apps, documents);
-        Some(JsonbDatum::from_text(&export).or_raise())
+        let export = store::subject_export(&token, state, &record, apps, documents)?;
+        JsonbDatum::from_text(&export).map(Some)
     })
 }

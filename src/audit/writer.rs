@@ -236,9 +236,10 @@ fn write_batch(
             // anyway). Judged again whenever the key check values change.
             let generation = crate::shmem::key_check_generation();
             if KEYS_CHECKED.get() != Some(generation) {
-                match crate::store::settle_key_checks(client, keys, true)? {
-                    KeyCheck::Settled | KeyCheck::Pending => KEYS_CHECKED.set(Some(generation)),
-                    KeyCheck::Refused(_) => return Ok(Batch::KeyMismatch),
+                match crate::store::settle_key_checks(client, keys, true) {
+                    Ok(KeyCheck::Settled | KeyCheck::Pending) => KEYS_CHECKED.set(Some(generation)),
+                    Ok(KeyCheck::Refused(_)) => return Ok(Batch::KeyMismatch),
+                    Err(e) => error!("pii_vault audit writer: {e}"),
                 }
             }
             if head.as_ref().is_none_or(|h| h.table != table) {

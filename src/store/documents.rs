@@ -9,6 +9,8 @@ use pgrx::Uuid;
 
 use super::index_read;
 use super::{hash_array, hash_datums, timestamp, uuid, with_life_cycle, IndexHash, Seen, Token};
+use crate::error::VaultResult;
+use pii_vault_core::schema::Schema;
 
 /// Stores a session under `id_hash` (the id's hash under `key_version`),
 /// of the live record `token` or of none, until `expires_at`; false when
@@ -19,7 +21,7 @@ pub fn insert_session(
     token: Option<&Token>,
     envelope: &[u8],
     expires_at: i64,
-) -> bool {
+) -> VaultResult<bool> {
     let args = [
         id_hash.as_slice().into(),
         (key_version as i32).into(),
@@ -44,36 +46,33 @@ pub struct StoredSession {
 /// record has expired, Missing when there is none or its record is gone.
 /// Read through the primary key without SPI (`index_read`), as `vault_get`
 /// reads a record: the session, then its record's state.
-pub fn find_session(hashes: &[IndexHash]) -> Option<(Option<Token>, Seen<StoredSession>)> {
-    // SAFETY: the slot holds a row of pii_vault.sessions (each column's
-    // type is checked as it is read).
-    let (stored, token, expires_at) = index_read::read_session(hash_datums(hashes), |slot, c| unsafe {
-        let copy = |attnum| index_read::with_bytea_column(slot, attnum, <[u8]>::to_vec);
-        (
-            copy(c.envelope).zip(copy(c.id_hash)),
-            index_read::uuid_column(slot, c.token),
-            index_read::timestamp_column(slot, c.expires_at),
-        )
+pub fn find_session(hashes: &[IndexHash]) -> VaultResult<Option<(Option<Token>, Seen<StoredSession>)>> {
+    let found = index_read::read_session(hash_datums(hashes), |row, c| {
+        let copy = |attnum| row.with_bytea(attnum, <[u8]>::to_vec);
+        Ok((copy(c.envelope)?.zip(copy(c.id_hash)?), row.uuid(c.token)?, row.timestamp(c.expires_at)?))
     })?;
+    let Some((stored, token, expires_at)) = found else {
+        return Ok(None);
+    };
     let (Some((envelope, id_hash)), Some(expires_at)) = (stored, expires_at) else {
         // The columns are NOT NULL.
-        return Some((token, Seen::Missing));
+        return Ok(Some((token, Seen::Missing)));
     };
     if super::expired(Some(expires_at)) {
-        return Some((token, Seen::Expired));
+        return Ok(Some((token, Seen::Expired)));
     }
     // The record's state, as vault_get would see it.
-    let seen = match token.as_ref().map_or(Seen::Live(()), super::token_seen) {
+    let seen = match token.as_ref().map_or(Ok(Seen::Live(())), super::token_seen)? {
         Seen::Live(()) => Seen::Live(StoredSession { envelope, id_hash, token, expires_at }),
         Seen::Expired => Seen::Expired,
         Seen::Missing => Seen::Missing,
     };
-    Some((token, seen))
+    Ok(Some((token, seen)))
 }
 
 /// Removes the session whose id hashes to one of `hashes`: its record's
 /// token (if any) and whether it had expired; None when there is none.
-pub fn delete_session(hashes: &[IndexHash]) -> Option<(Option<Token>, bool)> {
+pub fn delete_session(hashes: &[IndexHash]) -> VaultResult<Option<(Option<Token>, bool)>> {
     with_life_cycle(|client, lc| {
         let table = client.update(&lc.delete_session, None, &[hash_array(hashes)])?;
         if table.is_empty() {
@@ -85,7 +84,7 @@ pub fn delete_session(hashes: &[IndexHash]) -> Option<(Option<Token>, bool)> {
 }
 
 /// The live sessions of a record, oldest first.
-pub fn sessions_of(token: &Token) -> Vec<StoredSession> {
+pub fn sessions_of(token: &Token) -> VaultResult<Vec<StoredSession>> {
     with_life_cycle(|client, lc| {
         let table = client.select(&lc.sessions_of, None, &[uuid(token)])?;
         let mut out = Vec::with_capacity(table.len());
@@ -103,7 +102,7 @@ pub fn sessions_of(token: &Token) -> Vec<StoredSession> {
 
 /// Removes up to `limit` expired sessions; for each, its record's token
 /// (None for a session of no record).
-pub fn purge_sessions(limit: i64) -> Vec<Option<Token>> {
+pub fn purge_sessions(limit: i64) -> VaultResult<Vec<Option<Token>>> {
     with_life_cycle(|client, lc| {
         let table = client.update(&lc.purge_sessions, None, &[limit.into(), timestamp(Some(super::now()))])?;
         let mut out = Vec::with_capacity(table.len());
@@ -116,7 +115,7 @@ pub fn purge_sessions(limit: i64) -> Vec<Option<Token>> {
 
 /// Sets an application's document of a live record; false when there is
 /// no live record.
-pub fn set_app_data(token: &Token, app: &str, envelope: &[u8]) -> bool {
+pub fn set_app_data(token: &Token, app: &str, envelope: &[u8]) -> VaultResult<bool> {
     with_life_cycle(|client, lc| {
         Ok(client.update(&lc.set_app_data, None, &[uuid(token), app.into(), envelope.into()])?.len() == 1)
     })
@@ -124,7 +123,7 @@ pub fn set_app_data(token: &Token, app: &str, envelope: &[u8]) -> bool {
 
 /// An application's stored document of a record (whatever the record's
 /// state: the caller checks it first).
-pub fn get_app_data(token: &Token, app: &str) -> Option<Vec<u8>> {
+pub fn get_app_data(token: &Token, app: &str) -> VaultResult<Option<Vec<u8>>> {
     with_life_cycle(|client, lc| {
         let table = client.select(&lc.get_app_data, Some(1), &[uuid(token), app.into()])?;
         if table.is_empty() {
@@ -134,13 +133,19 @@ pub fn get_app_data(token: &Token, app: &str) -> Option<Vec<u8>> {
     })
 }
 
-pub fn delete_app_data(token: &Token, app: &str) -> bool {
+pub fn delete_app_data(token: &Token, app: &str) -> VaultResult<bool> {
     with_life_cycle(|client, lc| Ok(client.update(&lc.delete_app_data, None, &[uuid(token), app.into()])?.len() == 1))
 }
 
 /// Sets a consent of a live record (its current state and a history row);
 /// false when there is no live record.
-pub fn set_consent(token: &Token, purpose: &str, granted: bool, legal_basis: &str, expires_at: Option<i64>) -> bool {
+pub fn set_consent(
+    token: &Token,
+    purpose: &str,
+    granted: bool,
+    legal_basis: &str,
+    expires_at: Option<i64>,
+) -> VaultResult<bool> {
     let args = [uuid(token), purpose.into(), granted.into(), legal_basis.into(), timestamp(expires_at)];
     with_life_cycle(|client, lc| Ok(client.update(&lc.set_consent, None, &args)?.len() == 1))
 }
@@ -151,7 +156,7 @@ pub type ConsentRow =
 
 /// The current consents of a record (an expired one not granted), or
 /// every change (`history`), with `changed_at`.
-pub fn consents(token: &Token, history: bool) -> Vec<ConsentRow> {
+pub fn consents(token: &Token, history: bool) -> VaultResult<Vec<ConsentRow>> {
     with_life_cycle(|client, lc| {
         let plan = if history { &lc.consent_history } else { &lc.consents };
         let table = client.select(plan, None, &[uuid(token)])?;
@@ -180,7 +185,7 @@ pub enum Document {
 
 /// Up to `limit` sessions and as many application documents whose data
 /// keys are under one of `versions`, row-locked (locked ones skipped).
-pub fn documents_under(versions: &[u32], limit: i64) -> Vec<(Document, Vec<u8>)> {
+pub fn documents_under(versions: &[u32], limit: i64) -> VaultResult<Vec<(Document, Vec<u8>)>> {
     with_life_cycle(|client, lc| {
         let table = client.update(&lc.documents_under, None, &[super::version_bytes(versions), limit.into()])?;
         let mut out = Vec::with_capacity(table.len());
@@ -206,9 +211,10 @@ pub fn documents_under(versions: &[u32], limit: i64) -> Vec<(Document, Vec<u8>)>
 
 /// How many documents have their data keys under one of `versions` (0 on
 /// a schema without them).
-pub fn count_documents_under(versions: &[u32]) -> i64 {
-    if super::index_read::life_cycle_columns().is_none() {
-        return 0;
+pub fn count_documents_under(versions: &[u32]) -> VaultResult<i64> {
+    match super::catalog::schema()? {
+        Schema::V0_1 | Schema::V0_2 => return Ok(0),
+        Schema::V0_3 => {}
     }
     with_life_cycle(|client, lc| {
         Ok(super::first_value(client.select(&lc.count_documents_under, None, &[super::version_bytes(versions)])?)?
@@ -217,7 +223,7 @@ pub fn count_documents_under(versions: &[u32]) -> i64 {
 }
 
 /// Replaces a document's envelope (a rotation).
-pub fn rewrap_document(document: &Document, envelope: &[u8]) {
+pub fn rewrap_document(document: &Document, envelope: &[u8]) -> VaultResult<()> {
     let (sql, args): (&str, Vec<DatumWithOid<'_>>) = match document {
         Document::Session { id_hash, .. } => (
             "UPDATE pii_vault.sessions SET envelope = $2 WHERE id_hash = $1",
@@ -228,14 +234,13 @@ pub fn rewrap_document(document: &Document, envelope: &[u8]) {
             vec![uuid(token), app.as_str().into(), envelope.into()],
         ),
     };
-    Spi::connect_mut(|client| client.update(sql, None, &args).map(drop))
-        .unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"));
+    Spi::connect_mut(|client| client.update(sql, None, &args).map(drop)).map_err(super::fault)
 }
 
 /// A record in whatever state, for the subject's export: its state
 /// ("expired", else "deleted", else "live") and envelope; None when there
 /// is no row.
-pub fn subject_record(token: &Token) -> Option<(&'static str, Vec<u8>)> {
+pub fn subject_record(token: &Token) -> VaultResult<Option<(&'static str, Vec<u8>)>> {
     with_life_cycle(|client, _| {
         let table = client.select(
             "SELECT envelope, CASE WHEN expires_at <= pg_catalog.clock_timestamp() THEN 'expired' \
@@ -258,7 +263,7 @@ pub fn subject_record(token: &Token) -> Option<(&'static str, Vec<u8>)> {
 }
 
 /// Every application's document of a record: (application, envelope).
-pub fn app_data_of(token: &Token) -> Vec<(String, Vec<u8>)> {
+pub fn app_data_of(token: &Token) -> VaultResult<Vec<(String, Vec<u8>)>> {
     with_life_cycle(|client, _| {
         let table = client.select(
             "SELECT app, envelope FROM pii_vault.app_data WHERE token = $1 ORDER BY app",
@@ -278,7 +283,13 @@ pub fn app_data_of(token: &Token) -> Vec<(String, Vec<u8>)> {
 /// The subject export as JSON text: the decrypted record and application
 /// documents (given, as JSON text) with everything else the vault keeps
 /// about the token, read here.
-pub fn subject_export(token: &Token, state: &str, record: &str, apps: Vec<String>, documents: Vec<String>) -> String {
+pub fn subject_export(
+    token: &Token,
+    state: &str,
+    record: &str,
+    apps: Vec<String>,
+    documents: Vec<String>,
+) -> VaultResult<String> {
     let args = [uuid(token), state.into(), record.into(), DatumWithOid::from(apps), DatumWithOid::from(documents)];
     with_life_cycle(|client, _| {
         let table = client.select(

@@ -7,11 +7,13 @@
 //! (`with_envelope`, `find_token`, `token_exists`) skip SPI and probe the
 //! unique indexes directly (`index_read`).
 
+mod catalog;
 mod documents;
 mod index_read;
 mod plans;
 mod unique;
 
+pub use catalog::{installed_schema, schema};
 pub use documents::*;
 
 use pgrx::datum::DatumWithOid;
@@ -20,9 +22,18 @@ use pgrx::spi::{SpiResult, SpiTupleTable};
 use pgrx::Uuid;
 
 use crate::crypto::blind_index::BLIND_INDEX_LEN;
-use crate::normalize::LookupKind;
-use index_read::{read_unique, token_by_index, RecordColumns, RecordsIndex};
+use crate::error::{StorageFault, VaultError, VaultResult};
+use crate::normalize::{IndexedKind, LookupKind};
+use catalog::{RecordColumns, RecordsIndex};
+use index_read::{read_unique, token_by_index, Row};
+use pii_vault_core::schema::Schema;
 use plans::with_plans;
+use unique::caught_duplicates;
+
+/// An SPI failure as the storage fault it is.
+pub fn fault(error: pgrx::spi::SpiError) -> VaultError {
+    VaultError::Storage(StorageFault::Spi(error.to_string()))
+}
 
 pub type Token = [u8; 16];
 pub type IndexHash = [u8; BLIND_INDEX_LEN];
@@ -36,21 +47,19 @@ pub struct IndexHashes {
 }
 
 impl IndexHashes {
-    pub fn get(&self, kind: LookupKind) -> Option<&IndexHash> {
+    pub fn get(&self, kind: IndexedKind) -> Option<&IndexHash> {
         match kind {
-            LookupKind::Email => self.email.as_ref(),
-            LookupKind::Phone => self.phone.as_ref(),
-            LookupKind::Login => self.login.as_ref(),
-            LookupKind::Token => None,
+            IndexedKind::Email => self.email.as_ref(),
+            IndexedKind::Phone => self.phone.as_ref(),
+            IndexedKind::Login => self.login.as_ref(),
         }
     }
 
-    pub fn set(&mut self, kind: LookupKind, hash: IndexHash) {
+    pub fn set(&mut self, kind: IndexedKind, hash: IndexHash) {
         match kind {
-            LookupKind::Email => self.email = Some(hash),
-            LookupKind::Phone => self.phone = Some(hash),
-            LookupKind::Login => self.login = Some(hash),
-            LookupKind::Token => {}
+            IndexedKind::Email => self.email = Some(hash),
+            IndexedKind::Phone => self.phone = Some(hash),
+            IndexedKind::Login => self.login = Some(hash),
         }
     }
 
@@ -112,25 +121,16 @@ fn expired(expires_at: Option<i64>) -> bool {
 }
 
 /// Inserts a new record. A lookup value another record has (or, with
-/// odds of 2^-122, its token) goes to `duplicate`, which raises.
-pub fn insert_record(
-    token: &Token,
-    envelope: &[u8],
-    hashes: &IndexHashes,
-    expires_at: Option<i64>,
-    duplicate: fn(LookupKind) -> !,
-) {
+/// odds of 2^-122, its token) is a `Duplicate`.
+pub fn insert_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, expires_at: Option<i64>) -> VaultResult<()> {
     let [e, p, l] = hashes.args();
     let args = [uuid(token), envelope.into(), e, p, l, timestamp(expires_at)];
-    let life_cycle = index_read::life_cycle_columns().is_some();
-    if !life_cycle && expires_at.is_some() {
-        error!("pii_vault: internal storage error: expiry on a schema without it");
-    }
-    let args = if life_cycle { &args[..] } else { &args[..5] };
-    unique::duplicates_raised_as(
-        || with_plans(|client, plans| client.update(&plans.insert_record, None, args).map(drop)),
-        duplicate,
-    )
+    let args = match catalog::schema()? {
+        Schema::V0_1 | Schema::V0_2 if expires_at.is_some() => return Err(StorageFault::NeedsUpdate.into()),
+        Schema::V0_1 | Schema::V0_2 => &args[..5],
+        Schema::V0_3 => &args[..],
+    };
+    caught_duplicates(|| with_plans(|client, plans| client.update(&plans.insert_record, None, args).map(drop)))
 }
 
 fn timestamp(at: Option<i64>) -> DatumWithOid<'static> {
@@ -142,37 +142,35 @@ fn timestamp(at: Option<i64>) -> DatumWithOid<'static> {
 
 /// Calls `f` with the stored envelope of a live record (borrowed, not
 /// copied).
-pub fn with_envelope<R>(token: &Token, f: impl FnOnce(&[u8]) -> R) -> Seen<R> {
-    // SAFETY: the slot holds a row of pii_vault.records; envelope is bytea.
-    match read_live(token, |slot, c| unsafe { index_read::with_bytea_column(slot, c.envelope, f) }) {
+pub fn with_envelope<R>(token: &Token, f: impl FnOnce(&[u8]) -> R) -> VaultResult<Seen<R>> {
+    Ok(match read_live(token, |row, c| row.with_bytea(c.envelope, f))? {
         Seen::Live(Some(r)) => Seen::Live(r),
         Seen::Expired => Seen::Expired,
-        _ => Seen::Missing,
-    }
+        // The envelope is NOT NULL.
+        Seen::Live(None) | Seen::Missing => Seen::Missing,
+    })
 }
 
 /// Whether a record exists under `token`, as the API sees it (its
 /// envelope is not read).
-pub fn token_seen(token: &Token) -> Seen<()> {
-    read_live(token, |_, _| ())
+pub fn token_seen(token: &Token) -> VaultResult<Seen<()>> {
+    read_live(token, |_, _| Ok(()))
 }
 
-/// `read(slot, columns)` of the row under `token` when it is live.
-fn read_live<R>(token: &Token, read: impl FnOnce(*mut pg_sys::TupleTableSlot, RecordColumns) -> R) -> Seen<R> {
-    // SAFETY: the slot holds a row of pii_vault.records (each column's
-    // type is checked as it is read).
-    read_unique(RecordsIndex::Token, token_datum(token), |slot, columns| unsafe {
+/// `read(row, columns)` of the row under `token` when it is live.
+fn read_live<R>(token: &Token, read: impl FnOnce(&Row<'_>, RecordColumns) -> VaultResult<R>) -> VaultResult<Seen<R>> {
+    let seen = read_unique(RecordsIndex::Token, token_datum(token), |row, columns| {
         if let Some(c) = columns.life_cycle {
-            if index_read::timestamp_column(slot, c.deleted_at).is_some() {
-                return Seen::Missing;
+            if row.timestamp(c.deleted_at)?.is_some() {
+                return Ok(Seen::Missing);
             }
-            if expired(index_read::timestamp_column(slot, c.expires_at)) {
-                return Seen::Expired;
+            if expired(row.timestamp(c.expires_at)?) {
+                return Ok(Seen::Expired);
             }
         }
-        Seen::Live(read(slot, columns))
-    })
-    .unwrap_or(Seen::Missing)
+        Ok(Seen::Live(read(row, columns)?))
+    })?;
+    Ok(seen.unwrap_or(Seen::Missing))
 }
 
 fn hash_datum(hash: &IndexHash) -> pg_sys::Datum {
@@ -190,7 +188,7 @@ fn token_datum(token: &Token) -> pg_sys::Datum {
 
 /// The stored envelope of a live record, row-locked until the transaction
 /// ends.
-pub fn fetch_envelope_for_update(token: &Token) -> Seen<Vec<u8>> {
+pub fn fetch_envelope_for_update(token: &Token) -> VaultResult<Seen<Vec<u8>>> {
     with_plans(|client, plans| {
         let table = client.update(&plans.fetch_envelope_for_update, Some(1), &[uuid(token)])?;
         if table.is_empty() {
@@ -215,30 +213,27 @@ pub fn unique_index_name(kind: LookupKind) -> &'static std::ffi::CStr {
 /// hash under each loaded key version, tried in order under one snapshot,
 /// each computed only if the ones before it found nothing), with its
 /// token whether live or expired.
-pub fn find_token(kind: LookupKind, hashes: impl IntoIterator<Item = IndexHash>) -> Option<(Token, Seen<()>)> {
-    // The primary key holds tokens, not keyed hashes.
-    assert!(kind != LookupKind::Token, "tokens are not blind-indexed");
-    let index = RecordsIndex::of(kind);
+pub fn find_token(
+    kind: IndexedKind,
+    hashes: impl IntoIterator<Item = IndexHash>,
+) -> VaultResult<Option<(Token, Seen<()>)>> {
+    let index = RecordsIndex::of(kind.into());
     // A soft-deleted record has no blind-index values, so it is never found.
-    token_by_index(index, hashes.into_iter().map(|hash| hash_datum(&hash)))
-        .map(|(token, expires_at)| (token, if expired(expires_at) { Seen::Expired } else { Seen::Live(()) }))
+    Ok(token_by_index(index, hashes.into_iter().map(|hash| hash_datum(&hash)))?
+        .map(|(token, expires_at)| (token, if expired(expires_at) { Seen::Expired } else { Seen::Live(()) })))
 }
 
 /// Replaces a live record's envelope and blind indexes; false when there
-/// is none. A lookup value another record has goes to `duplicate`, which
-/// raises.
-pub fn update_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, duplicate: fn(LookupKind) -> !) -> bool {
+/// is none. A lookup value another record has is a `Duplicate`.
+pub fn update_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> VaultResult<bool> {
     let [e, p, l] = hashes.args();
     let args = [uuid(token), envelope.into(), e, p, l];
-    unique::duplicates_raised_as(
-        || with_plans(|client, plans| Ok(client.update(&plans.update_record, None, &args)?.len() == 1)),
-        duplicate,
-    )
+    caught_duplicates(|| with_plans(|client, plans| Ok(client.update(&plans.update_record, None, &args)?.len() == 1)))
 }
 
 /// Deletes a live record: soft (kept for the grace, without its lookup
 /// values) unless `at_once`; false when there is no live record.
-pub fn delete_record(token: &Token, at_once: bool) -> bool {
+pub fn delete_record(token: &Token, at_once: bool) -> VaultResult<bool> {
     with_plans(|client, plans| {
         Ok(client.update(&plans.delete_record, None, &[uuid(token), DatumWithOid::from(at_once)])?.len() == 1)
     })
@@ -246,24 +241,22 @@ pub fn delete_record(token: &Token, at_once: bool) -> bool {
 
 /// Removes a record's row, whatever its state, with everything attached
 /// (ON DELETE CASCADE); false when there is none.
-pub fn erase_record(token: &Token) -> bool {
+pub fn erase_record(token: &Token) -> VaultResult<bool> {
     with_plans(|client, plans| Ok(client.update(&plans.erase_record, None, &[uuid(token)])?.len() == 1))
 }
 
-/// Runs `f` with the statements of a 0.3.0 schema; before ALTER EXTENSION
-/// UPDATE, the functions that need them do not exist in SQL, so this is
-/// only reached through one called by hand: refused.
-fn with_life_cycle<R>(f: impl FnOnce(&mut pgrx::spi::SpiClient<'_>, &plans::LifeCyclePlans) -> SpiResult<R>) -> R {
-    with_plans(|client, plans| {
-        match &plans.life_cycle {
-        Some(lc) => f(client, lc),
-        None => error!("pii_vault: internal storage error: the vault's schema predates 0.3.0; run ALTER EXTENSION pii_vault UPDATE"),
-    }
-    })
+/// Runs `f` with the statements of a schema with a life cycle; before
+/// ALTER EXTENSION UPDATE, the functions that need them do not exist in
+/// SQL, so this is only reached through one called by hand: refused.
+fn with_life_cycle<R>(
+    f: impl FnOnce(&mut pgrx::spi::SpiClient<'_>, &plans::LifeCyclePlans) -> SpiResult<R>,
+) -> VaultResult<R> {
+    with_plans(|client, plans| plans.life_cycle.as_ref().map(|lc| f(client, lc)).transpose())?
+        .ok_or(StorageFault::NeedsUpdate.into())
 }
 
 /// Sets or clears a live record's expiry; false when there is none.
-pub fn set_expiry(token: &Token, expires_at: Option<i64>) -> bool {
+pub fn set_expiry(token: &Token, expires_at: Option<i64>) -> VaultResult<bool> {
     with_life_cycle(|client, lc| {
         Ok(client.update(&lc.set_expiry, None, &[uuid(token), timestamp(expires_at)])?.len() == 1)
     })
@@ -271,7 +264,7 @@ pub fn set_expiry(token: &Token, expires_at: Option<i64>) -> bool {
 
 /// The envelope of a record deleted or expired less than `grace_seconds`
 /// ago, row-locked until the transaction ends.
-pub fn fetch_deleted_for_update(token: &Token, grace_seconds: f64) -> Seen<Vec<u8>> {
+pub fn fetch_deleted_for_update(token: &Token, grace_seconds: f64) -> VaultResult<Seen<Vec<u8>>> {
     with_life_cycle(|client, lc| {
         let table = client.update(&lc.fetch_deleted_for_update, Some(1), &[uuid(token), grace_seconds.into()])?;
         if table.is_empty() {
@@ -283,28 +276,16 @@ pub fn fetch_deleted_for_update(token: &Token, grace_seconds: f64) -> Seen<Vec<u
 
 /// Frees an expired record's lookup values (and marks it deleted, so it
 /// goes once the grace has passed); false when it is not expired.
-pub fn release_lookups(token: &Token) -> bool {
+pub fn release_lookups(token: &Token) -> VaultResult<bool> {
     with_life_cycle(|client, lc| Ok(client.update(&lc.release_lookups, None, &[uuid(token)])?.len() == 1))
 }
 
 /// Brings a soft-deleted record back with its blind indexes. A lookup
-/// value another record took meanwhile goes to `duplicate`.
-pub fn restore_record(token: &Token, hashes: &IndexHashes, duplicate: fn(LookupKind) -> !) -> bool {
+/// value another record took meanwhile is a `Duplicate`.
+pub fn restore_record(token: &Token, hashes: &IndexHashes) -> VaultResult<bool> {
     let [e, p, l] = hashes.args();
     let args = [uuid(token), e, p, l];
-    unique::duplicates_raised_as(
-        || with_life_cycle(|client, lc| Ok(client.update(&lc.restore_record, None, &args)?.len() == 1)),
-        duplicate,
-    )
-}
-
-/// Whether this database has the vault at 0.3.0 or later (the purge
-/// worker's precondition).
-pub fn life_cycle_installed() -> bool {
-    Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('pii_vault.shares') IS NOT NULL")
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+    caught_duplicates(|| with_life_cycle(|client, lc| Ok(client.update(&lc.restore_record, None, &args)?.len() == 1)))
 }
 
 /// A share as stored: the record's token and the fields it gives.
@@ -315,7 +296,13 @@ pub struct Share {
 
 /// Stores a share of a live record, its id stored as `id_hash` (under key
 /// `key_version`); false when the record is not live.
-pub fn insert_share(id_hash: &IndexHash, key_version: u32, token: &Token, fields: &[String], ttl_seconds: f64) -> bool {
+pub fn insert_share(
+    id_hash: &IndexHash,
+    key_version: u32,
+    token: &Token,
+    fields: &[String],
+    ttl_seconds: f64,
+) -> VaultResult<bool> {
     let args = [
         id_hash.as_slice().into(),
         (key_version as i32).into(),
@@ -328,23 +315,21 @@ pub fn insert_share(id_hash: &IndexHash, key_version: u32, token: &Token, fields
 
 /// The share whose id hashes to one of `hashes` (one per loaded version),
 /// read through its primary key without SPI (`index_read`).
-pub fn find_share(hashes: &[IndexHash]) -> Seen<Share> {
-    // SAFETY: the slot holds a row of pii_vault.shares (each column's type
-    // is checked as it is read).
-    let found = index_read::read_share(hash_datums(hashes), |slot, c| unsafe {
-        let expires_at = index_read::timestamp_column(slot, c.expires_at);
-        (index_read::uuid_column(slot, c.token), index_read::text_array_column(slot, c.fields), expires_at)
-    });
-    match found {
+pub fn find_share(hashes: &[IndexHash]) -> VaultResult<Seen<Share>> {
+    let found = index_read::read_share(hash_datums(hashes), |row, c| {
+        Ok((row.uuid(c.token)?, row.text_array(c.fields)?, row.timestamp(c.expires_at)?))
+    })?;
+    Ok(match found {
         Some((_, _, expires_at)) if expired(expires_at) => Seen::Expired,
         Some((Some(token), Some(fields), _)) => Seen::Live(Share { token, fields }),
-        _ => Seen::Missing,
-    }
+        // The columns are NOT NULL.
+        Some(_) | None => Seen::Missing,
+    })
 }
 
 /// Removes the share whose id hashes to one of `hashes`: the token it was
 /// of, and whether it had expired; None when there is none.
-pub fn delete_share(hashes: &[IndexHash]) -> Option<(Token, bool)> {
+pub fn delete_share(hashes: &[IndexHash]) -> VaultResult<Option<(Token, bool)>> {
     let hashes = hash_array(hashes);
     with_life_cycle(|client, lc| {
         let table = client.update(&lc.delete_share, None, &[hashes])?;
@@ -358,27 +343,30 @@ pub fn delete_share(hashes: &[IndexHash]) -> Option<(Token, bool)> {
 
 /// How many live shares and sessions have their id hashed under a version
 /// other than `version` (none on a schema without them).
-pub fn live_ids_not_under(version: u32) -> (i64, i64) {
-    if index_read::life_cycle_columns().is_none() {
-        return (0, 0);
+pub fn live_ids_not_under(version: u32) -> VaultResult<(i64, i64)> {
+    match catalog::schema()? {
+        Schema::V0_1 | Schema::V0_2 => return Ok((0, 0)),
+        Schema::V0_3 => {}
     }
     let count = |table: &str| {
-        Spi::get_one_with_args::<i64>(
-            &format!(
-                "SELECT pg_catalog.count(*) FROM pii_vault.{table} \
-                 WHERE key_version <> $1 AND expires_at > pg_catalog.clock_timestamp()"
-            ),
-            &[(version as i32).into()],
-        )
-        .ok()
-        .flatten()
-        .unwrap_or(0)
+        Spi::connect(|client| {
+            first_value(client.select(
+                &format!(
+                    "SELECT pg_catalog.count(*) FROM pii_vault.{table} \
+                     WHERE key_version <> $1 AND expires_at > pg_catalog.clock_timestamp()"
+                ),
+                None,
+                &[(version as i32).into()],
+            )?)
+        })
+        .map_err(fault)
+        .map(|n| n.unwrap_or(0))
     };
-    (count("shares"), count("sessions"))
+    Ok((count("shares")?, count("sessions")?))
 }
 
 /// Removes up to `limit` expired shares; the tokens they were of.
-pub fn purge_shares(limit: i64) -> Vec<Token> {
+pub fn purge_shares(limit: i64) -> VaultResult<Vec<Token>> {
     with_life_cycle(|client, lc| {
         tokens(client.update(&lc.purge_shares, None, &[limit.into(), timestamp(Some(now()))])?)
     })
@@ -396,7 +384,7 @@ fn tokens(table: SpiTupleTable<'_>) -> SpiResult<Vec<Token>> {
 
 /// Removes up to `limit` records that expired or were deleted more than
 /// `grace_seconds` ago; their tokens.
-pub fn purge_records(limit: i64, grace_seconds: f64) -> Vec<Token> {
+pub fn purge_records(limit: i64, grace_seconds: f64) -> VaultResult<Vec<Token>> {
     let cutoff = now().saturating_sub((grace_seconds * 1e6) as i64);
     with_life_cycle(|client, lc| {
         tokens(client.update(&lc.purge_records, None, &[limit.into(), timestamp(Some(cutoff))])?)
@@ -404,9 +392,12 @@ pub fn purge_records(limit: i64, grace_seconds: f64) -> Vec<Token> {
 }
 
 /// Every (token, envelope), for the bulk export.
-pub fn all_envelopes() -> Vec<(Token, Vec<u8>)> {
+pub fn all_envelopes() -> VaultResult<Vec<(Token, Vec<u8>)>> {
+    let live = match catalog::schema()? {
+        Schema::V0_1 | Schema::V0_2 => "true",
+        Schema::V0_3 => plans::LIVE,
+    };
     with_plans(|client, _plans| {
-        let live = if index_read::life_cycle_columns().is_some() { plans::LIVE } else { "true" };
         let table = client.select(
             &format!("SELECT token, envelope FROM pii_vault.records WHERE {live} ORDER BY created_at, token"),
             None,
@@ -424,8 +415,8 @@ pub fn all_envelopes() -> Vec<(Token, Vec<u8>)> {
 
 /// Every stored key check value: (key version, value), a version possibly
 /// more than once (see `KeySet::verdict`).
-pub fn key_checks() -> Vec<(u32, Vec<u8>)> {
-    Spi::connect(key_checks_with).unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"))
+pub fn key_checks() -> VaultResult<Vec<(u32, Vec<u8>)>> {
+    Spi::connect(key_checks_with).map_err(fault)
 }
 
 /// `key_checks` inside an SPI connection the caller holds (the audit
@@ -470,8 +461,21 @@ pub fn settle_key_checks(
     client: &mut pgrx::spi::SpiClient<'_>,
     keys: &crate::crypto::KeySet,
     can_write: bool,
+) -> VaultResult<KeyCheck> {
+    let schema = catalog::schema()?;
+    // The id of a vault storing its first values, made before any is read.
+    let fresh_id = Uuid::from_bytes(crate::crypto::random_token()?);
+    settle(client, keys, can_write, schema, fresh_id).map_err(fault)
+}
+
+fn settle(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    keys: &crate::crypto::KeySet,
+    can_write: bool,
+    schema: Schema,
+    fresh_id: Uuid,
 ) -> SpiResult<KeyCheck> {
-    match judge_key_checks(client, keys)? {
+    match judge_key_checks(client, keys, schema)? {
         Err(problem) => return Ok(KeyCheck::Refused(problem)),
         Ok((unregistered, _)) if unregistered.is_empty() => return Ok(KeyCheck::Settled),
         Ok(_) if !can_write => return Ok(KeyCheck::Pending),
@@ -492,19 +496,15 @@ pub fn settle_key_checks(
     if !locked {
         return Ok(KeyCheck::Pending);
     }
-    let (unregistered, vault) = match judge_key_checks(client, keys)? {
+    let (unregistered, vault) = match judge_key_checks(client, keys, schema)? {
         Err(problem) => return Ok(KeyCheck::Refused(problem)),
         Ok(judged) => judged,
     };
     // This vault's id: the one its values carry, or a new one.
-    let vault_id = vault.unwrap_or_else(|| {
-        Some(Uuid::from_bytes(
-            crate::crypto::random_token().unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}")),
-        ))
-    });
+    let vault_id = vault.unwrap_or(Some(fresh_id));
     for version in unregistered {
         let ring = keys.version(version).expect("a loaded version");
-        insert_key_check_with(client, version, ring.check_value(), vault_id)?;
+        insert_key_check_with(client, schema, version, ring.check_value(), vault_id)?;
     }
     Ok(KeyCheck::Pending)
 }
@@ -519,13 +519,14 @@ const KEY_CHECK_LOCK: [i32; 2] = [0x7069_6976, 1];
 fn judge_key_checks(
     client: &pgrx::spi::SpiClient<'_>,
     keys: &crate::crypto::KeySet,
+    schema: Schema,
 ) -> SpiResult<Result<(Vec<u32>, Option<Option<Uuid>>), crate::error::KeyProblem>> {
     use crate::error::KeyProblem;
     let stored = key_checks_with(client)?;
     // Values stored by two vaults: a dump's restored into a vault that had
     // stored its own (a call reached it first). Under the same keys or
     // not, two vaults' data now meet in one: refused.
-    let vaults = vault_ids_with(client)?;
+    let vaults = vault_ids_with(client, schema)?;
     if vaults.len() > 1 {
         return Ok(Err(KeyProblem::TwoVaults));
     }
@@ -556,52 +557,35 @@ fn judge_key_checks(
 
 fn insert_key_check_with(
     client: &mut pgrx::spi::SpiClient<'_>,
+    schema: Schema,
     key_version: u32,
     check_value: &[u8],
     vault_id: Option<Uuid>,
 ) -> SpiResult<()> {
-    // A 0.1.0 schema (this library runs it until ALTER EXTENSION UPDATE)
-    // has no vault_id column.
-    let has_vault_id = client
-        .select(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'pii_vault.key_check'::pg_catalog.regclass \
-             AND attname = 'vault_id' AND NOT attisdropped)",
-            None,
-            &[],
-        )?
-        .first()
-        .get::<bool>(1)?
-        .unwrap_or(false);
-    let (sql, with_id) = if has_vault_id {
-        (
-            "INSERT INTO pii_vault.key_check (key_version, check_value, vault_id) SELECT $1, $2, $3 \
-             WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)",
-            true,
-        )
-    } else {
-        (
-            "INSERT INTO pii_vault.key_check (key_version, check_value) SELECT $1, $2 \
-             WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)",
-            false,
-        )
-    };
     let mut args = vec![(key_version as i32).into(), check_value.into()];
-    if with_id {
-        args.push(DatumWithOid::from(vault_id));
-    }
+    let sql = match schema {
+        Schema::V0_1 => {
+            "INSERT INTO pii_vault.key_check (key_version, check_value) SELECT $1, $2 \
+             WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)"
+        }
+        Schema::V0_2 | Schema::V0_3 => {
+            args.push(DatumWithOid::from(vault_id));
+            "INSERT INTO pii_vault.key_check (key_version, check_value, vault_id) SELECT $1, $2, $3 \
+             WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)"
+        }
+    };
     client.update(sql, None, &args)?;
     Ok(())
 }
 
 /// The distinct vault ids the key check values carry (NULL for values
-/// stored before 0.2.0, and on a 0.1.0 schema, which has no such column:
-/// read through to_jsonb so the query works on both).
-fn vault_ids_with(client: &pgrx::spi::SpiClient<'_>) -> SpiResult<Vec<Option<Uuid>>> {
-    let rows = client.select(
-        "SELECT DISTINCT (pg_catalog.to_jsonb(k) OPERATOR(pg_catalog.->>) 'vault_id')::uuid FROM pii_vault.key_check k",
-        None,
-        &[],
-    )?;
+/// stored before 0.2.0, and on a schema without the column).
+fn vault_ids_with(client: &pgrx::spi::SpiClient<'_>, schema: Schema) -> SpiResult<Vec<Option<Uuid>>> {
+    let sql = match schema {
+        Schema::V0_1 => "SELECT DISTINCT NULL::uuid FROM pii_vault.key_check",
+        Schema::V0_2 | Schema::V0_3 => "SELECT DISTINCT vault_id FROM pii_vault.key_check",
+    };
+    let rows = client.select(sql, None, &[])?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         out.push(row.get::<Uuid>(1)?);
@@ -612,7 +596,7 @@ fn vault_ids_with(client: &pgrx::spi::SpiClient<'_>) -> SpiResult<Vec<Option<Uui
 /// The key version of every record's data key (bytes 2..6 of the envelope
 /// in both formats, `crypto::envelope`), with the number of records under
 /// each, ascending.
-pub fn versions_in_use() -> Vec<(u32, i64)> {
+pub fn versions_in_use() -> VaultResult<Vec<(u32, i64)>> {
     Spi::connect(|client| {
         let rows = client.select(
             &format!(
@@ -631,7 +615,7 @@ pub fn versions_in_use() -> Vec<(u32, i64)> {
         }
         SpiResult::Ok(out)
     })
-    .unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"))
+    .map_err(fault)
 }
 
 /// Up to `limit` records after `after` (in token order) whose data keys are
@@ -639,7 +623,7 @@ pub fn versions_in_use() -> Vec<(u32, i64)> {
 /// the transaction ends; records
 /// a concurrent call holds locked are skipped (a later pass takes them), so
 /// rotation never waits on an application's transaction.
-pub fn records_under(versions: &[u32], after: &Token, limit: i64) -> Vec<(Token, Vec<u8>, IndexHashes)> {
+pub fn records_under(versions: &[u32], after: &Token, limit: i64) -> VaultResult<Vec<(Token, Vec<u8>, IndexHashes)>> {
     with_plans(|client, plans| {
         let table = client.update(&plans.records_under, None, &[uuid(after), version_bytes(versions), limit.into()])?;
         records_with_hashes(table)
@@ -650,7 +634,7 @@ pub fn records_under(versions: &[u32], after: &Token, limit: i64) -> Vec<(Token,
 /// version, that have an email or a login indexed, with their blind-index
 /// hashes, row-locked until the transaction ends (waiting for a call that
 /// holds one: every such record must be seen).
-pub fn indexed_records_after(after: &Token, limit: i64) -> Vec<(Token, Vec<u8>, IndexHashes)> {
+pub fn indexed_records_after(after: &Token, limit: i64) -> VaultResult<Vec<(Token, Vec<u8>, IndexHashes)>> {
     with_plans(|client, plans| {
         records_with_hashes(client.update(&plans.indexed_records_after, None, &[uuid(after), limit.into()])?)
     })
@@ -673,7 +657,7 @@ fn records_with_hashes(table: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<(To
 }
 
 /// How many records' data keys are under one of `versions`.
-pub fn count_under(versions: &[u32]) -> i64 {
+pub fn count_under(versions: &[u32]) -> VaultResult<i64> {
     with_plans(|client, plans| {
         Ok(first_value(client.select(&plans.count_under, None, &[version_bytes(versions)])?)?.unwrap_or(0))
     })
@@ -686,7 +670,7 @@ fn version_bytes(versions: &[u32]) -> DatumWithOid<'static> {
 }
 
 /// How many records' data keys are not under `version`.
-pub fn count_not_under(version: u32) -> i64 {
+pub fn count_not_under(version: u32) -> VaultResult<i64> {
     with_plans(|client, plans| {
         Ok(first_value(client.select(
             &plans.count_not_under,
@@ -698,12 +682,10 @@ pub fn count_not_under(version: u32) -> i64 {
 }
 
 /// Replaces a record's envelope and blind indexes for a key rotation (its
-/// content and `updated_at` unchanged).
-pub fn rekey_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, duplicate: fn(LookupKind) -> !) {
+/// content and `updated_at` unchanged). A lookup value another record
+/// holds is a `Duplicate`.
+pub fn rekey_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> VaultResult<()> {
     let [e, p, l] = hashes.args();
     let args = [uuid(token), envelope.into(), e, p, l];
-    unique::duplicates_raised_as(
-        || with_plans(|client, plans| client.update(&plans.rekey_record, None, &args).map(drop)),
-        duplicate,
-    )
+    caught_duplicates(|| with_plans(|client, plans| client.update(&plans.rekey_record, None, &args).map(drop)))
 }

@@ -5,6 +5,9 @@ use std::cell::Cell;
 use pgrx::pg_sys::PgOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
+use pii_vault_core::schema::Schema;
+
+use crate::error::VaultResult;
 
 pub(super) struct Plans {
     pub insert_record: OwnedPreparedStatement,
@@ -44,10 +47,13 @@ pub(super) const LIVE: &str =
     "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > pg_catalog.clock_timestamp())";
 
 impl Plans {
-    /// `life_cycle`: the schema has 0.3.0's `expires_at` and `deleted_at`
-    /// (store::index_read::life_cycle_columns); before, records neither
-    /// expire nor are soft-deleted, and a delete removes the row.
-    fn prepare(client: &SpiClient<'_>, life_cycle: bool) -> SpiResult<Plans> {
+    /// The statements of `schema`: before 0.3.0 records neither expire nor
+    /// are soft-deleted, and a delete removes the row.
+    fn prepare(client: &SpiClient<'_>, schema: Schema) -> SpiResult<Plans> {
+        let life_cycle = match schema {
+            Schema::V0_1 | Schema::V0_2 => false,
+            Schema::V0_3 => true,
+        };
         let write = |sql: &str, args: &[PgOid]| client.prepare_mut(sql, args).map(|p| p.keep());
         let version = envelope_key_version();
         let index_args = [UUID, BYTEA, BYTEA, BYTEA, BYTEA];
@@ -143,7 +149,8 @@ impl Plans {
     }
 }
 
-/// Statements only a 0.3.0 schema has the columns for.
+/// Statements only a schema with a life cycle (0.3.0 on) has the tables
+/// and columns for.
 pub(super) struct LifeCyclePlans {
     pub set_expiry: OwnedPreparedStatement,
     pub fetch_deleted_for_update: OwnedPreparedStatement,
@@ -219,7 +226,7 @@ impl LifeCyclePlans {
             // whose expiry was just cleared or that was just restored is
             // never removed. The rows are deleted by the ctids their locks
             // returned, not joined back by token: a join of the batch to
-            // the table built a hash of every due row, whole, for each
+            // the table builds a hash of every due row, whole, for each
             // batch. The shares, sessions and other rows attached go with
             // it (ON DELETE CASCADE).
             purge_records: write(
@@ -349,27 +356,28 @@ impl LifeCyclePlans {
 thread_local! {
     // Leaked on purpose: kept plans live as long as the backend, and a
     // destructor running SPI_freeplan during process exit would be unsafe.
-    // One set per schema (before 0.3.0, from 0.3.0), so a backend that
-    // saw the schema before ALTER EXTENSION UPDATE moves on to the new
-    // statements at its next call.
-    static PLANS: [Cell<Option<&'static Plans>>; 2] = const { [Cell::new(None), Cell::new(None)] };
+    // One set per schema, so a backend that saw the schema before ALTER
+    // EXTENSION UPDATE moves on to the new statements at its next call.
+    static PLANS: [Cell<Option<&'static Plans>>; Schema::ALL.len()] =
+        const { [const { Cell::new(None) }; Schema::ALL.len()] };
 }
 
 /// Runs `f` inside an SPI connection with this backend's prepared plans
 /// for the schema in place. An SPI failure here is a bug or a broken
-/// installation, not bad input.
-pub(super) fn with_plans<R>(f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> SpiResult<R>) -> R {
-    let life_cycle = super::index_read::life_cycle_columns().is_some();
+/// installation, not bad input: a storage fault.
+pub(super) fn with_plans<R>(f: impl FnOnce(&mut SpiClient<'_>, &Plans) -> SpiResult<R>) -> VaultResult<R> {
+    let schema = super::catalog::schema()?;
+    let slot = schema as usize;
     Spi::connect_mut(|client| {
-        let plans = match PLANS.with(|p| p[life_cycle as usize].get()) {
+        let plans = match PLANS.with(|p| p[slot].get()) {
             Some(plans) => plans,
             None => {
-                let plans: &'static Plans = Box::leak(Box::new(Plans::prepare(client, life_cycle)?));
-                PLANS.with(|p| p[life_cycle as usize].set(Some(plans)));
+                let plans: &'static Plans = Box::leak(Box::new(Plans::prepare(client, schema)?));
+                PLANS.with(|p| p[slot].set(Some(plans)));
                 plans
             }
         };
         f(client, plans)
     })
-    .unwrap_or_else(|e| error!("pii_vault: internal storage error: {e}"))
+    .map_err(super::fault)
 }

@@ -3,24 +3,26 @@
 //! The UNIQUE indexes of pii_vault.records decide whether a lookup value is
 //! taken, so two concurrent stores of one email cannot both succeed.
 //! PostgreSQL's error would show the conflicting key bytes in its DETAIL;
-//! the vault's names the kind only. The statement has failed by then and
-//! the handler raises at once, which is a re-throw with another message:
+//! the vault's names the kind only. The statement has failed by then: the
+//! `Duplicate` returned must travel straight up to the call's end, which
+//! raises it (`api::call::audited`), with no storage touched on the way;
 //! the transaction (or the caller's savepoint) is rolled back as it would
-//! have been, so no subtransaction of our own is needed, and a plain INSERT
-//! skips the extra index probes of ON CONFLICT.
+//! have been, so no subtransaction of our own is needed, and a plain
+//! INSERT skips the extra index probes of ON CONFLICT.
 
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
-use super::index_read::RecordsIndex;
+use super::catalog::RecordsIndex;
+use crate::error::{VaultError, VaultResult};
 use crate::normalize::LookupKind;
 
-/// Runs `f`; a unique violation it raises goes to `duplicate` (which
-/// raises in turn, the type says so), any other error on up unchanged.
-pub(super) fn duplicates_raised_as<R>(f: impl FnOnce() -> R, duplicate: fn(LookupKind) -> !) -> R {
+/// Runs `f`; a unique violation it raises is returned as `Duplicate` of
+/// the kind whose index it names, any other error goes on up unchanged.
+pub(super) fn caught_duplicates<R>(f: impl FnOnce() -> VaultResult<R>) -> VaultResult<R> {
     PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
         .catch_when(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, |error| match error {
-            CaughtError::PostgresError(ref report) => duplicate(kind_of_constraint(report.message())),
+            CaughtError::PostgresError(ref report) => Err(VaultError::Duplicate(kind_of_constraint(report.message()))),
             other => other.rethrow(),
         })
         .execute()

@@ -7,11 +7,11 @@
 use hmac::Mac;
 
 use super::KeyRing;
-use crate::normalize::LookupKind;
+use crate::normalize::IndexedKind;
 
 pub const BLIND_INDEX_LEN: usize = 32;
 
-pub fn blind_index(ring: &KeyRing, kind: LookupKind, normalized: &str) -> [u8; BLIND_INDEX_LEN] {
+pub fn blind_index(ring: &KeyRing, kind: IndexedKind, normalized: &str) -> [u8; BLIND_INDEX_LEN] {
     let mut mac = ring.index_mac.clone();
     for part in mac_input(kind.as_str(), normalized) {
         mac.update(part);
@@ -46,10 +46,10 @@ mod tests {
     #[test]
     fn kind_separates_hashes() {
         let ring = KeyRing::derive(&[1u8; 32]);
-        let a = blind_index(&ring, LookupKind::Email, "a@b.example");
-        let b = blind_index(&ring, LookupKind::Login, "a@b.example");
+        let a = blind_index(&ring, IndexedKind::Email, "a@b.example");
+        let b = blind_index(&ring, IndexedKind::Login, "a@b.example");
         assert_ne!(a, b);
-        assert_eq!(a, blind_index(&ring, LookupKind::Email, "a@b.example"));
+        assert_eq!(a, blind_index(&ring, IndexedKind::Email, "a@b.example"));
     }
 
     #[test]
@@ -57,8 +57,8 @@ mod tests {
         let r1 = KeyRing::derive(&[1u8; 32]);
         let r2 = KeyRing::derive(&[2u8; 32]);
         assert_ne!(
-            blind_index(&r1, LookupKind::Email, "a@b.example"),
-            blind_index(&r2, LookupKind::Email, "a@b.example")
+            blind_index(&r1, IndexedKind::Email, "a@b.example"),
+            blind_index(&r2, IndexedKind::Email, "a@b.example")
         );
     }
 
@@ -77,7 +77,7 @@ mod tests {
         let ring = KeyRing::derive(&[1u8; 32]);
         let mut mac = ring.index_mac.clone();
         mac.update(b"login\0x");
-        assert_eq!(blind_index(&ring, LookupKind::Login, "x"), <[u8; 32]>::from(mac.finalize().into_bytes()));
+        assert_eq!(blind_index(&ring, IndexedKind::Login, "x"), <[u8; 32]>::from(mac.finalize().into_bytes()));
     }
 
     proptest::proptest! {

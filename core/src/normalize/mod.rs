@@ -25,9 +25,49 @@ pub enum LookupKind {
     Token,
 }
 
+/// The kinds that are top-level record fields with a blind index: every
+/// lookup kind but the token, which is the record's key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IndexedKind {
+    Email,
+    Phone,
+    Login,
+}
+
+impl IndexedKind {
+    pub const ALL: [IndexedKind; 3] = [IndexedKind::Email, IndexedKind::Phone, IndexedKind::Login];
+
+    pub fn as_str(self) -> &'static str {
+        LookupKind::from(self).as_str()
+    }
+}
+
+impl From<IndexedKind> for LookupKind {
+    fn from(kind: IndexedKind) -> LookupKind {
+        match kind {
+            IndexedKind::Email => LookupKind::Email,
+            IndexedKind::Phone => LookupKind::Phone,
+            IndexedKind::Login => LookupKind::Login,
+        }
+    }
+}
+
+impl std::fmt::Display for IndexedKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl LookupKind {
-    /// The kinds that are top-level record fields with a blind index.
-    pub const INDEXED: [LookupKind; 3] = [LookupKind::Email, LookupKind::Phone, LookupKind::Login];
+    /// The blind-indexed kind this is; None for the token.
+    pub fn indexed(self) -> Option<IndexedKind> {
+        match self {
+            LookupKind::Email => Some(IndexedKind::Email),
+            LookupKind::Phone => Some(IndexedKind::Phone),
+            LookupKind::Login => Some(IndexedKind::Login),
+            LookupKind::Token => None,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,18 +105,17 @@ pub enum Fold {
     Legacy,
 }
 
-/// Normalizes `value` as a `kind` (not for `Token`, which is not hashed).
-pub fn normalize(kind: LookupKind, value: &str, region: Region) -> VaultResult<String> {
+/// Normalizes `value` as a `kind`.
+pub fn normalize(kind: IndexedKind, value: &str, region: Region) -> VaultResult<String> {
     normalize_as(kind, value, region, Fold::Identity)
 }
 
 /// `normalize` under a given fold (phones have one form only).
-pub fn normalize_as(kind: LookupKind, value: &str, region: Region, fold: Fold) -> VaultResult<String> {
+pub fn normalize_as(kind: IndexedKind, value: &str, region: Region, fold: Fold) -> VaultResult<String> {
     match kind {
-        LookupKind::Email => normalize_email(value, fold),
-        LookupKind::Phone => normalize_phone(value, region),
-        LookupKind::Login => normalize_login(value, fold),
-        LookupKind::Token => Err(VaultError::InvalidValue(LookupKind::Token)),
+        IndexedKind::Email => normalize_email(value, fold),
+        IndexedKind::Phone => normalize_phone(value, region),
+        IndexedKind::Login => normalize_login(value, fold),
     }
 }
 
