@@ -194,7 +194,17 @@ drop_vault
 q -c "CREATE EXTENSION pii_vault VERSION '0.2.0'" >/dev/null
 got="$(as_pg "$PG_BIN/pg_restore" --single-transaction -h "$CLUSTER_DIR" -p "$CLUSTER_PORT" -d "$DB" "$DUMP_020" 2>&1)"
 check_equal "a 0.2.0 vault's dump restores into a vault created as 0.2.0" "$got" ""
-q -c "ALTER EXTENSION pii_vault UPDATE" >/dev/null
+# Updated by one session while another is open, in a REPEATABLE READ
+# transaction begun before the update: the open session reads the new
+# release, not the old one its snapshot shows.
+check_equal "a session open across ALTER EXTENSION UPDATE works the vault as $VERSION does" \
+    "$(python3 "$HERE/update_under_open_sessions.py" "$CLUSTER_DIR" "$CLUSTER_PORT" "$DB" postgres 2>&1)" \
+    "A reads its record before: open across the update
+A reads its record in a snapshot of before: open across the update
+B deletes it: True
+A reads the deleted record: None
+A reads the expired record: None
+A stores a record that expires: True"
 people_intact "0.2.0 dump restored, then updated to $VERSION"
 drop_vault
 

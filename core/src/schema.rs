@@ -93,13 +93,39 @@ pub struct IndexShape<'a> {
     pub is_btree: bool,
     /// Whether pg_index says it is an index of the probed table.
     pub of_table: bool,
+    /// Whether it refuses a duplicate key when the row is written
+    /// (indisunique and indimmediate): the vault's uniqueness is its.
+    pub unique_at_once: bool,
+    /// Whether it is valid, ready and live (not one being built or
+    /// dropped concurrently): it holds an entry for every row.
+    pub complete: bool,
+    /// Which rows it leaves out.
+    pub predicate: Predicate,
+    /// Whether it has expressions (entries that are not the columns'
+    /// values).
+    pub expressions: bool,
     /// pg_index.indkey: the table's columns it holds, keys then INCLUDE.
     pub columns: &'a [i16],
 }
 
-/// Whether a probe may scan `index` on `heap`: a plain table, a btree of
-/// it whose first column is `wanted[0]` and, when the entries themselves
-/// are read (`index_only`), holding exactly `wanted`.
+/// An index's predicate (pg_index.indpred), as far as a probe cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Predicate {
+    /// A whole index: every row has an entry.
+    None,
+    /// `WHERE column IS NOT NULL`: every row whose `column` is not NULL
+    /// has an entry (the blind indexes from 0.3.0 on: a probe of a key
+    /// never asks for NULL).
+    NotNull(i16),
+    /// Anything else: rows a probe asks for may be left out.
+    Other,
+}
+
+/// Whether a probe may scan `index` on `heap`: a plain table, a complete,
+/// unique (not deferred) btree of it whose first column is `wanted[0]`,
+/// with an entry for every row where that column is not NULL and, when
+/// the entries themselves are read (`index_only`), holding exactly
+/// `wanted`.
 pub fn probe_fits(heap: &HeapShape, index: &IndexShape<'_>, wanted: &[i16], index_only: bool) -> bool {
     if heap.kind != RelKind::Table || !heap.has_table_am {
         return false;
@@ -107,9 +133,17 @@ pub fn probe_fits(heap: &HeapShape, index: &IndexShape<'_>, wanted: &[i16], inde
     if index.kind != RelKind::Index || !index.is_btree || !index.of_table || index.columns.is_empty() {
         return false;
     }
+    if !index.unique_at_once || !index.complete || index.expressions {
+        return false;
+    }
     let Some(key) = wanted.first() else {
         return false;
     };
+    match index.predicate {
+        Predicate::None => {}
+        Predicate::NotNull(column) if column == *key => {}
+        Predicate::NotNull(_) | Predicate::Other => return false,
+    }
     if index_only {
         index.columns == wanted
     } else {
@@ -184,7 +218,16 @@ mod tests {
     const TABLE: HeapShape = HeapShape { kind: RelKind::Table, has_table_am: true };
 
     fn btree(columns: &[i16]) -> IndexShape<'_> {
-        IndexShape { kind: RelKind::Index, is_btree: true, of_table: true, columns }
+        IndexShape {
+            kind: RelKind::Index,
+            is_btree: true,
+            of_table: true,
+            unique_at_once: true,
+            complete: true,
+            predicate: Predicate::None,
+            expressions: false,
+            columns,
+        }
     }
 
     fn live(type_oid: u32) -> Column {
@@ -252,6 +295,27 @@ mod tests {
         assert!(!probe_fits(&TABLE, &of_another_table, &[1], false));
         assert!(!probe_fits(&TABLE, &btree(&[]), &[1], false));
         assert!(!probe_fits(&TABLE, &btree(&[1]), &[], false));
+    }
+
+    #[test]
+    fn an_index_that_misses_rows_or_duplicates_does_not() {
+        // Each would answer "no such record" for one that exists, or let a
+        // second record take an identifier: never an index the vault reads
+        // or relies on.
+        let not_unique = IndexShape { unique_at_once: false, ..btree(&[1, 2]) };
+        let being_built = IndexShape { complete: false, ..btree(&[1, 2]) };
+        let partial = IndexShape { predicate: Predicate::Other, ..btree(&[1, 2]) };
+        let without_other_nulls = IndexShape { predicate: Predicate::NotNull(2), ..btree(&[1, 2]) };
+        let of_expressions = IndexShape { expressions: true, ..btree(&[1, 2]) };
+        for index in [not_unique, being_built, partial, without_other_nulls, of_expressions] {
+            assert!(!probe_fits(&TABLE, &index, &[1, 2], true), "{index:?}");
+            assert!(!probe_fits(&TABLE, &index, &[1], false), "{index:?}");
+        }
+        assert!(probe_fits(&TABLE, &btree(&[1, 2]), &[1, 2], true));
+        // The blind indexes leave out only rows without that identifier.
+        let blind = IndexShape { predicate: Predicate::NotNull(1), ..btree(&[1, 2]) };
+        assert!(probe_fits(&TABLE, &blind, &[1, 2], true));
+        assert!(probe_fits(&TABLE, &blind, &[1], false));
     }
 
     #[test]

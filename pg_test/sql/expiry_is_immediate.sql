@@ -165,6 +165,26 @@ CREATE UNIQUE INDEX records_email_index_key ON pii_vault.records (email_index) I
 SELECT try_sql($$SELECT vault_lookup('email', 'v@expiry.example')$$) AS index_without_expiry;
 ROLLBACK;
 SELECT vault_lookup('email', 'v@expiry.example') IS NULL AS expired_lookup_is_null;
+-- Nor may a rebuilt email index leave rows out (a predicate of its own)
+-- or let a duplicate in (not unique): a lookup and a store are errors,
+-- never "no such record" or a second record with that email.
+SELECT vault_store('{"name": "P", "email": "p@expiry.example"}') AS p \gset
+BEGIN;
+DROP INDEX pii_vault.records_email_index_key;
+CREATE UNIQUE INDEX records_email_index_key ON pii_vault.records (email_index) INCLUDE (token, expires_at)
+    WHERE false;
+SELECT try_sql($$SELECT vault_lookup('email', 'p@expiry.example')$$) AS lookup_in_partial_index;
+SELECT try_sql($$SELECT vault_store('{"email": "p@expiry.example"}')$$) AS store_beside_partial_index;
+ROLLBACK;
+BEGIN;
+DROP INDEX pii_vault.records_email_index_key;
+CREATE INDEX records_email_index_key ON pii_vault.records (email_index) INCLUDE (token, expires_at)
+    WHERE email_index IS NOT NULL;
+SELECT try_sql($$SELECT vault_lookup('email', 'p@expiry.example')$$) AS lookup_in_index_not_unique;
+SELECT try_sql($$SELECT vault_store('{"email": "p@expiry.example"}')$$) AS store_beside_index_not_unique;
+ROLLBACK;
+SELECT vault_lookup('email', 'p@expiry.example') = :'p' AS lookup_after_rollback_p,
+    try_sql($$SELECT vault_store('{"email": "p@expiry.example"}')$$) AS store_after_rollback_p;
 -- Nor may a token made NULL (the primary key rebuilt without NOT NULL)
 -- be read from the index entry as a pointer.
 SELECT vault_store('{"name": "N", "email": "n@expiry.example"}') AS n \gset

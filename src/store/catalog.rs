@@ -193,22 +193,42 @@ pub fn installed_schema() -> VaultResult<Option<Schema>> {
     schema().map(Some)
 }
 
-/// The release pg_extension names for the vault.
+/// The release pg_extension names for the vault, read as the OIDs are,
+/// under the catalog snapshot (the latest committed catalog): a query
+/// under a REPEATABLE READ transaction's snapshot would see the release of
+/// before an ALTER EXTENSION UPDATE beside the relations of after it, and
+/// the cache would keep the pair for the backend's life.
 fn installed_release() -> VaultResult<String> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'pii_vault'",
-            Some(1),
-            &[],
-        )?;
-        let mut release = None;
-        for row in rows {
-            release = row.get::<String>(1)?;
-        }
-        Ok::<_, pgrx::spi::SpiError>(release)
-    })
-    .map_err(super::fault)?
-    .ok_or(VaultError::Storage(StorageFault::UnknownSchema))
+    // SAFETY: a scan of pg_extension by its name index inside a
+    // transaction, as PostgreSQL's get_extension_oid does; extversion is
+    // copied out (text) before the scan ends.
+    let release = unsafe {
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let catalog = pg_sys::table_open(pg_sys::ExtensionRelationId, lock);
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            pg_sys::Anum_pg_extension_extname as pg_sys::AttrNumber,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::F_NAMEEQ.into(),
+            Datum::from(c"pii_vault".as_ptr()),
+        );
+        let index = Oid::from(pg_sys::ExtensionNameIndexId);
+        let scan = pg_sys::systable_beginscan(catalog, index, true, std::ptr::null_mut(), 1, &mut key);
+        let row = pg_sys::systable_getnext(scan);
+        let mut null = true;
+        let datum = match row.is_null() {
+            true => Datum::from(0),
+            false => {
+                pg_sys::heap_getattr(row, pg_sys::Anum_pg_extension_extversion as i32, (*catalog).rd_att, &mut null)
+            }
+        };
+        let release = String::from_datum(datum, null);
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(catalog, lock);
+        release
+    };
+    release.ok_or(VaultError::Storage(StorageFault::UnknownSchema))
 }
 
 pub(super) fn vault_oids() -> VaultResult<VaultOids> {
@@ -300,6 +320,22 @@ fn read_oids(schema: Schema) -> VaultResult<VaultOids> {
     for i in RecordsIndex::ALL {
         indexes[i as usize] = index(i.name(), i.key_type())?;
         keys[i as usize] = column(table, i.column())? as i16;
+        if !super::index_read::index_fits(table, indexes[i as usize], keys[i as usize]) {
+            return Err(StorageFault::ForeignIndex(text(i.name())).into());
+        }
+    }
+    if let Some(by_id) = by_id {
+        for ((table, index, id_hash), name) in [
+            (by_id.shares.0, by_id.shares.1, by_id.shares.2.id_hash),
+            (by_id.sessions.0, by_id.sessions.1, by_id.sessions.2.id_hash),
+        ]
+        .into_iter()
+        .zip([c"shares_pkey", c"sessions_pkey"])
+        {
+            if !super::index_read::index_fits(table, index, id_hash as i16) {
+                return Err(StorageFault::ForeignIndex(text(name)).into());
+            }
+        }
     }
     Ok(VaultOids {
         schema,

@@ -33,7 +33,7 @@ use pgrx::prelude::*;
 
 use super::catalog::{vault_oids, RecordColumns, RecordsIndex, SessionColumns, ShareColumns, VaultOids};
 use crate::error::{StorageFault, VaultResult};
-use pii_vault_core::schema::{self, Column, EntryTypes, HeapShape, IndexShape, RelKind};
+use pii_vault_core::schema::{self, Column, EntryTypes, HeapShape, IndexShape, Predicate, RelKind};
 
 /// PostgreSQL's functions for one index probe, declared here without
 /// pgrx's per-call guard. pgrx wraps every `pg_sys` function in a
@@ -44,7 +44,7 @@ use pii_vault_core::schema::{self, Column, EntryTypes, HeapShape, IndexShape, Re
 mod unguarded {
     use pgrx::pg_sys::{AttrNumber, BlockNumber, Buffer, IndexTuple, ItemPointer, ScanDirection, StrategyNumber};
     use pgrx::pg_sys::{Datum, IndexScanDesc, List, Oid, RegProcedure, Relation, ScanKey, Snapshot, TupleTableSlot};
-    use pgrx::pg_sys::{TupleDesc, LOCKMODE};
+    use pgrx::pg_sys::{HeapTuple, TupleDesc, LOCKMODE};
     use std::ffi::c_int;
 
     crate::unguarded! {
@@ -70,6 +70,8 @@ mod unguarded {
         fn index_endscan(IndexScanDesc);
         fn table_slot_create(Relation, *mut *mut List) -> *mut TupleTableSlot;
         fn ExecDropSingleTupleTableSlot(*mut TupleTableSlot);
+        fn heap_attisnull(HeapTuple, c_int, TupleDesc) -> bool;
+        fn RelationGetIndexPredicate(Relation) -> *mut List;
     }
 
     // storage/predicate.h is not among pgrx's bindings, so this one cannot
@@ -122,26 +124,102 @@ impl Target {
     /// # Safety
     /// Both relations are open.
     unsafe fn fits(&self, heap: pg_sys::Relation, index: pg_sys::Relation, index_only: bool) -> bool {
-        // SAFETY: per the function's contract; rd_index and its indkey
-        // (indnatts entries) belong to an open index.
-        unsafe {
-            let (heap_rel, index_rel) = (&*(*heap).rd_rel, &*(*index).rd_rel);
-            let form = (*index).rd_index;
-            let columns = match form.is_null() {
-                true => &[][..],
-                false => (*form).indkey.values.as_slice((*form).indnatts.max(0) as usize),
-            };
-            let heap =
-                HeapShape { kind: RelKind::of(heap_rel.relkind as u8), has_table_am: !(*heap).rd_tableam.is_null() };
-            let index = IndexShape {
-                kind: RelKind::of(index_rel.relkind as u8),
-                is_btree: index_rel.relam == pg_sys::BTREE_AM_OID,
-                of_table: !form.is_null() && (*form).indrelid == self.table,
-                columns,
-            };
-            let wanted = if index_only { &self.columns[..self.entry_columns] } else { &self.columns[..1] };
-            schema::probe_fits(&heap, &index, wanted, index_only)
+        let wanted = if index_only { &self.columns[..self.entry_columns] } else { &self.columns[..1] };
+        // SAFETY: per the function's contract.
+        unsafe { shapes_fit(self.table, heap, index, wanted, index_only) }
+    }
+}
+
+/// `schema::probe_fits` of `heap` and `index` as the relcache has them.
+///
+/// # Safety
+/// Both relations are open; called inside a guarded block.
+unsafe fn shapes_fit(
+    table: Oid,
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    wanted: &[i16],
+    index_only: bool,
+) -> bool {
+    // SAFETY: per the function's contract; rd_index, its indkey (indnatts
+    // entries) and rd_indextuple (its pg_index row) belong to an open
+    // index.
+    unsafe {
+        let (heap_rel, index_rel) = (&*(*heap).rd_rel, &*(*index).rd_rel);
+        let form = (*index).rd_index;
+        let heap = HeapShape { kind: RelKind::of(heap_rel.relkind as u8), has_table_am: !(*heap).rd_tableam.is_null() };
+        if form.is_null() || (*index).rd_indextuple.is_null() {
+            return false;
         }
+        let form = &*form;
+        let row = (*index).rd_indextuple;
+        let index = IndexShape {
+            kind: RelKind::of(index_rel.relkind as u8),
+            is_btree: index_rel.relam == pg_sys::BTREE_AM_OID,
+            of_table: form.indrelid == table,
+            unique_at_once: form.indisunique && form.indimmediate,
+            complete: form.indisvalid && form.indisready && form.indislive,
+            predicate: predicate(index),
+            expressions: !unguarded::heap_attisnull(row, pg_sys::Anum_pg_index_indexprs as i32, std::ptr::null_mut()),
+            columns: form.indkey.values.as_slice(form.indnatts.max(0) as usize),
+        };
+        schema::probe_fits(&heap, &index, wanted, index_only)
+    }
+}
+
+/// An open index's predicate: none, `WHERE column IS NOT NULL`, or other.
+///
+/// # Safety
+/// `index` is open; called inside a guarded block.
+unsafe fn predicate(index: pg_sys::Relation) -> Predicate {
+    // SAFETY: per the function's contract. The relcache parses the
+    // predicate once and keeps it (rd_indpred, an implicit AND).
+    unsafe {
+        let row = (*index).rd_indextuple;
+        if unguarded::heap_attisnull(row, pg_sys::Anum_pg_index_indpred as i32, std::ptr::null_mut()) {
+            return Predicate::None;
+        }
+        if (*index).rd_indpred.is_null() {
+            unguarded::RelationGetIndexPredicate(index);
+        }
+        let terms = (*index).rd_indpred;
+        if terms.is_null() || (*terms).length != 1 {
+            return Predicate::Other;
+        }
+        let term = (*(*terms).elements).ptr_value as *const pg_sys::Node;
+        if (*term).type_ != pg_sys::NodeTag::T_NullTest {
+            return Predicate::Other;
+        }
+        let test = &*(term as *const pg_sys::NullTest);
+        let arg = test.arg as *const pg_sys::Node;
+        if test.nulltesttype != pg_sys::NullTestType::IS_NOT_NULL || test.argisrow || arg.is_null() {
+            return Predicate::Other;
+        }
+        match (*arg).type_ == pg_sys::NodeTag::T_Var {
+            true => Predicate::NotNull((*(arg as *const pg_sys::Var)).varattno),
+            false => Predicate::Other,
+        }
+    }
+}
+
+/// Whether `index` is one the vault may read and rely on for uniqueness:
+/// a complete, unique, whole btree of the plain table `table` keyed on
+/// column `key` (checked where the catalog is read, so a write, which
+/// relies on the index to refuse a duplicate, never runs beside one that
+/// would not).
+pub(super) fn index_fits(table: Oid, index: Oid, key: i16) -> bool {
+    use unguarded::*;
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: inside a transaction; relations opened here are closed here,
+    // their locks kept as the executor keeps them.
+    unsafe {
+        pg_guard_ffi_boundary(|| {
+            let (heap, opened) = (table_open(table, lock), index_open(index, lock));
+            let fits = shapes_fit(table, heap, opened, &[key], false);
+            index_close(opened, pg_sys::NoLock as pg_sys::LOCKMODE);
+            table_close(heap, pg_sys::NoLock as pg_sys::LOCKMODE);
+            fits
+        })
     }
 }
 
