@@ -30,6 +30,22 @@ macro_rules! unguarded {
     };
 }
 
+/// Runs `body` in a transaction of a background worker, then reports the
+/// worker's table statistics at once. A backend reports its own when it
+/// waits for its client's next command, which a worker never does: the
+/// writer's inserts and the purge's deletes would otherwise reach
+/// pg_stat_all_tables (and so autovacuum) only when the worker exits.
+pub(crate) fn worker_transaction<F, R>(body: F) -> R
+where
+    F: FnOnce() -> R + std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+{
+    let result = pgrx::bgworkers::BackgroundWorker::transaction(body);
+    // SAFETY: outside a transaction (committed above), in a worker
+    // connected to its database.
+    unsafe { pg_sys::pgstat_report_stat(true) };
+    result
+}
+
 mod api;
 mod audit;
 pub use pii_vault_core::{crypto, error, normalize, record};

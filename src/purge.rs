@@ -138,7 +138,7 @@ const MAX_REST: Duration = Duration::from_secs(10);
 fn purge_all() {
     loop {
         let started = std::time::Instant::now();
-        let removed = BackgroundWorker::transaction(purge_batch);
+        let removed = crate::worker_transaction(purge_batch);
         if removed < BATCH {
             return;
         }

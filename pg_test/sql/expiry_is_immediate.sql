@@ -120,6 +120,12 @@ SELECT count(*) AS batch_rows_before_purge FROM pii_vault.records AS r JOIN batc
 -- it after the server started, and the postmaster restarts the worker 10 s
 -- after its failed first try): wait for it, 15 s at most.
 CALL wait_for_worker('pii_vault purge worker', 15);
+-- What pg_stat_all_tables says the vault's tables have had so far (the
+-- workers' share must show up as they commit, for autovacuum to act).
+SELECT pii_vault.audit_wait() AS audit_written;
+CREATE TEMP TABLE stats_before AS
+SELECT relid, n_tup_ins, n_tup_del FROM pg_stat_all_tables
+WHERE relid IN ('pii_vault.records'::regclass, 'pii_vault.audit_batches'::regclass);
 -- Expired records go once the delete grace has passed since they
 -- expired: no grace here.
 ALTER SYSTEM SET pii_vault.delete_grace = 0;
@@ -137,6 +143,25 @@ END $$;
 SELECT count(*) AS batch_rows_after_purge,
        count(*) FILTER (WHERE b.n % 2 = 1) AS live_ones_left
 FROM pii_vault.records AS r JOIN batch AS b ON b.tok = r.token;
+-- The purge worker's deletes and the audit writer's batches (the purge
+-- events) are in pg_stat_all_tables while both workers keep running:
+-- reported as each commits, not when the worker exits (polled 5 s at
+-- most: a report follows its commit by a moment).
+SELECT pii_vault.audit_wait() AS audit_written;
+DO $$
+BEGIN
+    FOR i IN 1..50 LOOP
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN (SELECT bool_and(s.n_tup_del - b.n_tup_del >= 100 OR s.relid <> 'pii_vault.records'::regclass)
+                          AND bool_and(s.n_tup_ins > b.n_tup_ins OR s.relid <> 'pii_vault.audit_batches'::regclass)
+                   FROM pg_stat_all_tables AS s JOIN stats_before AS b USING (relid));
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+SELECT s.relid::regclass AS workers_table, s.n_tup_ins > b.n_tup_ins AS inserts_reported,
+       s.n_tup_del - b.n_tup_del >= 100 AS purged_deletes_reported
+FROM pg_stat_all_tables AS s JOIN stats_before AS b USING (relid) ORDER BY s.relid::regclass::text;
+DROP TABLE stats_before;
 SELECT count(*) AS live_ones_read_back
 FROM (SELECT n, vault_get(tok) AS rec FROM batch WHERE n % 2 = 1) AS s
 WHERE (rec ->> 'n')::int = n;

@@ -225,7 +225,7 @@ fn write_batch(
     names: &mut RoleNames,
     batch: &[&AuditEvent],
 ) -> Batch {
-    let written = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(|| {
+    let written = crate::worker_transaction(std::panic::AssertUnwindSafe(|| {
         Spi::connect_mut(|client| -> SpiResult<Batch> {
             let plans = writer_plans(client)?;
             let table: Option<pg_sys::Oid> = client.select(&plans.audit_table, None, &[])?.first().get(1)?;
