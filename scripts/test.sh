@@ -15,6 +15,8 @@
 #                        cluster: roles, attacks, key failures, leak scans;
 #      pg_test/day_two.sh  upgrade from every earlier release, dump and
 #                        restore, key rotation under load;
+#      pg_test/replicas.sh  a primary and a streaming standby: operator
+#                        functions on the standby, writes refused there;
 #   4. bench/run.sh --smoke --secdef-cost --floor --budget-cost, so the benchmark keeps working
 #      (not a timing).
 # Installs whatever is missing first (scripts/setup.sh). Exit status is 0
@@ -136,6 +138,9 @@ if scripts/install.sh >"$LOGS/install.log" 2>&1; then
     section "pg_test/day_two.sh (upgrade, dump and restore, key rotation)"
     pg_test/day_two.sh | tee "$LOGS/day_two.log"
     count_suite day_two "$LOGS/day_two.log"
+    section "pg_test/replicas.sh (a primary and a streaming standby)"
+    pg_test/replicas.sh | tee "$LOGS/replicas.log"
+    count_suite replicas "$LOGS/replicas.log"
     section "benchmark smoke run (bench/run.sh --smoke --secdef-cost --floor --budget-cost: small N, keeps the benchmark working)"
     if bench/run.sh --smoke --secdef-cost --floor --budget-cost --no-install >"$LOGS/bench.log" 2>&1 \
         && grep -q "^| store | 1 |" "$LOGS/bench.log" && grep -q "^## What SECURITY DEFINER" "$LOGS/bench.log" \

@@ -74,6 +74,21 @@ audit_code! {
     }
 }
 
+impl Operation {
+    /// Whether a call of this operation stores, changes or removes data
+    /// (refused on a standby and in a read-only transaction before it
+    /// runs).
+    pub fn writes(self) -> bool {
+        use Operation::*;
+        match self {
+            Store | Update | Delete | Rotate | AuditPrune | SetExpiry | Restore | Erase | Purge | Share | Unshare
+            | SessionStore | SessionDelete | AppDataSet | AppDataDelete | ConsentSet | Expire | Reindex => true,
+            Get | Lookup | Export | AuditRead | AuditVerify | Health | Normalize | KeyVersions | GetShared
+            | SessionGet | Sessions | AppDataGet | Consents | ConsentHistory | SubjectExport => false,
+        }
+    }
+}
+
 audit_code! {
     /// How the call ended.
     pub enum Outcome {

@@ -225,8 +225,22 @@ pub enum VaultError {
     BadName(&'static str),
     #[error("pii_vault: unknown legal basis")]
     BadLegalBasis,
+    #[error("pii_vault: {0}")]
+    ReadOnly(ReadOnly),
     #[error("pii_vault: internal storage error: {0}")]
     Storage(StorageFault),
+}
+
+/// Why a call that writes cannot write here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReadOnly {
+    /// The server is a hot standby (in recovery).
+    #[error("this server is a standby: it serves reads only")]
+    Standby,
+    /// The transaction is read-only (SET TRANSACTION READ ONLY,
+    /// default_transaction_read_only).
+    #[error("cannot write in a read-only transaction")]
+    Transaction,
 }
 
 impl VaultError {
@@ -270,6 +284,7 @@ impl VaultError {
             | NoFields
             | BadName(_)
             | BadLegalBasis
+            | ReadOnly(_)
             | Storage(_) => Outcome::Error,
         }
     }

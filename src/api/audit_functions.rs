@@ -30,7 +30,9 @@ fn vault_audit_verify(
         // server started), read before the batches so the snapshot holds
         // it: catches batches deleted from the end of the chain.
         let state = queue::state();
-        let table = Spi::get_one::<pg_sys::Oid>("SELECT 'pii_vault.audit_batches'::regclass::oid").ok().flatten();
+        let table = crate::store::select_one::<pg_sys::Oid>("SELECT 'pii_vault.audit_batches'::regclass::oid", &[])
+            .ok()
+            .flatten();
         let same_table = table.is_some_and(|t| u32::from(t) == state.chain_table);
         let head = (state.chain_id > 0 && same_table).then_some((state.chain_id, state.chain_mac));
         let anchor = read_anchor()?;
@@ -256,8 +258,9 @@ struct AnchorPlan {
 fn plan_anchor(keys: &KeySet, before: Option<i64>) -> VaultResult<AnchorPlan> {
     use crate::crypto::audit_chain::{batch_key_version, decode_batch, SealDigest, GENESIS};
     let existing = read_anchor()?;
-    let newest: i64 =
-        Spi::get_one("SELECT pg_catalog.max(last_id) FROM pii_vault.audit_batches").map_err(fault)?.unwrap_or(0);
+    let newest: i64 = crate::store::select_one("SELECT pg_catalog.max(last_id) FROM pii_vault.audit_batches", &[])
+        .map_err(fault)?
+        .unwrap_or(0);
     let mut verifier = ChainVerifier::new(keys, None, existing.as_ref().map(|(a, mac)| (a, mac.as_slice())));
     let (mut start_id, mut start_mac) = existing.as_ref().map_or((0, GENESIS), |(a, _)| (a.start_id, a.start_mac));
     let mut pruning = before.is_some();
@@ -387,7 +390,7 @@ pub(crate) fn anchor_older_batches(keys: &KeySet) -> VaultResult<()> {
 fn vault_audit_prune(before: pgrx::datum::TimestampWithTimeZone) -> i64 {
     audited(Operation::AuditPrune, |_call| {
         let keys = guard::ready()?;
-        let floor = Spi::get_one_with_args::<pgrx::datum::TimestampWithTimeZone>(
+        let floor = crate::store::select_one::<pgrx::datum::TimestampWithTimeZone>(
             "SELECT pg_catalog.now() - pg_catalog.make_interval(days => $1)",
             &[guc::audit_retention_days().into()],
         )

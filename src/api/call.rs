@@ -16,7 +16,7 @@ use super::errors::raise;
 use crate::audit::event::{fields_fit, FIELD_BYTES};
 use crate::audit::{self, Operation, Outcome};
 use crate::error::VaultResult;
-use crate::error::{Unattributable, VaultError};
+use crate::error::{ReadOnly, Unattributable, VaultError};
 use crate::throttle::{self, Kind, Limit};
 use pgrx::pg_sys;
 
@@ -38,6 +38,19 @@ enum Failure {
     Raised(Box<dyn std::any::Any + Send>),
 }
 
+/// Refuses a call that writes where nothing can be written: on a standby
+/// (which a driver tells from damaged storage by 25006) and in a read-only
+/// transaction.
+fn read_write() -> VaultResult<()> {
+    // SAFETY: plain reads of backend state.
+    let (standby, read_only) = unsafe { (pg_sys::RecoveryInProgress(), pg_sys::XactReadOnly) };
+    match (standby, read_only) {
+        (true, _) => Err(VaultError::ReadOnly(ReadOnly::Standby)),
+        (false, true) => Err(VaultError::ReadOnly(ReadOnly::Transaction)),
+        (false, false) => Ok(()),
+    }
+}
+
 pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultResult<R>) -> R {
     let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, charged: false };
     let ended = catch_unwind(AssertUnwindSafe(|| {
@@ -46,6 +59,9 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultRes
         }
         if !caller_may_execute() {
             return Err(VaultError::CallerMayNotExecute);
+        }
+        if operation.writes() {
+            read_write()?;
         }
         body(&mut call)
     }));

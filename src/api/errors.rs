@@ -32,6 +32,7 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
         PurposeRequired => ERRCODE_INSUFFICIENT_PRIVILEGE,
         DropRefused => ERRCODE_OBJECT_IN_USE,
         AuditNotEmpty => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        ReadOnly(_) => ERRCODE_READ_ONLY_SQL_TRANSACTION,
         RandomFailure | Storage(_) => ERRCODE_INTERNAL_ERROR,
     }
 }
@@ -59,6 +60,10 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
             "Use one of GDPR art. 6(1)'s: consent, contract, legal_obligation, vital_interests, public_task, legitimate_interests.",
         ),
         BulkExportDisabled => Some("A superuser can enable it with pii_vault.allow_bulk_export = on and a configuration reload."),
+        ReadOnly(crate::error::ReadOnly::Standby) => {
+            Some("Run calls that store, change or remove data on the primary; standbys serve reads.")
+        }
+        ReadOnly(crate::error::ReadOnly::Transaction) => Some("Run the call in a read-write transaction."),
         ReadsPerStatement(_) | WritesPerStatement(_) => Some(
             "One statement (a cursor across its fetches, a DO block or CALL across its commits) may reach only so many records; read or write in separate statements, or ask a superuser to raise the budget.",
         ),
@@ -156,6 +161,7 @@ fn detail(error: &VaultError) -> Option<String> {
         | PurposeRequired
         | BadName(_)
         | BadLegalBasis
+        | ReadOnly(_)
         | Storage(_) => None,
     }
 }

@@ -96,7 +96,7 @@ thread_local! {
 fn injected_failure(name: &'static str) -> Option<Found> {
     #[cfg(any(test, feature = "pg_test"))]
     if FAIL.get() == Some(name) {
-        Spi::get_one::<i32>("SELECT 1 / 0").expect("division by zero raises");
+        crate::store::select_one::<i32>("SELECT 1 / 0", &[]).expect("division by zero raises");
     }
     let _ = name;
     None
@@ -108,7 +108,7 @@ fn with_hint(problem: &KeyProblem) -> String {
 }
 
 fn setting(name: &str) -> Option<String> {
-    Spi::get_one_with_args::<String>("SELECT pg_catalog.current_setting($1, true)", &[name.into()]).ok().flatten()
+    crate::store::select_one::<String>("SELECT pg_catalog.current_setting($1, true)", &[name.into()]).ok().flatten()
 }
 
 /// One row per check; a failing row says how to fix it. Works (and is
@@ -133,6 +133,14 @@ fn vault_health() -> TableIterator<'static, (name!(check_name, String), name!(ok
                     .then(|| "this is not the database named by pii_vault.database: set it to this database and restart".into()),
                 "this is the vault's database",
             )
+        }),
+        run("standby", || {
+            // SAFETY: a plain read of shared state.
+            let fine = match unsafe { pg_sys::RecoveryInProgress() } {
+                true => "this server is a standby: it serves reads; calls that write are refused (25006)",
+                false => "this server is not a standby: it serves reads and writes",
+            };
+            found(None, fine)
         }),
         log_setting("log_statement", |v| v == "none" || v == "ddl", "set log_statement = none (or ddl): logged statements carry record values"),
         log_setting("log_min_duration_statement", |v| v == "-1", "set log_min_duration_statement = -1: slow statements are logged with their text"),
@@ -464,14 +472,21 @@ fn audit_writer() -> Found {
     }
     let state = queue::state();
     let alive = state.writer_pid != 0
-        && Spi::get_one_with_args::<bool>(
+        && crate::store::select_one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = $1)",
             &[state.writer_pid.into()],
         )
         .ok()
         .flatten()
         .unwrap_or(false);
-    let problem = if !alive {
+    // SAFETY: a plain read of shared state.
+    let standby = unsafe { pg_sys::RecoveryInProgress() };
+    let problem = if standby {
+        Some(format!(
+            "this server is a standby, where the audit writer does not run: the {} events of calls made here are queued in its memory and reach no audit (standby reads are not forwarded to the primary yet); point vault reads at the primary",
+            state.pending
+        ))
+    } else if !alive {
         Some(format!(
             "the audit writer is not running ({} events queued): it restarts within seconds; if this persists, check the server log; calls are refused once its queue is full",
             state.pending

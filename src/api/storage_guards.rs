@@ -139,12 +139,13 @@ unsafe extern "C-unwind" fn check_locks_held(before: i64) {
 /// How many locks stronger than ROW EXCLUSIVE this backend holds on the
 /// vault's tables.
 fn strong_locks_held() -> i64 {
-    Spi::get_one::<i64>(
+    crate::store::select_one::<i64>(
         "SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks l \
          JOIN pg_catalog.pg_class c ON c.oid = l.relation \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.granted \
            AND l.mode NOT IN ('AccessShareLock', 'RowShareLock', 'RowExclusiveLock') AND n.nspname = 'pii_vault'",
+        &[],
     )
     .unwrap_or_else(|e| raise(crate::store::fault(e)))
     .unwrap_or(i64::MAX)
@@ -153,7 +154,7 @@ fn strong_locks_held() -> i64 {
 /// Whether `relid` is in the vault's schema, or is a view whose
 /// definition (or a view's it names, recursively) reads from it.
 fn reaches_the_vault(relid: Oid) -> bool {
-    Spi::get_one_with_args::<bool>(
+    crate::store::select_one::<bool>(
         "WITH RECURSIVE reached(oid) AS ( \
              SELECT $1 \
              UNION \

@@ -30,6 +30,14 @@ use pii_vault_core::schema::Schema;
 use plans::with_plans;
 use unique::caught_duplicates;
 
+/// The first column of a read-only query's first row, through SPI in
+/// read-only mode, which takes no transaction id: pgrx's `Spi::get_one`
+/// runs every query as a write and takes one, which a standby cannot give
+/// ("cannot assign TransactionIds during recovery").
+pub fn select_one<A: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid<'_>]) -> SpiResult<Option<A>> {
+    Spi::connect(|client| client.select(query, Some(1), args)?.first().get_one())
+}
+
 /// An SPI failure as the storage fault it is.
 pub fn fault(error: pgrx::spi::SpiError) -> VaultError {
     VaultError::Storage(StorageFault::Spi(error.to_string()))
