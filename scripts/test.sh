@@ -90,6 +90,22 @@ gate "shellcheck -x -S warning on ${#shell_scripts[@]} shell scripts" \
     shellcheck -x -P SCRIPTDIR -S warning "${shell_scripts[@]}"
 # Offline: no advisory database is reachable here (deny.toml).
 gate "cargo deny check licenses bans sources" cargo deny --offline check licenses bans sources
+# PGXN's META.json names this release and its frozen install script, and
+# LICENSE is the license the crate declares.
+meta_matches() {
+    python3 - <<'PY'
+import json, pathlib, re, sys
+version = re.search(r'^version = "([^"]+)"', pathlib.Path("Cargo.toml").read_text(), re.M).group(1)
+meta = json.loads(pathlib.Path("META.json").read_text())
+provided = meta["provides"]["pii_vault"]
+ok = (meta["version"] == provided["version"] == version
+      and pathlib.Path(provided["file"]).is_file() and provided["file"].endswith(f"--{version}.sql")
+      and meta["license"] == "apache_2_0" and 'license = "Apache-2.0"' in pathlib.Path("Cargo.toml").read_text()
+      and pathlib.Path("LICENSE").read_text().lstrip().startswith("Apache License\n                        Version 2.0"))
+sys.exit(0 if ok else 1)
+PY
+}
+gate "META.json names release $(grep -m1 '^version = ' Cargo.toml | cut -d'"' -f2) and its install script; LICENSE is Apache-2.0" meta_matches
 gate "cargo +nightly fuzz build (every fuzz target compiles)" \
     bash -c 'cd fuzz && cargo +nightly fuzz build'
 
