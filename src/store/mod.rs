@@ -33,9 +33,24 @@ use unique::caught_duplicates;
 /// The first column of a read-only query's first row, through SPI in
 /// read-only mode, which takes no transaction id: pgrx's `Spi::get_one`
 /// runs every query as a write and takes one, which a standby cannot give
-/// ("cannot assign TransactionIds during recovery").
+/// ("cannot assign TransactionIds during recovery"). Read-only SPI runs
+/// under the active snapshot; where there is none (a utility hook: LOCK
+/// runs without one) the transaction's is pushed for the query, as SPI
+/// would in write mode.
 pub fn select_one<A: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid<'_>]) -> SpiResult<Option<A>> {
-    Spi::connect(|client| client.select(query, Some(1), args)?.first().get_one())
+    // SAFETY: inside a transaction; a snapshot pushed here is popped below,
+    // or by the (sub)transaction's abort when the query raises an ERROR.
+    let pushed = unsafe { !pg_sys::ActiveSnapshotSet() };
+    if pushed {
+        // SAFETY: as above.
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+    }
+    let value = Spi::connect(|client| client.select(query, Some(1), args)?.first().get_one());
+    if pushed {
+        // SAFETY: the snapshot pushed above is on top again.
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
+    value
 }
 
 /// An SPI failure as the storage fault it is.
