@@ -280,6 +280,21 @@ check_equal "a LOCK whose view was redefined over the audit while it waited is r
     "$(cat "$WORK/racer_a.out")" \
     "42501 pii_vault: LOCK of the vault's tables in a mode stronger than ROW EXCLUSIVE is refused: only the vault's own code changes or locks them"
 cluster_psql -q -At -d "$DB" -c "DROP SCHEMA racer CASCADE" -c "DROP ROLE lock_racer" >/dev/null 2>&1
+# The LOCK hook reads catalogs before and after the lock, and must not fix
+# a REPEATABLE READ transaction's snapshot while doing so: LOCK first, then
+# read, sees the rows the lock waited for, as PostgreSQL documents.
+cluster_psql -q -At -d "$DB" -c "CREATE TABLE lock_then_read (n int)" -c "INSERT INTO lock_then_read VALUES (1)" \
+    -c "GRANT SELECT, UPDATE ON lock_then_read TO app_writer" >/dev/null
+cluster_psql -q -At -d "$DB" -c "BEGIN" -c "INSERT INTO lock_then_read VALUES (2)" -c "SELECT pg_sleep(1)" -c "COMMIT" \
+    >/dev/null 2>&1 &
+holder=$!
+until_sql "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                          WHERE c.relname = 'lock_then_read' AND l.mode = 'RowExclusiveLock')" >/dev/null
+check_equal "LOCK, then read, in REPEATABLE READ sees the rows the lock waited for (a role of the application)" \
+    "$(cluster_psql -q -At -U app_writer -d "$DB" -c "BEGIN ISOLATION LEVEL REPEATABLE READ" \
+        -c "LOCK lock_then_read IN SHARE MODE" -c "SELECT count(*) FROM lock_then_read" -c "COMMIT")" 2
+wait "$holder"
+cluster_psql -q -At -d "$DB" -c "DROP TABLE lock_then_read" >/dev/null
 
 # ---- dump and restore: ciphertext travels, plaintext does not ---------------
 DUMP="$WORK/vault.dump.sql"

@@ -34,16 +34,20 @@ use unique::caught_duplicates;
 /// read-only mode, which takes no transaction id: pgrx's `Spi::get_one`
 /// runs every query as a write and takes one, which a standby cannot give
 /// ("cannot assign TransactionIds during recovery"). Read-only SPI runs
-/// under the active snapshot; where there is none (a utility hook: LOCK
-/// runs without one) the transaction's is pushed for the query, as SPI
-/// would in write mode.
+/// under the active snapshot. Where there is none (a utility hook: LOCK
+/// runs without one) the query runs under a catalog snapshot, and such
+/// queries read only catalogs: the transaction's snapshot (or the latest,
+/// which becomes it when it is the first) would fix a REPEATABLE READ
+/// transaction's snapshot before the LOCK it precedes, and "LOCK first,
+/// then read" would no longer see what the lock waited for.
 pub fn select_one<A: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid<'_>]) -> SpiResult<Option<A>> {
-    // SAFETY: inside a transaction; a snapshot pushed here is popped below,
-    // or by the (sub)transaction's abort when the query raises an ERROR.
+    // SAFETY: inside a transaction; a snapshot pushed here (a copy) is
+    // popped below, or by the (sub)transaction's abort when the query
+    // raises an ERROR.
     let pushed = unsafe { !pg_sys::ActiveSnapshotSet() };
     if pushed {
         // SAFETY: as above.
-        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetCatalogSnapshot(pg_sys::InvalidOid)) };
     }
     let value = Spi::connect(|client| client.select(query, Some(1), args)?.first().get_one());
     if pushed {
