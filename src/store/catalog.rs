@@ -315,27 +315,25 @@ fn read_oids(schema: Schema) -> VaultResult<VaultOids> {
             (Some(life_cycle), Some(by_id))
         }
     };
+    // Each index the vault reads or relies on for uniqueness, as it is now
+    // (any DDL on its table invalidates this cache, so a write never runs
+    // beside an index that would not refuse a duplicate).
+    let relied_on = |name: &'static CStr, table: Oid, index: Oid, key: i32| match super::index_read::index_fits(
+        table, index, key as i16,
+    ) {
+        true => Ok(()),
+        false => Err(StorageFault::ForeignIndex(text(name))),
+    };
     let mut indexes = [pg_sys::InvalidOid; 4];
     let mut keys = [0; 4];
     for i in RecordsIndex::ALL {
         indexes[i as usize] = index(i.name(), i.key_type())?;
         keys[i as usize] = column(table, i.column())? as i16;
-        if !super::index_read::index_fits(table, indexes[i as usize], keys[i as usize]) {
-            return Err(StorageFault::ForeignIndex(text(i.name())).into());
-        }
+        relied_on(i.name(), table, indexes[i as usize], keys[i as usize].into())?;
     }
-    if let Some(by_id) = by_id {
-        for ((table, index, id_hash), name) in [
-            (by_id.shares.0, by_id.shares.1, by_id.shares.2.id_hash),
-            (by_id.sessions.0, by_id.sessions.1, by_id.sessions.2.id_hash),
-        ]
-        .into_iter()
-        .zip([c"shares_pkey", c"sessions_pkey"])
-        {
-            if !super::index_read::index_fits(table, index, id_hash as i16) {
-                return Err(StorageFault::ForeignIndex(text(name)).into());
-            }
-        }
+    if let Some(ByIdRelations { shares, sessions }) = by_id {
+        relied_on(c"shares_pkey", shares.0, shares.1, shares.2.id_hash)?;
+        relied_on(c"sessions_pkey", sessions.0, sessions.1, sessions.2.id_hash)?;
     }
     Ok(VaultOids {
         schema,
