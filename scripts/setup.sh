@@ -12,8 +12,9 @@ say() { echo "setup: $*"; }
 
 # Debian packages: PostgreSQL 15 server and headers, libclang for bindgen,
 # sudo for `cargo pgrx test --runas`, python3 for the harness's file scans,
-# and the shell-script gate (shellcheck).
-packages=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libclang-dev clang pkg-config sudo gcc make python3 shellcheck)
+# the shell-script gate (shellcheck), and dpkg-dev for the Debian package's
+# library dependencies (dpkg-shlibdeps, scripts/package.sh).
+packages=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libclang-dev clang pkg-config sudo gcc make python3 shellcheck dpkg-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

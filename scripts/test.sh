@@ -17,6 +17,10 @@
 #                        restore, key rotation under load;
 #      pg_test/replicas.sh  a primary and a streaming standby: operator
 #                        functions on the standby, writes refused there;
+#      pg_test/package.sh  the Debian package (scripts/package.sh): dpkg -i,
+#                        its files, the extension at work, dpkg -i of a
+#                        higher revision under a running server with a
+#                        session open, the upgrade path from its scripts;
 #   4. bench/run.sh --smoke --secdef-cost --floor --budget-cost, so the benchmark keeps working
 #      (not a timing).
 # Installs whatever is missing first (scripts/setup.sh). Exit status is 0
@@ -157,6 +161,11 @@ if scripts/install.sh >"$LOGS/install.log" 2>&1; then
     section "pg_test/replicas.sh (a primary and a streaming standby)"
     pg_test/replicas.sh | tee "$LOGS/replicas.log"
     count_suite replicas "$LOGS/replicas.log"
+    # scripts/package.sh builds in the same target directory as
+    # scripts/install.sh above: its release build is reused, not redone.
+    section "pg_test/package.sh (the Debian package: dpkg -i, an upgrade under a running server)"
+    pg_test/package.sh | tee "$LOGS/package.log"
+    count_suite package "$LOGS/package.log"
     section "benchmark smoke run (bench/run.sh --smoke --secdef-cost --floor --budget-cost: small N, keeps the benchmark working)"
     if bench/run.sh --smoke --secdef-cost --floor --budget-cost --no-install >"$LOGS/bench.log" 2>&1 \
         && grep -q "^| store | 1 |" "$LOGS/bench.log" && grep -q "^## What SECURITY DEFINER" "$LOGS/bench.log" \
