@@ -46,7 +46,7 @@ cluster_start || { cat "$CLUSTER_LOG"; fail "the primary starts"; exit 1; }
 cluster_psql -q -d postgres -c "CREATE DATABASE $DB" >/dev/null
 q -c "CREATE EXTENSION pii_vault" \
   -c "CREATE ROLE app_writer LOGIN IN ROLE pii_vault_writer" -c "CREATE ROLE app_reader LOGIN IN ROLE pii_vault_reader" \
-  -c "CREATE ROLE auditor LOGIN IN ROLE pii_vault_auditor" \
+  -c "CREATE ROLE auditor LOGIN IN ROLE pii_vault_auditor" -c "CREATE ROLE monitor LOGIN IN ROLE pg_monitor" \
   -c "CREATE TABLE people AS SELECT n, vault_store(jsonb_build_object('email', 'p' || n || '@standby.example', 'n', n)) AS tok
       FROM generate_series(1, 20) n" -c "GRANT SELECT ON people TO app_writer, app_reader, auditor" >/dev/null
 q -c "SELECT pii_vault.audit_wait()" >/dev/null
@@ -76,6 +76,10 @@ check_equal "vault_audit_verify() runs on the standby and verifies" \
     "$(q -c "SELECT ok, rows_checked > 0 FROM vault_audit_verify()")" "t|t"
 check_equal "vault_key_versions() runs on the standby" \
     "$(q -c "SELECT key_version, records FROM vault_key_versions()")" "1|20"
+check_equal "vault_stats() runs on the standby for a pg_monitor member: standby 1, no writer, the reads counted" \
+    "$(cluster_psql -q -At -d "$DB" -U monitor \
+        -c "SELECT max(value) FILTER (WHERE metric = 'standby'), max(value) FILTER (WHERE metric = 'audit_writer_up'),
+                   sum(value) FILTER (WHERE metric = 'calls_total' AND labels ->> 'outcome' = 'ok') > 0 FROM vault_stats()")" "1|0|t"
 check_equal "vault_audit(token) runs on the standby and finds the record's store" \
     "$(cluster_psql -q -At -d "$DB" -U auditor -c "SELECT count(*) FILTER (WHERE operation = 'store') FROM vault_audit('$TOKEN')")" 1
 for sql in "SELECT vault_store('{\"email\": \"new@standby.example\"}')" \
@@ -87,7 +91,8 @@ for sql in "SELECT vault_store('{\"email\": \"new@standby.example\"}')" \
 done
 use_primary
 for sql in "SELECT count(*) FROM vault_health()" "SELECT ok FROM vault_audit_verify()" \
-           "SELECT count(*) FROM vault_key_versions()" "SELECT count(*) FROM vault_audit('$TOKEN')"; do
+           "SELECT count(*) FROM vault_key_versions()" "SELECT count(*) FROM vault_audit('$TOKEN')" \
+           "SELECT count(*) FROM vault_stats()"; do
     check_equal "on the primary, $sql takes no transaction id" \
         "$(q -c "BEGIN" -c "$sql" -c "SELECT pg_current_xact_id_if_assigned() IS NULL" -c "COMMIT" | tail -1)" t
 done

@@ -417,6 +417,56 @@ check_equal "every live record reads back and is found by its email" \
 "${PSQL[@]}" -c "ALTER SYSTEM RESET pii_vault.purge_interval" -c "ALTER SYSTEM RESET pii_vault.delete_grace" \
     -c "SELECT pg_reload_conf()" >/dev/null
 
+# ---- monitoring: vault_stats() and prometheus-postgres-exporter -------------
+# A login role with pg_monitor and no vault role reads the counters, and
+# nothing else of the vault; a call takes no XID and adds no audit event.
+"${PSQL[@]}" -c "CREATE ROLE vault_exporter LOGIN IN ROLE pg_monitor" >/dev/null
+MONITOR=(cluster_psql -q -At -d "$DB" -U vault_exporter)
+check_equal "a pg_monitor member reads vault_stats() without an XID or an audit event, and no record" \
+    "$("${PSQL[@]}" -c "SELECT pii_vault.audit_wait()" >/dev/null
+       before=$("${PSQL[@]}" -c "SELECT sum(last_id - first_id + 1) FROM pii_vault.audit_batches")
+       "${MONITOR[@]}" -c "BEGIN" -c "SELECT count(*) > 10 FROM vault_stats()" -c "SELECT txid_current_if_assigned() IS NULL" \
+           -c "COMMIT" -c "SELECT try_sql('SELECT vault_get(gen_random_uuid())')" 2>&1 | tr '\n' ' '
+       "${PSQL[@]}" -c "SELECT pii_vault.audit_wait()" >/dev/null
+       [ "$("${PSQL[@]}" -c "SELECT sum(last_id - first_id + 1) FROM pii_vault.audit_batches")" = "$before" ] && echo same)" \
+    "t t 42501 permission denied for function vault_get same"
+EXPORTER_PORT=$((PORT + 61))
+# A client like any other (it connects as vault_exporter): run directly,
+# so $! is the exporter itself.
+DATA_SOURCE_NAME="host=$WORK port=$PORT user=vault_exporter dbname=$DB sslmode=disable" \
+    prometheus-postgres-exporter --web.listen-address="127.0.0.1:$EXPORTER_PORT" --disable-default-metrics \
+    --disable-settings-metrics --extend.query-path="$HERE/../monitoring/postgres_exporter.yml" >"$WORK/exporter.log" 2>&1 &
+EXPORTER=$!
+expected_gets="$("${PSQL[@]}" -c "SELECT value FROM vault_stats() WHERE metric = 'calls_total' AND labels = '{\"operation\": \"get\", \"outcome\": \"ok\"}'")"
+scraped="$(python3 - "$EXPORTER_PORT" <<'PY'
+import re, sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/metrics"
+for _ in range(100):
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("no /metrics")
+wanted = ['pii_vault_calls_total{operation="get",outcome="ok"}', "pii_vault_audit_queue_capacity",
+          "pii_vault_audit_writer_up", "pii_vault_preloaded", "pii_vault_standby", "pii_vault_audit_kept_bytes"]
+values = {}
+for line in text.splitlines():
+    if line.startswith("pii_vault"):
+        name, _, value = line.rpartition(" ")
+        # The exporter adds a server label to every metric of a query file.
+        name = re.sub(r',?server="[^"]*"', "", name).replace("{}", "")
+        values[name] = float(value)
+print(" ".join(f"{w}={values[w]:.0f}" if w in values else f"{w}=missing" for w in wanted))
+PY
+)"
+kill "$EXPORTER" 2>/dev/null; wait "$EXPORTER" 2>/dev/null
+check_equal "prometheus-postgres-exporter with monitoring/postgres_exporter.yml serves the vault's metrics with vault_stats()'s values" \
+    "$scraped" "pii_vault_calls_total{operation=\"get\",outcome=\"ok\"}=$expected_gets pii_vault_audit_queue_capacity=8192 pii_vault_audit_writer_up=1 pii_vault_preloaded=1 pii_vault_standby=0 pii_vault_audit_kept_bytes=0"
+check "calls were counted (get ok: $expected_gets)" [ "${expected_gets:-0}" -gt 100 ]
+"${PSQL[@]}" -c "CALL wait_for_logout('vault_exporter', 10)" -c "DROP ROLE vault_exporter" >/dev/null
+
 # ---- key failures: restart and expect 55000 with the right message ----------
 restart_with() { # description, then conf lines
     local what="$1"; shift
@@ -457,6 +507,13 @@ restart_with "the original key from pii_vault.key_command" \
     "shared_preload_libraries = 'pii_vault'" "pii_vault.keyfile = ''" \
     "pii_vault.key_command = 'cat $WORK/vault.key'"
 run_suites restored --use-existing key_restored
+# The events queued while the wrong key was loaded (calls it refused) were
+# kept in the spill file at that shutdown, MACed under the wrong key: the
+# writer under the right key writes them marked, not authenticated.
+unverified=$("${PSQL[@]}" -c "SELECT pii_vault.audit_wait()" \
+    -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name LIKE 'unverified: %'" | tail -1)
+check "the calls made under the wrong key are in the audit, marked unverified ($unverified events)" \
+    all_of "[ '$unverified' -gt 0 ]" "[ ! -e '$PGDATA/pgsql_tmp_pii_vault_audit_spill' ]"
 
 # The postmaster said what was wrong, once (each was one start). A wrong key
 # is only visible to a backend, which says it once per backend.
@@ -489,16 +546,53 @@ fatals_after=$(grep -c 'FATAL:  database "pii_vault_restored" does not exist' "$
 check "while pii_vault.database does not exist, the writer says so once and retries less often (FATALs $fatals_before then $fatals_after)" \
     all_of "[ $(since_restart | grep -c 'pii_vault audit writer: could not connect') = 1 ]" "[ $fatals_before -ge 1 ]" \
            "[ $((fatals_after - fatals_before)) -le 2 ]"
+# The fifth failed attempt (about 19 s after the start) is followed by a
+# pause of 16 s: the database is made, restored and used within it, and
+# the server shut down while the writer still waits to reconnect.
+fatals() { since_restart | grep -c 'FATAL:  database "pii_vault_restored" does not exist'; }
+for _ in $(seq 1 300); do [ "$(fatals)" -ge 5 ] && break; sleep 0.1; done
 cluster_psql -q -d postgres -c "CREATE DATABASE pii_vault_restored" >/dev/null
 check "the dump restores into a new database (same key)" \
     cluster_psql -q -d pii_vault_restored -v ON_ERROR_STOP=1 -f "$DUMP" -o /dev/null
 PSQL_RESTORED=(cluster_psql -q -At -d pii_vault_restored)
+PGAPPNAME=while_writer_waits "${PSQL_RESTORED[@]}" \
+    -c "SELECT count(vault_store(jsonb_build_object('login', 'waits-' || n))) FROM generate_series(1, 40) n" >/dev/null
+waiting_fatals=$(fatals)
+SPILL="$PGDATA/pgsql_tmp_pii_vault_audit_spill"
+cluster_stop
+check "a clean shutdown while the writer waits to reconnect keeps its queue in PGDATA (no attempt since: $waiting_fatals FATALs)" \
+    all_of "[ -s '$SPILL' ]" "[ $waiting_fatals -eq 5 ]"
+cluster_start
+check_equal "after the restart the writer writes the kept events first: the 40 stores are in the audit" \
+    "$("${PSQL_RESTORED[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name = 'while_writer_waits' AND operation = 'store' AND outcome = 'ok'" | tail -1)" 40
+check "and removes the file once they are committed" [ ! -e "$SPILL" ]
 check "records read back after restore" \
     [ "$("${PSQL_RESTORED[@]}" -c "SELECT vault_get(vault_lookup('login', 'canary-3b1f9e-login')) ->> 'name'")" = canary-3b1f9e-name ]
 check "the restored vault keeps working (audit ids continue after the restored rows)" \
     "${PSQL_RESTORED[@]}" -c "SELECT vault_store('{\"login\": \"after-restore\"}'); SELECT vault_get(vault_lookup('login', 'after-restore'))" -o /dev/null
 check "the restored audit verifies (the writer continues the restored MAC chain)" \
     [ "$("${PSQL_RESTORED[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT ok FROM vault_audit_verify()" | tail -1)" = t ]
+
+# ---- a spill file that does not verify ----------------------------------------
+# Planted (or written under another key): not written to the audit, set
+# aside, and reported until an operator deals with it; the writer goes on
+# writing new events.
+cluster_stop
+printf 'PIIVSPL1%s' "$(head -c 300 /dev/zero | tr '\0' x)" >"$SPILL"
+chown postgres:postgres "$SPILL"
+cluster_start
+PGAPPNAME=after_plant "${PSQL_RESTORED[@]}" -c "SELECT vault_store('{\"login\": \"after-plant\"}')" >/dev/null
+check_equal "with a planted spill file the writer still writes new events" \
+    "$("${PSQL_RESTORED[@]}" -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name = 'after_plant'" | tail -1)" 1
+check "the planted file is set aside, not replayed" all_of "[ ! -e '$SPILL' ]" "[ -s '$SPILL.unverified.1' ]"
+check_equal "vault_health fails the audit writer and names the file" \
+    "$("${PSQL_RESTORED[@]}" -c "SELECT ok, detail ~ 'pgsql_tmp_pii_vault_audit_spill.unverified.1' FROM vault_health() WHERE check_name = 'audit_writer'")" "f|t"
+check_equal "vault_audit_verify is not ok while kept events are unwritten" \
+    "$("${PSQL_RESTORED[@]}" -c "SELECT ok FROM vault_audit_verify()" 2>&1)" "WARNING:  pii_vault: audit events the writer could not write before it stopped are kept in PGDATA, not written yet: pgsql_tmp_pii_vault_audit_spill.unverified.1 (308 bytes); a file named .unverified did not verify under the loaded keys: rename it back and start with the key that wrote it, or move it out of PGDATA to accept the loss (see the server log)
+f"
+rm -f "$SPILL.unverified.1"
+check_equal "once the operator removes it, the audit verifies again" \
+    "$("${PSQL_RESTORED[@]}" -c "SELECT ok FROM vault_audit_verify()")" t
 
 # ---- the server log: no values, no key --------------------------------------
 cluster_stop

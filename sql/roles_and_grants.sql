@@ -97,6 +97,11 @@ GRANT EXECUTE ON FUNCTION vault_audit_verify() TO pii_vault_auditor, pii_vault_a
 REVOKE ALL ON FUNCTION vault_health() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_health() TO pii_vault_auditor, pii_vault_admin;
 
+-- Monitoring: counters and gauges, no vault data; PostgreSQL's own
+-- monitoring role too, so an exporter needs no vault role.
+REVOKE ALL ON FUNCTION vault_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_stats() TO pg_monitor, pii_vault_auditor, pii_vault_admin;
+
 -- Bulk export: admins only, and only while pii_vault.allow_bulk_export is on.
 REVOKE ALL ON FUNCTION vault_export_all() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_export_all() TO pii_vault_admin;

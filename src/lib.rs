@@ -53,6 +53,7 @@ mod guc;
 pub mod keys;
 mod purge;
 mod shmem;
+mod stats;
 mod store;
 mod throttle;
 

@@ -69,6 +69,7 @@ pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
     // (which wakes the worker) may change the interval; any other wake-up
     // (a catch-up interrupt, say) just waits out the rest of it.
     let mut last: Option<std::time::Instant> = None;
+    let mut counted: Option<std::time::Instant> = None;
     loop {
         reload_if_asked();
         let interval = Duration::from_secs(guc::purge_interval_seconds().max(1) as u64);
@@ -84,6 +85,10 @@ pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
         if stopping() {
             break;
         }
+        if counted.is_none_or(|c: std::time::Instant| c.elapsed() >= RECOUNT) {
+            count_records_by_version();
+            counted = Some(std::time::Instant::now());
+        }
         last = Some(std::time::Instant::now());
     }
     exit_to_be_restarted();
@@ -91,6 +96,25 @@ pub extern "C-unwind" fn pii_vault_purge_worker_main(_arg: pg_sys::Datum) {
 
 /// Set once a wait saw SIGTERM: pgrx clears its own flag as it reports
 /// it, so a later wait would sleep through the shutdown.
+/// How often the worker counts records per key version for
+/// `vault_stats()` (a scan of the records table: too slow to do per
+/// scrape on a large vault).
+const RECOUNT: Duration = Duration::from_secs(600);
+
+fn count_records_by_version() {
+    let counted = crate::worker_transaction(|| match store::installed_schema() {
+        Ok(Some(_)) => store::versions_in_use().map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    });
+    match counted {
+        // SAFETY: a clock read.
+        Ok(Some(versions)) => crate::stats::set_records_by_version(unsafe { pg_sys::GetCurrentTimestamp() }, &versions),
+        Ok(None) => {}
+        Err(e) => log!("pii_vault purge worker: could not count records per key version: {e}"),
+    }
+}
+
 static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn stopping() -> bool {

@@ -1,4 +1,5 @@
-//! The vault's shared memory: the audit queue and the per-role budgets.
+//! The vault's shared memory: the audit queue, the per-role budgets and
+//! the monitoring counters.
 //! Only exists when the library is preloaded.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,6 +8,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PgAtomic};
 
 use crate::audit::queue::{self, Ring, WriterState, WRITER};
+use crate::stats::Stats;
 use crate::throttle::role::{self, Budgets};
 
 static READY: AtomicBool = AtomicBool::new(false);
@@ -52,6 +54,7 @@ pub fn ready() -> bool {
 
 const RING_NAME: &std::ffi::CStr = c"pii_vault audit queue";
 const BUDGETS_NAME: &std::ffi::CStr = c"pii_vault role budgets";
+const STATS_NAME: &std::ffi::CStr = c"pii_vault stats";
 
 /// PostgreSQL's AddinShmemInitLock (a macro in C: its slot in the main
 /// LWLock array, fixed in lwlocknames.txt).
@@ -80,6 +83,7 @@ unsafe extern "C-unwind" fn on_shmem_request() {
         }
         pg_sys::RequestAddinShmemSpace(Ring::SIZE);
         pg_sys::RequestAddinShmemSpace(Budgets::SIZE);
+        pg_sys::RequestAddinShmemSpace(Stats::SIZE);
     }
 }
 
@@ -105,8 +109,14 @@ unsafe extern "C-unwind" fn on_shmem_startup() {
         if !found {
             Budgets::init_in_place(budgets);
         }
+        let stats = pg_sys::ShmemInitStruct(STATS_NAME.as_ptr(), Stats::SIZE, &mut found).cast::<Stats>();
+        assert!(stats.is_aligned(), "pii_vault: the stats' shared memory is not aligned");
+        if !found {
+            Stats::init_in_place(stats);
+        }
         pg_sys::LWLockRelease(init_lock);
         queue::attach(ring);
         role::attach(budgets);
+        crate::stats::attach(stats);
     }
 }

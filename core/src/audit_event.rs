@@ -16,7 +16,6 @@ macro_rules! audit_code {
 
         impl $enum {
             /// Every variant, in code order.
-            #[cfg(test)]
             pub const ALL: &[$enum] = &[$($enum::$variant,)*];
 
             pub fn as_str(self) -> &'static str {
@@ -294,6 +293,108 @@ impl AuditEvent {
     }
 }
 
+/// Bytes of an event's encoding (`AuditEvent::encode`) before its three
+/// variable-length parts.
+const ENCODED_FIXED: usize = 8 + 4 * 4 + 4 + 16 + 1 + 2 + 4 + 2;
+
+impl AuditEvent {
+    /// The event as bytes (big-endian, the variable parts length-prefixed,
+    /// only the bytes in use): what the spill file keeps of an event that
+    /// could not be written (`crate::audit_spill`).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let AuditEvent {
+            at,
+            roles,
+            calls,
+            operation,
+            outcome,
+            has_token,
+            has_fields,
+            token,
+            app_name_len,
+            ref app_name,
+            purpose_len,
+            ref purpose,
+            fields_count,
+            fields_len,
+            ref fields,
+        } = *self;
+        out.extend_from_slice(&at.to_be_bytes());
+        for n in [roles.session, roles.acting, roles.calling, calls] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        out.extend_from_slice(&[operation, outcome, u8::from(has_token), u8::from(has_fields)]);
+        out.extend_from_slice(&token);
+        out.push(app_name_len);
+        out.extend_from_slice(&purpose_len.to_be_bytes());
+        out.extend_from_slice(&fields_count.to_be_bytes());
+        out.extend_from_slice(&fields_len.to_be_bytes());
+        out.extend_from_slice(&app_name[..app_name_len as usize]);
+        out.extend_from_slice(&purpose[..purpose_len as usize]);
+        out.extend_from_slice(&fields[..fields_len as usize]);
+    }
+
+    /// Marks the event as read back from a spill frame whose MAC did not
+    /// verify (`crate::audit_spill`): its application name starts with
+    /// `unverified: ` (cut to fit).
+    pub fn mark_unverified(&mut self) {
+        let marked = format!("unverified: {}", self.application_name());
+        let marked = truncate_utf8(&marked, APP_NAME_BYTES);
+        self.app_name = [0; APP_NAME_BYTES];
+        self.app_name[..marked.len()].copy_from_slice(marked.as_bytes());
+        self.app_name_len = marked.len() as u8;
+    }
+
+    /// Reads one event `encode` wrote at the start of `bytes`; the event and
+    /// the bytes it took. None when the bytes are not such an event (a
+    /// length past its buffer, a flag that is not 0 or 1, too few bytes).
+    pub fn decode(bytes: &[u8]) -> Option<(AuditEvent, usize)> {
+        let fixed = bytes.get(..ENCODED_FIXED)?;
+        let mut at = 0usize;
+        let mut take = |n: usize| {
+            let part = &fixed[at..at + n];
+            at += n;
+            part
+        };
+        let u32_of = |b: &[u8]| u32::from_be_bytes(b.try_into().expect("4 bytes"));
+        let u16_of = |b: &[u8]| u16::from_be_bytes(b.try_into().expect("2 bytes"));
+        let mut e = AuditEvent::EMPTY;
+        e.at = i64::from_be_bytes(take(8).try_into().expect("8 bytes"));
+        e.roles = Roles { session: u32_of(take(4)), acting: u32_of(take(4)), calling: u32_of(take(4)) };
+        e.calls = u32_of(take(4));
+        let flags = take(4);
+        e.operation = flags[0];
+        e.outcome = flags[1];
+        let flag = |b: u8| match b {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        };
+        e.has_token = flag(flags[2])?;
+        e.has_fields = flag(flags[3])?;
+        e.token = take(16).try_into().expect("16 bytes");
+        e.app_name_len = take(1)[0];
+        e.purpose_len = u16_of(take(2));
+        e.fields_count = u32_of(take(4));
+        e.fields_len = u16_of(take(2));
+        let (app, purpose, fields) = (e.app_name_len as usize, e.purpose_len as usize, e.fields_len as usize);
+        if app > APP_NAME_BYTES || purpose > PURPOSE_BYTES || fields > FIELD_BYTES {
+            return None;
+        }
+        let end = ENCODED_FIXED + app + purpose + fields;
+        let rest = bytes.get(ENCODED_FIXED..end)?;
+        e.app_name[..app].copy_from_slice(&rest[..app]);
+        e.purpose[..purpose].copy_from_slice(&rest[app..app + purpose]);
+        e.fields[..fields].copy_from_slice(&rest[app + purpose..]);
+        // `fields()` counts the names that fit against fields_count.
+        let names = e.fields[..fields].iter().filter(|b| **b == 0).count();
+        if (e.fields_count as usize) < names || (fields > 0 && e.fields[fields - 1] != 0) {
+            return None;
+        }
+        Some((e, end))
+    }
+}
+
 fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -418,5 +519,65 @@ mod tests {
         assert_eq!(e.application_name(), "é".repeat(32));
         assert_eq!(e.purpose(), long);
         assert_eq!(e.token(), None);
+    }
+
+    #[test]
+    fn encoded_events_decode_to_themselves_and_nothing_else_does() {
+        let names: Vec<String> = (0..40).map(|i| format!("field_{i}")).collect();
+        let events = [
+            AuditEvent::new(
+                7,
+                roles(1, 2),
+                "app",
+                "ticket 9",
+                Operation::Get,
+                Some(&[3; 16]),
+                Some(&names),
+                Outcome::Ok,
+            ),
+            AuditEvent::new(-1, roles(0, 0), "", "", Operation::Store, None, None, Outcome::Error),
+            AuditEvent::new(
+                1,
+                roles(5, 5),
+                &"é".repeat(40),
+                &"ü".repeat(64),
+                Operation::Lookup,
+                None,
+                Some(&[]),
+                Outcome::NotFound,
+            ),
+        ];
+        let mut bytes = Vec::new();
+        for e in &events {
+            e.encode(&mut bytes);
+        }
+        let mut at = 0;
+        for e in &events {
+            let (back, used) = AuditEvent::decode(&bytes[at..]).expect("decodes");
+            at += used;
+            let mut again = Vec::new();
+            back.encode(&mut again);
+            let mut original = Vec::new();
+            e.encode(&mut original);
+            assert_eq!(again, original);
+            assert_eq!((back.at, back.roles, back.calls), (e.at, e.roles, e.calls));
+            assert_eq!(back.fields(), e.fields());
+            assert_eq!(back.purpose(), e.purpose());
+            assert_eq!(back.application_name(), e.application_name());
+            assert_eq!(back.token(), e.token());
+        }
+        assert_eq!(at, bytes.len());
+        // Every shorter prefix of an event is refused, never read past.
+        let mut one = Vec::new();
+        events[0].encode(&mut one);
+        for cut in 0..one.len() {
+            assert!(AuditEvent::decode(&one[..cut]).is_none(), "cut at {cut}");
+        }
+        // Lengths past their buffers and flags other than 0 and 1.
+        for (offset, value) in [(26, 2u8), (27, 9), (44, 255), (45, 0xff)] {
+            let mut bad = one.clone();
+            bad[offset] = value;
+            assert!(AuditEvent::decode(&bad).is_none(), "byte {offset} = {value}");
+        }
     }
 }

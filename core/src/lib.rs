@@ -9,7 +9,8 @@
 //! - `normalize`: lookup values to their one canonical form;
 //! - `record`: JSON merge patches and projections of a record;
 //! - `key_source`: reading the master key from a keyfile or a command;
-//! - `audit_event`: one audit event's fixed layout;
+//! - `audit_event`: one audit event's fixed layout and its byte encoding;
+//! - `audit_spill`: the file that keeps events the writer could not write;
 //! - `budget`: per-role budgets as GCRA cells in shared memory;
 //! - `schema`: the storage layout of each release, and the shape checks
 //!   of what the extension reads without SPI;
@@ -25,6 +26,7 @@
 #![deny(unsafe_code)]
 
 pub mod audit_event;
+pub mod audit_spill;
 pub mod budget;
 pub mod crypto;
 pub mod error;

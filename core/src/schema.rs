@@ -29,7 +29,7 @@ impl Schema {
         match version {
             "0.1.0" => Some(Schema::V0_1),
             "0.2.0" => Some(Schema::V0_2),
-            "0.3.0" | "0.3.1" => Some(Schema::V0_3),
+            "0.3.0" | "0.3.1" | "0.3.2" => Some(Schema::V0_3),
             _ => None,
         }
     }

@@ -51,8 +51,9 @@ SELECT try_sql($$SELECT vault_normalize('email', 'victim@bank.example' || chr(91
 SELECT try_sql($$SELECT vault_normalize('ssn', '1')$$);
 -- Every call is audited, errors too (this session's failures past the
 -- 30th in a second are folded into counted events, queued at the latest
--- when it ends: a new session sees them all).
+-- when it ends: a new session sees them all, once the old one is gone).
 \c
+CALL wait_for_logout(current_user, 10);
 SELECT pii_vault.audit_wait() AS audit_written;
 SELECT operation, outcome, sum(calls) AS calls FROM pii_vault.audit_log
 WHERE operation = 'normalize' GROUP BY 1, 2 ORDER BY 1, 2;

@@ -296,6 +296,7 @@ const GRANTS: &[(&str, &[&str])] = &[
     ("vault_audit_verify()", AUDITORS),
     ("vault_health()", AUDITORS),
     ("vault_key_versions()", AUDITORS),
+    ("vault_stats()", &["pg_monitor", "pii_vault_auditor", "pii_vault_admin"]),
     ("vault_export_all()", ADMINS),
     ("vault_restore(uuid)", ADMINS),
     ("vault_erase(uuid)", ADMINS),
@@ -466,6 +467,25 @@ fn read_all_data_members() -> Found {
     )
 }
 
+/// Names the files of audit events kept in PGDATA and not written, if any.
+pub(crate) fn kept_events() -> Option<String> {
+    let kept = crate::audit::spill::kept();
+    if kept.is_empty() {
+        return None;
+    }
+    let files: Vec<String> = kept.iter().map(|(name, bytes)| format!("{name} ({bytes} bytes)")).collect();
+    let aside = kept.iter().any(|(name, _)| name != crate::audit::spill::FILE_NAME);
+    Some(format!(
+        "audit events the writer could not write before it stopped are kept in PGDATA, not written yet: {}{}",
+        files.join(", "),
+        if aside {
+            "; a file named .unverified did not verify under the loaded keys: rename it back and start with the key that wrote it, or move it out of PGDATA to accept the loss (see the server log)"
+        } else {
+            "; the writer writes them before anything else"
+        }
+    ))
+}
+
 fn audit_writer() -> Found {
     if !shmem::ready() {
         return found(Some("no audit writer without preloading (see preloaded)".into()), "");
@@ -493,6 +513,8 @@ fn audit_writer() -> Found {
         ))
     } else if state.key_mismatch {
         Some("the audit writer refuses to write: the loaded key is not the vault's (see key_check)".to_string())
+    } else if let Some(kept) = kept_events() {
+        Some(kept)
     } else if state.pending as usize > queue::CAPACITY / 2 {
         Some(format!("the audit writer is behind: {} events queued of {}", state.pending, queue::CAPACITY))
     } else {

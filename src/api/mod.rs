@@ -16,5 +16,6 @@ mod records;
 mod refold;
 mod rotation;
 mod shares;
+mod stats;
 pub(crate) mod storage_guards;
 mod subject;

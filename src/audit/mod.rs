@@ -8,6 +8,7 @@
 
 pub use pii_vault_core::audit_event as event;
 pub mod queue;
+pub mod spill;
 pub mod writer;
 
 use std::time::Duration;
@@ -240,6 +241,7 @@ fn push(event: &AuditEvent, wait: Duration) -> bool {
     let deadline = std::time::Instant::now() + wait;
     loop {
         if queue::push(event) {
+            crate::stats::count(event, queue::queued_total().saturating_sub(queue::committed_total()));
             return true;
         }
         if std::time::Instant::now() >= deadline {
@@ -257,7 +259,9 @@ pub fn wait_until_written(timeout: Duration) -> bool {
     }
     let target = queue::queued_total();
     let deadline = std::time::Instant::now() + timeout;
-    while queue::committed_total() < target {
+    // Events kept in the spill file are older than the queue's: written
+    // (and the file removed) first.
+    while queue::committed_total() < target || spill::size().is_some() {
         if std::time::Instant::now() >= deadline {
             return false;
         }

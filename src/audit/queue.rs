@@ -120,6 +120,10 @@ pub struct WriterState {
     connecting: bool,
     /// Checks in a row that found the database missing.
     missing_checks: u32,
+    /// Events moved to the spill file since the server started.
+    spilled: u64,
+    /// When the last writer process exited (0: none has).
+    exited_at: i64,
     /// The last row the writer committed, in which audit table (by oid).
     chain_table: u32,
     chain_id: i64,
@@ -210,6 +214,24 @@ impl Ring {
         events
     }
 
+    /// When the oldest uncommitted event was made (µs since the PostgreSQL
+    /// epoch), None when none is published. Any process may ask: the
+    /// slot is read as a seqlock, and a read the writer raced past (the
+    /// slot released meanwhile) is not trusted.
+    fn oldest_at(&self) -> Option<i64> {
+        let tail = self.tail.0.load(Ordering::Acquire);
+        let slot = self.slot(tail);
+        if slot.sequence.load(Ordering::Acquire) != tail + 1 {
+            return None;
+        }
+        // SAFETY: a volatile read of a plain i64 inside a published slot;
+        // a producer may overwrite it only after the writer releases the
+        // slot, which the check below detects (the value is then dropped).
+        let at = unsafe { std::ptr::read_volatile(&raw const (*slot.event.get()).at) };
+        fence(Ordering::Acquire);
+        (slot.sequence.load(Ordering::Relaxed) == tail + 1).then_some(at)
+    }
+
     /// Frees the slots of the `n` oldest events for the next lap.
     fn release(&self, n: usize) {
         let tail = self.tail.0.load(Ordering::Relaxed);
@@ -262,19 +284,42 @@ pub fn peek(max: usize) -> Vec<&'static AuditEvent> {
     ring().peek(max)
 }
 
-/// Marks the `n` oldest events committed, as rows up to `chain_id` with
-/// `chain_mac` in the audit table `chain_table`, and frees their slots. A
-/// committed batch means the key matched: any earlier mismatch is over.
-/// The writer only, after it is done with what `peek` returned.
-pub fn commit(n: usize, chain_table: u32, chain_id: i64, chain_mac: [u8; 32]) {
-    {
-        let mut w = WRITER.exclusive();
-        w.chain_table = chain_table;
-        w.chain_id = chain_id;
-        w.chain_mac = chain_mac;
-        w.key_mismatch = false;
-    }
+/// Records a committed batch: rows up to `chain_id` with `chain_mac` in
+/// the audit table `chain_table`. A committed batch means the key matched:
+/// any earlier mismatch is over. The writer only.
+pub fn commit(chain_table: u32, chain_id: i64, chain_mac: [u8; 32]) {
+    let mut w = WRITER.exclusive();
+    w.chain_table = chain_table;
+    w.chain_id = chain_id;
+    w.chain_mac = chain_mac;
+    w.key_mismatch = false;
+}
+
+/// Frees the slots of the `n` oldest events (committed to the audit table
+/// or kept in the spill file). The writer only, after it is done with
+/// what `peek` returned.
+pub fn release(n: usize) {
     ring().release(n);
+}
+
+/// Records when a writer process exits (its exit callback).
+pub fn note_writer_exit() {
+    // SAFETY: a clock read.
+    WRITER.exclusive().exited_at = unsafe { pg_sys::GetCurrentTimestamp() };
+}
+
+/// How long ago the last writer process exited, None if none has.
+pub fn since_writer_exit() -> Option<std::time::Duration> {
+    let exited_at = WRITER.share().exited_at;
+    // SAFETY: a clock read.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    (exited_at != 0).then(|| std::time::Duration::from_micros((now - exited_at).max(0) as u64))
+}
+
+/// Counts events moved to the spill file.
+pub fn note_spilled(n: u64) {
+    let mut w = WRITER.exclusive();
+    w.spilled = w.spilled.saturating_add(n);
 }
 
 /// Called by the writer once it is connected and ready.
@@ -317,6 +362,11 @@ pub fn note_key_mismatch() -> bool {
     !std::mem::replace(&mut w.key_mismatch, true)
 }
 
+/// When the oldest event not yet committed was made, if any.
+pub fn oldest_unwritten_at() -> Option<i64> {
+    ring().oldest_at()
+}
+
 /// Events ever queued (since server start), counting those being copied in.
 pub fn queued_total() -> u64 {
     ring().head.0.load(Ordering::Acquire)
@@ -331,6 +381,8 @@ pub fn committed_total() -> u64 {
 pub struct QueueState {
     pub writer_pid: i32,
     pub key_mismatch: bool,
+    /// Events moved to the spill file since the server started.
+    pub spilled: u64,
     pub pending: u64,
     /// The last committed row and its table (0 before the writer committed
     /// anything since the server started).
@@ -346,6 +398,7 @@ pub fn state() -> QueueState {
     QueueState {
         writer_pid: w.writer_pid,
         key_mismatch: w.key_mismatch,
+        spilled: w.spilled,
         pending: queued_total() - tail,
         chain_table: w.chain_table,
         chain_id: w.chain_id,

@@ -13,7 +13,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 
 use super::event::AuditEvent;
-use super::queue;
+use super::{queue, spill};
 use crate::crypto::audit_chain::{batch_filter, batch_mac, encode_batch, AuditRecord, GENESIS};
 use crate::store::KeyCheck;
 use crate::{guc, keys};
@@ -35,9 +35,12 @@ pub fn register() {
         .set_function("pii_vault_audit_writer_main")
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        // Restarted a second after it exits with an error or after a
-        // SIGTERM that is not a shutdown (see the end of the main loop).
-        .set_restart_time(Some(Duration::from_secs(1)))
+        // Restarted at once after it exits with an error or after a
+        // SIGTERM that is not a shutdown (see the end of the main loop):
+        // a shutdown in a gap between two writers would find no one to
+        // keep the queue. The new writer waits out the rest of a second
+        // itself (`space_out_restarts`).
+        .set_restart_time(Some(Duration::ZERO))
         .load();
 }
 
@@ -63,11 +66,20 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     IS_WRITER.store(true, std::sync::atomic::Ordering::Relaxed);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     keep_freed_memory();
+    // From here on, a SIGTERM (a shutdown, pg_terminate_backend) or a
+    // FATAL connecting ends this process only after what it leaves
+    // queued is in the spill file (`spill_at_exit`).
+    // SAFETY: registered once in this process; the callback lives as long
+    // as the library.
+    unsafe { pg_sys::before_shmem_exit(Some(spill_at_exit), pg_sys::Datum::from(0)) };
     let database = guc::database();
     if queue::set_connecting(true) {
         pause_before_reconnecting();
+    } else {
+        space_out_restarts();
     }
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    CONNECTED.store(true, std::sync::atomic::Ordering::Relaxed);
     queue::set_connecting(false);
     let Ok(keys) = keys::key_set() else {
         // Without a key the vault refuses every call, so nothing is queued.
@@ -89,7 +101,20 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     // SAFETY: a plain global of this process.
     queue::register_writer(latch, unsafe { pg_sys::MyProcPid });
     let mut names = RoleNames::default();
+    let mut spilled = spill::size().is_some();
     loop {
+        if spilled {
+            match replay_spill(keys, &mut head, &mut names) {
+                Replay::Done => spilled = false,
+                // The queue waits behind the file: what it holds is older.
+                Replay::Blocked => {
+                    if !wait(IDLE) {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
         let pending = queue::peek(BATCH);
         let pause = if pending.is_empty() {
             if !queue::prepare_to_sleep() {
@@ -98,7 +123,7 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
             names.clear(); // idle: forget role names (a role may be renamed)
             IDLE
         } else {
-            match write_batch(keys, &mut head, &mut names, &pending) {
+            match write_batch(keys, &mut head, &mut names, &pending, Source::Queue) {
                 // The events stay queued until there is a table, or a key
                 // the vault's check values vouch for.
                 Batch::NoTable | Batch::KeyMismatch => IDLE,
@@ -109,21 +134,22 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
                 Batch::Written(_) => NAP,
             }
         };
-        if !BackgroundWorker::wait_latch(Some(pause)) {
+        if !wait(pause) {
             break;
         }
     }
     // SIGTERM: write what is queued before exiting, and what backends
     // still finishing their calls queue in the next moments (at a server
-    // shutdown they receive SIGTERM at the same time as the writer).
+    // shutdown they receive SIGTERM at the same time as the writer). What
+    // cannot be written goes to the spill file (spill_at_exit).
     let mut quiet = 0;
-    while quiet < LINGER_NAPS {
+    while quiet < LINGER_NAPS && !spilled {
         let pending = queue::peek(BATCH);
         if pending.is_empty() {
             quiet += 1;
             std::thread::sleep(NAP);
         } else {
-            match write_batch(keys, &mut head, &mut names, &pending) {
+            match write_batch(keys, &mut head, &mut names, &pending, Source::Queue) {
                 Batch::NoTable | Batch::KeyMismatch => break,
                 Batch::Written(_) => quiet = 0,
             }
@@ -152,11 +178,15 @@ fn pause_before_reconnecting() {
         );
     }
     let pause = Duration::from_secs(1u64 << attempts_before.min(6)).min(Duration::from_secs(60));
+    // Nothing is written while the database is missing: keep what is
+    // queued in the spill file, so the queue does not fill and refuse
+    // reads, and a shutdown during the pause loses nothing.
+    spill_queue(Duration::ZERO);
     // The latch may already be set (a new process's is): wait out the
     // whole pause, leaving early only on SIGTERM.
     let until = std::time::Instant::now() + pause;
     while let Some(left) = until.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero()) {
-        if !BackgroundWorker::wait_latch(Some(left)) {
+        if !wait(left) {
             // SAFETY: ends this process the way PostgreSQL's own exits do.
             unsafe { pg_sys::proc_exit(1) };
         }
@@ -166,6 +196,174 @@ fn pause_before_reconnecting() {
 /// After SIGTERM the writer exits once the queue has stayed empty for this
 /// many naps in a row.
 const LINGER_NAPS: u32 = 5;
+
+/// The writer's exit callback: moves the events still queued into the
+/// spill file, including those backends queue in the next moments (as the
+/// main loop lingers after SIGTERM).
+///
+/// Only when the writer is stopping (SIGTERM: a shutdown, or
+/// pg_terminate_backend, after which it is restarted and writes the file
+/// first). A writer that exits on an error while the server runs leaves
+/// its events queued: the audit table refuses them, and reads must be
+/// refused once the queue is full (fail closed), not go on into a file.
+/// Also when it never connected (a FATAL connecting: its database does
+/// not exist), where no audit table can refuse anything.
+unsafe extern "C-unwind" fn spill_at_exit(_code: i32, _arg: pg_sys::Datum) {
+    // Nothing may unwind out of an exit callback.
+    let _ = std::panic::catch_unwind(|| {
+        queue::note_writer_exit();
+        let connected = CONNECTED.load(std::sync::atomic::Ordering::Relaxed);
+        if stopping() || BackgroundWorker::sigterm_received() || !connected {
+            spill_queue(NAP * LINGER_NAPS);
+        }
+    });
+}
+
+/// Set once this writer is connected to its database.
+static CONNECTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A writer that exits on an error is restarted at once: it waits out the
+/// rest of a second after the previous writer's exit, so a broken audit
+/// table costs one attempt a second, not a busy loop.
+fn space_out_restarts() {
+    let since = queue::since_writer_exit();
+    if let Some(left) = since.and_then(|s| Duration::from_secs(1).checked_sub(s)) {
+        let until = std::time::Instant::now() + left;
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero()) {
+            if !wait(left) {
+                // SAFETY: ends this process the way PostgreSQL's own exits do.
+                unsafe { pg_sys::proc_exit(1) };
+            }
+        }
+    }
+}
+
+/// Set once this writer has seen SIGTERM (pgrx's own flag is cleared by
+/// the wait that reports it).
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits on the latch as `BackgroundWorker::wait_latch`, remembering a
+/// SIGTERM for the exit callback; false once SIGTERM arrived.
+fn wait(timeout: Duration) -> bool {
+    let going = BackgroundWorker::wait_latch(Some(timeout));
+    if !going {
+        STOPPING.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    going
+}
+
+/// Appends the queued events to the spill file and frees their slots,
+/// then keeps doing so until the queue has stayed empty for `linger`. On a
+/// failure to write the file the events stay queued (and it is logged).
+fn spill_queue(linger: Duration) {
+    let Ok(keys) = keys::key_set() else { return };
+    let mut quiet = Duration::ZERO;
+    loop {
+        let pending = queue::peek(BATCH);
+        if pending.is_empty() {
+            if quiet >= linger {
+                return;
+            }
+            std::thread::sleep(NAP);
+            quiet += NAP;
+            continue;
+        }
+        quiet = Duration::ZERO;
+        let vouched = KEYS_CHECKED.get().is_some() && !queue::state().key_mismatch;
+        if let Err(e) = spill::append(keys, vouched, &pending) {
+            log!("pii_vault audit writer: could not keep {} queued events in the spill file: {e}", pending.len());
+            return;
+        }
+        let n = pending.len();
+        queue::release(n);
+        queue::note_spilled(n as u64);
+    }
+}
+
+/// What became of the spill file this time.
+enum Replay {
+    /// Written to the audit and removed, set aside, or there was none.
+    Done,
+    /// Not written now (no table, or a refused key): left as it is.
+    Blocked,
+}
+
+/// Writes the spill file's events to the audit, in order, and removes the
+/// file once all are committed. A file that does not verify is set aside
+/// for an operator (`vault_health` names it, `vault_audit_verify` is not
+/// ok while it is there); a writer that dies between a commit and the
+/// removal (a crash, an error) writes the file's events again: twice,
+/// never lost.
+fn replay_spill(keys: &crate::crypto::KeySet, head: &mut Option<ChainHead>, names: &mut RoleNames) -> Replay {
+    let spilled = match spill::read(keys) {
+        Ok(None) => return Replay::Done,
+        Ok(Some(Ok((spilled, torn)))) => {
+            if torn {
+                log!("pii_vault audit writer: the spill file ends with an incomplete frame (a process died writing it); it is not replayed");
+            }
+            if spilled.unverified > 0 {
+                log!(
+                    "pii_vault audit writer: {} events of the spill file were kept by a writer whose key the vault had not vouched for and do not verify under the loaded keys; they are written with their application name marked \"unverified:\"",
+                    spilled.unverified
+                );
+            }
+            spilled
+        }
+        Ok(Some(Err(problem))) => {
+            // Not written, not in the way: the queue's events go on being
+            // written, and vault_health and vault_audit_verify report the
+            // file until an operator deals with it.
+            match spill::set_aside() {
+                Ok(name) => log!(
+                    "pii_vault audit writer: {} does not verify under the loaded keys ({problem:?}); its events are kept, unwritten, in {name} (rename it back and start with the key that wrote it to write them)",
+                    spill::FILE_NAME
+                ),
+                Err(e) => error!("pii_vault audit writer: could not set {} aside: {e}", spill::FILE_NAME),
+            }
+            return Replay::Done;
+        }
+        Err(e) => error!("pii_vault audit writer: could not read {}: {e}", spill::path().display()),
+    };
+    let events: Vec<&AuditEvent> = spilled.events.iter().collect();
+    // Chunks this process wrote in an earlier attempt that was blocked
+    // part-way (the file cannot have changed since: only a writer appends).
+    let mut done = REPLAYED.get();
+    for chunk in events[done.min(events.len())..].chunks(BATCH) {
+        match write_batch(keys, head, names, chunk, Source::Spill) {
+            Batch::Written(n) => {
+                done += n;
+                REPLAYED.set(done);
+            }
+            Batch::NoTable | Batch::KeyMismatch => return Replay::Blocked,
+        }
+    }
+    // A failed removal: the next writer would replay the file again.
+    if let Err(e) = spill::remove() {
+        error!("pii_vault audit writer: could not remove {} after writing it: {e}", spill::path().display());
+    }
+    REPLAYED.set(0);
+    log!("pii_vault audit writer: wrote {} events kept in the spill file to the audit", events.len());
+    Replay::Done
+}
+
+thread_local! {
+    /// Events of the spill file this process has written (a replay
+    /// blocked part-way resumes after them).
+    static REPLAYED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Where the events of a batch come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The queue: their slots are freed once the batch commits.
+    Queue,
+    /// The spill file: the queue is not touched.
+    Spill,
+}
 
 /// Each batch allocates and frees the same memory (the events, the
 /// transaction's contexts). With glibc's defaults, large blocks are mmap()ed
@@ -224,6 +422,7 @@ fn write_batch(
     head: &mut Option<ChainHead>,
     names: &mut RoleNames,
     batch: &[&AuditEvent],
+    from: Source,
 ) -> Batch {
     let written = crate::worker_transaction(std::panic::AssertUnwindSafe(|| {
         Spi::connect_mut(|client| -> SpiResult<Batch> {
@@ -281,7 +480,10 @@ fn write_batch(
         }
         Ok(Batch::Written(n)) => {
             let h = head.as_ref().expect("set by the batch");
-            queue::commit(n, h.table.into(), h.id, h.mac);
+            queue::commit(h.table.into(), h.id, h.mac);
+            if from == Source::Queue {
+                queue::release(n);
+            }
             Batch::Written(n)
         }
         Ok(Batch::NoTable) => Batch::NoTable,

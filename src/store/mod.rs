@@ -418,6 +418,24 @@ pub fn purge_records(limit: i64, grace_seconds: f64) -> VaultResult<Vec<Token>> 
     })
 }
 
+/// Records the purge worker would remove now (expired, or deleted more
+/// than `grace_seconds` ago), counted up to `cap` through the partial
+/// indexes on expires_at and deleted_at; None before 0.3.0's life cycle.
+pub fn purge_backlog(grace_seconds: f64, cap: i64) -> VaultResult<Option<i64>> {
+    match catalog::schema()? {
+        Schema::V0_1 | Schema::V0_2 => return Ok(None),
+        Schema::V0_3 => {}
+    }
+    let cutoff = now().saturating_sub((grace_seconds * 1e6) as i64);
+    select_one::<i64>(
+        "SELECT pg_catalog.count(*) FROM (SELECT 1 FROM pii_vault.records WHERE expires_at <= $1 \
+         UNION ALL SELECT 1 FROM pii_vault.records WHERE deleted_at <= $1 AND NOT (expires_at <= $1) \
+         UNION ALL SELECT 1 FROM pii_vault.records WHERE deleted_at <= $1 AND expires_at IS NULL LIMIT $2) s",
+        &[timestamp(Some(cutoff)), cap.into()],
+    )
+    .map_err(fault)
+}
+
 /// Every (token, envelope), for the bulk export.
 pub fn all_envelopes() -> VaultResult<Vec<(Token, Vec<u8>)>> {
     let live = match catalog::schema()? {
