@@ -594,6 +594,27 @@ rm -f "$SPILL.unverified.1"
 check_equal "once the operator removes it, the audit verifies again" \
     "$("${PSQL_RESTORED[@]}" -c "SELECT ok FROM vault_audit_verify()")" t
 
+# A spill file kept while the server runs (the audit table refuses rows,
+# so the writer cannot write it) and then rewritten by a member of
+# pg_write_server_files with COPY: the writer notices the change (inode,
+# size and time as it left them, in shared memory), sets it aside instead
+# of replaying or removing it, and the audit does not verify.
+"${PSQL_RESTORED[@]}" -c "CREATE ROLE file_writer LOGIN IN ROLE pg_write_server_files" \
+    -c "ALTER TABLE pii_vault.audit_batches ADD CONSTRAINT refuse_rows CHECK (first_id < 0) NOT VALID" >/dev/null
+PGAPPNAME=before_copy "${PSQL_RESTORED[@]}" -c "SELECT count(vault_lookup('login', 'after-plant')) FROM generate_series(1, 20)" >/dev/null
+cluster_stop
+check "a shutdown while the audit table refuses rows keeps the queue in the spill file" [ -s "$SPILL" ]
+cluster_start
+sleep 1.5
+cluster_psql -q -At -d pii_vault_restored -U file_writer -c "COPY (SELECT 1 WHERE false) TO '$SPILL'" >/dev/null
+"${PSQL_RESTORED[@]}" -c "ALTER TABLE pii_vault.audit_batches DROP CONSTRAINT refuse_rows" >/dev/null
+for _ in $(seq 1 50); do [ -e "$SPILL.unverified.1" ] && break; sleep 0.1; done
+check_equal "the spill file emptied by COPY is set aside, not replayed, and the audit does not verify" \
+    "$([ -e "$SPILL" ] && echo left || echo gone)|$([ -e "$SPILL.unverified.1" ] && echo aside)|$("${PSQL_RESTORED[@]}" -c "SELECT ok FROM vault_audit_verify()" 2>/dev/null)" \
+    "gone|aside|f"
+rm -f "$SPILL.unverified.1"
+"${PSQL_RESTORED[@]}" -c "DROP ROLE file_writer" >/dev/null
+
 # ---- the server log: no values, no key --------------------------------------
 cluster_stop
 check "no canary value and no key in the server log (leak-canary-* are values of failing calls)" \

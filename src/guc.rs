@@ -32,6 +32,23 @@ static MAX_SHARE_TTL: GucSetting<i32> = GucSetting::<i32>::new(DAY);
 static MAX_SESSION_TTL: GucSetting<i32> = GucSetting::<i32>::new(DAY);
 static PURPOSE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static REQUIRE_PURPOSE: GucSetting<bool> = GucSetting::<bool>::new(false);
+static STANDBY_READS: GucSetting<StandbyReads> = GucSetting::<StandbyReads>::new(StandbyReads::Audited);
+
+/// What a hot standby does with vault calls (`pii_vault.standby_reads`).
+#[derive(pgrx::PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StandbyReads {
+    /// Serves reads; their events are kept under PGDATA until they reach
+    /// the audit (README, "Replicas").
+    #[name = c"audited"]
+    Audited,
+    /// Refuses every vault call but the operator's (25006).
+    #[name = c"refused"]
+    Refused,
+}
+
+pub fn standby_reads() -> StandbyReads {
+    STANDBY_READS.get()
+}
 
 /// Registers the settings. The PGC_POSTMASTER ones can only be defined while
 /// the postmaster loads the library; loaded later into one backend, the
@@ -40,6 +57,14 @@ pub fn init(preloading: bool) {
     if preloading {
         define_postmaster_settings();
     }
+    GucRegistry::define_enum_guc(
+        c"pii_vault.standby_reads",
+        c"On a hot standby: audited (serve reads, their audit kept under PGDATA) or refused (every vault call but the operator's fails 25006).",
+        c"",
+        &STANDBY_READS,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"pii_vault.max_record_bytes",
         c"Largest record, in bytes of its jsonb form, that vault_store and vault_update accept.",

@@ -82,6 +82,7 @@ pub extern "C-unwind" fn _PG_init() {
         throttle::statement::install_hooks();
         throttle::caller::install_hook();
         audit::writer::register();
+        audit::keeper::register();
         purge::register();
     }
 }

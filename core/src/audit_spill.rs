@@ -5,7 +5,7 @@
 //! The file is a sequence of frames, each appended whole and fsynced:
 //!
 //! ```text
-//! MAGIC (8) | flags u8 | key version u32 | frame number u64 |
+//! MAGIC (8) | flags u8 | key version u32 | origin (16) | frame number u64 |
 //! event count u32 | body length u32 | body (AuditEvent::encode each) | MAC (32)
 //! ```
 //!
@@ -31,14 +31,19 @@ use crate::crypto::{KeyRing, KeySet};
 
 const MAGIC: &[u8; 8] = b"PIIVSPL1";
 const LABEL: &[u8] = b"pii_vault audit spill v1";
-const HEADER: usize = 8 + 1 + 4 + 8 + 4 + 4;
+const HEADER: usize = 8 + 1 + 4 + 16 + 8 + 4 + 4;
 const MAC_LEN: usize = 32;
+/// No frame's body is longer (a writer keeps at most 64 MiB in all).
+const MAX_BODY: usize = 64 << 20;
 /// The frame's writer had not found its key to be the vault's.
 pub const UNVOUCHED: u8 = 1;
+/// The origin of a primary's own frames (a standby's keeper names its
+/// standby by a random id of its own).
+pub const PRIMARY: [u8; 16] = [0; 16];
 
-/// One frame of `events`, numbered `number`, MACed under `ring`; `flags`
-/// is 0 or `UNVOUCHED`.
-pub fn encode_frame(ring: &KeyRing, flags: u8, number: u64, events: &[&AuditEvent]) -> Vec<u8> {
+/// One frame of `events`: `flags` (0 or `UNVOUCHED`), the server it was
+/// kept on (`origin`), its number there (increasing), MACed under `ring`.
+pub fn encode_frame(ring: &KeyRing, flags: u8, origin: &[u8; 16], number: u64, events: &[&AuditEvent]) -> Vec<u8> {
     let mut body = Vec::with_capacity(events.len() * 96);
     for event in events {
         event.encode(&mut body);
@@ -47,6 +52,7 @@ pub fn encode_frame(ring: &KeyRing, flags: u8, number: u64, events: &[&AuditEven
     frame.extend_from_slice(MAGIC);
     frame.push(flags);
     frame.extend_from_slice(&ring.key_version().to_be_bytes());
+    frame.extend_from_slice(origin);
     frame.extend_from_slice(&number.to_be_bytes());
     frame.extend_from_slice(&(events.len() as u32).to_be_bytes());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -63,19 +69,39 @@ fn frame_mac(ring: &KeyRing, header_and_body: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// One frame read back.
+pub struct Frame {
+    pub origin: [u8; 16],
+    pub number: u64,
+    /// Whether its MAC verified (if not, it was `UNVOUCHED` and its events
+    /// are marked).
+    pub verified: bool,
+    pub events: Vec<AuditEvent>,
+    /// Where it ends in the bytes read.
+    pub end: usize,
+}
+
 /// What a spill file holds.
 #[derive(Default)]
 pub struct Spilled {
-    /// The events of every frame, oldest first (those of unvouched frames
-    /// that did not verify marked `unverified:`).
-    pub events: Vec<AuditEvent>,
-    /// Frames read.
-    pub frames: u64,
+    pub frames: Vec<Frame>,
+    /// Bytes of the complete frames (the rest is a torn tail).
+    pub complete_len: usize,
+    /// The bytes end with an incomplete frame (a process died appending
+    /// it): left out.
+    pub torn: bool,
+}
+
+impl Spilled {
+    /// Every event, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = &AuditEvent> {
+        self.frames.iter().flat_map(|f| f.events.iter())
+    }
+
     /// Events of unvouched frames that did not verify.
-    pub unverified: u64,
-    /// The highest frame number read (the next frame appended takes the
-    /// one after it).
-    pub last_number: Option<u64>,
+    pub fn unverified(&self) -> usize {
+        self.frames.iter().filter(|f| !f.verified).map(|f| f.events.len()).sum()
+    }
 }
 
 /// Why a spill file cannot be replayed whole.
@@ -89,28 +115,39 @@ pub enum SpillProblem {
     NotAuthentic { at: usize },
 }
 
-/// Reads every frame of `bytes`. A frame cut short at the very end (a
-/// process that died appending it) is left out and counted in `torn`;
-/// anything else that does not verify is a `SpillProblem`, and then
-/// nothing of the file is replayed (the file stays for an operator).
-pub fn decode(keys: &KeySet, bytes: &[u8]) -> Result<(Spilled, bool), SpillProblem> {
+/// Reads every frame of `bytes`. A frame cut short at the very end is
+/// left out (`torn`); anything else that does not verify is a
+/// `SpillProblem`, and then nothing of the file is replayed (the file
+/// stays for an operator).
+pub fn decode(keys: &KeySet, bytes: &[u8]) -> Result<Spilled, SpillProblem> {
     let mut spilled = Spilled::default();
     let mut at = 0usize;
     while at < bytes.len() {
         let rest = &bytes[at..];
         let Some(header) = rest.get(..HEADER) else {
-            return Ok((spilled, true));
+            // A tail shorter than a header is torn only if it begins as
+            // one does.
+            if rest[..rest.len().min(MAGIC.len())] != MAGIC[..rest.len().min(MAGIC.len())] {
+                return Err(SpillProblem::NotAuthentic { at });
+            }
+            spilled.torn = true;
+            break;
         };
         if &header[..8] != MAGIC || header[8] & !UNVOUCHED != 0 {
             return Err(SpillProblem::NotAuthentic { at });
         }
         let unvouched = header[8] & UNVOUCHED != 0;
         let key_version = u32::from_be_bytes(header[9..13].try_into().expect("4 bytes"));
-        let number = u64::from_be_bytes(header[13..21].try_into().expect("8 bytes"));
-        let count = u32::from_be_bytes(header[21..25].try_into().expect("4 bytes")) as usize;
-        let body_len = u32::from_be_bytes(header[25..29].try_into().expect("4 bytes")) as usize;
+        let origin: [u8; 16] = header[13..29].try_into().expect("16 bytes");
+        let number = u64::from_be_bytes(header[29..37].try_into().expect("8 bytes"));
+        let count = u32::from_be_bytes(header[37..41].try_into().expect("4 bytes")) as usize;
+        let body_len = u32::from_be_bytes(header[41..45].try_into().expect("4 bytes")) as usize;
+        if body_len > MAX_BODY {
+            return Err(SpillProblem::NotAuthentic { at });
+        }
         let Some(frame) = rest.get(..HEADER + body_len + MAC_LEN) else {
-            return Ok((spilled, true));
+            spilled.torn = true;
+            break;
         };
         let (signed, mac) = frame.split_at(HEADER + body_len);
         let verified = match keys.version(key_version) {
@@ -125,7 +162,7 @@ pub fn decode(keys: &KeySet, bytes: &[u8]) -> Result<(Spilled, bool), SpillProbl
             return Err(SpillProblem::NotAuthentic { at });
         }
         let mut body = &signed[HEADER..];
-        let mut events = Vec::with_capacity(count);
+        let mut events = Vec::with_capacity(count.min(body.len()));
         while !body.is_empty() {
             let (mut event, used) = AuditEvent::decode(body).ok_or(SpillProblem::NotAuthentic { at })?;
             if !verified {
@@ -137,15 +174,11 @@ pub fn decode(keys: &KeySet, bytes: &[u8]) -> Result<(Spilled, bool), SpillProbl
         if events.len() != count {
             return Err(SpillProblem::NotAuthentic { at });
         }
-        if !verified {
-            spilled.unverified += count as u64;
-        }
-        spilled.events.extend(events);
-        spilled.frames += 1;
-        spilled.last_number = Some(spilled.last_number.map_or(number, |n| n.max(number)));
         at += frame.len();
+        spilled.frames.push(Frame { origin, number, verified, events, end: at });
+        spilled.complete_len = at;
     }
-    Ok((spilled, false))
+    Ok(spilled)
 }
 
 #[cfg(test)]
@@ -167,14 +200,14 @@ mod tests {
         let set = keys(&[(1, [1; 32]), (2, [2; 32])]);
         let a: Vec<AuditEvent> = (0..3).map(event).collect();
         let b: Vec<AuditEvent> = (3..5).map(event).collect();
-        let mut file = encode_frame(set.version(1).unwrap(), 0, 0, &a.iter().collect::<Vec<_>>());
-        file.extend(encode_frame(set.active(), 0, 1, &b.iter().collect::<Vec<_>>()));
-        let (spilled, torn) = decode(&set, &file).unwrap();
-        assert!(!torn);
-        assert_eq!(spilled.frames, 2);
-        assert_eq!(spilled.last_number, Some(1));
-        assert_eq!(spilled.events.iter().map(|e| e.at).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
-        assert_eq!(decode(&set, &[]).unwrap().0.events.len(), 0);
+        let mut file = encode_frame(set.version(1).unwrap(), 0, &PRIMARY, 0, &a.iter().collect::<Vec<_>>());
+        file.extend(encode_frame(set.active(), 0, &PRIMARY, 1, &b.iter().collect::<Vec<_>>()));
+        let spilled = decode(&set, &file).unwrap();
+        assert!(!spilled.torn);
+        assert_eq!(spilled.frames.iter().map(|f| f.number).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(spilled.complete_len, file.len());
+        assert_eq!(spilled.events().map(|e| e.at).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert_eq!(decode(&set, &[]).unwrap().events().count(), 0);
     }
 
     #[test]
@@ -182,14 +215,15 @@ mod tests {
         let set = keys(&[(1, [1; 32])]);
         let events: Vec<AuditEvent> = (0..4).map(event).collect();
         let refs: Vec<&AuditEvent> = events.iter().collect();
-        let first = encode_frame(set.active(), 0, 0, &refs[..2]);
-        let second = encode_frame(set.active(), 0, 1, &refs[2..]);
+        let first = encode_frame(set.active(), 0, &PRIMARY, 0, &refs[..2]);
+        let second = encode_frame(set.active(), 0, &PRIMARY, 1, &refs[2..]);
         for cut in 1..second.len() {
             let mut file = first.clone();
             file.extend_from_slice(&second[..cut]);
-            let (spilled, torn) = decode(&set, &file).unwrap();
-            assert!(torn, "cut at {cut}");
-            assert_eq!(spilled.events.len(), 2, "cut at {cut}");
+            let spilled = decode(&set, &file).unwrap();
+            assert!(spilled.torn, "cut at {cut}");
+            assert_eq!(spilled.events().count(), 2, "cut at {cut}");
+            assert_eq!(spilled.complete_len, first.len(), "cut at {cut}");
         }
     }
 
@@ -199,7 +233,7 @@ mod tests {
         let other = keys(&[(1, [9; 32])]);
         let events: Vec<AuditEvent> = (0..2).map(event).collect();
         let refs: Vec<&AuditEvent> = events.iter().collect();
-        let frame = encode_frame(set.active(), 0, 0, &refs);
+        let frame = encode_frame(set.active(), 0, &PRIMARY, 0, &refs);
         assert_eq!(decode(&other, &frame).err(), Some(SpillProblem::NotAuthentic { at: 0 }));
         for i in 0..frame.len() {
             let mut edited = frame.clone();
@@ -208,13 +242,13 @@ mod tests {
                 match decode(&set, &edited) {
                     Err(_) => true,
                     // A length byte made longer reads as a torn tail: nothing replayed.
-                    Ok((spilled, torn)) => torn && spilled.events.is_empty(),
+                    Ok(spilled) => spilled.torn && spilled.frames.is_empty(),
                 },
                 "byte {i}"
             );
         }
         let v2 = keys(&[(2, [2; 32])]);
-        let frame2 = encode_frame(v2.active(), 0, 5, &refs);
+        let frame2 = encode_frame(v2.active(), 0, &PRIMARY, 5, &refs);
         assert_eq!(decode(&set, &frame2).err(), Some(SpillProblem::KeyNotLoaded { frame: 5, key_version: 2 }));
         assert!(decode(&set, b"not a spill file at all, just text").is_err());
     }
@@ -225,18 +259,20 @@ mod tests {
         let wrong = keys(&[(1, [9; 32]), (3, [3; 32])]);
         let events: Vec<AuditEvent> = (0..2).map(event).collect();
         let refs: Vec<&AuditEvent> = events.iter().collect();
-        let mut file = encode_frame(right.active(), UNVOUCHED, 0, &refs);
-        file.extend(encode_frame(wrong.active(), UNVOUCHED, 1, &refs));
-        let (spilled, torn) = decode(&right, &file).unwrap();
-        assert!(!torn);
-        assert_eq!((spilled.frames, spilled.unverified), (2, 2));
-        let apps: Vec<String> = spilled.events.iter().map(|e| e.application_name().into_owned()).collect();
+        let standby = [7; 16];
+        let mut file = encode_frame(right.active(), UNVOUCHED, &standby, 0, &refs);
+        file.extend(encode_frame(wrong.active(), UNVOUCHED, &standby, 1, &refs));
+        let spilled = decode(&right, &file).unwrap();
+        assert!(!spilled.torn);
+        assert_eq!((spilled.frames.len(), spilled.unverified()), (2, 2));
+        assert!(spilled.frames.iter().all(|f| f.origin == standby));
+        let apps: Vec<String> = spilled.events().map(|e| e.application_name().into_owned()).collect();
         assert_eq!(apps, ["app", "app", "unverified: app", "unverified: app"]);
         // The same frames vouched for are refused instead.
-        let vouched = encode_frame(wrong.version(1).unwrap(), 0, 0, &refs);
+        let vouched = encode_frame(wrong.version(1).unwrap(), 0, &standby, 0, &refs);
         assert_eq!(decode(&right, &vouched).err(), Some(SpillProblem::NotAuthentic { at: 0 }));
         // Unknown flags are refused too.
-        let mut odd = encode_frame(right.active(), 0, 0, &refs);
+        let mut odd = encode_frame(right.active(), 0, &PRIMARY, 0, &refs);
         odd[8] = 2;
         assert!(decode(&right, &odd).is_err());
     }

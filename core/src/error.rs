@@ -231,12 +231,17 @@ pub enum VaultError {
     Storage(StorageFault),
 }
 
-/// Why a call that writes cannot write here.
+/// Why a call cannot run here: it writes (or, on a standby that refuses
+/// them, reads) and this is a read-only server or transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReadOnly {
     /// The server is a hot standby (in recovery).
     #[error("this server is a standby: it serves reads only")]
     Standby,
+    /// The server is a hot standby with `pii_vault.standby_reads =
+    /// refused`.
+    #[error("this server is a standby that serves no vault calls (pii_vault.standby_reads = refused)")]
+    StandbyRefusesReads,
     /// The transaction is read-only (SET TRANSACTION READ ONLY,
     /// default_transaction_read_only).
     #[error("cannot write in a read-only transaction")]

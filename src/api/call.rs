@@ -17,6 +17,7 @@ use crate::audit::event::{fields_fit, FIELD_BYTES};
 use crate::audit::{self, Operation, Outcome};
 use crate::error::VaultResult;
 use crate::error::{ReadOnly, Unattributable, VaultError};
+use crate::guc;
 use crate::throttle::{self, Kind, Limit};
 use pgrx::pg_sys;
 
@@ -51,6 +52,18 @@ fn read_write() -> VaultResult<()> {
     }
 }
 
+/// Whether this is a standby set to refuse vault calls
+/// (`pii_vault.standby_reads = refused`) and `operation` is not one the
+/// operator runs there (health, audit verification, key versions, the
+/// audit of a token).
+fn refused_on_this_standby(operation: Operation) -> bool {
+    use Operation::{AuditRead, AuditVerify, Health, KeyVersions};
+    // SAFETY: a plain read of shared state.
+    guc::standby_reads() == guc::StandbyReads::Refused
+        && !matches!(operation, Health | AuditVerify | KeyVersions | AuditRead)
+        && unsafe { pg_sys::RecoveryInProgress() }
+}
+
 pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultResult<R>) -> R {
     let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, charged: false };
     let ended = catch_unwind(AssertUnwindSafe(|| {
@@ -62,6 +75,8 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultRes
         }
         if operation.writes() {
             read_write()?;
+        } else if refused_on_this_standby(operation) {
+            return Err(VaultError::ReadOnly(ReadOnly::StandbyRefusesReads));
         }
         body(&mut call)
     }));

@@ -64,6 +64,9 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
             Some("Run calls that store, change or remove data on the primary; standbys serve reads.")
         }
         ReadOnly(crate::error::ReadOnly::Transaction) => Some("Run the call in a read-write transaction."),
+        ReadOnly(crate::error::ReadOnly::StandbyRefusesReads) => {
+            Some("Call the vault on the primary, or set pii_vault.standby_reads = audited on this standby.")
+        }
         ReadsPerStatement(_) | WritesPerStatement(_) => Some(
             "One statement (a cursor across its fetches, a DO block or CALL across its commits) may reach only so many records; read or write in separate statements, or ask a superuser to raise the budget.",
         ),

@@ -502,10 +502,18 @@ fn audit_writer() -> Found {
     // SAFETY: a plain read of shared state.
     let standby = unsafe { pg_sys::RecoveryInProgress() };
     let problem = if standby {
-        Some(format!(
-            "this server is a standby, where the audit writer does not run: the {} events of calls made here are queued in its memory and reach no audit (standby reads are not forwarded to the primary yet); point vault reads at the primary",
-            state.pending
-        ))
+        let kept: u64 = crate::audit::spill::kept().iter().map(|(_, bytes)| bytes).sum();
+        Some(if queue::keeper_running() {
+            format!(
+                "this server is a standby: its audit keeper keeps the events of the calls made here under PGDATA ({kept} bytes kept, {} queued), where a restart finds them and a promotion writes them to the audit; they are not forwarded to the primary's audit yet: point vault reads at the primary, or set pii_vault.standby_reads = refused",
+                state.pending
+            )
+        } else {
+            format!(
+                "this server is a standby and its audit keeper is not running ({} events queued): it restarts within a second; if this persists, check the server log; calls are refused once the queue is full",
+                state.pending
+            )
+        })
     } else if !alive {
         Some(format!(
             "the audit writer is not running ({} events queued): it restarts within seconds; if this persists, check the server log; calls are refused once its queue is full",

@@ -7,6 +7,7 @@
 //! vault, and refused if the event cannot be queued (fail closed).
 
 pub use pii_vault_core::audit_event as event;
+pub mod keeper;
 pub mod queue;
 pub mod spill;
 pub mod writer;

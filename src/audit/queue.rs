@@ -124,6 +124,17 @@ pub struct WriterState {
     spilled: u64,
     /// When the last writer process exited (0: none has).
     exited_at: i64,
+    /// The audit keeper of a standby is the queue's consumer.
+    keeper: bool,
+    /// The spill file as the consumer last wrote or read it (inode, size,
+    /// modification time); `spill_seen` false: not since the start.
+    spill_seen: bool,
+    spill_inode: u64,
+    spill_size: u64,
+    spill_mtime_ns: i64,
+    /// The number of the last frame appended (frames are numbered by the
+    /// time they are kept, in microseconds, strictly increasing).
+    last_frame: u64,
     /// The last row the writer committed, in which audit table (by oid).
     chain_table: u32,
     chain_id: i64,
@@ -314,6 +325,53 @@ pub fn since_writer_exit() -> Option<std::time::Duration> {
     // SAFETY: a clock read.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     (exited_at != 0).then(|| std::time::Duration::from_micros((now - exited_at).max(0) as u64))
+}
+
+/// Marks the standby's audit keeper as the queue's consumer (true), or
+/// gone (false).
+pub fn set_keeper(running: bool) {
+    WRITER.exclusive().keeper = running;
+}
+
+/// Whether a standby's audit keeper still consumes the queue (a promoted
+/// server's writer waits until it has kept what was left and exited).
+pub fn keeper_running() -> bool {
+    WRITER.share().keeper
+}
+
+/// The spill file as the consumer last left it, if it has seen it since
+/// the server started.
+pub fn spill_file_seen() -> Option<super::spill::Identity> {
+    let w = WRITER.share();
+    w.spill_seen.then_some(super::spill::Identity {
+        inode: w.spill_inode,
+        size: w.spill_size,
+        mtime_ns: w.spill_mtime_ns,
+    })
+}
+
+/// Records the spill file as the consumer leaves it.
+pub fn saw_spill_file(identity: super::spill::Identity) {
+    let mut w = WRITER.exclusive();
+    w.spill_seen = true;
+    w.spill_inode = identity.inode;
+    w.spill_size = identity.size;
+    w.spill_mtime_ns = identity.mtime_ns;
+}
+
+/// The spill file is gone (removed or set aside).
+pub fn forget_spill_file() {
+    WRITER.exclusive().spill_seen = false;
+}
+
+/// A number for the next frame: the time now in microseconds, past the
+/// last one given.
+pub fn next_frame_number() -> u64 {
+    // SAFETY: a clock read.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() }.max(0) as u64;
+    let mut w = WRITER.exclusive();
+    w.last_frame = now.max(w.last_frame + 1);
+    w.last_frame
 }
 
 /// Counts events moved to the spill file.

@@ -11,14 +11,16 @@
 //! looks only in `base/pgsql_tmp` and the tablespaces, never there.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use pgrx::pg_sys;
 
-use crate::audit::AuditEvent;
+use crate::audit::{queue, AuditEvent};
 use crate::crypto::KeySet;
+pub use pii_vault_core::audit_spill::PRIMARY;
 use pii_vault_core::audit_spill::{decode, encode_frame, SpillProblem, Spilled, UNVOUCHED};
 
 pub const FILE_NAME: &str = "pgsql_tmp_pii_vault_audit_spill";
@@ -60,55 +62,251 @@ pub fn kept() -> Vec<(String, u64)> {
     files
 }
 
-/// Renames a spill file that does not verify under the loaded keys out of
-/// the writer's way (its events stay there for an operator: renamed back,
-/// a server loading the key that wrote it replays them); the new name.
+/// Renames the spill file out of the consumer's way, whatever it is (a
+/// file that does not verify, or was changed by someone else, or is not a
+/// regular file of the server's user): its events stay there for an
+/// operator, and `vault_health` names it. The new name.
 pub fn set_aside() -> std::io::Result<String> {
     let mut n = 1;
     let name = loop {
         let name = format!("{FILE_NAME}.unverified.{n}");
-        if !data_dir().join(&name).exists() {
+        if std::fs::symlink_metadata(data_dir().join(&name)).is_err() {
             break name;
         }
         n += 1;
     };
     std::fs::rename(path(), data_dir().join(&name))?;
     File::open(data_dir())?.sync_all()?;
+    queue::forget_spill_file();
     Ok(name)
 }
 
-/// Appends `events` as one frame MACed under the active key (`vouched`:
-/// the writer found that key to be the vault's), and fsyncs it (and PGDATA
-/// when the file is new) before returning.
-pub fn append(keys: &KeySet, vouched: bool, events: &[&AuditEvent]) -> std::io::Result<()> {
-    let path = path();
-    let before = size();
-    let flags = if vouched { 0 } else { UNVOUCHED };
-    let frame = encode_frame(keys.active(), flags, before.unwrap_or(0), events);
-    if before.unwrap_or(0) + frame.len() as u64 > MAX_BYTES {
-        return Err(std::io::Error::other(format!("{} would pass {MAX_BYTES} bytes", path.display())));
+/// This standby's id in the frames its keeper writes (`origin`): random,
+/// made at its keeper's first start and kept in PGDATA under a name base
+/// backups leave out, so every standby made from a backup gets its own.
+pub fn standby_origin() -> std::io::Result<[u8; 16]> {
+    let path = data_dir().join(ORIGIN_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(id) = parse_hex16(text.trim()) {
+            return Ok(id);
+        }
     }
-    let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+    let id = crate::crypto::random_token().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let temporary = data_dir().join(format!("{ORIGIN_FILE}.new"));
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
+    file.write_all(hex.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, &path)?;
+    File::open(data_dir())?.sync_all()?;
+    Ok(id)
+}
+
+const ORIGIN_FILE: &str = "pgsql_tmp_pii_vault_origin";
+
+fn parse_hex16(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}
+
+/// The file as this server's consumer last left it: its inode, size and
+/// modification time. Kept in shared memory, so a file replaced,
+/// truncated, extended or rewritten by anyone else while the server runs
+/// (`COPY ... TO` by a member of pg_write_server_files) is refused, never
+/// replayed or removed as if it were ours.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Identity {
+    pub inode: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+fn identity_of(meta: &std::fs::Metadata) -> Identity {
+    use std::os::unix::fs::MetadataExt;
+    Identity { inode: meta.ino(), size: meta.size(), mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec() }
+}
+
+/// Why the file is not replayed.
+#[derive(Debug)]
+pub enum Refused {
+    /// Not a regular file owned by the server's user (a directory, a
+    /// symbolic link, another owner).
+    NotOurs,
+    /// Changed since this server's consumer last wrote or read it.
+    Changed,
+    /// Its frames do not verify.
+    Problem(SpillProblem),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::NotOurs => f.write_str("not a regular file of this server's user with mode 0600"),
+            Refused::Changed => f.write_str("changed by someone else since this server last wrote or read it"),
+            Refused::Problem(SpillProblem::KeyNotLoaded { key_version, .. }) => {
+                write!(f, "its frames are MACed under key version {key_version}, which is not loaded")
+            }
+            Refused::Problem(SpillProblem::NotAuthentic { at }) => {
+                write!(f, "a frame at byte {at} does not verify under the loaded keys")
+            }
+        }
+    }
+}
+
+/// Opens the file without following a symbolic link; checks that it is a
+/// regular file of the server's user (mode 0600) and, when this server
+/// has seen it before, that nobody changed it since. None when there is
+/// no file.
+fn open_ours(append: bool) -> std::io::Result<Option<Result<(File, Identity), Refused>>> {
+    let mut options = OpenOptions::new();
+    options.read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    if append {
+        options.append(true);
+    }
+    let file = match options.open(path()) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A symbolic link (ELOOP) or something else we cannot open as ours.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Some(Err(Refused::NotOurs))),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions.
+    let ours = meta.file_type().is_file() && meta.uid() == unsafe { libc::geteuid() };
+    if !ours || meta.permissions().mode() & 0o077 != 0 {
+        return Ok(Some(Err(Refused::NotOurs)));
+    }
+    let identity = identity_of(&meta);
+    match queue::spill_file_seen() {
+        Some(seen) if seen != identity => Ok(Some(Err(Refused::Changed))),
+        _ => Ok(Some(Ok((file, identity)))),
+    }
+}
+
+/// Appends `events` as one frame MACed under the active key (`vouched`:
+/// the consumer found that key to be the vault's; `origin`: this server's
+/// id, `PRIMARY` on a primary), and fsyncs it (and PGDATA when the file is
+/// new) before returning. A file this server has not seen yet is read
+/// first: a torn last frame (a process died appending it) is cut off, so
+/// nothing appended after it is lost behind it; a file that is not ours,
+/// was changed, or does not verify is set aside and a new one begun.
+pub fn append(keys: &KeySet, vouched: bool, origin: &[u8; 16], events: &[&AuditEvent]) -> std::io::Result<()> {
+    let existing = match open_ours(true)? {
+        Some(Ok((file, _))) if queue::spill_file_seen().is_some() => Some(file),
+        Some(Ok((file, _))) => {
+            let mut bytes = Vec::new();
+            (&file).read_to_end(&mut bytes)?;
+            match decode(keys, &bytes) {
+                Ok(spilled) => {
+                    if spilled.torn {
+                        file.set_len(spilled.complete_len as u64)?;
+                        file.sync_all()?;
+                    }
+                    Some(file)
+                }
+                Err(_) => {
+                    drop(file);
+                    set_aside()?;
+                    None
+                }
+            }
+        }
+        Some(Err(_)) => {
+            set_aside()?;
+            None
+        }
+        None => None,
+    };
+    let size = match &existing {
+        Some(file) => file.metadata()?.len(),
+        None => 0,
+    };
+    let flags = if vouched { 0 } else { UNVOUCHED };
+    let frame = encode_frame(keys.active(), flags, origin, queue::next_frame_number(), events);
+    if size + frame.len() as u64 > MAX_BYTES {
+        return Err(std::io::Error::other(format!("{FILE_NAME} would pass {MAX_BYTES} bytes")));
+    }
+    let mut file = match existing {
+        Some(file) => file,
+        None => {
+            OpenOptions::new().append(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path())?
+        }
+    };
     file.write_all(&frame)?;
     file.sync_all()?;
-    if before.is_none() {
+    if size == 0 {
         File::open(data_dir())?.sync_all()?;
+    }
+    queue::saw_spill_file(identity_of(&file.metadata()?));
+    Ok(())
+}
+
+/// What the file holds (None when there is none), or why it is refused.
+pub fn read(keys: &KeySet) -> std::io::Result<Option<Result<Spilled, Refused>>> {
+    let (file, identity) = match open_ours(false)? {
+        None => return Ok(None),
+        Some(Err(refused)) => return Ok(Some(Err(refused))),
+        Some(Ok(opened)) => opened,
+    };
+    let mut bytes = Vec::new();
+    (&file).read_to_end(&mut bytes)?;
+    queue::saw_spill_file(identity);
+    Ok(Some(decode(keys, &bytes).map_err(Refused::Problem)))
+}
+
+/// Removes the file once its events are committed to the audit table; a
+/// file changed since it was read is set aside instead (what was read is
+/// written, the rest is an operator's to judge).
+pub fn remove() -> std::io::Result<()> {
+    match open_ours(false)? {
+        None => {}
+        Some(Ok(_)) => {
+            std::fs::remove_file(path())?;
+            File::open(data_dir())?.sync_all()?;
+            queue::forget_spill_file();
+        }
+        Some(Err(_)) => {
+            set_aside()?;
+        }
     }
     Ok(())
 }
 
-/// What the file holds, None when there is none; with whether its last
-/// frame was torn (left out).
-pub fn read(keys: &KeySet) -> std::io::Result<Option<Result<(Spilled, bool), SpillProblem>>> {
-    match std::fs::read(path()) {
-        Ok(bytes) => Ok(Some(decode(keys, &bytes))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
+/// How long `keep_queue` sleeps between looks at an empty queue.
+const NAP: Duration = Duration::from_millis(10);
 
-/// Removes the file once its events are committed to the audit table.
-pub fn remove() -> std::io::Result<()> {
-    std::fs::remove_file(path())?;
-    File::open(data_dir())?.sync_all()
+/// Appends the queued events to the spill file, `batch` at a time (each a
+/// frame, `vouched()` saying whether the consumer found its key to be the
+/// vault's), freeing their slots once the frame is fsynced, until the
+/// queue has stayed empty for `linger`. On a failure to write the file the
+/// events stay queued (and it is logged). The queue's one consumer only.
+pub fn keep_queue(vouched: impl Fn() -> bool, origin: &[u8; 16], batch: usize, linger: Duration) {
+    let Ok(keys) = crate::keys::key_set() else { return };
+    let mut quiet = Duration::ZERO;
+    loop {
+        let pending = queue::peek(batch);
+        if pending.is_empty() {
+            if quiet >= linger {
+                return;
+            }
+            std::thread::sleep(NAP);
+            quiet += NAP;
+            continue;
+        }
+        quiet = Duration::ZERO;
+        if let Err(e) = append(keys, vouched(), origin, &pending) {
+            pgrx::log!("pii_vault: could not keep {} queued audit events in {FILE_NAME}: {e}", pending.len());
+            return;
+        }
+        let n = pending.len();
+        queue::release(n);
+        queue::note_spilled(n as u64);
+    }
 }

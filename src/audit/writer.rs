@@ -66,6 +66,15 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     IS_WRITER.store(true, std::sync::atomic::Ordering::Relaxed);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     keep_freed_memory();
+    // After a promotion, the standby's keeper consumes the queue until it
+    // has kept what was left in the spill file (read once connected): the
+    // writer becomes the consumer only then.
+    while queue::keeper_running() {
+        if !wait(NAP) {
+            // SAFETY: ends this process the way PostgreSQL's own exits do.
+            unsafe { pg_sys::proc_exit(1) };
+        }
+    }
     // From here on, a SIGTERM (a shutdown, pg_terminate_backend) or a
     // FATAL connecting ends this process only after what it leaves
     // queued is in the spill file (`spill_at_exit`).
@@ -92,7 +101,11 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
     // for the writer anyway, and the events are already at risk until they
     // are committed (see the crash-loss window in the README).
     BackgroundWorker::transaction(|| {
-        Spi::run("SET synchronous_commit = off; SET search_path = pg_catalog, pg_temp")
+        // lock_timeout: a lock held on the audit table (even by a prepared
+        // transaction, which no shutdown ends) makes the insert fail and
+        // the writer retry, not wait where SIGTERM cannot reach it; at a
+        // shutdown it then keeps the queue in the spill file.
+        Spi::run("SET synchronous_commit = off; SET lock_timeout = '1s'; SET search_path = pg_catalog, pg_temp")
             .unwrap_or_else(|e| error!("pii_vault audit writer: {e}"));
     });
     let mut head: Option<ChainHead> = None;
@@ -256,32 +269,10 @@ fn wait(timeout: Duration) -> bool {
     going
 }
 
-/// Appends the queued events to the spill file and frees their slots,
-/// then keeps doing so until the queue has stayed empty for `linger`. On a
-/// failure to write the file the events stay queued (and it is logged).
+/// Keeps what is queued in the spill file (`spill::keep_queue`), as
+/// vouched for when this writer found its key to be the vault's.
 fn spill_queue(linger: Duration) {
-    let Ok(keys) = keys::key_set() else { return };
-    let mut quiet = Duration::ZERO;
-    loop {
-        let pending = queue::peek(BATCH);
-        if pending.is_empty() {
-            if quiet >= linger {
-                return;
-            }
-            std::thread::sleep(NAP);
-            quiet += NAP;
-            continue;
-        }
-        quiet = Duration::ZERO;
-        let vouched = KEYS_CHECKED.get().is_some() && !queue::state().key_mismatch;
-        if let Err(e) = spill::append(keys, vouched, &pending) {
-            log!("pii_vault audit writer: could not keep {} queued events in the spill file: {e}", pending.len());
-            return;
-        }
-        let n = pending.len();
-        queue::release(n);
-        queue::note_spilled(n as u64);
-    }
+    spill::keep_queue(|| KEYS_CHECKED.get().is_some() && !queue::state().key_mismatch, &spill::PRIMARY, BATCH, linger);
 }
 
 /// What became of the spill file this time.
@@ -301,25 +292,25 @@ enum Replay {
 fn replay_spill(keys: &crate::crypto::KeySet, head: &mut Option<ChainHead>, names: &mut RoleNames) -> Replay {
     let spilled = match spill::read(keys) {
         Ok(None) => return Replay::Done,
-        Ok(Some(Ok((spilled, torn)))) => {
-            if torn {
+        Ok(Some(Ok(spilled))) => {
+            if spilled.torn {
                 log!("pii_vault audit writer: the spill file ends with an incomplete frame (a process died writing it); it is not replayed");
             }
-            if spilled.unverified > 0 {
+            if spilled.unverified() > 0 {
                 log!(
                     "pii_vault audit writer: {} events of the spill file were kept by a writer whose key the vault had not vouched for and do not verify under the loaded keys; they are written with their application name marked \"unverified:\"",
-                    spilled.unverified
+                    spilled.unverified()
                 );
             }
             spilled
         }
-        Ok(Some(Err(problem))) => {
+        Ok(Some(Err(refused))) => {
             // Not written, not in the way: the queue's events go on being
             // written, and vault_health and vault_audit_verify report the
             // file until an operator deals with it.
             match spill::set_aside() {
                 Ok(name) => log!(
-                    "pii_vault audit writer: {} does not verify under the loaded keys ({problem:?}); its events are kept, unwritten, in {name} (rename it back and start with the key that wrote it to write them)",
+                    "pii_vault audit writer: {} is not replayed ({refused}); it is kept, unwritten, as {name}",
                     spill::FILE_NAME
                 ),
                 Err(e) => error!("pii_vault audit writer: could not set {} aside: {e}", spill::FILE_NAME),
@@ -328,7 +319,7 @@ fn replay_spill(keys: &crate::crypto::KeySet, head: &mut Option<ChainHead>, name
         }
         Err(e) => error!("pii_vault audit writer: could not read {}: {e}", spill::path().display()),
     };
-    let events: Vec<&AuditEvent> = spilled.events.iter().collect();
+    let events: Vec<&AuditEvent> = spilled.events().collect();
     // Chunks this process wrote in an earlier attempt that was blocked
     // part-way (the file cannot have changed since: only a writer appends).
     let mut done = REPLAYED.get();
