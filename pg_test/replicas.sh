@@ -72,10 +72,10 @@ check_equal "the standby is in recovery and has the primary's records" \
 TOKEN="$(q -c "SELECT tok FROM people WHERE n = 1")"
 # Every check but the audit writer's is ok; that one fails on a standby,
 # whose reads reach no audit yet (README, "honest limits"), and says so.
-check_equal "vault_health() runs on the standby, says it is one, and that its reads reach no audit" \
+check_equal "vault_health() runs on the standby, says it is one, and that its keeper and forwarder run" \
     "$(q -c "SELECT bool_and(ok) FILTER (WHERE check_name <> 'audit_writer'),
                     count(*) FILTER (WHERE check_name = 'standby' AND ok AND detail LIKE 'this server is a standby%'),
-                    count(*) FILTER (WHERE check_name = 'audit_writer' AND NOT ok AND detail LIKE '%standby%not forwarded%')
+                    count(*) FILTER (WHERE check_name = 'audit_writer' AND ok AND detail LIKE 'a standby: %forwarder%')
              FROM vault_health()")" "t|1|1"
 got="$(q -c "SELECT check_name, detail FROM vault_health() WHERE NOT ok AND check_name <> 'audit_writer'")"
 [ -z "$got" ] || echo "   failing checks: $got"
@@ -111,21 +111,85 @@ use_standby
 check_equal "the standby's server log names no XID it could not take" \
     "$(grep -c "cannot assign TransactionIds during recovery" "$STANDBY_LOG")" 0
 
-# ---- reads served by the standby: kept where a restart finds them -------------
-# More reads than the audit queue holds (8192): none refused, as the
-# keeper moves their events into its file under PGDATA as they come.
+# ---- reads served by the standby, audited in the primary's chain ------------
+# More reads than the audit queue holds (8192): none refused; the keeper
+# keeps their events and the forwarder hands them to the primary, whose
+# audit names the standby.
 use_standby
-check_equal "the standby serves 9000 reads (more than the audit queue holds)" \
-    "$(PGAPPNAME=standby_reads q -c "SET pii_vault.max_reads_per_statement = 0" \
-        -c "SELECT count(vault_get(tok)) FROM people, generate_series(1, 450)" 2>&1)" 9000
 stat_of() { cluster_psql -q -At -d "$DB" -U monitor -c "SELECT value FROM vault_stats() WHERE metric = '$1'"; }
-kept_before="$(stat_of audit_kept_bytes)"
-check "their events are kept in the standby's PGDATA (audit_kept_bytes $kept_before, queue depth $(stat_of audit_queue_depth))" \
-    all_of "[ '${kept_before:-0}' -gt 9000 ]" "[ -s '$STANDBY_DATA/$SPILL_NAME' ]"
+# primary_count APP: the primary's audit events of that application (get, ok).
+primary_count() {
+    use_primary
+    q -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name = '$1' AND operation = 'get' AND outcome = 'ok' AND server LIKE '%:$STANDBY_PORT'"
+    use_standby
+}
+# until_primary_has APP N: polls (60 s at most) until the primary's audit
+# holds N such events; prints how many it found.
+until_primary_has() {
+    local got=""
+    for _ in $(seq 1 600); do
+        got="$(primary_count "$1")"
+        [ "$got" -ge "$2" ] && break
+        sleep 0.1
+    done
+    echo "$got"
+}
+check_equal "the standby serves 20000 reads (more than the audit queue holds)" \
+    "$(PGAPPNAME=standby_reads q -c "SET pii_vault.max_reads_per_statement = 0" \
+        -c "SELECT count(vault_get(tok)) FROM people, generate_series(1, 1000)" 2>&1)" 20000
+check_equal "all 20000 reach the primary's audit, naming the standby" "$(until_primary_has standby_reads 20000)" 20000
+use_primary
+check_equal "the primary's audit verifies with them" "$(q -c "SELECT ok FROM vault_audit_verify()")" t
+use_standby
+forwarded_total="$(stat_of audit_events_forwarded_total)"
+check "the standby's forwarder reports them ($forwarded_total events forwarded, the operator's calls too), connected" \
+    all_of "[ '${forwarded_total:-0}' -ge 20000 ]" "[ '$(stat_of forward_connected)' = 1 ]"
+# The primary stopped: reads go on, their events kept on the standby,
+# across a restart of the standby too; forwarded once the primary is back.
+use_primary
+cluster_stop
+use_standby
+check_equal "with the primary down, the standby still serves reads" \
+    "$(PGAPPNAME=while_primary_down q -c "SET pii_vault.max_reads_per_statement = 0" \
+        -c "SELECT count(vault_get(tok)) FROM people, generate_series(1, 100)" 2>&1)" 2000
+sleep 2
+kept_down="$(stat_of audit_kept_bytes)"
+check "their events are kept in the standby's PGDATA ($kept_down bytes) and vault_health says the primary is out of reach" \
+    all_of "[ '${kept_down:-0}' -gt 2000 ]" \
+           "[ \"\$(q -c \"SELECT count(*) FROM vault_health() WHERE NOT ok AND detail LIKE '%cannot reach the primary%'\")\" = 1 ]"
+cp "$STANDBY_DATA/$SPILL_NAME" "$BASE/frames.bin"
+chown postgres "$BASE/frames.bin"
 cluster_stop
 cluster_start || fail "the standby restarts"
-check_equal "a clean restart of the standby keeps them (the file is as large or larger)" \
-    "$([ "$(stat -c %s "$STANDBY_DATA/$SPILL_NAME")" -ge "$kept_before" ] && echo kept)" kept
+check "a clean restart of the standby keeps them" [ "$(stat -c %s "$STANDBY_DATA/$SPILL_NAME")" -ge "$kept_down" ]
+use_primary
+cluster_start || fail "the primary starts again"
+use_standby
+check_equal "once the primary is back the 2000 reach its audit, once" \
+    "$(until_primary_has while_primary_down 2000; sleep 1; primary_count while_primary_down)" "2000
+2000"
+# The primary takes only what the vault's key MACed, from a member of
+# pii_vault_forwarder, and a batch sent again only once.
+python3 - "$BASE/frames.bin" "$BASE/forged.bin" <<'PY'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+data[200] ^= 0x01  # inside the first frame's events
+open(sys.argv[2], "wb").write(bytes(data))
+PY
+chown postgres "$BASE/forged.bin"
+use_primary
+forward_as() { # role, file
+    q -c "CREATE TEMP TABLE f AS SELECT pg_read_binary_file('$2') AS b" -c "GRANT SELECT ON f TO $1" -c "SET ROLE $1" \
+      -c "\\set VERBOSITY verbose" -c "SELECT vault_audit_forward(b) FROM f" 2>&1 | grep -v '^LOCATION' | tail -1
+}
+q -c "CREATE ROLE forwarder LOGIN IN ROLE pii_vault_forwarder" >/dev/null
+check_equal "a batch the primary already took, sent again, adds nothing" "$(forward_as forwarder "$BASE/frames.bin")" 0
+check_equal "an altered batch is refused (28000)" "$(forward_as forwarder "$BASE/forged.bin" | grep -o '^ERROR:  [0-9A-Z]*: pii_vault: forwarded audit events refused')" \
+    "ERROR:  28000: pii_vault: forwarded audit events refused"
+check_equal "an application role cannot forward" "$(forward_as app_reader "$BASE/frames.bin" | grep -o 'permission denied for function vault_audit_forward')" \
+    "permission denied for function vault_audit_forward"
+check_equal "after all this the primary's audit verifies" "$(q -c "SELECT ok FROM vault_audit_verify()")" t
+use_standby
 # pii_vault.standby_reads = refused: no vault call but the operator's.
 cluster_conf "pii_vault.standby_reads = refused"
 as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" reload >/dev/null
@@ -137,12 +201,18 @@ check_equal "with standby_reads = refused the operator's functions still run the
     "$(q -c "SELECT count(*) > 0 FROM vault_health()" -c "SELECT ok FROM vault_audit_verify()" | tr '\n' ' ')" "t t "
 cluster_conf "pii_vault.standby_reads = audited"
 as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" reload >/dev/null
-# Promotion: the keeper keeps what is left and exits; the new primary's
-# writer writes everything kept, once, into the chain it continues.
+sleep 0.5
+# Promotion right after reads: what the old primary took comes with the
+# replicated audit, the rest from the standby's file; each event once.
+PGAPPNAME=before_promote q -c "SELECT count(vault_get(tok)) FROM people" >/dev/null
 as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -w promote >/dev/null
 check_equal "after pg_ctl promote every read the standby served is in its audit, once" \
     "$(q -c "SELECT pii_vault.audit_wait(30000)" \
-         -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name = 'standby_reads' AND operation = 'get' AND outcome = 'ok'" | tail -1)" 9000
+         -c "SELECT string_agg(application_name || '=' || n, ' ' ORDER BY application_name) FROM (
+               SELECT application_name, count(*) AS n FROM pii_vault.audit_log
+               WHERE application_name IN ('standby_reads', 'while_primary_down', 'before_promote')
+                 AND operation = 'get' AND outcome = 'ok' GROUP BY 1) c" | tail -1)" \
+    "before_promote=20 standby_reads=20000 while_primary_down=2000"
 check_equal "the promoted server's audit verifies and its spill file is gone" \
     "$(q -c "SELECT ok FROM vault_audit_verify()")|$([ -e "$STANDBY_DATA/$SPILL_NAME" ] && echo left || echo gone)" "t|gone"
 

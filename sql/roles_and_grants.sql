@@ -12,7 +12,7 @@ DECLARE
     r text;
 BEGIN
     FOREACH r IN ARRAY ARRAY['pii_vault_reader', 'pii_vault_writer', 'pii_vault_auditor', 'pii_vault_admin',
-                             'pii_vault_share_reader'] LOOP
+                             'pii_vault_share_reader', 'pii_vault_forwarder'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
         END IF;
@@ -31,11 +31,13 @@ REVOKE ALL ON FUNCTION pii_vault.refold_lookup_values() FROM PUBLIC;
 -- calling_role is the role whose rights called the vault: the owner of a
 -- SECURITY DEFINER function around the call, else acting_role. calls is
 -- how many calls the event stands for: 1, or more for failed calls of one
--- statement and second folded into one event (src/audit/mod.rs).
+-- statement and second folded into one event (src/audit/mod.rs). server
+-- is the standby that served the call (its events forwarded here), NULL
+-- for calls this primary served.
 CREATE VIEW pii_vault.audit_log AS
 SELECT e.id, e.at, e.session_role::name AS session_role, e.acting_role::name AS acting_role,
        e.application_name, e.operation, e.token, e.fields, e.outcome, e.purpose,
-       e.calling_role::name AS calling_role, e.calls
+       e.calling_role::name AS calling_role, e.calls, e.server
 FROM pii_vault.audit_batches AS b
 CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e;
 REVOKE ALL ON pii_vault.audit_log FROM PUBLIC;
@@ -69,7 +71,7 @@ CREATE TRIGGER key_check_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON
 CREATE FUNCTION vault_audit(for_token uuid)
 RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,
                operation text, token uuid, fields text[], outcome text, purpose text, calling_role name,
-               calls bigint)
+               calls bigint, server text)
 LANGUAGE plpgsql STRICT VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pii_vault, pg_temp
 AS $$
@@ -81,7 +83,7 @@ BEGIN
     -- Each batch's token filter skips the batches that cannot name it.
     RETURN QUERY
         SELECT e.id, e.at, e.session_role::name, e.acting_role::name, e.application_name,
-               e.operation, e.token, e.fields, e.outcome, e.purpose, e.calling_role::name, e.calls
+               e.operation, e.token, e.fields, e.outcome, e.purpose, e.calling_role::name, e.calls, e.server
         FROM pii_vault.audit_batches AS b
         CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e
         WHERE pii_vault.audit_batch_may_name(b.token_filter, for_token) AND e.token = for_token
@@ -96,6 +98,11 @@ GRANT EXECUTE ON FUNCTION vault_audit_verify() TO pii_vault_auditor, pii_vault_a
 
 REVOKE ALL ON FUNCTION vault_health() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_health() TO pii_vault_auditor, pii_vault_admin;
+
+-- A standby's audit forwarder hands its kept events to the primary, and
+-- may do nothing else: the group role its login role is a member of.
+REVOKE ALL ON FUNCTION vault_audit_forward(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_audit_forward(bytea) TO pii_vault_forwarder;
 
 -- Monitoring: counters and gauges, no vault data; PostgreSQL's own
 -- monitoring role too, so an exporter needs no vault role.
@@ -217,7 +224,7 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['records', 'key_check', 'audit_batches', 'audit_anchor', 'shares', 'sessions',
-                             'app_data', 'consents', 'consent_history'] LOOP
+                             'app_data', 'consents', 'consent_history', 'forwarded'] LOOP
         EXECUTE pg_catalog.format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pii_vault.%I '
                                   'FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.storage_guard()',
                                   t || '_storage_guard', t);

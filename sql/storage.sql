@@ -195,6 +195,18 @@ CREATE TABLE pii_vault.consent_history (
 );
 CREATE INDEX consent_history_token ON pii_vault.consent_history (token);
 
+-- Standbys' audit events: the last frame the primary took from each
+-- standby (frames are numbered by the time the standby kept them), so a
+-- batch forwarded twice is taken once, and a promoted standby does not
+-- write again what its old primary took (src/api/forward.rs).
+CREATE TABLE pii_vault.forwarded (
+    origin      uuid        PRIMARY KEY,
+    server      text        NOT NULL,
+    last_frame  bigint      NOT NULL,
+    events      bigint      NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
 REVOKE ALL ON ALL TABLES IN SCHEMA pii_vault FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pii_vault FROM PUBLIC;
 
@@ -209,3 +221,4 @@ SELECT pg_catalog.pg_extension_config_dump('pii_vault.sessions', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.app_data', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.consents', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.consent_history', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.forwarded', '');

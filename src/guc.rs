@@ -32,6 +32,7 @@ static MAX_SHARE_TTL: GucSetting<i32> = GucSetting::<i32>::new(DAY);
 static MAX_SESSION_TTL: GucSetting<i32> = GucSetting::<i32>::new(DAY);
 static PURPOSE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static REQUIRE_PURPOSE: GucSetting<bool> = GucSetting::<bool>::new(false);
+static FORWARD_CONNINFO: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static STANDBY_READS: GucSetting<StandbyReads> = GucSetting::<StandbyReads>::new(StandbyReads::Audited);
 
 /// What a hot standby does with vault calls (`pii_vault.standby_reads`).
@@ -46,6 +47,11 @@ pub enum StandbyReads {
     Refused,
 }
 
+/// `pii_vault.forward_conninfo`, None when empty.
+pub fn forward_conninfo() -> Option<String> {
+    string_setting(&FORWARD_CONNINFO).filter(|s| !s.trim().is_empty())
+}
+
 pub fn standby_reads() -> StandbyReads {
     STANDBY_READS.get()
 }
@@ -57,6 +63,14 @@ pub fn init(preloading: bool) {
     if preloading {
         define_postmaster_settings();
     }
+    GucRegistry::define_string_guc(
+        c"pii_vault.forward_conninfo",
+        c"On a standby: how its audit forwarder connects to the primary (empty: primary_conninfo).",
+        c"A libpq connection string; dbname is set to pii_vault.database. Its role must be a member of pii_vault_forwarder.",
+        &FORWARD_CONNINFO,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
     GucRegistry::define_enum_guc(
         c"pii_vault.standby_reads",
         c"On a hot standby: audited (serve reads, their audit kept under PGDATA) or refused (every vault call but the operator's fails 25006).",

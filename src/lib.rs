@@ -83,6 +83,7 @@ pub extern "C-unwind" fn _PG_init() {
         throttle::caller::install_hook();
         audit::writer::register();
         audit::keeper::register();
+        audit::forwarder::register();
         purge::register();
     }
 }

@@ -181,7 +181,7 @@ pub fn purge_batch() -> i64 {
 fn purge_once() -> VaultResult<i64> {
     match store::installed_schema()? {
         None | Some(Schema::V0_1 | Schema::V0_2) => return Ok(0),
-        Some(Schema::V0_3) => {}
+        Some(Schema::V0_3 | Schema::V0_4) => {}
     }
     let grace = f64::from(guc::delete_grace_seconds());
     let records = store::purge_records(BATCH, grace)?;

@@ -18,6 +18,8 @@ const VERSIONS: usize = 16;
 pub struct Stats {
     calls: [[AtomicU64; OUTCOMES]; OPERATIONS],
     queue_high_water: AtomicU64,
+    /// Events standbys forwarded into this primary's audit.
+    forwarded: AtomicU64,
     /// When the purge worker last counted records per key version (µs
     /// since the PostgreSQL epoch; 0: never since the server started).
     counted_at: AtomicI64,
@@ -80,6 +82,17 @@ pub fn calls() -> Vec<(Operation, Outcome, u64)> {
         }
     }
     out
+}
+
+/// Counts events a standby forwarded here.
+pub fn count_forwarded(n: u64) {
+    if let Some(stats) = stats() {
+        stats.forwarded.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+pub fn forwarded() -> u64 {
+    stats().map_or(0, |s| s.forwarded.load(Ordering::Relaxed))
 }
 
 pub fn queue_high_water() -> u64 {

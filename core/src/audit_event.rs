@@ -101,6 +101,8 @@ audit_code! {
 }
 
 const APP_NAME_BYTES: usize = 64;
+/// A standby's name in an event (`set_server`): cut to fit.
+pub const SERVER_BYTES: usize = 64;
 /// `pii_vault.purpose` is at most 64 characters (longer is refused before
 /// the call runs); four bytes each at most.
 pub const PURPOSE_CHARS: usize = 64;
@@ -151,6 +153,10 @@ pub struct AuditEvent {
     fields_len: u16,
     /// Field names, each followed by a NUL, as many as fit.
     fields: [u8; FIELD_BYTES],
+    /// The standby the call was served on (empty: the primary whose audit
+    /// it is).
+    server_len: u8,
+    server: [u8; SERVER_BYTES],
 }
 
 impl AuditEvent {
@@ -170,6 +176,8 @@ impl AuditEvent {
         fields_count: 0,
         fields_len: 0,
         fields: [0; FIELD_BYTES],
+        server_len: 0,
+        server: [0; SERVER_BYTES],
     };
 
     #[allow(clippy::too_many_arguments)]
@@ -239,6 +247,8 @@ impl AuditEvent {
             fields_count,
             fields_len,
             ref fields,
+            server_len,
+            ref server,
         } = *self;
         slot.at = at;
         slot.roles = roles;
@@ -255,6 +265,20 @@ impl AuditEvent {
         slot.fields_count = fields_count;
         slot.fields_len = fields_len;
         slot.fields[..fields_len as usize].copy_from_slice(&fields[..fields_len as usize]);
+        slot.server_len = server_len;
+        slot.server[..server_len as usize].copy_from_slice(&server[..server_len as usize]);
+    }
+
+    /// Names the standby the call was served on (cut to fit).
+    pub fn set_server(&mut self, name: &str) {
+        let name = truncate_utf8(name, SERVER_BYTES);
+        self.server[..name.len()].copy_from_slice(name.as_bytes());
+        self.server_len = name.len() as u8;
+    }
+
+    /// The standby the call was served on; empty for the primary.
+    pub fn server(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.server[..self.server_len as usize])
     }
 
     pub fn operation(&self) -> Option<Operation> {
@@ -295,7 +319,7 @@ impl AuditEvent {
 
 /// Bytes of an event's encoding (`AuditEvent::encode`) before its three
 /// variable-length parts.
-const ENCODED_FIXED: usize = 8 + 4 * 4 + 4 + 16 + 1 + 2 + 4 + 2;
+const ENCODED_FIXED: usize = 8 + 4 * 4 + 4 + 16 + 1 + 2 + 4 + 2 + 1;
 
 impl AuditEvent {
     /// The event as bytes (big-endian, the variable parts length-prefixed,
@@ -318,6 +342,8 @@ impl AuditEvent {
             fields_count,
             fields_len,
             ref fields,
+            server_len,
+            ref server,
         } = *self;
         out.extend_from_slice(&at.to_be_bytes());
         for n in [roles.session, roles.acting, roles.calling, calls] {
@@ -329,9 +355,11 @@ impl AuditEvent {
         out.extend_from_slice(&purpose_len.to_be_bytes());
         out.extend_from_slice(&fields_count.to_be_bytes());
         out.extend_from_slice(&fields_len.to_be_bytes());
+        out.push(server_len);
         out.extend_from_slice(&app_name[..app_name_len as usize]);
         out.extend_from_slice(&purpose[..purpose_len as usize]);
         out.extend_from_slice(&fields[..fields_len as usize]);
+        out.extend_from_slice(&server[..server_len as usize]);
     }
 
     /// Marks the event as read back from a spill frame whose MAC did not
@@ -377,15 +405,21 @@ impl AuditEvent {
         e.purpose_len = u16_of(take(2));
         e.fields_count = u32_of(take(4));
         e.fields_len = u16_of(take(2));
-        let (app, purpose, fields) = (e.app_name_len as usize, e.purpose_len as usize, e.fields_len as usize);
-        if app > APP_NAME_BYTES || purpose > PURPOSE_BYTES || fields > FIELD_BYTES {
+        e.server_len = take(1)[0];
+        let (app, purpose, fields, server) =
+            (e.app_name_len as usize, e.purpose_len as usize, e.fields_len as usize, e.server_len as usize);
+        if app > APP_NAME_BYTES || purpose > PURPOSE_BYTES || fields > FIELD_BYTES || server > SERVER_BYTES {
             return None;
         }
-        let end = ENCODED_FIXED + app + purpose + fields;
+        let end = ENCODED_FIXED + app + purpose + fields + server;
         let rest = bytes.get(ENCODED_FIXED..end)?;
-        e.app_name[..app].copy_from_slice(&rest[..app]);
-        e.purpose[..purpose].copy_from_slice(&rest[app..app + purpose]);
-        e.fields[..fields].copy_from_slice(&rest[app + purpose..]);
+        let (app_bytes, rest) = rest.split_at(app);
+        let (purpose_bytes, rest) = rest.split_at(purpose);
+        let (field_bytes, server_bytes) = rest.split_at(fields);
+        e.app_name[..app].copy_from_slice(app_bytes);
+        e.purpose[..purpose].copy_from_slice(purpose_bytes);
+        e.fields[..fields].copy_from_slice(field_bytes);
+        e.server[..server].copy_from_slice(server_bytes);
         // `fields()` counts the names that fit against fields_count.
         let names = e.fields[..fields].iter().filter(|b| **b == 0).count();
         if (e.fields_count as usize) < names || (fields > 0 && e.fields[fields - 1] != 0) {
@@ -547,6 +581,10 @@ mod tests {
                 Outcome::NotFound,
             ),
         ];
+        let mut events = events;
+        events[2].set_server(&"standby-ß".repeat(10));
+        // Cut on a character boundary at 64 bytes (each repeat is 10).
+        assert_eq!(events[2].server(), format!("{}stan", "standby-ß".repeat(6)));
         let mut bytes = Vec::new();
         for e in &events {
             e.encode(&mut bytes);
@@ -565,6 +603,7 @@ mod tests {
             assert_eq!(back.purpose(), e.purpose());
             assert_eq!(back.application_name(), e.application_name());
             assert_eq!(back.token(), e.token());
+            assert_eq!(back.server(), e.server());
         }
         assert_eq!(at, bytes.len());
         // Every shorter prefix of an event is refused, never read past.
@@ -574,7 +613,7 @@ mod tests {
             assert!(AuditEvent::decode(&one[..cut]).is_none(), "cut at {cut}");
         }
         // Lengths past their buffers and flags other than 0 and 1.
-        for (offset, value) in [(26, 2u8), (27, 9), (44, 255), (45, 0xff)] {
+        for (offset, value) in [(26, 2u8), (27, 9), (44, 255), (45, 0xff), (53, 65)] {
             let mut bad = one.clone();
             bad[offset] = value;
             assert!(AuditEvent::decode(&bad).is_none(), "byte {offset} = {value}");

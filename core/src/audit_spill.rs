@@ -81,6 +81,38 @@ pub struct Frame {
     pub end: usize,
 }
 
+/// The number of the frame whose header starts `bytes`, if it is one
+/// (the first frame's number names a spill file: numbers only grow).
+pub fn first_number(bytes: &[u8]) -> Option<u64> {
+    let header = bytes.get(..HEADER)?;
+    (&header[..8] == MAGIC).then(|| u64::from_be_bytes(header[29..37].try_into().expect("8 bytes")))
+}
+
+/// Bytes of a frame's header.
+pub const HEADER_LEN: usize = HEADER;
+
+/// The whole frames at the start of `bytes`, by their framing alone (no
+/// key: the primary verifies them): each frame's number and where it ends.
+/// Stops at the first incomplete or malformed one.
+pub fn frames_in(bytes: &[u8]) -> Vec<(u64, usize)> {
+    let mut frames = Vec::new();
+    let mut at = 0usize;
+    while let Some(header) = bytes.get(at..at + HEADER) {
+        if &header[..8] != MAGIC {
+            break;
+        }
+        let number = u64::from_be_bytes(header[29..37].try_into().expect("8 bytes"));
+        let body_len = u32::from_be_bytes(header[41..45].try_into().expect("4 bytes")) as usize;
+        let end = at + HEADER + body_len + MAC_LEN;
+        if body_len > MAX_BODY || end > bytes.len() {
+            break;
+        }
+        frames.push((number, end));
+        at = end;
+    }
+    frames
+}
+
 /// What a spill file holds.
 #[derive(Default)]
 pub struct Spilled {
@@ -208,6 +240,19 @@ mod tests {
         assert_eq!(spilled.complete_len, file.len());
         assert_eq!(spilled.events().map(|e| e.at).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
         assert_eq!(decode(&set, &[]).unwrap().events().count(), 0);
+    }
+
+    #[test]
+    fn frames_are_found_by_their_framing() {
+        let set = keys(&[(1, [1; 32])]);
+        let events: Vec<AuditEvent> = (0..3).map(event).collect();
+        let refs: Vec<&AuditEvent> = events.iter().collect();
+        let first = encode_frame(set.active(), 0, &PRIMARY, 7, &refs[..1]);
+        let second = encode_frame(set.active(), 0, &PRIMARY, 9, &refs[1..]);
+        let file = [first.as_slice(), second.as_slice()].concat();
+        assert_eq!(frames_in(&file), [(7, first.len()), (9, file.len())]);
+        assert_eq!(frames_in(&file[..file.len() - 1]), [(7, first.len())]);
+        assert_eq!(frames_in(b"junk"), []);
     }
 
     #[test]

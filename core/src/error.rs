@@ -213,6 +213,10 @@ pub enum VaultError {
     AuditNotEmpty,
     #[error("pii_vault: the audit is append-only; only vault_audit_prune removes batches")]
     AuditAppendOnly,
+    /// Forwarded audit events that do not verify under this vault's keys,
+    /// or are not a standby's.
+    #[error("pii_vault: forwarded audit events refused: {0}")]
+    ForwardRefused(&'static str),
     #[error("pii_vault: the expiry must be in the future")]
     ExpiryInThePast,
     #[error("pii_vault: the time-to-live must be positive and at most {setting} ({seconds} seconds)")]
@@ -284,6 +288,7 @@ impl VaultError {
             | DropRefused
             | AuditNotEmpty
             | AuditAppendOnly
+            | ForwardRefused(_)
             | ExpiryInThePast
             | BadTtl { .. }
             | NoFields

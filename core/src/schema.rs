@@ -18,10 +18,13 @@ pub enum Schema {
     /// 0.3.0 on: records expire and are soft-deleted; shares, sessions,
     /// application data and consents.
     V0_3,
+    /// 0.4.0 on: standbys' audit events are forwarded to the primary,
+    /// which remembers the last frame it took from each (`forwarded`).
+    V0_4,
 }
 
 impl Schema {
-    pub const ALL: [Schema; 3] = [Schema::V0_1, Schema::V0_2, Schema::V0_3];
+    pub const ALL: [Schema; 4] = [Schema::V0_1, Schema::V0_2, Schema::V0_3, Schema::V0_4];
 
     /// The layout of a release, as pg_extension's `extversion` names it;
     /// None for a release this library does not know (a later one).
@@ -30,6 +33,7 @@ impl Schema {
             "0.1.0" => Some(Schema::V0_1),
             "0.2.0" => Some(Schema::V0_2),
             "0.3.0" | "0.3.1" | "0.3.2" => Some(Schema::V0_3),
+            "0.4.0" => Some(Schema::V0_4),
             _ => None,
         }
     }
@@ -39,7 +43,7 @@ impl Schema {
     pub fn has_life_cycle(self) -> bool {
         match self {
             Schema::V0_1 | Schema::V0_2 => false,
-            Schema::V0_3 => true,
+            Schema::V0_3 | Schema::V0_4 => true,
         }
     }
 
@@ -47,7 +51,15 @@ impl Schema {
     pub fn has_vault_id(self) -> bool {
         match self {
             Schema::V0_1 => false,
-            Schema::V0_2 | Schema::V0_3 => true,
+            Schema::V0_2 | Schema::V0_3 | Schema::V0_4 => true,
+        }
+    }
+
+    /// Whether `forwarded` (the last frame taken from each standby) exists.
+    pub fn has_forwarding(self) -> bool {
+        match self {
+            Schema::V0_1 | Schema::V0_2 | Schema::V0_3 => false,
+            Schema::V0_4 => true,
         }
     }
 }

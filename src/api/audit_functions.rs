@@ -81,7 +81,7 @@ fn unwritten_events() -> Option<String> {
 pub(crate) fn read_anchor() -> VaultResult<Option<(Anchor, Vec<u8>)>> {
     match store::schema()? {
         Schema::V0_1 => return Ok(None),
-        Schema::V0_2 | Schema::V0_3 => {}
+        Schema::V0_2 | Schema::V0_3 | Schema::V0_4 => {}
     }
     Spi::connect(|client| {
         let rows = client.select(
@@ -201,6 +201,7 @@ mod pii_vault {
             name!(purpose, Option<String>),
             name!(calling_role, String),
             name!(calls, i64),
+            name!(server, Option<String>),
         ),
     > {
         let records = decode_batch(first_id, events).map_err(|_| VaultError::AuditBatchUnreadable(first_id)).or_raise();
@@ -218,6 +219,7 @@ mod pii_vault {
                 Some(r.purpose.into_owned()).filter(|p| !p.is_empty()),
                 r.calling_role.into_owned(),
                 i64::from(r.calls),
+                Some(r.server.into_owned()).filter(|s| !s.is_empty()),
             )
         }))
     }

@@ -17,6 +17,7 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
         | Unattributable(_)
         | CallerMayNotExecute
         | StorageWriteRefused(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+        ForwardRefused(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
         ReadsPerStatement(_) | ReadsPerMinute(..) | WritesPerStatement(_) | WritesPerMinute(..) => {
             ERRCODE_PROGRAM_LIMIT_EXCEEDED
         }
@@ -104,6 +105,7 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
         | NotAdmin
         | BadBatchSize(_)
         | AuditAppendOnly
+        | ForwardRefused(_)
         | ExpiryInThePast
         | NoFields
         | BadName(_)
@@ -158,6 +160,7 @@ fn detail(error: &VaultError) -> Option<String> {
         | DropRefused
         | AuditNotEmpty
         | AuditAppendOnly
+        | ForwardRefused(_)
         | ExpiryInThePast
         | BadTtl { .. }
         | NoFields

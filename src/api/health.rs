@@ -297,6 +297,7 @@ const GRANTS: &[(&str, &[&str])] = &[
     ("vault_health()", AUDITORS),
     ("vault_key_versions()", AUDITORS),
     ("vault_stats()", &["pg_monitor", "pii_vault_auditor", "pii_vault_admin"]),
+    ("vault_audit_forward(bytea)", &["pii_vault_forwarder"]),
     ("vault_export_all()", ADMINS),
     ("vault_restore(uuid)", ADMINS),
     ("vault_erase(uuid)", ADMINS),
@@ -467,6 +468,38 @@ fn read_all_data_members() -> Found {
     )
 }
 
+/// How far a standby's calls are from the primary's audit, if not near.
+fn standby_audit(queued: u64) -> Option<String> {
+    let kept: u64 = crate::audit::spill::kept().iter().map(|(_, bytes)| bytes).sum();
+    let forwarded = queue::forwarded();
+    let lag_s = forward_lag_ms(&forwarded) / 1000;
+    if !queue::keeper_running() {
+        Some(format!(
+            "this server is a standby and its audit keeper is not running ({queued} events queued): it restarts within a second; if this persists, check the server log; calls are refused once the queue is full"
+        ))
+    } else if !forwarded.connected && kept > 0 {
+        Some(format!(
+            "this server is a standby whose audit forwarder cannot reach the primary: {kept} bytes of events are kept here (the oldest {lag_s} s old) and reach the primary's audit once it can (see the server log; pii_vault.forward_conninfo, a login role in pii_vault_forwarder)"
+        ))
+    } else if lag_s >= FORWARD_LAG_LIMIT_S {
+        Some(format!("this server is a standby whose audit forwarding is {lag_s} s behind ({kept} bytes kept)"))
+    } else {
+        None
+    }
+}
+
+/// A standby's forwarding this far behind fails `vault_health`.
+const FORWARD_LAG_LIMIT_S: i64 = 60;
+
+/// How old the oldest event the primary has not taken is, in ms (0: none).
+pub(crate) fn forward_lag_ms(forwarded: &queue::Forwarded) -> i64 {
+    if forwarded.oldest == 0 {
+        0
+    } else {
+        (store::now() - forwarded.oldest as i64).max(0) / 1000
+    }
+}
+
 /// Names the files of audit events kept in PGDATA and not written, if any.
 pub(crate) fn kept_events() -> Option<String> {
     let kept = crate::audit::spill::kept();
@@ -502,18 +535,7 @@ fn audit_writer() -> Found {
     // SAFETY: a plain read of shared state.
     let standby = unsafe { pg_sys::RecoveryInProgress() };
     let problem = if standby {
-        let kept: u64 = crate::audit::spill::kept().iter().map(|(_, bytes)| bytes).sum();
-        Some(if queue::keeper_running() {
-            format!(
-                "this server is a standby: its audit keeper keeps the events of the calls made here under PGDATA ({kept} bytes kept, {} queued), where a restart finds them and a promotion writes them to the audit; they are not forwarded to the primary's audit yet: point vault reads at the primary, or set pii_vault.standby_reads = refused",
-                state.pending
-            )
-        } else {
-            format!(
-                "this server is a standby and its audit keeper is not running ({} events queued): it restarts within a second; if this persists, check the server log; calls are refused once the queue is full",
-                state.pending
-            )
-        })
+        standby_audit(state.pending)
     } else if !alive {
         Some(format!(
             "the audit writer is not running ({} events queued): it restarts within seconds; if this persists, check the server log; calls are refused once its queue is full",
@@ -528,5 +550,16 @@ fn audit_writer() -> Found {
     } else {
         None
     };
+    if standby {
+        let forwarded = queue::forwarded();
+        return found(
+            problem,
+            &format!(
+                "a standby: its audit keeper keeps the events of calls served here and its forwarder sends them to the primary's audit ({} forwarded since the start, {} ms behind)",
+                forwarded.events,
+                forward_lag_ms(&forwarded)
+            ),
+        );
+    }
     found(problem, &format!("running (pid {}), {} events queued", state.writer_pid, state.pending))
 }

@@ -7,6 +7,7 @@ mod call;
 mod consents;
 mod documents;
 mod errors;
+mod forward;
 mod guard;
 pub(crate) mod health;
 mod install;

@@ -51,6 +51,14 @@ fn vault_stats() -> TableIterator<'static, (name!(metric, String), name!(labels,
         let kept: u64 = crate::audit::spill::kept().iter().map(|(_, bytes)| bytes).sum();
         rows.push(row("audit_kept_bytes", json!({}), kept as i64));
         rows.push(row("audit_writer_key_refused", json!({}), i64::from(state.key_mismatch)));
+        rows.push(row("audit_events_forwarded_in_total", json!({}), stats::forwarded() as i64));
+        if standby {
+            let forwarded = queue::forwarded();
+            rows.push(row("forward_connected", json!({}), i64::from(forwarded.connected)));
+            rows.push(row("forward_lag_ms", json!({}), super::health::forward_lag_ms(&forwarded)));
+            rows.push(row("audit_events_forwarded_total", json!({}), forwarded.events as i64));
+            rows.push(row("audit_keeper_up", json!({}), i64::from(queue::keeper_running())));
+        }
         if let Some((counted_at, versions)) = stats::records_by_version() {
             for (version, records) in versions {
                 rows.push(row("records", json!({"key_version": version.to_string()}), records));

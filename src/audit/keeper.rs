@@ -6,8 +6,8 @@
 //! promoted it keeps what is left and exits; the new primary's writer,
 //! which waits for it, writes the file into the audit first.
 //!
-//! The events stay on the standby until then: they are not forwarded to
-//! the primary's audit yet (`vault_health()` says so on the standby).
+//! The audit forwarder (`forwarder`) sends the file to the primary; the
+//! keeper removes it once the primary has taken all of it.
 
 use std::time::Duration;
 
@@ -83,6 +83,11 @@ pub extern "C-unwind" fn pii_vault_audit_keeper_main(_arg: pg_sys::Datum) {
                 NAP
             }
         };
+        // Once the primary has taken all of it (the forwarder), the file
+        // goes; the next frame begins a new one.
+        if let Err(e) = spill::remove_if_forwarded() {
+            log!("pii_vault audit keeper: could not remove the forwarded spill file: {e}");
+        }
         if !BackgroundWorker::wait_latch(Some(pause)) {
             // SIGTERM: keep_at_exit keeps the rest; restarted unless the
             // server is shutting down.

@@ -7,7 +7,9 @@
 //! vault, and refused if the event cannot be queued (fail closed).
 
 pub use pii_vault_core::audit_event as event;
+pub mod forwarder;
 pub mod keeper;
+mod libpq;
 pub mod queue;
 pub mod spill;
 pub mod writer;
@@ -234,15 +236,63 @@ fn event_of(
             outcome,
         )
     };
+    let mut event = event;
+    // SAFETY: a plain read of shared state (a local flag once false).
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        event.set_server(&standby_name());
+    }
     Some(event)
+}
+
+/// This standby's name in the audit events of the calls it serves:
+/// `cluster_name@host:port`, or `host:port` without a cluster name.
+fn standby_name() -> String {
+    thread_local! {
+        static NAME: std::cell::OnceCell<String> = const { std::cell::OnceCell::new() };
+    }
+    NAME.with(|name| {
+        name.get_or_init(|| {
+            let mut host = [0u8; 256];
+            // SAFETY: gethostname writes at most the buffer's length.
+            let host = if unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) } == 0 {
+                let end = host.iter().position(|b| *b == 0).unwrap_or(host.len());
+                String::from_utf8_lossy(&host[..end]).into_owned()
+            } else {
+                "localhost".to_string()
+            };
+            // SAFETY: plain reads of GUC globals; cluster_name is NULL-checked.
+            let (port, cluster) = unsafe {
+                let cluster = if pg_sys::cluster_name.is_null() {
+                    String::new()
+                } else {
+                    std::ffi::CStr::from_ptr(pg_sys::cluster_name).to_string_lossy().into_owned()
+                };
+                (pg_sys::PostPortNumber, cluster)
+            };
+            if cluster.is_empty() {
+                format!("{host}:{port}")
+            } else {
+                format!("{cluster}@{host}:{port}")
+            }
+        })
+        .clone()
+    })
 }
 
 /// Pushes `event`, waiting up to `wait` for room; false if there was none.
 fn push(event: &AuditEvent, wait: Duration) -> bool {
+    let pushed = push_uncounted(event, wait);
+    if pushed {
+        crate::stats::count(event, queue::queued_total().saturating_sub(queue::committed_total()));
+    }
+    pushed
+}
+
+/// As `push`, without counting the call in the stats (a standby counted it).
+fn push_uncounted(event: &AuditEvent, wait: Duration) -> bool {
     let deadline = std::time::Instant::now() + wait;
     loop {
         if queue::push(event) {
-            crate::stats::count(event, queue::queued_total().saturating_sub(queue::committed_total()));
             return true;
         }
         if std::time::Instant::now() >= deadline {
@@ -250,6 +300,20 @@ fn push(event: &AuditEvent, wait: Duration) -> bool {
         }
         nudge_writer_and_nap();
     }
+}
+
+/// Queues events a standby kept (`api::forward`), each waiting up to
+/// `QUEUE_WAIT` for room; false if one found none. Those queued before it
+/// are written; the caller's error makes the standby send the batch again,
+/// so they may be written twice, never lost.
+pub fn forward(events: &[&AuditEvent]) -> bool {
+    events.iter().all(|event| {
+        let pushed = push_uncounted(event, QUEUE_WAIT);
+        if pushed {
+            crate::stats::count_forwarded(1);
+        }
+        pushed
+    })
 }
 
 /// Waits until the writer has committed every event queued before the call

@@ -135,6 +135,11 @@ pub struct WriterState {
     /// The number of the last frame appended (frames are numbered by the
     /// time they are kept, in microseconds, strictly increasing).
     last_frame: u64,
+    /// A standby's forwarding: the spill file it stands for (by the number
+    /// of its first frame), how far the primary has taken it, the number
+    /// of the oldest frame not yet taken (0: none), whether the forwarder
+    /// is connected, and the events forwarded since the start.
+    forwarded: Forwarded,
     /// The last row the writer committed, in which audit table (by oid).
     chain_table: u32,
     chain_id: i64,
@@ -327,6 +332,27 @@ pub fn since_writer_exit() -> Option<std::time::Duration> {
     (exited_at != 0).then(|| std::time::Duration::from_micros((now - exited_at).max(0) as u64))
 }
 
+/// Where a standby's forwarding stands (`forwarder`).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The spill file, named by the number of its first frame.
+    pub file: u64,
+    /// Bytes of it the primary has taken.
+    pub offset: u64,
+    /// The number (a time in µs) of the oldest frame not taken; 0: none.
+    pub oldest: u64,
+    pub connected: bool,
+    pub events: u64,
+}
+
+pub fn forwarded() -> Forwarded {
+    WRITER.share().forwarded
+}
+
+pub fn set_forwarded(f: impl FnOnce(&mut Forwarded)) {
+    f(&mut WRITER.exclusive().forwarded);
+}
+
 /// Marks the standby's audit keeper as the queue's consumer (true), or
 /// gone (false).
 pub fn set_keeper(running: bool) {
@@ -471,9 +497,10 @@ mod tests {
 
     #[test]
     fn a_slot_is_the_size_contributing_md_gives() {
-        // 13 cache lines: the event (816 bytes, 256 of them the purpose)
-        // and its sequence. CAPACITY of them is the queue's shared memory.
-        assert_eq!(std::mem::size_of::<Slot>(), 832);
+        // 14 cache lines: the event (881 bytes, 256 of them the purpose,
+        // 64 the standby's name) and its sequence. CAPACITY of them is the
+        // queue's shared memory.
+        assert_eq!(std::mem::size_of::<Slot>(), 896);
     }
 
     /// A ring on the heap, as the start-up hook makes one in shared memory.

@@ -279,6 +279,81 @@ pub fn remove() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Where the forwarder records how far the primary has taken the spill
+/// file: "FILE OFFSET", the file named by its first frame's number.
+const FORWARDED_FILE: &str = "pgsql_tmp_pii_vault_forwarded";
+
+/// The spill file's name (its first frame's number) and size, None when
+/// there is none or it holds no whole header yet.
+fn current_file() -> std::io::Result<Option<(File, u64, u64)>> {
+    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path()) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::other(format!("{FILE_NAME} is not a regular file")));
+    }
+    let mut header = vec![0u8; pii_vault_core::audit_spill::HEADER_LEN];
+    use std::os::unix::fs::FileExt;
+    if file.read_at(&mut header, 0)? < header.len() {
+        return Ok(None);
+    }
+    match pii_vault_core::audit_spill::first_number(&header) {
+        Some(number) => Ok(Some((file, number, meta.len()))),
+        None => Err(std::io::Error::other(format!("{FILE_NAME} does not start with a frame"))),
+    }
+}
+
+/// What the primary has not taken yet, up to `max` bytes from where it
+/// stopped: the file's name, the offset read from, the bytes. None when
+/// there is no file.
+pub fn read_for_forwarding(max: usize) -> std::io::Result<Option<(u64, u64, Vec<u8>)>> {
+    let Some((file, name, size)) = current_file()? else { return Ok(None) };
+    let mark = queue::forwarded();
+    let offset = if mark.file == name { mark.offset.min(size) } else { 0 };
+    let len = ((size - offset) as usize).min(max);
+    let mut bytes = vec![0u8; len];
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(&mut bytes, offset)?;
+    Ok(Some((name, offset, bytes)))
+}
+
+/// The forwarder's mark as it last recorded it (file, offset).
+pub fn forwarded_mark() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(data_dir().join(FORWARDED_FILE)).ok()?;
+    let mut parts = text.split_whitespace().map(str::parse::<u64>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(file)), Some(Ok(offset))) => Some((file, offset)),
+        _ => None,
+    }
+}
+
+/// Records (fsynced) that the primary has taken the spill file `file` up
+/// to `offset`.
+pub fn set_forwarded_mark(file: u64, offset: u64) -> std::io::Result<()> {
+    let temporary = data_dir().join(format!("{FORWARDED_FILE}.new"));
+    let mut out = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
+    out.write_all(format!("{file} {offset}\n").as_bytes())?;
+    out.sync_all()?;
+    std::fs::rename(&temporary, data_dir().join(FORWARDED_FILE))?;
+    File::open(data_dir())?.sync_all()
+}
+
+/// Removes the spill file once the primary has taken all of it (the
+/// keeper, its one appender, between appends). A later frame starts a new
+/// file, which the forwarder tells apart by its first frame's number.
+pub fn remove_if_forwarded() -> std::io::Result<bool> {
+    let Some((_, name, size)) = current_file()? else { return Ok(false) };
+    let mark = queue::forwarded();
+    if mark.file != name || mark.offset != size {
+        return Ok(false);
+    }
+    remove()?;
+    Ok(true)
+}
+
 /// How long `keep_queue` sleeps between looks at an empty queue.
 const NAP: Duration = Duration::from_millis(10);
 

@@ -15,7 +15,7 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 use super::event::AuditEvent;
 use super::{queue, spill};
 use crate::crypto::audit_chain::{batch_filter, batch_mac, encode_batch, AuditRecord, GENESIS};
-use crate::store::KeyCheck;
+use crate::store::{self, KeyCheck};
 use crate::{guc, keys};
 
 const BATCH: usize = 1024;
@@ -319,7 +319,19 @@ fn replay_spill(keys: &crate::crypto::KeySet, head: &mut Option<ChainHead>, name
         }
         Err(e) => error!("pii_vault audit writer: could not read {}: {e}", spill::path().display()),
     };
-    let events: Vec<&AuditEvent> = spilled.events().collect();
+    // Frames a standby kept (before its promotion made it this primary)
+    // that the old primary had taken are in the chain already, replicated
+    // here with their mark in pii_vault.forwarded: not written twice.
+    let taken = crate::worker_transaction(store::forwarded_frames).unwrap_or_default();
+    let events: Vec<&AuditEvent> = spilled
+        .frames
+        .iter()
+        .filter(|f| {
+            f.origin == spill::PRIMARY
+                || taken.iter().find(|(origin, _)| *origin == f.origin).is_none_or(|(_, last)| f.number > *last)
+        })
+        .flat_map(|f| f.events.iter())
+        .collect();
     // Chunks this process wrote in an earlier attempt that was blocked
     // part-way (the file cannot have changed since: only a writer appends).
     let mut done = REPLAYED.get();
@@ -581,5 +593,6 @@ fn to_record<'a>(id: i64, event: &'a AuditEvent, names: &'a RoleNames) -> AuditR
         fields: event.fields(),
         outcome: event.outcome().map_or("?", |o| o.as_str()).into(),
         purpose: event.purpose(),
+        server: event.server(),
     }
 }

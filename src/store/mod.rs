@@ -155,7 +155,7 @@ pub fn insert_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, expir
     let args = match catalog::schema()? {
         Schema::V0_1 | Schema::V0_2 if expires_at.is_some() => return Err(StorageFault::NeedsUpdate.into()),
         Schema::V0_1 | Schema::V0_2 => &args[..5],
-        Schema::V0_3 => &args[..],
+        Schema::V0_3 | Schema::V0_4 => &args[..],
     };
     caught_duplicates(|| with_plans(|client, plans| client.update(&plans.insert_record, None, args).map(drop)))
 }
@@ -373,7 +373,7 @@ pub fn delete_share(hashes: &[IndexHash]) -> VaultResult<Option<(Token, bool)>> 
 pub fn live_ids_not_under(version: u32) -> VaultResult<(i64, i64)> {
     match catalog::schema()? {
         Schema::V0_1 | Schema::V0_2 => return Ok((0, 0)),
-        Schema::V0_3 => {}
+        Schema::V0_3 | Schema::V0_4 => {}
     }
     let count = |table: &str| {
         Spi::connect(|client| {
@@ -424,7 +424,7 @@ pub fn purge_records(limit: i64, grace_seconds: f64) -> VaultResult<Vec<Token>> 
 pub fn purge_backlog(grace_seconds: f64, cap: i64) -> VaultResult<Option<i64>> {
     match catalog::schema()? {
         Schema::V0_1 | Schema::V0_2 => return Ok(None),
-        Schema::V0_3 => {}
+        Schema::V0_3 | Schema::V0_4 => {}
     }
     let cutoff = now().saturating_sub((grace_seconds * 1e6) as i64);
     select_one::<i64>(
@@ -440,7 +440,7 @@ pub fn purge_backlog(grace_seconds: f64, cap: i64) -> VaultResult<Option<i64>> {
 pub fn all_envelopes() -> VaultResult<Vec<(Token, Vec<u8>)>> {
     let live = match catalog::schema()? {
         Schema::V0_1 | Schema::V0_2 => "true",
-        Schema::V0_3 => plans::LIVE,
+        Schema::V0_3 | Schema::V0_4 => plans::LIVE,
     };
     with_plans(|client, _plans| {
         let table = client.select(
@@ -613,7 +613,7 @@ fn insert_key_check_with(
             "INSERT INTO pii_vault.key_check (key_version, check_value) SELECT $1, $2 \
              WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)"
         }
-        Schema::V0_2 | Schema::V0_3 => {
+        Schema::V0_2 | Schema::V0_3 | Schema::V0_4 => {
             args.push(DatumWithOid::from(vault_id));
             "INSERT INTO pii_vault.key_check (key_version, check_value, vault_id) SELECT $1, $2, $3 \
              WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)"
@@ -628,7 +628,7 @@ fn insert_key_check_with(
 fn vault_ids_with(client: &pgrx::spi::SpiClient<'_>, schema: Schema) -> SpiResult<Vec<Option<Uuid>>> {
     let sql = match schema {
         Schema::V0_1 => "SELECT DISTINCT NULL::uuid FROM pii_vault.key_check",
-        Schema::V0_2 | Schema::V0_3 => "SELECT DISTINCT vault_id FROM pii_vault.key_check",
+        Schema::V0_2 | Schema::V0_3 | Schema::V0_4 => "SELECT DISTINCT vault_id FROM pii_vault.key_check",
     };
     let rows = client.select(sql, None, &[])?;
     let mut out = Vec::with_capacity(rows.len());
@@ -733,4 +733,62 @@ pub fn rekey_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> Vau
     let [e, p, l] = hashes.args();
     let args = [uuid(token), envelope.into(), e, p, l];
     caught_duplicates(|| with_plans(|client, plans| client.update(&plans.rekey_record, None, &args).map(drop)))
+}
+
+/// The last frame the primary took from the standby `origin`, locking its
+/// row until the transaction ends (forwarded batches of one standby are
+/// taken one at a time); the row is made, at frame 0, for a new standby.
+pub fn forwarded_lock(origin: &Token, server: &str) -> VaultResult<u64> {
+    Spi::connect_mut(|client| {
+        client.update(
+            "INSERT INTO pii_vault.forwarded (origin, server, last_frame, events) VALUES ($1, $2, 0, 0) \
+             ON CONFLICT (origin) DO NOTHING",
+            None,
+            &[uuid(origin), server.into()],
+        )?;
+        let last: Option<i64> = client
+            .update(
+                "SELECT last_frame FROM pii_vault.forwarded WHERE origin = $1 FOR UPDATE",
+                Some(1),
+                &[uuid(origin)],
+            )?
+            .first()
+            .get(1)?;
+        SpiResult::Ok(last.unwrap_or(0).max(0) as u64)
+    })
+    .map_err(fault)
+}
+
+/// Records that the primary took the standby's frames up to `last_frame`
+/// (`events` more events).
+pub fn forwarded_advance(origin: &Token, server: &str, last_frame: u64, events: i64) -> VaultResult<()> {
+    Spi::connect_mut(|client| {
+        client
+            .update(
+                "UPDATE pii_vault.forwarded SET last_frame = $2, events = events + $3, server = $4, \
+                 received_at = pg_catalog.now() WHERE origin = $1",
+                None,
+                &[uuid(origin), (last_frame as i64).into(), events.into(), server.into()],
+            )
+            .map(drop)
+    })
+    .map_err(fault)
+}
+
+/// The last frame the primary took from each standby, as replicated here
+/// (empty before 0.4.0's storage); read-only.
+pub fn forwarded_frames() -> VaultResult<Vec<(Token, u64)>> {
+    if !catalog::schema()?.has_forwarding() {
+        return Ok(Vec::new());
+    }
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select("SELECT origin, last_frame FROM pii_vault.forwarded", None, &[])? {
+            if let (Some(origin), Some(last)) = (row.get::<Uuid>(1)?, row.get::<i64>(2)?) {
+                out.push((*origin.as_bytes(), last.max(0) as u64));
+            }
+        }
+        SpiResult::Ok(out)
+    })
+    .map_err(fault)
 }

@@ -52,7 +52,7 @@ impl Plans {
     fn prepare(client: &SpiClient<'_>, schema: Schema) -> SpiResult<Plans> {
         let life_cycle = match schema {
             Schema::V0_1 | Schema::V0_2 => false,
-            Schema::V0_3 => true,
+            Schema::V0_3 | Schema::V0_4 => true,
         };
         let write = |sql: &str, args: &[PgOid]| client.prepare_mut(sql, args).map(|p| p.keep());
         let version = envelope_key_version();

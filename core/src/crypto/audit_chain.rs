@@ -35,11 +35,13 @@ pub const GENESIS: [u8; 32] = [0u8; 32];
 /// version 1; 2, followed by the key version (u32, big-endian); 3, as 2
 /// with each event's purpose of access after its outcome (0.3.0 on); 4, as
 /// 3 with each event's calling role and its number of calls (u32) after
-/// its purpose (0.3.1 on).
+/// its purpose (0.3.1 on); 5, as 4 with the server the call was served on
+/// after its calls (empty: the primary; 0.4.0 on).
 const FORMAT_V1: u8 = 1;
 const FORMAT_V2: u8 = 2;
 const FORMAT_V3: u8 = 3;
 const FORMAT_V4: u8 = 4;
+const FORMAT_V5: u8 = 5;
 /// Marks an absent token or field list.
 const ABSENT: u32 = u32::MAX;
 /// More events than any batch holds: a count above it is corruption.
@@ -70,6 +72,10 @@ pub struct AuditRecord<'a> {
     /// How many calls the event stands for: 1, or more for failed calls
     /// folded into one (1 in batches written before 0.3.1).
     pub calls: u32,
+    /// The standby the call was served on, its events forwarded here;
+    /// empty for a call served by the primary whose audit this is (and in
+    /// batches written before 0.4.0).
+    pub server: Cow<'a, str>,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -82,7 +88,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 /// has id `first_id + i`.
 pub fn encode_batch(key_version: u32, records: &[AuditRecord]) -> Vec<u8> {
     let mut out = Vec::with_capacity(9 + records.len() * 84);
-    out.push(FORMAT_V4);
+    out.push(FORMAT_V5);
     out.extend_from_slice(&key_version.to_be_bytes());
     out.extend_from_slice(&(records.len() as u32).to_be_bytes());
     for r in records {
@@ -111,6 +117,7 @@ pub fn encode_batch(key_version: u32, records: &[AuditRecord]) -> Vec<u8> {
         put_str(&mut out, &r.purpose);
         put_str(&mut out, &r.calling_role);
         out.extend_from_slice(&r.calls.to_be_bytes());
+        put_str(&mut out, &r.server);
     }
     out
 }
@@ -151,7 +158,7 @@ pub fn batch_key_version(bytes: &[u8]) -> Result<u32, Unreadable> {
     let mut r = Reader(bytes);
     match r.take(1)? {
         [FORMAT_V1] => Ok(1),
-        [FORMAT_V2] | [FORMAT_V3] | [FORMAT_V4] => r.u32(),
+        [FORMAT_V2] | [FORMAT_V3] | [FORMAT_V4] | [FORMAT_V5] => r.u32(),
         _ => Err(Unreadable),
     }
 }
@@ -162,7 +169,7 @@ pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'stat
     let format = r.take(1)?[0];
     match format {
         FORMAT_V1 => {}
-        FORMAT_V2 | FORMAT_V3 | FORMAT_V4 => {
+        FORMAT_V2 | FORMAT_V3 | FORMAT_V4 | FORMAT_V5 => {
             r.u32()?;
         }
         _ => return Err(Unreadable),
@@ -192,6 +199,7 @@ pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'stat
         let purpose = if format >= FORMAT_V3 { r.string()? } else { Cow::Borrowed("") };
         let (calling_role, calls) =
             if format >= FORMAT_V4 { (r.string()?, r.u32()?) } else { (acting_role.clone(), 1) };
+        let server = if format >= FORMAT_V5 { r.string()? } else { Cow::Borrowed("") };
         let id = first_id.checked_add(i as i64).ok_or(Unreadable)?;
         records.push(AuditRecord {
             id,
@@ -206,6 +214,7 @@ pub fn decode_batch(first_id: i64, bytes: &[u8]) -> Result<Vec<AuditRecord<'stat
             purpose,
             calling_role,
             calls,
+            server,
         });
     }
     if !r.0.is_empty() {
@@ -473,6 +482,7 @@ mod tests {
             purpose: if id % 4 == 1 { "ticket 7".into() } else { "".into() },
             calling_role: if id % 3 == 1 { "wrapper_owner".into() } else { "app".into() },
             calls: if id % 5 == 2 { 7 } else { 1 },
+            server: if id % 6 == 5 { "standby-1:5433".into() } else { "".into() },
         }
     }
 
@@ -539,13 +549,26 @@ mod tests {
         assert_eq!(batch_key_version(&bytes), Ok(2));
     }
 
+    /// A batch as 0.3.1 wrote it (format 4: no server) reads back as served
+    /// by the primary.
+    #[test]
+    fn format_4_batches_read_as_the_primarys() {
+        let mut record = event(5);
+        record.server = "".into();
+        let mut bytes = encode_batch(2, std::slice::from_ref(&record));
+        bytes[0] = FORMAT_V4;
+        let cut = bytes.len() - 4; // the empty server's length
+        bytes.truncate(cut);
+        assert_eq!(decode_batch(5, &bytes).unwrap(), vec![record]);
+    }
+
     #[test]
     fn garbage_does_not_decode() {
         let good = encode_batch(1, &[event(1), event(2)]);
         assert_eq!(decode_batch(1, &good[..good.len() - 1]), Err(Unreadable));
         assert_eq!(decode_batch(1, &[good.as_slice(), b"x"].concat()), Err(Unreadable));
         assert_eq!(decode_batch(1, &[]), Err(Unreadable));
-        assert_eq!(decode_batch(1, &[4, 0, 0, 0, 0]), Err(Unreadable), "unknown format");
+        assert_eq!(decode_batch(1, &[6, 0, 0, 0, 0, 0, 0, 0, 0]), Err(Unreadable), "unknown format");
         assert_eq!(decode_batch(1, &[1, 255, 255, 255, 254]), Err(Unreadable), "absurd count");
     }
 
