@@ -21,16 +21,20 @@ KEEP="${PII_VAULT_KEEP_CLUSTER:-0}"
 DB=vault
 PRIMARY_PORT=54341
 STANDBY_PORT=54342
+SECOND_PORT=54343
 
-mkdir -p "$BASE/primary" "$BASE/standby"
+mkdir -p "$BASE/primary" "$BASE/standby" "$BASE/second"
 cluster_init "$BASE/primary" "$PRIMARY_PORT" "$DB"
 PRIMARY_DIR="$CLUSTER_DIR" PRIMARY_DATA="$PGDATA" PRIMARY_LOG="$CLUSTER_LOG"
 STANDBY_DIR="$BASE/standby" STANDBY_DATA="$BASE/standby/data" STANDBY_LOG="$BASE/standby/server.log"
-chown postgres:postgres "$STANDBY_DIR"
-chmod 700 "$STANDBY_DIR"
+SECOND_DIR="$BASE/second" SECOND_DATA="$BASE/second/data" SECOND_LOG="$BASE/second/server.log"
+chown postgres:postgres "$STANDBY_DIR" "$SECOND_DIR"
+chmod 700 "$STANDBY_DIR" "$SECOND_DIR"
 use_primary() { CLUSTER_DIR="$PRIMARY_DIR" CLUSTER_PORT="$PRIMARY_PORT" PGDATA="$PRIMARY_DATA" CLUSTER_LOG="$PRIMARY_LOG"; }
 use_standby() { CLUSTER_DIR="$STANDBY_DIR" CLUSTER_PORT="$STANDBY_PORT" PGDATA="$STANDBY_DATA" CLUSTER_LOG="$STANDBY_LOG"; }
+use_second() { CLUSTER_DIR="$SECOND_DIR" CLUSTER_PORT="$SECOND_PORT" PGDATA="$SECOND_DATA" CLUSTER_LOG="$SECOND_LOG"; }
 cleanup() {
+    use_second; if cluster_running; then cluster_stop immediate || true; fi
     use_standby; if cluster_running; then cluster_stop immediate || true; fi
     use_primary; if cluster_running; then cluster_stop immediate || true; fi
     if [ "$KEEP" = 1 ]; then echo "clusters kept in $BASE"; else rm -rf "$BASE"; fi
@@ -117,18 +121,19 @@ check_equal "the standby's server log names no XID it could not take" \
 # audit names the standby.
 use_standby
 stat_of() { cluster_psql -q -At -d "$DB" -U monitor -c "SELECT value FROM vault_stats() WHERE metric = '$1'"; }
-# primary_count APP: the primary's audit events of that application (get, ok).
+# primary_count APP [PORT]: the primary's audit events of that application
+# (get, ok) served by the standby on PORT (the first by default).
 primary_count() {
     use_primary
-    q -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name = '$1' AND operation = 'get' AND outcome = 'ok' AND server LIKE '%:$STANDBY_PORT'"
+    q -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name = '$1' AND operation = 'get' AND outcome = 'ok' AND server LIKE '%:${2:-$STANDBY_PORT}'"
     use_standby
 }
-# until_primary_has APP N: polls (60 s at most) until the primary's audit
-# holds N such events; prints how many it found.
+# until_primary_has APP N [PORT]: polls (60 s at most) until the primary's
+# audit holds N such events; prints how many it found.
 until_primary_has() {
     local got=""
     for _ in $(seq 1 600); do
-        got="$(primary_count "$1")"
+        got="$(primary_count "$1" "${3:-$STANDBY_PORT}")"
         [ "$got" -ge "$2" ] && break
         sleep 0.1
     done
@@ -138,6 +143,24 @@ check_equal "the standby serves 20000 reads (more than the audit queue holds)" \
     "$(PGAPPNAME=standby_reads q -c "SET pii_vault.max_reads_per_statement = 0" \
         -c "SELECT count(vault_get(tok)) FROM people, generate_series(1, 1000)" 2>&1)" 20000
 check_equal "all 20000 reach the primary's audit, naming the standby" "$(until_primary_has standby_reads 20000)" 20000
+# A second standby, reading at the same time as the first.
+as_pg "$PG_BIN/pg_basebackup" -h "$PRIMARY_DIR" -p "$PRIMARY_PORT" -D "$SECOND_DATA" -R -X stream -c fast
+write_keyfile "$SECOND_DIR/vault.key" "$VAULT_KEY" 600
+use_second
+cluster_conf "port = $SECOND_PORT" "unix_socket_directories = '$SECOND_DIR'" "pii_vault.keyfile = '$SECOND_DIR/vault.key'"
+cluster_start || fail "the second standby starts"
+PGAPPNAME=both_standbys q -c "SET pii_vault.max_reads_per_statement = 0" \
+    -c "SELECT count(vault_get(tok)) FROM people, generate_series(1, 1000)" >"$BASE/second.out" 2>&1 &
+use_standby
+PGAPPNAME=both_standbys q -c "SET pii_vault.max_reads_per_statement = 0" \
+    -c "SELECT count(vault_get(tok)) FROM people, generate_series(1, 1000)" >"$BASE/first.out" 2>&1
+wait
+check_equal "two standbys serve 20000 reads each at once; each read is in the primary's audit once, naming its standby" \
+    "$(cat "$BASE/first.out" "$BASE/second.out" | tr '\n' ' ')$(until_primary_has both_standbys 20000)|$(until_primary_has both_standbys 20000 "$SECOND_PORT")" \
+    "20000 20000 20000|20000"
+use_second
+cluster_stop
+use_standby
 use_primary
 check_equal "the primary's audit verifies with them" "$(q -c "SELECT ok FROM vault_audit_verify()")" t
 use_standby
