@@ -4,7 +4,7 @@
 #   bench/run.sh [--records N] [--seconds S] [--rounds R] [--clients "1 2"]
 #                [--scale M] [--rss CALLS] [--secdef-cost] [--floor]
 #                [--budget-cost] [--smoke] [--rotation] [--rotation-pause MS]
-#                [--life-cycle] [--no-install]
+#                [--life-cycle] [--standby] [--no-install]
 #
 # Starts a throwaway cluster (pii_vault preloaded, synchronous_commit on),
 # loads N ~1 KB customer profiles into each system, then runs pgbench
@@ -51,6 +51,10 @@
 # purge's records/s and get's ops/s during it over before (target: at
 # least 0.90); a failed or not-ok get, a purge not audited, a live record
 # gone or one purged before the reload makes the run FAILED.
+# --standby: vault_get on a hot standby of the cluster (pg_basebackup -R,
+# the same key) beside plain SELECT on the same standby, and the
+# forwarding lag sampled from vault_stats() every 100 ms meanwhile; fails
+# unless every read served there reaches the primary's audit.
 # --smoke: tiny and quick (part of scripts/test.sh); it ends with
 # get_shared and the purge, tiny (with --life-cycle: only those). The audit
 # writer runs throughout: every pii_vault figure includes the audit.
@@ -63,7 +67,7 @@ cd "$HERE/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/cluster.sh
 
-RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 BUDGET_COST=0 ROTATION=0 ROTATION_PAUSE="" LIFE_CYCLE=0 SMOKE=0 INSTALL=1
+RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 BUDGET_COST=0 ROTATION=0 ROTATION_PAUSE="" LIFE_CYCLE=0 STANDBY=0 SMOKE=0 INSTALL=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) RECORDS="$2"; shift 2 ;;
@@ -78,6 +82,7 @@ while [ $# -gt 0 ]; do
         --rotation) ROTATION=1; shift ;;
         --rotation-pause) ROTATION=1 ROTATION_PAUSE="$2"; shift 2 ;;
         --life-cycle) LIFE_CYCLE=1; shift ;;
+        --standby) STANDBY=1; shift ;;
         --smoke) RECORDS=2000 SECONDS_PER_RUN=1 ROUNDS=1 CLIENTS=1 SCALE=0 RSS_CALLS=20000 SMOKE=1; shift ;;
         --no-install) INSTALL=0; shift ;;
         *) echo "bench: unknown option $1" >&2; exit 2 ;;
@@ -336,6 +341,84 @@ in_turn() { # round system...
         echo "${systems[$(((i + r - 1) % ${#systems[@]}))]}"
     done
 }
+
+if [ "$STANDBY" = 1 ]; then
+    # Reads on a hot standby (pg_basebackup -R, the same key): vault_get
+    # beside a plain SELECT on the same standby, each run of SECONDS_PER_RUN
+    # seconds, in turns; while vault_get runs, the forwarding lag (the age
+    # of the oldest event the primary has not taken, vault_stats()) is
+    # sampled every 100 ms. Afterwards every read must be in the primary's
+    # audit, naming the standby.
+    echo "bench: standby: loading $RECORDS records into plain and pii_vault on the primary"
+    load 1 "$RECORDS" plain vault
+    SB_DIR="$DIR/standby" SB_PORT=$((PORT + 1))
+    mkdir -p "$SB_DIR"; chown postgres:postgres "$SB_DIR"; chmod 700 "$SB_DIR"
+    as_pg "$PG_BIN/pg_basebackup" -h "$DIR" -p "$PORT" -D "$SB_DIR/data" -R -X stream -c fast
+    write_keyfile "$SB_DIR/vault.key" "$VAULT_KEY" 600
+    echo "port = $SB_PORT" >>"$SB_DIR/data/postgresql.conf"
+    echo "unix_socket_directories = '$SB_DIR'" >>"$SB_DIR/data/postgresql.conf"
+    echo "pii_vault.keyfile = '$SB_DIR/vault.key'" >>"$SB_DIR/data/postgresql.conf"
+    as_pg "$PG_BIN/pg_ctl" -D "$SB_DIR/data" -l "$SB_DIR/server.log" -w start >/dev/null
+    standby_stop() { as_pg "$PG_BIN/pg_ctl" -D "$SB_DIR/data" -w stop -m fast >/dev/null || true; }
+    trap 'standby_stop; finish' EXIT
+    sb() { as_pg "$PG_BIN/psql" -X -q -At -h "$SB_DIR" -p "$SB_PORT" -U postgres -d bench "$@"; }
+    until [ "$(sb -c "SELECT count(*) FROM vault_ids")" = "$RECORDS" ]; do sleep 0.2; done
+    sb -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" >/dev/null 2>&1 || true
+    : >"$RESULTS/standby.tsv"
+    total_vault=0
+    for c in $CLIENTS; do
+        for ((round = 1; round <= ROUNDS; round++)); do
+            for system in $(in_turn "$round" plain vault); do
+                lagfile="$RESULTS/lag-$c-$round-$system"
+                : >"$lagfile"
+                if [ "$system" = vault ]; then
+                    ( while :; do sb -c "SELECT value FROM vault_stats() WHERE metric = 'forward_lag_ms'" >>"$lagfile" 2>/dev/null
+                                  sleep 0.1; done ) &
+                    sampler=$!
+                fi
+                out=$(cd "$RESULTS" && as_pg pgbench -n -M prepared -c "$c" -j "$c" -T "$SECONDS_PER_RUN" \
+                    -h "$SB_DIR" -p "$SB_PORT" -U postgres -D records="$RECORDS" -f "$DIR/scripts/${system}_get.sql" bench 2>&1)
+                if [ "$system" = vault ]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; fi
+                tps=$(grep -Eo 'tps = [0-9.]+' <<<"$out" | head -1 | grep -Eo '[0-9.]+')
+                done_n=$(grep -Eo 'number of transactions actually processed: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$')
+                failed=$(grep -Eo 'number of failed transactions: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
+                if [ -z "$tps" ] || [ "${failed:-0}" != 0 ]; then echo "$out" >&2; echo "bench: standby $system get failed" >&2; exit 1; fi
+                [ "$system" = vault ] && total_vault=$((total_vault + done_n))
+                printf '%s\t%s\t%s\t%s\t%s\n' "$c" "$round" "$system" "$tps" "$lagfile" >>"$RESULTS/standby.tsv"
+            done
+        done
+    done
+    # Every read the standby served reaches the primary's audit.
+    got=0
+    for _ in $(seq 1 600); do
+        got=$(psql_bench -At -c "SELECT count(*) FROM pii_vault.audit_log WHERE operation = 'get' AND outcome = 'ok' AND server LIKE '%:$SB_PORT'")
+        [ "$got" -ge "$total_vault" ] && break
+        sleep 0.1
+    done
+    echo
+    echo "## vault_get on a hot standby beside plain SELECT on it ($RECORDS records, ${SECONDS_PER_RUN} s runs, $ROUNDS round(s))"
+    echo
+    python3 - "$RESULTS/standby.tsv" <<'PY'
+import statistics, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+print("| clients | plain tps (median) | vault tps (median) | vault / plain | forwarding lag p99 (ms) | max (ms) |")
+print("| --- | --- | --- | --- | --- | --- |")
+for c in sorted({r[0] for r in rows}, key=int):
+    plain = statistics.median(float(r[3]) for r in rows if r[0] == c and r[2] == "plain")
+    vault = statistics.median(float(r[3]) for r in rows if r[0] == c and r[2] == "vault")
+    lags = sorted(int(x) for r in rows if r[0] == c and r[2] == "vault" for x in open(r[4]).read().split() if x.isdigit())
+    p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else 0
+    print(f"| {c} | {plain:.0f} | {vault:.0f} | {vault / plain:.2f} | {p99} | {max(lags) if lags else 0} |")
+PY
+    echo
+    if [ "$got" -lt "$total_vault" ]; then
+        echo "bench: standby: only $got of the $total_vault reads served there are in the primary's audit" >&2; exit 1
+    fi
+    echo "bench: standby: all $total_vault reads served there are in the primary's audit ($got get events naming it)"
+    echo
+    echo "bench: done"
+    exit 0
+fi
 
 # Shares (--life-cycle; get_shared alone in --smoke): one share of each
 # preloaded record in plain and pii_vault, then pgbench of the operations
