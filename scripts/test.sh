@@ -17,6 +17,8 @@
 #                        restore, key rotation under load;
 #      pg_test/replicas.sh  a primary and a streaming standby: operator
 #                        functions on the standby, writes refused there;
+#      pg_test/logical.sh  a publisher and a subscriber vault: logical
+#                        replication of the vault, used meanwhile, cut over;
 #      pg_test/package.sh  the Debian package (scripts/package.sh): dpkg -i,
 #                        its files, the extension at work, dpkg -i of a
 #                        higher revision under a running server with a
@@ -163,6 +165,9 @@ if scripts/install.sh >"$LOGS/install.log" 2>&1; then
     count_suite replicas "$LOGS/replicas.log"
     # scripts/package.sh builds in the same target directory as
     # scripts/install.sh above: its release build is reused, not redone.
+    section "pg_test/logical.sh (a publisher and a subscriber: upgrade by logical replication)"
+    pg_test/logical.sh | tee "$LOGS/logical.log"
+    count_suite logical "$LOGS/logical.log"
     section "pg_test/package.sh (the Debian package: dpkg -i, an upgrade under a running server)"
     pg_test/package.sh | tee "$LOGS/package.log"
     count_suite package "$LOGS/package.log"

@@ -183,6 +183,11 @@ fn purge_once() -> VaultResult<i64> {
         None | Some(Schema::V0_1 | Schema::V0_2) => return Ok(0),
         Some(Schema::V0_3 | Schema::V0_4) => {}
     }
+    // A logical replica purges nothing: the publisher's purge arrives by
+    // replication (and this worker's events could not be written anyway).
+    if store::logical_replica()? {
+        return Ok(0);
+    }
     let grace = f64::from(guc::delete_grace_seconds());
     let records = store::purge_records(BATCH, grace)?;
     for token in &records {

@@ -536,6 +536,11 @@ fn audit_writer() -> Found {
     let standby = unsafe { pg_sys::RecoveryInProgress() };
     let problem = if standby {
         standby_audit(state.pending)
+    } else if store::logical_replica().unwrap_or(false) {
+        Some(format!(
+            "this database is a logical replica (an enabled subscription replicates the audit into it): the audit writer writes nothing until the subscription is disabled or dropped, {} events wait, and calls are refused once the queue is full (README, Logical replication)",
+            state.pending
+        ))
     } else if !alive {
         Some(format!(
             "the audit writer is not running ({} events queued): it restarts within seconds; if this persists, check the server log; calls are refused once its queue is full",

@@ -79,6 +79,9 @@ fn vault_stats() -> TableIterator<'static, (name!(metric, String), name!(labels,
         rows.push(row("audit_writer_up", json!({}), *writer));
         rows.push(row("purge_worker_up", json!({}), *purge));
     }
+    if let Ok(replica) = store::logical_replica() {
+        rows.push(row("logical_replica", json!({}), i64::from(replica)));
+    }
     let grace = f64::from(guc::delete_grace_seconds());
     if let Ok(Some(backlog)) = store::purge_backlog(grace, BACKLOG_CAP) {
         rows.push(row("purge_backlog", json!({}), backlog));

@@ -139,7 +139,7 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
             match write_batch(keys, &mut head, &mut names, &pending, Source::Queue) {
                 // The events stay queued until there is a table, or a key
                 // the vault's check values vouch for.
-                Batch::NoTable | Batch::KeyMismatch => IDLE,
+                Batch::NoTable | Batch::KeyMismatch | Batch::Replica => IDLE,
                 // A backlog: keep writing (the zero wait still notices
                 // SIGTERM and SIGHUP between batches).
                 Batch::Written(BATCH) => Duration::ZERO,
@@ -163,7 +163,7 @@ pub extern "C-unwind" fn pii_vault_audit_writer_main(_arg: pg_sys::Datum) {
             std::thread::sleep(NAP);
         } else {
             match write_batch(keys, &mut head, &mut names, &pending, Source::Queue) {
-                Batch::NoTable | Batch::KeyMismatch => break,
+                Batch::NoTable | Batch::KeyMismatch | Batch::Replica => break,
                 Batch::Written(_) => quiet = 0,
             }
         }
@@ -341,7 +341,7 @@ fn replay_spill(keys: &crate::crypto::KeySet, head: &mut Option<ChainHead>, name
                 done += n;
                 REPLAYED.set(done);
             }
-            Batch::NoTable | Batch::KeyMismatch => return Replay::Blocked,
+            Batch::NoTable | Batch::KeyMismatch | Batch::Replica => return Replay::Blocked,
         }
     }
     // A failed removal: the next writer would replay the file again.
@@ -416,6 +416,9 @@ enum Batch {
     /// The loaded key is not the vault's: nothing is MACed under it, and
     /// the events stay queued.
     KeyMismatch,
+    /// The database is a logical replica of another vault: the events stay
+    /// queued until its subscription is disabled.
+    Replica,
 }
 
 /// Writes `batch` (the oldest queued events) as one batch row and marks
@@ -432,6 +435,15 @@ fn write_batch(
             let plans = writer_plans(client)?;
             let table: Option<pg_sys::Oid> = client.select(&plans.audit_table, None, &[])?.first().get(1)?;
             let Some(table) = table else { return Ok(Batch::NoTable) };
+            // A logical replica (an enabled subscription replicates the
+            // audit into this database, say for a major-version upgrade):
+            // its batches arrive from the publisher, and one of this
+            // writer's would collide with them and stop the subscription.
+            // The events wait until the subscription is disabled.
+            let subscribed: Option<bool> = client.select(&plans.subscribed, None, &[table.into()])?.first().get(1)?;
+            if subscribed == Some(true) {
+                return Ok(Batch::Replica);
+            }
             // The loaded keys must be the vault's before anything is MACed
             // under them, or vault_audit_verify() rejects the batch forever
             // (the events stay queued; calls are refused under a wrong key
@@ -490,6 +502,7 @@ fn write_batch(
             Batch::Written(n)
         }
         Ok(Batch::NoTable) => Batch::NoTable,
+        Ok(Batch::Replica) => Batch::Replica,
         Err(e) => {
             // A broken audit table: the events stay queued; the writer
             // exits and the postmaster restarts it, so readers fail closed
@@ -534,6 +547,7 @@ fn chain_head(client: &SpiClient<'_>, table: pg_sys::Oid) -> SpiResult<ChainHead
 /// and planning them per batch was most of its work under load).
 struct WriterPlans {
     audit_table: OwnedPreparedStatement,
+    subscribed: OwnedPreparedStatement,
     insert_batch: OwnedPreparedStatement,
 }
 
@@ -547,6 +561,13 @@ fn writer_plans(client: &SpiClient<'_>) -> SpiResult<&'static WriterPlans> {
     }
     let plans = WriterPlans {
         audit_table: client.prepare("SELECT pg_catalog.to_regclass('pii_vault.audit_batches')::oid", &[])?.keep(),
+        subscribed: client
+            .prepare(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_subscription_rel r \
+                 JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid WHERE s.subenabled AND r.srrelid = $1)",
+                &[PgBuiltInOids::OIDOID.oid()],
+            )?
+            .keep(),
         insert_batch: client
             .prepare_mut(
                 "INSERT INTO pii_vault.audit_batches (first_id, last_id, token_filter, events, mac) \

@@ -792,3 +792,16 @@ pub fn forwarded_frames() -> VaultResult<Vec<(Token, u64)>> {
     })
     .map_err(fault)
 }
+
+/// Whether an enabled subscription replicates the vault's audit into this
+/// database (a logical replica of another vault).
+pub fn logical_replica() -> VaultResult<bool> {
+    select_one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_subscription_rel r \
+         JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid \
+         WHERE s.subenabled AND r.srrelid = 'pii_vault.audit_batches'::pg_catalog.regclass)",
+        &[],
+    )
+    .map(|found| found.unwrap_or(false))
+    .map_err(fault)
+}
