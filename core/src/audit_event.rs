@@ -157,6 +157,12 @@ pub struct AuditEvent {
     /// it is).
     server_len: u8,
     server: [u8; SERVER_BYTES],
+    /// On a primary, for an event a standby forwarded: the standby's id
+    /// and the number of the frame it came in (0: not forwarded). The
+    /// writer records the last frame it committed from each standby in
+    /// the same transaction as the events.
+    forward_origin: [u8; 16],
+    forward_frame: u64,
 }
 
 impl AuditEvent {
@@ -178,6 +184,8 @@ impl AuditEvent {
         fields: [0; FIELD_BYTES],
         server_len: 0,
         server: [0; SERVER_BYTES],
+        forward_origin: [0; 16],
+        forward_frame: 0,
     };
 
     #[allow(clippy::too_many_arguments)]
@@ -249,6 +257,8 @@ impl AuditEvent {
             ref fields,
             server_len,
             ref server,
+            forward_origin,
+            forward_frame,
         } = *self;
         slot.at = at;
         slot.roles = roles;
@@ -267,6 +277,20 @@ impl AuditEvent {
         slot.fields[..fields_len as usize].copy_from_slice(&fields[..fields_len as usize]);
         slot.server_len = server_len;
         slot.server[..server_len as usize].copy_from_slice(&server[..server_len as usize]);
+        slot.forward_origin = forward_origin;
+        slot.forward_frame = forward_frame;
+    }
+
+    /// Marks the event as forwarded by the standby `origin` in its frame
+    /// `frame` (not 0).
+    pub fn set_forwarded(&mut self, origin: [u8; 16], frame: u64) {
+        self.forward_origin = origin;
+        self.forward_frame = frame;
+    }
+
+    /// The standby and frame the event was forwarded in, if it was.
+    pub fn forwarded(&self) -> Option<([u8; 16], u64)> {
+        (self.forward_frame != 0).then_some((self.forward_origin, self.forward_frame))
     }
 
     /// Names the standby the call was served on (cut to fit).
@@ -319,7 +343,7 @@ impl AuditEvent {
 
 /// Bytes of an event's encoding (`AuditEvent::encode`) before its three
 /// variable-length parts.
-const ENCODED_FIXED: usize = 8 + 4 * 4 + 4 + 16 + 1 + 2 + 4 + 2 + 1;
+const ENCODED_FIXED: usize = 8 + 4 * 4 + 4 + 16 + 1 + 2 + 4 + 2 + 1 + 16 + 8;
 
 impl AuditEvent {
     /// The event as bytes (big-endian, the variable parts length-prefixed,
@@ -344,6 +368,8 @@ impl AuditEvent {
             ref fields,
             server_len,
             ref server,
+            forward_origin,
+            forward_frame,
         } = *self;
         out.extend_from_slice(&at.to_be_bytes());
         for n in [roles.session, roles.acting, roles.calling, calls] {
@@ -356,6 +382,8 @@ impl AuditEvent {
         out.extend_from_slice(&fields_count.to_be_bytes());
         out.extend_from_slice(&fields_len.to_be_bytes());
         out.push(server_len);
+        out.extend_from_slice(&forward_origin);
+        out.extend_from_slice(&forward_frame.to_be_bytes());
         out.extend_from_slice(&app_name[..app_name_len as usize]);
         out.extend_from_slice(&purpose[..purpose_len as usize]);
         out.extend_from_slice(&fields[..fields_len as usize]);
@@ -406,6 +434,8 @@ impl AuditEvent {
         e.fields_count = u32_of(take(4));
         e.fields_len = u16_of(take(2));
         e.server_len = take(1)[0];
+        e.forward_origin = take(16).try_into().expect("16 bytes");
+        e.forward_frame = u64::from_be_bytes(take(8).try_into().expect("8 bytes"));
         let (app, purpose, fields, server) =
             (e.app_name_len as usize, e.purpose_len as usize, e.fields_len as usize, e.server_len as usize);
         if app > APP_NAME_BYTES || purpose > PURPOSE_BYTES || fields > FIELD_BYTES || server > SERVER_BYTES {
@@ -583,6 +613,7 @@ mod tests {
         ];
         let mut events = events;
         events[2].set_server(&"standby-ß".repeat(10));
+        events[1].set_forwarded([4; 16], 77);
         // Cut on a character boundary at 64 bytes (each repeat is 10).
         assert_eq!(events[2].server(), format!("{}stan", "standby-ß".repeat(6)));
         let mut bytes = Vec::new();
@@ -604,6 +635,7 @@ mod tests {
             assert_eq!(back.application_name(), e.application_name());
             assert_eq!(back.token(), e.token());
             assert_eq!(back.server(), e.server());
+            assert_eq!(back.forwarded(), e.forwarded());
         }
         assert_eq!(at, bytes.len());
         // Every shorter prefix of an event is refused, never read past.

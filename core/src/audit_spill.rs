@@ -5,8 +5,16 @@
 //! The file is a sequence of frames, each appended whole and fsynced:
 //!
 //! ```text
-//! MAGIC (8) | flags u8 | key version u32 | origin (16) | frame number u64 |
-//! event count u32 | body length u32 | body (AuditEvent::encode each) | MAC (32)
+//! MAGIC (8) | flags u8 | key version u32 | origin (16) | previous u64 |
+//! frame number u64 | event count u32 | body length u32 |
+//! body (AuditEvent::encode each) | MAC (32)
+//! ```
+//!
+//! `previous` is the number of the origin's frame before this one (0 for
+//! its first): the frames of a standby form a chain, so a primary takes
+//! them only in order, with none missing, whoever hands them over.
+//!
+//! ```text
 //! ```
 //!
 //! The MAC is HMAC-SHA256 under the audit sub-key of the named version,
@@ -31,7 +39,7 @@ use crate::crypto::{KeyRing, KeySet};
 
 const MAGIC: &[u8; 8] = b"PIIVSPL1";
 const LABEL: &[u8] = b"pii_vault audit spill v1";
-const HEADER: usize = 8 + 1 + 4 + 16 + 8 + 4 + 4;
+const HEADER: usize = 8 + 1 + 4 + 16 + 8 + 8 + 4 + 4;
 const MAC_LEN: usize = 32;
 /// No frame's body is longer (a writer keeps at most 64 MiB in all).
 const MAX_BODY: usize = 64 << 20;
@@ -42,8 +50,16 @@ pub const UNVOUCHED: u8 = 1;
 pub const PRIMARY: [u8; 16] = [0; 16];
 
 /// One frame of `events`: `flags` (0 or `UNVOUCHED`), the server it was
-/// kept on (`origin`), its number there (increasing), MACed under `ring`.
-pub fn encode_frame(ring: &KeyRing, flags: u8, origin: &[u8; 16], number: u64, events: &[&AuditEvent]) -> Vec<u8> {
+/// kept on (`origin`), the number of that server's frame before it
+/// (`previous`, 0: none) and its own (greater), MACed under `ring`.
+pub fn encode_frame(
+    ring: &KeyRing,
+    flags: u8,
+    origin: &[u8; 16],
+    previous: u64,
+    number: u64,
+    events: &[&AuditEvent],
+) -> Vec<u8> {
     let mut body = Vec::with_capacity(events.len() * 96);
     for event in events {
         event.encode(&mut body);
@@ -53,6 +69,7 @@ pub fn encode_frame(ring: &KeyRing, flags: u8, origin: &[u8; 16], number: u64, e
     frame.push(flags);
     frame.extend_from_slice(&ring.key_version().to_be_bytes());
     frame.extend_from_slice(origin);
+    frame.extend_from_slice(&previous.to_be_bytes());
     frame.extend_from_slice(&number.to_be_bytes());
     frame.extend_from_slice(&(events.len() as u32).to_be_bytes());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -72,6 +89,7 @@ fn frame_mac(ring: &KeyRing, header_and_body: &[u8]) -> [u8; 32] {
 /// One frame read back.
 pub struct Frame {
     pub origin: [u8; 16],
+    pub previous: u64,
     pub number: u64,
     /// Whether its MAC verified (if not, it was `UNVOUCHED` and its events
     /// are marked).
@@ -85,7 +103,7 @@ pub struct Frame {
 /// (the first frame's number names a spill file: numbers only grow).
 pub fn first_number(bytes: &[u8]) -> Option<u64> {
     let header = bytes.get(..HEADER)?;
-    (&header[..8] == MAGIC).then(|| u64::from_be_bytes(header[29..37].try_into().expect("8 bytes")))
+    (&header[..8] == MAGIC).then(|| u64::from_be_bytes(header[37..45].try_into().expect("8 bytes")))
 }
 
 /// Bytes of a frame's header.
@@ -101,8 +119,8 @@ pub fn frames_in(bytes: &[u8]) -> Vec<(u64, usize)> {
         if &header[..8] != MAGIC {
             break;
         }
-        let number = u64::from_be_bytes(header[29..37].try_into().expect("8 bytes"));
-        let body_len = u32::from_be_bytes(header[41..45].try_into().expect("4 bytes")) as usize;
+        let number = u64::from_be_bytes(header[37..45].try_into().expect("8 bytes"));
+        let body_len = u32::from_be_bytes(header[49..53].try_into().expect("4 bytes")) as usize;
         let end = at + HEADER + body_len + MAC_LEN;
         if body_len > MAX_BODY || end > bytes.len() {
             break;
@@ -111,6 +129,18 @@ pub fn frames_in(bytes: &[u8]) -> Vec<(u64, usize)> {
         at = end;
     }
     frames
+}
+
+/// The events the whole frames at the start of `bytes` hold, by their
+/// headers' counts.
+pub fn event_counts(bytes: &[u8]) -> u64 {
+    let mut total = 0u64;
+    let mut at = 0usize;
+    for (_, end) in frames_in(bytes) {
+        total += u64::from(u32::from_be_bytes(bytes[at + 45..at + 49].try_into().expect("4 bytes")));
+        at = end;
+    }
+    total
 }
 
 /// What a spill file holds.
@@ -171,9 +201,10 @@ pub fn decode(keys: &KeySet, bytes: &[u8]) -> Result<Spilled, SpillProblem> {
         let unvouched = header[8] & UNVOUCHED != 0;
         let key_version = u32::from_be_bytes(header[9..13].try_into().expect("4 bytes"));
         let origin: [u8; 16] = header[13..29].try_into().expect("16 bytes");
-        let number = u64::from_be_bytes(header[29..37].try_into().expect("8 bytes"));
-        let count = u32::from_be_bytes(header[37..41].try_into().expect("4 bytes")) as usize;
-        let body_len = u32::from_be_bytes(header[41..45].try_into().expect("4 bytes")) as usize;
+        let previous = u64::from_be_bytes(header[29..37].try_into().expect("8 bytes"));
+        let number = u64::from_be_bytes(header[37..45].try_into().expect("8 bytes"));
+        let count = u32::from_be_bytes(header[45..49].try_into().expect("4 bytes")) as usize;
+        let body_len = u32::from_be_bytes(header[49..53].try_into().expect("4 bytes")) as usize;
         if body_len > MAX_BODY {
             return Err(SpillProblem::NotAuthentic { at });
         }
@@ -207,7 +238,7 @@ pub fn decode(keys: &KeySet, bytes: &[u8]) -> Result<Spilled, SpillProblem> {
             return Err(SpillProblem::NotAuthentic { at });
         }
         at += frame.len();
-        spilled.frames.push(Frame { origin, number, verified, events, end: at });
+        spilled.frames.push(Frame { origin, previous, number, verified, events, end: at });
         spilled.complete_len = at;
     }
     Ok(spilled)
@@ -232,8 +263,8 @@ mod tests {
         let set = keys(&[(1, [1; 32]), (2, [2; 32])]);
         let a: Vec<AuditEvent> = (0..3).map(event).collect();
         let b: Vec<AuditEvent> = (3..5).map(event).collect();
-        let mut file = encode_frame(set.version(1).unwrap(), 0, &PRIMARY, 0, &a.iter().collect::<Vec<_>>());
-        file.extend(encode_frame(set.active(), 0, &PRIMARY, 1, &b.iter().collect::<Vec<_>>()));
+        let mut file = encode_frame(set.version(1).unwrap(), 0, &PRIMARY, 0, 0, &a.iter().collect::<Vec<_>>());
+        file.extend(encode_frame(set.active(), 0, &PRIMARY, 0, 1, &b.iter().collect::<Vec<_>>()));
         let spilled = decode(&set, &file).unwrap();
         assert!(!spilled.torn);
         assert_eq!(spilled.frames.iter().map(|f| f.number).collect::<Vec<_>>(), [0, 1]);
@@ -247,8 +278,8 @@ mod tests {
         let set = keys(&[(1, [1; 32])]);
         let events: Vec<AuditEvent> = (0..3).map(event).collect();
         let refs: Vec<&AuditEvent> = events.iter().collect();
-        let first = encode_frame(set.active(), 0, &PRIMARY, 7, &refs[..1]);
-        let second = encode_frame(set.active(), 0, &PRIMARY, 9, &refs[1..]);
+        let first = encode_frame(set.active(), 0, &PRIMARY, 0, 7, &refs[..1]);
+        let second = encode_frame(set.active(), 0, &PRIMARY, 0, 9, &refs[1..]);
         let file = [first.as_slice(), second.as_slice()].concat();
         assert_eq!(frames_in(&file), [(7, first.len()), (9, file.len())]);
         assert_eq!(frames_in(&file[..file.len() - 1]), [(7, first.len())]);
@@ -260,8 +291,8 @@ mod tests {
         let set = keys(&[(1, [1; 32])]);
         let events: Vec<AuditEvent> = (0..4).map(event).collect();
         let refs: Vec<&AuditEvent> = events.iter().collect();
-        let first = encode_frame(set.active(), 0, &PRIMARY, 0, &refs[..2]);
-        let second = encode_frame(set.active(), 0, &PRIMARY, 1, &refs[2..]);
+        let first = encode_frame(set.active(), 0, &PRIMARY, 0, 0, &refs[..2]);
+        let second = encode_frame(set.active(), 0, &PRIMARY, 0, 1, &refs[2..]);
         for cut in 1..second.len() {
             let mut file = first.clone();
             file.extend_from_slice(&second[..cut]);
@@ -278,7 +309,7 @@ mod tests {
         let other = keys(&[(1, [9; 32])]);
         let events: Vec<AuditEvent> = (0..2).map(event).collect();
         let refs: Vec<&AuditEvent> = events.iter().collect();
-        let frame = encode_frame(set.active(), 0, &PRIMARY, 0, &refs);
+        let frame = encode_frame(set.active(), 0, &PRIMARY, 0, 0, &refs);
         assert_eq!(decode(&other, &frame).err(), Some(SpillProblem::NotAuthentic { at: 0 }));
         for i in 0..frame.len() {
             let mut edited = frame.clone();
@@ -293,7 +324,7 @@ mod tests {
             );
         }
         let v2 = keys(&[(2, [2; 32])]);
-        let frame2 = encode_frame(v2.active(), 0, &PRIMARY, 5, &refs);
+        let frame2 = encode_frame(v2.active(), 0, &PRIMARY, 0, 5, &refs);
         assert_eq!(decode(&set, &frame2).err(), Some(SpillProblem::KeyNotLoaded { frame: 5, key_version: 2 }));
         assert!(decode(&set, b"not a spill file at all, just text").is_err());
     }
@@ -305,8 +336,8 @@ mod tests {
         let events: Vec<AuditEvent> = (0..2).map(event).collect();
         let refs: Vec<&AuditEvent> = events.iter().collect();
         let standby = [7; 16];
-        let mut file = encode_frame(right.active(), UNVOUCHED, &standby, 0, &refs);
-        file.extend(encode_frame(wrong.active(), UNVOUCHED, &standby, 1, &refs));
+        let mut file = encode_frame(right.active(), UNVOUCHED, &standby, 0, 0, &refs);
+        file.extend(encode_frame(wrong.active(), UNVOUCHED, &standby, 0, 1, &refs));
         let spilled = decode(&right, &file).unwrap();
         assert!(!spilled.torn);
         assert_eq!((spilled.frames.len(), spilled.unverified()), (2, 2));
@@ -314,10 +345,10 @@ mod tests {
         let apps: Vec<String> = spilled.events().map(|e| e.application_name().into_owned()).collect();
         assert_eq!(apps, ["app", "app", "unverified: app", "unverified: app"]);
         // The same frames vouched for are refused instead.
-        let vouched = encode_frame(wrong.version(1).unwrap(), 0, &standby, 0, &refs);
+        let vouched = encode_frame(wrong.version(1).unwrap(), 0, &standby, 0, 0, &refs);
         assert_eq!(decode(&right, &vouched).err(), Some(SpillProblem::NotAuthentic { at: 0 }));
         // Unknown flags are refused too.
-        let mut odd = encode_frame(right.active(), 0, &PRIMARY, 0, &refs);
+        let mut odd = encode_frame(right.active(), 0, &PRIMARY, 0, 0, &refs);
         odd[8] = 2;
         assert!(decode(&right, &odd).is_err());
     }

@@ -6,10 +6,12 @@
 //! vault key kept, never invent or alter an event. The events join the
 //! primary's queue and its one MAC chain, naming the standby they were
 //! served on; the function returns once they are committed and their WAL
-//! flushed, so the standby may let them go. Frames are numbered by time on
-//! their standby: the primary remembers the last it took from each
-//! (`pii_vault.forwarded`), so a batch sent twice (a lost reply, a
-//! restart) is taken once.
+//! flushed, so the standby may let them go once it has replayed that far.
+//! Frames are numbered by time on their standby and each names the one
+//! before it: the primary takes them in order, none missing, and records
+//! the last it took from each standby (`pii_vault.forwarded`) in the
+//! writer's transaction with the events, so a batch sent twice (a lost
+//! reply, a cut-off call, a restart) is taken once.
 
 use pgrx::prelude::*;
 
@@ -36,43 +38,62 @@ fn take(frames: &[u8]) -> VaultResult<i64> {
     if spilled.torn || spilled.frames.is_empty() {
         return Err(VaultError::ForwardRefused("not whole frames"));
     }
-    if spilled.unverified() > 0 {
+    // Every frame MACed under a loaded key: the unvouched exception of a
+    // writer's own spill file (its events marked) has no place here.
+    if spilled.frames.iter().any(|f| !f.verified) {
         return Err(VaultError::ForwardRefused("a frame does not verify"));
     }
     let origin = spilled.frames[0].origin;
     if origin == PRIMARY || spilled.frames.iter().any(|f| f.origin != origin) {
         return Err(VaultError::ForwardRefused("not one standby's frames"));
     }
-    if spilled.events().any(|e| e.server().is_empty()) {
-        return Err(VaultError::ForwardRefused("an event names no standby"));
+    if spilled.frames.iter().any(|f| f.number > i64::MAX as u64) || spilled.events().any(|e| e.server().is_empty()) {
+        return Err(VaultError::ForwardRefused("not a standby's frames"));
     }
-    let server = spilled.events().next().map(|e| e.server().into_owned()).unwrap_or_default();
-    let last = store::forwarded_lock(&origin, &server)?;
-    let mut newest = last;
-    let mut events = Vec::new();
-    for frame in &spilled.frames {
-        // Frames the primary took before (a batch sent again) are skipped.
-        if frame.number > newest {
-            newest = frame.number;
-            events.extend(frame.events.iter());
-        }
-    }
-    if events.is_empty() {
-        return Ok(0);
-    }
-    if !audit::forward(&events) || !audit::wait_until_written(WRITTEN_WAIT) {
+    // One forward per standby at a time, and none before what an earlier
+    // one queued is committed (a call cut off after queueing): the last
+    // frame taken, read below, then counts everything queued so far.
+    store::lock_origin(&origin)?;
+    if !audit::wait_until_written(WRITTEN_WAIT) {
         return Err(VaultError::AuditUnavailable);
     }
+    let mut last = store::forwarded_last(&origin)?;
+    let mut events = Vec::new();
+    for frame in &spilled.frames {
+        if frame.number <= last {
+            continue; // taken before (a batch sent again)
+        }
+        // The standby's frames form a chain: taken in order, none missing.
+        if frame.previous != last {
+            return Err(VaultError::ForwardRefused("frames out of order or missing"));
+        }
+        for event in &frame.events {
+            let mut event = *event;
+            event.set_forwarded(origin, frame.number);
+            events.push(event);
+        }
+        last = frame.number;
+    }
+    if !events.is_empty() {
+        let refs: Vec<&audit::AuditEvent> = events.iter().collect();
+        if !audit::forward(&refs) || !audit::wait_until_written(WRITTEN_WAIT) {
+            return Err(VaultError::AuditUnavailable);
+        }
+    }
     // The writer commits without waiting for its WAL (synchronous_commit
-    // off): flush it before the standby is told it may let the events go.
-    // SAFETY: flushing WAL written so far, from a backend in a transaction.
-    unsafe { pg_sys::XLogFlush(pg_sys::GetXLogInsertRecPtr()) };
-    store::forwarded_advance(&origin, &server, newest, events.len() as i64)?;
-    Ok(events.len() as i64)
+    // off): flush it before the standby is told it may let the events go,
+    // and tell it where, so it keeps them until it has replayed that far.
+    // SAFETY: reading and flushing WAL written so far, in a backend.
+    let lsn = unsafe {
+        let lsn = pg_sys::GetXLogInsertRecPtr();
+        pg_sys::XLogFlush(lsn);
+        lsn
+    };
+    Ok(lsn as i64)
 }
 
 /// Takes a standby's kept audit events (whole spill-file frames) into this
-/// primary's audit; the number of events new to it. For members of
+/// primary's audit; the primary's WAL position once they are committed. For members of
 /// pii_vault_forwarder (a standby's forwarder), never an application.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pii_vault, pg_temp)]

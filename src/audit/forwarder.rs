@@ -46,10 +46,12 @@ pub extern "C-unwind" fn pii_vault_audit_forwarder_main(_arg: pg_sys::Datum) {
         // SAFETY: ends this process the way PostgreSQL's own exits do.
         unsafe { pg_sys::proc_exit(0) };
     }
-    if let Some((file, offset)) = spill::forwarded_mark() {
+    if let Some(mark) = spill::forwarded_mark() {
         queue::set_forwarded(|f| {
-            f.file = file;
-            f.offset = offset;
+            f.file = mark.file;
+            f.offset = mark.offset;
+            f.last = mark.last;
+            f.lsn = mark.lsn;
         });
     }
     let mut connection: Option<Connection> = None;
@@ -116,15 +118,25 @@ fn forward_once(connection: &mut Option<Connection>) -> Result<bool, String> {
         queue::set_forwarded(|f| f.connected = true);
     }
     let conn = connection.as_mut().expect("connected above");
-    let taken: i64 = conn.query_bytea(QUERY, &chunk[..whole])?.parse().map_err(|_| "an odd reply".to_string())?;
+    // The primary's WAL position once it had committed the events.
+    let lsn: i64 = conn.query_bytea(QUERY, &chunk[..whole])?.parse().map_err(|_| "an odd reply".to_string())?;
     let offset = offset + whole as u64;
-    spill::set_forwarded_mark(file, offset).map_err(|e| e.to_string())?;
+    let last = frames.last().map_or(0, |(number, _)| *number);
+    spill::set_forwarded_mark(file, offset, last, lsn as u64).map_err(|e| e.to_string())?;
+    let events: u64 = frames_events(&chunk[..whole]);
     queue::set_forwarded(|f| {
         f.file = file;
         f.offset = offset;
-        f.events += taken.max(0) as u64;
+        f.last = last;
+        f.lsn = lsn as u64;
+        f.events += events;
     });
     Ok(true)
+}
+
+/// How many events whole frames hold (their headers' counts).
+fn frames_events(bytes: &[u8]) -> u64 {
+    pii_vault_core::audit_spill::event_counts(bytes)
 }
 
 /// `pii_vault.forward_conninfo`, or the standby's `primary_conninfo`, to

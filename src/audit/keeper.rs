@@ -59,6 +59,14 @@ pub extern "C-unwind" fn pii_vault_audit_keeper_main(_arg: pg_sys::Datum) {
         Err(e) => error!("pii_vault audit keeper: could not read or make this standby's id in PGDATA: {e}"),
     };
     ORIGIN.set(origin);
+    // The chain of frames goes on after the file's last frame, or the last
+    // the primary took (the file is gone once it took all of it).
+    let in_file = spill::last_frame_number().unwrap_or_else(|e| {
+        log!("pii_vault audit keeper: could not read the spill file: {e}");
+        None
+    });
+    let taken = spill::forwarded_mark().map(|m| m.last);
+    queue::continue_frames_after(in_file.unwrap_or(0).max(taken.unwrap_or(0)));
     // SAFETY: registered once in this process; the callback lives as long
     // as the library.
     unsafe { pg_sys::before_shmem_exit(Some(keep_at_exit), pg_sys::Datum::from(0)) };
@@ -76,7 +84,7 @@ pub extern "C-unwind" fn pii_vault_audit_keeper_main(_arg: pg_sys::Datum) {
             }
             IDLE
         } else {
-            spill::keep_queue(unvouched, &origin, BATCH, Duration::ZERO);
+            spill::keep_queue(unvouched, &origin, BATCH, Duration::ZERO, false);
             if pending == BATCH {
                 Duration::ZERO
             } else {
@@ -113,7 +121,7 @@ thread_local! {
 unsafe extern "C-unwind" fn keep_at_exit(_code: i32, _arg: pg_sys::Datum) {
     // Nothing may unwind out of an exit callback.
     let _ = std::panic::catch_unwind(|| {
-        spill::keep_queue(unvouched, &ORIGIN.get(), BATCH, NAP * 5);
+        spill::keep_queue(unvouched, &ORIGIN.get(), BATCH, NAP * 5, true);
         queue::unregister_writer();
         queue::set_keeper(false);
     });

@@ -339,6 +339,13 @@ pub struct Forwarded {
     pub file: u64,
     /// Bytes of it the primary has taken.
     pub offset: u64,
+    /// The number of the last frame the primary took.
+    pub last: u64,
+    /// The primary's WAL position once it had committed them: the file
+    /// may go only once this standby has replayed up to it (else a
+    /// promotion would find the events neither in the file nor in the
+    /// replicated audit).
+    pub lsn: u64,
     /// The number (a time in µs) of the oldest frame not taken; 0: none.
     pub oldest: u64,
     pub connected: bool,
@@ -390,14 +397,22 @@ pub fn forget_spill_file() {
     WRITER.exclusive().spill_seen = false;
 }
 
-/// A number for the next frame: the time now in microseconds, past the
-/// last one given.
-pub fn next_frame_number() -> u64 {
+/// The number of the last frame appended and one for the next: the time
+/// now in microseconds, past the last one given.
+pub fn next_frame_numbers() -> (u64, u64) {
     // SAFETY: a clock read.
     let now = unsafe { pg_sys::GetCurrentTimestamp() }.max(0) as u64;
     let mut w = WRITER.exclusive();
-    w.last_frame = now.max(w.last_frame + 1);
-    w.last_frame
+    let previous = w.last_frame;
+    w.last_frame = now.max(previous + 1);
+    (previous, w.last_frame)
+}
+
+/// Where the chain of frames goes on after a restart (the keeper's start:
+/// the last frame of the file, or the last the primary took).
+pub fn continue_frames_after(number: u64) {
+    let mut w = WRITER.exclusive();
+    w.last_frame = w.last_frame.max(number);
 }
 
 /// Counts events moved to the spill file.
@@ -497,10 +512,11 @@ mod tests {
 
     #[test]
     fn a_slot_is_the_size_contributing_md_gives() {
-        // 14 cache lines: the event (881 bytes, 256 of them the purpose,
-        // 64 the standby's name) and its sequence. CAPACITY of them is the
-        // queue's shared memory.
-        assert_eq!(std::mem::size_of::<Slot>(), 896);
+        // 15 cache lines: the event (905 bytes, 256 of them the purpose,
+        // 64 a standby's name, 24 the standby and frame a forwarded event
+        // came in) and its sequence. CAPACITY of them is the queue's
+        // shared memory.
+        assert_eq!(std::mem::size_of::<Slot>(), 960);
     }
 
     /// A ring on the heap, as the start-up hook makes one in shared memory.

@@ -30,6 +30,9 @@ pub const FILE_NAME: &str = "pgsql_tmp_pii_vault_audit_spill";
 /// writer that fails again and again cannot fill the disk; `vault_health`
 /// fails long before.
 const MAX_BYTES: u64 = 64 << 20;
+/// What an exiting consumer may add past MAX_BYTES: a whole queue of the
+/// largest events.
+const EXIT_ROOM: u64 = 16 << 20;
 
 fn data_dir() -> PathBuf {
     // SAFETY: DataDir is set before any backend or worker runs extension
@@ -197,7 +200,13 @@ fn open_ours(append: bool) -> std::io::Result<Option<Result<(File, Identity), Re
 /// first: a torn last frame (a process died appending it) is cut off, so
 /// nothing appended after it is lost behind it; a file that is not ours,
 /// was changed, or does not verify is set aside and a new one begun.
-pub fn append(keys: &KeySet, vouched: bool, origin: &[u8; 16], events: &[&AuditEvent]) -> std::io::Result<()> {
+pub fn append(
+    keys: &KeySet,
+    vouched: bool,
+    origin: &[u8; 16],
+    events: &[&AuditEvent],
+    exiting: bool,
+) -> std::io::Result<()> {
     let existing = match open_ours(true)? {
         Some(Ok((file, _))) if queue::spill_file_seen().is_some() => Some(file),
         Some(Ok((file, _))) => {
@@ -229,8 +238,12 @@ pub fn append(keys: &KeySet, vouched: bool, origin: &[u8; 16], events: &[&AuditE
         None => 0,
     };
     let flags = if vouched { 0 } else { UNVOUCHED };
-    let frame = encode_frame(keys.active(), flags, origin, queue::next_frame_number(), events);
-    if size + frame.len() as u64 > MAX_BYTES {
+    let (previous, number) = queue::next_frame_numbers();
+    let frame = encode_frame(keys.active(), flags, origin, previous, number, events);
+    // A process that exits may go past MAX_BYTES by what the queue holds:
+    // those events are of calls already served.
+    let cap = if exiting { MAX_BYTES + EXIT_ROOM } else { MAX_BYTES };
+    if size + frame.len() as u64 > cap {
         return Err(std::io::Error::other(format!("{FILE_NAME} would pass {MAX_BYTES} bytes")));
     }
     let mut file = match existing {
@@ -280,7 +293,9 @@ pub fn remove() -> std::io::Result<()> {
 }
 
 /// Where the forwarder records how far the primary has taken the spill
-/// file: "FILE OFFSET", the file named by its first frame's number.
+/// file: "FILE OFFSET LAST LSN", the file named by its first frame's
+/// number, LAST the number of the last frame taken, LSN the primary's WAL
+/// position once it had committed them.
 const FORWARDED_FILE: &str = "pgsql_tmp_pii_vault_forwarded";
 
 /// The spill file's name (its first frame's number) and size, None when
@@ -320,22 +335,22 @@ pub fn read_for_forwarding(max: usize) -> std::io::Result<Option<(u64, u64, Vec<
     Ok(Some((name, offset, bytes)))
 }
 
-/// The forwarder's mark as it last recorded it (file, offset).
-pub fn forwarded_mark() -> Option<(u64, u64)> {
+/// The forwarder's mark as it last recorded it.
+pub fn forwarded_mark() -> Option<queue::Forwarded> {
     let text = std::fs::read_to_string(data_dir().join(FORWARDED_FILE)).ok()?;
-    let mut parts = text.split_whitespace().map(str::parse::<u64>);
-    match (parts.next(), parts.next()) {
-        (Some(Ok(file)), Some(Ok(offset))) => Some((file, offset)),
+    let parts: Vec<u64> = text.split_whitespace().map(str::parse::<u64>).collect::<Result<_, _>>().ok()?;
+    match parts[..] {
+        [file, offset, last, lsn] => Some(queue::Forwarded { file, offset, last, lsn, ..Default::default() }),
         _ => None,
     }
 }
 
 /// Records (fsynced) that the primary has taken the spill file `file` up
-/// to `offset`.
-pub fn set_forwarded_mark(file: u64, offset: u64) -> std::io::Result<()> {
+/// to `offset`, the frame `last` included, committed at `lsn`.
+pub fn set_forwarded_mark(file: u64, offset: u64, last: u64, lsn: u64) -> std::io::Result<()> {
     let temporary = data_dir().join(format!("{FORWARDED_FILE}.new"));
     let mut out = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
-    out.write_all(format!("{file} {offset}\n").as_bytes())?;
+    out.write_all(format!("{file} {offset} {last} {lsn}\n").as_bytes())?;
     out.sync_all()?;
     std::fs::rename(&temporary, data_dir().join(FORWARDED_FILE))?;
     File::open(data_dir())?.sync_all()
@@ -347,11 +362,23 @@ pub fn set_forwarded_mark(file: u64, offset: u64) -> std::io::Result<()> {
 pub fn remove_if_forwarded() -> std::io::Result<bool> {
     let Some((_, name, size)) = current_file()? else { return Ok(false) };
     let mark = queue::forwarded();
-    if mark.file != name || mark.offset != size {
+    // SAFETY: reads shared state (the startup process's replay position).
+    let replayed = unsafe { pg_sys::GetXLogReplayRecPtr(std::ptr::null_mut()) };
+    if mark.file != name || mark.offset != size || replayed < mark.lsn {
         return Ok(false);
     }
     remove()?;
     Ok(true)
+}
+
+/// The number of the last frame the spill file holds, if any (the keeper
+/// continues the chain of frames after it).
+pub fn last_frame_number() -> std::io::Result<Option<u64>> {
+    let Some((file, _, size)) = current_file()? else { return Ok(None) };
+    let mut bytes = vec![0u8; size as usize];
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(pii_vault_core::audit_spill::frames_in(&bytes).last().map(|(number, _)| *number))
 }
 
 /// How long `keep_queue` sleeps between looks at an empty queue.
@@ -362,7 +389,7 @@ const NAP: Duration = Duration::from_millis(10);
 /// vault's), freeing their slots once the frame is fsynced, until the
 /// queue has stayed empty for `linger`. On a failure to write the file the
 /// events stay queued (and it is logged). The queue's one consumer only.
-pub fn keep_queue(vouched: impl Fn() -> bool, origin: &[u8; 16], batch: usize, linger: Duration) {
+pub fn keep_queue(vouched: impl Fn() -> bool, origin: &[u8; 16], batch: usize, linger: Duration, exiting: bool) {
     let Ok(keys) = crate::keys::key_set() else { return };
     let mut quiet = Duration::ZERO;
     loop {
@@ -376,8 +403,18 @@ pub fn keep_queue(vouched: impl Fn() -> bool, origin: &[u8; 16], batch: usize, l
             continue;
         }
         quiet = Duration::ZERO;
-        if let Err(e) = append(keys, vouched(), origin, &pending) {
-            pgrx::log!("pii_vault: could not keep {} queued audit events in {FILE_NAME}: {e}", pending.len());
+        if let Err(e) = append(keys, vouched(), origin, &pending, exiting) {
+            // Once a minute at most: a full file fails every few ms.
+            thread_local! {
+                static SAID: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+            }
+            if SAID.get().is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                SAID.set(Some(std::time::Instant::now()));
+                pgrx::log!(
+                    "pii_vault: could not keep {} queued audit events in {FILE_NAME}: {e}; they stay queued, and calls are refused once the queue is full",
+                    pending.len()
+                );
+            }
             return;
         }
         let n = pending.len();

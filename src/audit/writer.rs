@@ -194,7 +194,7 @@ fn pause_before_reconnecting() {
     // Nothing is written while the database is missing: keep what is
     // queued in the spill file, so the queue does not fill and refuse
     // reads, and a shutdown during the pause loses nothing.
-    spill_queue(Duration::ZERO);
+    spill_queue(Duration::ZERO, false);
     // The latch may already be set (a new process's is): wait out the
     // whole pause, leaving early only on SIGTERM.
     let until = std::time::Instant::now() + pause;
@@ -227,7 +227,7 @@ unsafe extern "C-unwind" fn spill_at_exit(_code: i32, _arg: pg_sys::Datum) {
         queue::note_writer_exit();
         let connected = CONNECTED.load(std::sync::atomic::Ordering::Relaxed);
         if stopping() || BackgroundWorker::sigterm_received() || !connected {
-            spill_queue(NAP * LINGER_NAPS);
+            spill_queue(NAP * LINGER_NAPS, true);
         }
     });
 }
@@ -271,8 +271,14 @@ fn wait(timeout: Duration) -> bool {
 
 /// Keeps what is queued in the spill file (`spill::keep_queue`), as
 /// vouched for when this writer found its key to be the vault's.
-fn spill_queue(linger: Duration) {
-    spill::keep_queue(|| KEYS_CHECKED.get().is_some() && !queue::state().key_mismatch, &spill::PRIMARY, BATCH, linger);
+fn spill_queue(linger: Duration, exiting: bool) {
+    spill::keep_queue(
+        || KEYS_CHECKED.get().is_some() && !queue::state().key_mismatch,
+        &spill::PRIMARY,
+        BATCH,
+        linger,
+        exiting,
+    );
 }
 
 /// What became of the spill file this time.
@@ -481,6 +487,37 @@ fn write_batch(
                     mac.as_slice().into(),
                 ],
             )?;
+            // Events a standby forwarded: the last frame taken from each
+            // standby is committed with them, so a forward sent again after
+            // a lost reply skips exactly what this transaction wrote.
+            let mut taken: Vec<([u8; 16], u64, i64, String)> = Vec::new();
+            for event in batch {
+                if let Some((origin, frame)) = event.forwarded() {
+                    match taken.iter_mut().find(|t| t.0 == origin) {
+                        Some(t) => {
+                            t.1 = t.1.max(frame);
+                            t.2 += 1;
+                        }
+                        None => taken.push((origin, frame, 1, event.server().into_owned())),
+                    }
+                }
+            }
+            for (origin, frame, events, server) in taken {
+                // Not prepared with the others: the table exists from 0.4.0
+                // on, and only a 0.4.0 vault takes forwarded events.
+                client.update(
+                    "INSERT INTO pii_vault.forwarded AS f (origin, server, last_frame, events) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (origin) DO UPDATE SET last_frame = GREATEST(f.last_frame, excluded.last_frame), \
+                     events = f.events + excluded.events, server = excluded.server, received_at = pg_catalog.now()",
+                    None,
+                    &[
+                        pgrx::Uuid::from_bytes(origin).into(),
+                        server.into(),
+                        (frame as i64).into(),
+                        events.into(),
+                    ],
+                )?;
+            }
             h.id = last_id;
             h.mac = mac;
             Ok(Batch::Written(batch.len()))

@@ -735,42 +735,22 @@ pub fn rekey_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> Vau
     caught_duplicates(|| with_plans(|client, plans| client.update(&plans.rekey_record, None, &args).map(drop)))
 }
 
-/// The last frame the primary took from the standby `origin`, locking its
-/// row until the transaction ends (forwarded batches of one standby are
-/// taken one at a time); the row is made, at frame 0, for a new standby.
-pub fn forwarded_lock(origin: &Token, server: &str) -> VaultResult<u64> {
-    Spi::connect_mut(|client| {
-        client.update(
-            "INSERT INTO pii_vault.forwarded (origin, server, last_frame, events) VALUES ($1, $2, 0, 0) \
-             ON CONFLICT (origin) DO NOTHING",
-            None,
-            &[uuid(origin), server.into()],
-        )?;
-        let last: Option<i64> = client
-            .update(
-                "SELECT last_frame FROM pii_vault.forwarded WHERE origin = $1 FOR UPDATE",
-                Some(1),
-                &[uuid(origin)],
-            )?
-            .first()
-            .get(1)?;
-        SpiResult::Ok(last.unwrap_or(0).max(0) as u64)
-    })
-    .map_err(fault)
+/// Holds a transaction-level advisory lock on the standby `origin` (one
+/// forward per standby at a time).
+pub fn lock_origin(origin: &Token) -> VaultResult<()> {
+    let key = i64::from_be_bytes(origin[..8].try_into().expect("8 bytes"));
+    select_one::<bool>("SELECT pg_catalog.pg_advisory_xact_lock($1) IS NULL", &[key.into()]).map(drop).map_err(fault)
 }
 
-/// Records that the primary took the standby's frames up to `last_frame`
-/// (`events` more events).
-pub fn forwarded_advance(origin: &Token, server: &str, last_frame: u64, events: i64) -> VaultResult<()> {
+/// The last frame the primary took from the standby `origin` (0: none),
+/// as committed now: read-write SPI takes a new snapshot, so the writer's
+/// commits since the calling statement began are seen.
+pub fn forwarded_last(origin: &Token) -> VaultResult<u64> {
     Spi::connect_mut(|client| {
-        client
-            .update(
-                "UPDATE pii_vault.forwarded SET last_frame = $2, events = events + $3, server = $4, \
-                 received_at = pg_catalog.now() WHERE origin = $1",
-                None,
-                &[uuid(origin), (last_frame as i64).into(), events.into(), server.into()],
-            )
-            .map(drop)
+        let rows =
+            client.update("SELECT last_frame FROM pii_vault.forwarded WHERE origin = $1", Some(1), &[uuid(origin)])?;
+        let last: Option<i64> = if rows.is_empty() { None } else { rows.first().get(1)? };
+        SpiResult::Ok(last.unwrap_or(0).max(0) as u64)
     })
     .map_err(fault)
 }
