@@ -1,8 +1,11 @@
 //! The spill file: where the audit writer keeps the queued events it could
-//! not write to the audit table when it exits (a shutdown while it waits
-//! for its database, while the loaded key is refused, or an error), and
-//! where the next writer finds them and writes them before anything else.
-//! Its format and its MAC are `pii_vault_core::audit_spill`.
+//! not write to the audit table when it is stopped (a shutdown or
+//! pg_terminate_backend while it waits for its database, while the loaded
+//! key is refused, or before the linger ends) or dies connecting, and
+//! where the next writer finds them and writes them before anything else;
+//! on a standby, where its keeper keeps every event until the primary has
+//! taken it (`keeper`, `forwarder`). Its format and its MAC are
+//! `pii_vault_core::audit_spill`.
 //!
 //! The file lies at the top of PGDATA under a name beginning `pgsql_tmp`:
 //! base backups (`pg_basebackup`, so every standby made from one) skip
@@ -26,9 +29,8 @@ use pii_vault_core::audit_spill::{decode, encode_frame, SpillProblem, Spilled, U
 pub const FILE_NAME: &str = "pgsql_tmp_pii_vault_audit_spill";
 
 /// The most the file holds: about 400 000 events. Past it the events stay
-/// in the queue (lost in a shutdown, as before the file existed), so a
-/// writer that fails again and again cannot fill the disk; `vault_health`
-/// fails long before.
+/// in the queue, so calls are refused once it is full and the disk is not
+/// filled; `vault_health` fails long before.
 const MAX_BYTES: u64 = 64 << 20;
 /// What an exiting consumer may add past MAX_BYTES: a whole queue of the
 /// largest events.
