@@ -50,10 +50,10 @@ fn take(frames: &[u8]) -> VaultResult<i64> {
     if spilled.frames.iter().any(|f| f.number > i64::MAX as u64) || spilled.events().any(|e| e.server().is_empty()) {
         return Err(VaultError::ForwardRefused("not a standby's frames"));
     }
-    // One forward per standby at a time, and none before what an earlier
-    // one queued is committed (a call cut off after queueing): the last
-    // frame taken, read below, then counts everything queued so far.
-    store::lock_origin(&origin)?;
+    // One forward at a time, and none before what an earlier one queued is
+    // committed (a call cut off after queueing): the last frame taken,
+    // read below, then counts everything queued so far.
+    store::lock_forwards()?;
     if !audit::wait_until_written(WRITTEN_WAIT) {
         return Err(VaultError::AuditUnavailable);
     }

@@ -735,11 +735,17 @@ pub fn rekey_record(token: &Token, envelope: &[u8], hashes: &IndexHashes) -> Vau
     caught_duplicates(|| with_plans(|client, plans| client.update(&plans.rekey_record, None, &args).map(drop)))
 }
 
-/// Holds a transaction-level advisory lock on the standby `origin` (one
-/// forward per standby at a time).
-pub fn lock_origin(origin: &Token) -> VaultResult<()> {
-    let key = i64::from_be_bytes(origin[..8].try_into().expect("8 bytes"));
-    select_one::<bool>("SELECT pg_catalog.pg_advisory_xact_lock($1) IS NULL", &[key.into()]).map(drop).map_err(fault)
+/// Serializes forwards until the transaction ends: SHARE UPDATE EXCLUSIVE
+/// on `pii_vault.forwarded` conflicts with itself and not with the
+/// writer's inserts there (ROW EXCLUSIVE), so the writer can commit the
+/// forwarded events meanwhile. No application role can take it (no
+/// privilege on the table; the vault's LOCK guard): an advisory lock keyed
+/// on the standby could be held by any role that saw the key in pg_locks.
+pub fn lock_forwards() -> VaultResult<()> {
+    Spi::connect_mut(|client| {
+        client.update("LOCK TABLE pii_vault.forwarded IN SHARE UPDATE EXCLUSIVE MODE", None, &[]).map(drop)
+    })
+    .map_err(fault)
 }
 
 /// The last frame the primary took from the standby `origin` (0: none),
