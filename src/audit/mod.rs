@@ -304,8 +304,8 @@ fn push_uncounted(event: &AuditEvent, wait: Duration) -> bool {
 
 /// Queues events a standby kept (`api::forward`), each waiting up to
 /// `QUEUE_WAIT` for room; false if one found none. Those queued before it
-/// are written; the caller's error makes the standby send the batch again,
-/// so they may be written twice, never lost.
+/// are written with their frame's mark, so when the caller's error makes
+/// the standby send the batch again, the next forward skips them.
 pub fn forward(events: &[&AuditEvent]) -> bool {
     events.iter().all(|event| {
         let pushed = push_uncounted(event, QUEUE_WAIT);
@@ -325,8 +325,12 @@ pub fn wait_until_written(timeout: Duration) -> bool {
     let target = queue::queued_total();
     let deadline = std::time::Instant::now() + timeout;
     // Events kept in the spill file are older than the queue's: written
-    // (and the file removed) first.
-    while queue::committed_total() < target || spill::size().is_some() {
+    // (and the file removed) first. Not on a standby, whose keeper keeps
+    // its file until the primary has taken it: there the queue is done
+    // once kept.
+    // SAFETY: a plain read of shared state.
+    let standby = unsafe { pg_sys::RecoveryInProgress() };
+    while queue::committed_total() < target || (!standby && spill::size().is_some()) {
         if std::time::Instant::now() >= deadline {
             return false;
         }
