@@ -230,10 +230,10 @@ check_equal "after the update the audit's events of 0.3.0 read with their acting
 q -f "$HERE/schema_snapshot.sql" >"$BASE/from030.snapshot"
 drop_vault
 
-# Vaults created as 0.3.1 and as 0.3.2, used, then updated (vault_stats()
+# Vaults created as 0.3.1, 0.3.2 and 0.4.0, used, then updated (vault_stats()
 # appears; the audit gains its server column, the forwarded table and
 # vault_audit_forward; granted as a fresh install grants them).
-for release in 0.3.1 0.3.2; do
+for release in 0.3.1 0.3.2 0.4.0; do
     q -c "CREATE EXTENSION pii_vault VERSION '$release'" >/dev/null
     (cd "$HERE/sql" && q -f common/setup.sql >/dev/null)
     q -c "CREATE TABLE people AS SELECT n, vault_store(jsonb_build_object('email', 'person' || n || '@upgrade.example',
@@ -256,7 +256,7 @@ check "0.1.0 -> $VERSION in one update leaves the schema of a fresh $VERSION ins
     diff -u "$BASE/fresh.snapshot" "$BASE/direct.snapshot"
 check "0.3.0 -> $VERSION leaves the schema of a fresh $VERSION install" \
     diff -u "$BASE/fresh.snapshot" "$BASE/from030.snapshot"
-for release in 0.3.1 0.3.2; do
+for release in 0.3.1 0.3.2 0.4.0; do
     check "$release -> $VERSION leaves the schema of a fresh $VERSION install" \
         diff -u "$BASE/fresh.snapshot" "$BASE/from$release.snapshot"
 done

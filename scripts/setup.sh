@@ -13,10 +13,12 @@ say() { echo "setup: $*"; }
 # Debian packages: PostgreSQL 15 server and headers, libclang for bindgen,
 # sudo for `cargo pgrx test --runas`, python3 for the harness's file scans,
 # the shell-script gate (shellcheck), dpkg-dev for the Debian package's
-# library dependencies (dpkg-shlibdeps, scripts/package.sh), and the
-# Prometheus exporter pg_test/run.sh scrapes (monitoring/).
+# library dependencies (dpkg-shlibdeps, scripts/package.sh), the
+# Prometheus exporter pg_test/run.sh scrapes (monitoring/), and PL/Proxy,
+# the sharding engine pg_test/shards.sh runs the recipes on
+# (examples/plproxy/).
 packages=("postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" libclang-dev clang pkg-config sudo gcc make python3 shellcheck dpkg-dev
-          prometheus-postgres-exporter)
+          prometheus-postgres-exporter "postgresql-$PG_MAJOR-plproxy")
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,9 @@
 #                        functions on the standby, writes refused there;
 #      pg_test/logical.sh  a publisher and a subscriber vault: logical
 #                        replication of the vault, used meanwhile, cut over;
+#      pg_test/shards.sh  two shard clusters and a PL/Proxy proxy database:
+#                        the recipes of examples/plproxy/, tokens that carry
+#                        their shard, uniqueness and budgets across shards;
 #      pg_test/package.sh  the Debian package (scripts/package.sh): dpkg -i,
 #                        its files, the extension at work, dpkg -i of a
 #                        higher revision under a running server with a
@@ -168,6 +171,9 @@ if scripts/install.sh >"$LOGS/install.log" 2>&1; then
     section "pg_test/logical.sh (a publisher and a subscriber: upgrade by logical replication)"
     pg_test/logical.sh | tee "$LOGS/logical.log"
     count_suite logical "$LOGS/logical.log"
+    section "pg_test/shards.sh (two shards and a PL/Proxy proxy: the recipes of examples/plproxy/)"
+    pg_test/shards.sh | tee "$LOGS/shards.log"
+    count_suite shards "$LOGS/shards.log"
     section "pg_test/package.sh (the Debian package: dpkg -i, an upgrade under a running server)"
     pg_test/package.sh | tee "$LOGS/package.log"
     count_suite package "$LOGS/package.log"

@@ -184,6 +184,20 @@ GRANT EXECUTE ON FUNCTION vault_appdata_get(uuid, text) TO pii_vault_reader, pii
 REVOKE ALL ON FUNCTION vault_appdata_delete(uuid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_appdata_delete(uuid, text) TO pii_vault_writer, pii_vault_admin;
 
+-- Shards (README, "Shards"): every role that reaches records through a
+-- proxy routes by token; readers route identifiers; vault_route charges
+-- the caller's own budgets, so any vault role may call it.
+REVOKE ALL ON FUNCTION vault_shard_of(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_shard_of(uuid)
+    TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_shard_for(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_shard_for(text, text) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
+
+REVOKE ALL ON FUNCTION vault_route(integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_route(integer, text)
+    TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
+
 -- Consents: set by writers, read by readers.
 REVOKE ALL ON FUNCTION vault_consent_set(uuid, text, boolean, text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_consent_set(uuid, text, boolean, text, timestamptz) TO pii_vault_writer, pii_vault_admin;

@@ -33,6 +33,10 @@ static MAX_SESSION_TTL: GucSetting<i32> = GucSetting::<i32>::new(DAY);
 static PURPOSE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static REQUIRE_PURPOSE: GucSetting<bool> = GucSetting::<bool>::new(false);
 static FORWARD_CONNINFO: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static SHARDS: GucSetting<i32> = GucSetting::<i32>::new(1);
+static SHARD: GucSetting<i32> = GucSetting::<i32>::new(0);
+static SHARD_KEY: GucSetting<ShardKey> = GucSetting::<ShardKey>::new(ShardKey::Email);
+static ROUTING_KEY_VERSION: GucSetting<i32> = GucSetting::<i32>::new(1);
 static STANDBY_READS: GucSetting<StandbyReads> = GucSetting::<StandbyReads>::new(StandbyReads::Audited);
 
 /// What a hot standby does with vault calls (`pii_vault.standby_reads`).
@@ -45,6 +49,41 @@ pub enum StandbyReads {
     /// Refuses every vault call but the operator's (25006).
     #[name = c"refused"]
     Refused,
+}
+
+/// The lookup kind unique across shards (`pii_vault.shard_key`).
+#[derive(pgrx::PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ShardKey {
+    #[name = c"email"]
+    Email,
+    #[name = c"phone"]
+    Phone,
+    #[name = c"login"]
+    Login,
+}
+
+/// How many shards the vault is split over (1: not split).
+pub fn shards() -> u32 {
+    SHARDS.get().max(1) as u32
+}
+
+/// This server's shard, 0 … shards − 1 (checked at server start).
+pub fn shard() -> u32 {
+    SHARD.get().max(0) as u32
+}
+
+pub fn shard_key() -> crate::normalize::IndexedKind {
+    use crate::normalize::IndexedKind;
+    match SHARD_KEY.get() {
+        ShardKey::Email => IndexedKind::Email,
+        ShardKey::Phone => IndexedKind::Phone,
+        ShardKey::Login => IndexedKind::Login,
+    }
+}
+
+/// The key version whose blind indexes place identifiers on shards.
+pub fn routing_key_version() -> u32 {
+    ROUTING_KEY_VERSION.get().max(1) as u32
 }
 
 /// `pii_vault.forward_conninfo`, None when empty.
@@ -259,6 +298,53 @@ fn define_postmaster_settings() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"pii_vault.shards",
+        c"How many shards the vault is split over (1: not split).",
+        c"The same on every shard and on the proxy. Read at server start.",
+        &SHARDS,
+        1,
+        pii_vault_core::shard::MAX_SHARDS as i32,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.shard",
+        c"This server's shard, 0 to pii_vault.shards - 1: every token minted here carries it.",
+        c"Read at server start; the server does not start with a shard past the count.",
+        &SHARD,
+        0,
+        pii_vault_core::shard::MAX_SHARDS as i32 - 1,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pii_vault.shard_key",
+        c"The lookup kind unique across shards: a record setting it is stored only on the shard that owns the value.",
+        c"The same on every shard and on the proxy. Other kinds are unique per shard. Read at server start.",
+        &SHARD_KEY,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pii_vault.routing_key_version",
+        c"The key version whose blind indexes place identifiers on shards (vault_shard_for).",
+        c"Must stay loaded on every shard and on the proxy while pii_vault.shards > 1, also after rotation.",
+        &ROUTING_KEY_VERSION,
+        1,
+        crate::keys::source::MAX_KEY_VERSION as i32,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    if SHARD.get() >= SHARDS.get() {
+        // Raised while the postmaster loads the library: the server does
+        // not start, rather than mint tokens that route elsewhere.
+        pgrx::error!(
+            "pii_vault: pii_vault.shard ({}) must be below pii_vault.shards ({})",
+            SHARD.get(),
+            SHARDS.get()
+        );
+    }
     GucRegistry::define_string_guc(
         c"pii_vault.database",
         c"The database the vault and its audit writer serve.",

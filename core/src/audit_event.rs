@@ -70,6 +70,7 @@ audit_code! {
         SubjectExport = 31 => "subject_export",
         Expire = 32 => "expire",
         Reindex = 33 => "reindex",
+        Route = 34 => "route",
     }
 }
 
@@ -83,7 +84,7 @@ impl Operation {
             Store | Update | Delete | Rotate | AuditPrune | SetExpiry | Restore | Erase | Purge | Share | Unshare
             | SessionStore | SessionDelete | AppDataSet | AppDataDelete | ConsentSet | Expire | Reindex => true,
             Get | Lookup | Export | AuditRead | AuditVerify | Health | Normalize | KeyVersions | GetShared
-            | SessionGet | Sessions | AppDataGet | Consents | ConsentHistory | SubjectExport => false,
+            | SessionGet | Sessions | AppDataGet | Consents | ConsentHistory | SubjectExport | Route => false,
         }
     }
 }

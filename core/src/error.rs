@@ -168,6 +168,15 @@ pub enum VaultError {
     #[error("pii_vault: a record with this {0} already exists")]
     Duplicate(LookupKind),
 
+    #[error("pii_vault: this {kind} belongs on shard {owner}, not on this server (shard {here})")]
+    WrongShard { kind: LookupKind, owner: u32, here: u32 },
+    #[error("pii_vault: the shard must be between 0 and {0} (pii_vault.shards - 1)")]
+    BadShard(u32),
+    #[error("pii_vault: the charge must be read, write or none")]
+    BadCharge,
+    #[error("pii_vault: key version {0} (pii_vault.routing_key_version) is not loaded, so identifiers cannot be routed")]
+    RoutingKeyNotLoaded(u32),
+
     #[error("pii_vault: the stored record failed authentication")]
     DecryptFailed,
     #[error("pii_vault: the stored record is encrypted under key version {0}, which is not loaded")]
@@ -276,6 +285,10 @@ impl VaultError {
             | NullFieldName
             | TooManyFieldNames(_)
             | Duplicate(_)
+            | WrongShard { .. }
+            | BadShard(_)
+            | BadCharge
+            | RoutingKeyNotLoaded(_)
             | DecryptFailed
             | UnknownKeyVersion(_)
             | RandomFailure

@@ -14,6 +14,7 @@
 //! - `budget`: per-role budgets as GCRA cells in shared memory;
 //! - `schema`: the storage layout of each release, and the shape checks
 //!   of what the extension reads without SPI;
+//! - `shard`: which shard a token or an identifier lives on;
 //! - `error`: `VaultError`, every way a call fails.
 //!
 //! `unsafe` is denied but in four places, each allowed where it stands
@@ -34,3 +35,4 @@ pub mod key_source;
 pub mod normalize;
 pub mod record;
 pub mod schema;
+pub mod shard;

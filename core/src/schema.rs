@@ -33,7 +33,7 @@ impl Schema {
             "0.1.0" => Some(Schema::V0_1),
             "0.2.0" => Some(Schema::V0_2),
             "0.3.0" | "0.3.1" | "0.3.2" => Some(Schema::V0_3),
-            "0.4.0" => Some(Schema::V0_4),
+            "0.4.0" | "0.5.0" => Some(Schema::V0_4),
             _ => None,
         }
     }

@@ -30,6 +30,9 @@ pub struct Call {
     /// Whether a budget was charged: past that point a failing call may
     /// have read its record, so its failure is audited per token.
     charged: bool,
+    /// Whether a call that returns is audited (all but a proxy's routing
+    /// charge, whose routed call is audited where it runs).
+    audit_success: bool,
 }
 
 /// How a call failed: with one of the vault's errors, or with an error
@@ -65,7 +68,7 @@ fn refused_on_this_standby(operation: Operation) -> bool {
 }
 
 pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultResult<R>) -> R {
-    let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, charged: false };
+    let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, charged: false, audit_success: true };
     let ended = catch_unwind(AssertUnwindSafe(|| {
         if let Some(context) = unattributable() {
             return Err(VaultError::Unattributable(context));
@@ -81,6 +84,7 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultRes
         body(&mut call)
     }));
     let failure = match ended {
+        Ok(Ok(result)) if !call.audit_success => return result,
         Ok(Ok(result)) => {
             if !audit::record(operation, call.token.as_ref(), call.fields.as_deref(), call.outcome) {
                 raise(VaultError::AuditUnavailable);
@@ -185,6 +189,11 @@ fn caller_may_execute() -> bool {
 }
 
 impl Call {
+    /// Audits this call only when it fails.
+    pub fn audit_only_failure(&mut self) {
+        self.audit_success = false;
+    }
+
     /// Counts a read against the read budgets; over one, the call is
     /// refused (54000, audited as throttled), and one WARNING is logged per
     /// statement or per role and minute.
@@ -205,6 +214,15 @@ impl Call {
     pub fn count_lookup_probe(&mut self) -> VaultResult<()> {
         self.check_purpose()?;
         self.count(Kind::Reads)
+    }
+
+    /// A lookup value this call sets: refused when it is the routing
+    /// kind's and another shard owns it (22023, before it is probed, so
+    /// a misrouted call learns nothing of this shard's records), then
+    /// charged as a probe.
+    pub fn sets_lookup_value(&mut self, kind: crate::normalize::IndexedKind, normalized: &str) -> VaultResult<()> {
+        super::shards::check_owned(kind, normalized)?;
+        self.count_lookup_probe()
     }
 
     fn count(&mut self, kind: Kind) -> VaultResult<()> {

@@ -15,7 +15,7 @@ use super::records::{open_record, outcome_of};
 use super::shares::ttl_seconds;
 use crate::audit::{Operation, Outcome};
 use crate::crypto::envelope::{self, PayloadEncoding};
-use crate::crypto::{blind_index::id_hash, document_binding, random_token, KeySet};
+use crate::crypto::{blind_index::id_hash, document_binding, KeySet};
 use crate::error::{VaultError, VaultResult};
 use crate::guc;
 use crate::store::{self, IndexHash, Token};
@@ -71,7 +71,7 @@ fn vault_session_store(
         let ttl = ttl_seconds(&ttl, "pii_vault.max_session_ttl", guc::max_session_ttl_seconds())?;
         let expires_at = store::now() + (ttl * 1e6).round() as i64;
         call.count_write()?;
-        let id = random_token()?;
+        let id = super::shards::new_token()?;
         let hash = id_hash(keys.active(), SESSION, &id);
         // The id is sealed with the document, so vault_sessions can list
         // a record's sessions; the row itself holds only its hash.

@@ -23,7 +23,11 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
         }
         InParallelWorker => ERRCODE_FEATURE_NOT_SUPPORTED,
         NotAnObject | PatchNotAnObject | MalformedJson | UnknownLookupKind | FieldNotString(_) | InvalidValue(_)
-        | NullFieldName => ERRCODE_INVALID_PARAMETER_VALUE,
+        | NullFieldName
+        | WrongShard { .. }
+        | BadShard(_)
+        | BadCharge => ERRCODE_INVALID_PARAMETER_VALUE,
+        RoutingKeyNotLoaded(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         RecordTooLarge { .. } | TooDeep { .. } | TooManyFieldNames(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         Duplicate(_) => ERRCODE_UNIQUE_VIOLATION,
         DecryptFailed | AuditBatchUnreadable(_) | AuditDoesNotVerify(_) => ERRCODE_DATA_CORRUPTED,
@@ -53,6 +57,12 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
         UnknownLookupKind => Some("Use one of email, phone, login, token."),
         RecordTooLarge { .. } => Some("A superuser can raise pii_vault.max_record_bytes."),
         TooManyFieldNames(_) => Some("Each name counts its length plus one; ask for fewer fields per call, so the audit can name every one."),
+        WrongShard { .. } => Some(
+            "Route the call to the shard vault_shard_for(kind, value) names: values of pii_vault.shard_key are unique across shards because each is stored only on its own.",
+        ),
+        RoutingKeyNotLoaded(_) => Some(
+            "Load that key version on every shard and on the proxy (it routes identifiers even after rotation) and restart the server.",
+        ),
         UnknownKeyVersion(_) => Some("Add that key version to the key file or command and restart the server."),
         AuditUnavailable => Some("The audit writer is down or far behind: see SELECT * FROM vault_health() and the server log."),
         PurposeRequired => Some("SET pii_vault.purpose = '…' (why this session reads personal data); pii_vault.require_purpose is on."),
@@ -109,6 +119,8 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
         | ExpiryInThePast
         | NoFields
         | BadName(_)
+        | BadShard(_)
+        | BadCharge
         | Storage(
             StorageFault::Spi(_)
             | StorageFault::MissingRelation(_)
@@ -142,6 +154,10 @@ fn detail(error: &VaultError) -> Option<String> {
         | InvalidValue(_)
         | NullFieldName
         | TooManyFieldNames(_)
+        | WrongShard { .. }
+        | BadShard(_)
+        | BadCharge
+        | RoutingKeyNotLoaded(_)
         | UnknownKeyVersion(_)
         | RandomFailure
         | AuditUnavailable

@@ -292,6 +292,9 @@ const GRANTS: &[(&str, &[&str])] = &[
     ("vault_appdata_set(uuid,text,jsonb)", WRITERS),
     ("vault_appdata_delete(uuid,text)", WRITERS),
     ("vault_consent_set(uuid,text,boolean,text,timestamp with time zone)", WRITERS),
+    ("vault_shard_of(uuid)", ROUTERS),
+    ("vault_shard_for(text,text)", READERS),
+    ("vault_route(integer,text)", ROUTERS),
     ("vault_audit(uuid)", AUDITORS),
     ("vault_audit_verify()", AUDITORS),
     ("vault_health()", AUDITORS),
@@ -310,6 +313,8 @@ const READERS: &[&str] = &["pii_vault_reader", "pii_vault_writer", "pii_vault_ad
 const WRITERS: &[&str] = &["pii_vault_writer", "pii_vault_admin"];
 const AUDITORS: &[&str] = &["pii_vault_auditor", "pii_vault_admin"];
 const ADMINS: &[&str] = &["pii_vault_admin"];
+const ROUTERS: &[&str] =
+    &["pii_vault_share_reader", "pii_vault_reader", "pii_vault_writer", "pii_vault_auditor", "pii_vault_admin"];
 
 /// Every EXECUTE grant of the vault's functions that differs from
 /// `GRANTS`, function by function: granted beyond it (to PUBLIC, to

@@ -16,6 +16,7 @@ mod lookup;
 mod records;
 mod refold;
 mod rotation;
+mod shards;
 mod shares;
 mod stats;
 pub(crate) mod storage_guards;

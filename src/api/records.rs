@@ -8,7 +8,7 @@ use super::guard;
 use super::jsonb::{JsonbDatum, TopLevelField};
 use crate::audit::{self, Operation, Outcome};
 use crate::crypto::envelope::{self, PayloadEncoding};
-use crate::crypto::{blind_index::blind_index, random_token, KeyRing, KeySet};
+use crate::crypto::{blind_index::blind_index, KeyRing, KeySet};
 use crate::error::VaultError;
 use crate::error::VaultResult;
 use crate::guc;
@@ -28,15 +28,17 @@ use crate::store::{self, IndexHashes, Seen, Token};
 /// one row update, so every snapshot sees each record under exactly one
 /// version: the probe under the old one, or the unique index under the new
 /// one, catches it.)
-/// `count_probe` runs before each value is probed: the answer (a
-/// duplicate, or a value free) is what existence probing wants, so each
-/// value is charged, as a lookup of it would be, before it is given; a
-/// store setting an email, a phone and a login tests three values.
+/// `on_value` runs with each value, normalized, before it is probed: the
+/// answer (a duplicate, or a value free) is what existence probing wants,
+/// so each value the call sets is charged there, as a lookup of it would
+/// be, before it is given (a store setting an email, a phone and a login
+/// tests three values), and refused there when it is the routing kind's
+/// and another shard owns it (`Call::sets_lookup_value`).
 pub(crate) fn index_hashes(
     keys: &KeySet,
     record: &JsonbDatum,
     own: Option<&Token>,
-    mut count_probe: impl FnMut(IndexedKind) -> VaultResult<()>,
+    mut on_value: impl FnMut(IndexedKind, &str) -> VaultResult<()>,
 ) -> VaultResult<IndexHashes> {
     // Every field's type is checked before any value is normalized, so a
     // record with both faults reports the non-string one, whichever kind.
@@ -49,7 +51,7 @@ pub(crate) fn index_hashes(
         // Absent and null fields have nothing to index.
         if let TopLevelField::String(value) = field {
             let normalized = normalize(kind, value, guard::region()?)?;
-            count_probe(kind)?;
+            on_value(kind, &normalized)?;
             let active = blind_index(keys.active(), kind, &normalized);
             hashes.set(kind, active);
             let older = keys.others().map(|ring| blind_index(ring, kind, &normalized));
@@ -198,8 +200,8 @@ fn store_record(record: JsonbDatum, expires_at: Option<i64>) -> Uuid {
         if expires_at.is_some_and(|at| at <= store::now()) {
             return Err(VaultError::ExpiryInThePast);
         }
-        let hashes = index_hashes(keys, &record, None, |_| call.count_lookup_probe())?;
-        let token = random_token()?;
+        let hashes = index_hashes(keys, &record, None, |kind, normalized| call.sets_lookup_value(kind, normalized))?;
+        let token = super::shards::new_token()?;
         let sealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, record.payload())?;
         store::insert_record(&token, &sealed, &hashes, expires_at)?;
         // Only a token that exists is named in the audit.
@@ -287,8 +289,8 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
             .iter()
             .filter_map(|name| LookupKind::parse(name).ok().and_then(LookupKind::indexed))
             .collect();
-        let hashes = index_hashes(keys, &new_record, Some(&token), |kind| match patched.contains(&kind) {
-            true => call.count_lookup_probe(),
+        let hashes = index_hashes(keys, &new_record, Some(&token), |kind, normalized| match patched.contains(&kind) {
+            true => call.sets_lookup_value(kind, normalized),
             false => Ok(()),
         })?;
         let resealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, new_record.payload())?;
@@ -359,7 +361,8 @@ fn vault_restore(token: Uuid) -> bool {
             return Ok(false);
         };
         let record = open_record(keys, &token, &sealed)?;
-        let hashes = index_hashes(keys, &record, Some(&token), |_| call.count_lookup_probe())?;
+        // Its values were this shard's when they were set.
+        let hashes = index_hashes(keys, &record, Some(&token), |_, _| call.count_lookup_probe())?;
         store::restore_record(&token, &hashes)
     })
 }

@@ -13,7 +13,7 @@ use super::guard;
 use super::jsonb::JsonbDatum;
 use super::records::{open_record, outcome_of, project};
 use crate::audit::{Operation, Outcome};
-use crate::crypto::{blind_index::id_hash, random_token, KeySet};
+use crate::crypto::{blind_index::id_hash, KeySet};
 use crate::error::{VaultError, VaultResult};
 use crate::guc;
 use crate::store::{self, IndexHash, Seen};
@@ -53,7 +53,7 @@ fn vault_share(token: Uuid, fields: Vec<Option<String>>, ttl: Interval) -> Optio
         let keys = guard::ready()?;
         let ttl = ttl_seconds(&ttl, "pii_vault.max_share_ttl", guc::max_share_ttl_seconds())?;
         call.count_write()?;
-        let id = random_token()?;
+        let id = super::shards::new_token()?;
         let hash = id_hash(keys.active(), SHARE, &id);
         let fields = call.fields.as_deref().unwrap_or_default();
         if store::insert_share(&hash, keys.active().key_version(), &token, fields, ttl)? {
