@@ -123,6 +123,7 @@ run_suites main \
     storage_refuses_edits \
     refused_flood_is_bounded \
     one_person_one_identity \
+    one_shard_routes_to_itself \
     errors_leave_no_budget_behind \
     leave_canaries
 

@@ -150,9 +150,15 @@ check_equal "the proxy's vault_shard_for agrees with each shard's own (same key,
 T1="$(on proxy -c "SELECT tok FROM people WHERE n = 1")"
 S1="$(on proxy -c "SELECT vault_shard_of('$T1')")"; O1=$((1 - S1))
 node proxy
-check_equal "update, delete and restore-free paths: update through the proxy" \
+check_equal "an update through the proxy reaches the record's shard" \
     "$(as app_writer -c "SELECT vault.vault_update('$T1', '{\"name\": \"Ada\"}')" -c "SELECT vault.vault_get('$T1', '{name}')" | tr '\n' ' ')" \
     't {"name": "Ada"} '
+# README, "Transactions": store with an expiry, clear it once kept.
+KEPT="$(as app_writer -c "SELECT vault.vault_store('{\"n\": -2}', now() + interval '1 hour')")"
+check_equal "a store with an expiry through the proxy, its expiry cleared through the proxy, and a delete" \
+    "$(as app_writer -c "SELECT vault.vault_set_expiry('$KEPT', NULL)" -c "SELECT vault.vault_get('$KEPT')" \
+         -c "SELECT vault.vault_delete('$KEPT')" -c "SELECT vault.vault_get('$KEPT') IS NULL" | tr '\n' ' ')" \
+    't {"n": -2} t t '
 SHARE="$(as app_writer -c "SELECT vault.vault_share('$T1', '{name}', '1 hour')")"
 check_equal "a share made through the proxy lives on its record's shard, and a partner reads it through the proxy" \
     "$(q -c "SELECT vault_shard_of('$SHARE') = vault_shard_of('$T1')")|$(as partner -c "SELECT vault.vault_get_shared('$SHARE')")" \
@@ -243,6 +249,18 @@ check_equal "a statement of 150 gets through the proxy is refused at the proxy's
 check_equal "a DO block through the proxy is one statement too: refused past 100 lookups" \
     "$(try_as app_reader "DO \$\$ BEGIN PERFORM vault.vault_lookup('token', tok::text) FROM people WHERE n <= 150; END \$\$")" \
     "54000 pii_vault: read limit reached: more than pii_vault.max_reads_per_statement (100) reads in one statement"
+check_equal "a cursor on the proxy is one statement across its fetches: the second fetch of 60 is refused" \
+    "$(as app_reader -v VERBOSITY=verbose -c "BEGIN" -c "DECLARE c CURSOR FOR SELECT vault.vault_get(tok) FROM people WHERE n <= 150" \
+         -c "FETCH 60 FROM c" -c "FETCH 60 FROM c" -c "ROLLBACK" 2>&1 | grep -Eo '^ERROR:  [0-9A-Z]{5}' | tr '\n' ' ')" "ERROR:  54000 "
+# A table owner's expression, run by an index build as that owner in a
+# security-restricted operation, would reach the shards with nobody's
+# budget: the routing expression refuses to run there.
+q -c "CREATE FUNCTION laundered(t uuid) RETURNS text LANGUAGE sql IMMUTABLE AS \$\$ SELECT vault.vault_get(t) ->> 'n' \$\$" \
+  -c "GRANT EXECUTE ON FUNCTION laundered(uuid) TO PUBLIC" -c "CREATE TABLE app_tokens AS SELECT tok FROM people WHERE n <= 5" \
+  -c "ALTER TABLE app_tokens OWNER TO app_reader" >/dev/null
+check_equal "an index build on the proxy cannot route vault reads through to the shards (42501)" \
+    "$(try_as app_reader "CREATE INDEX ON app_tokens (laundered(tok))")" \
+    "42501 pii_vault: vault functions do not run inside a security-restricted operation (ANALYZE, VACUUM, CREATE INDEX, REINDEX, CLUSTER, a materialized view)"
 for n in shard0 shard1; do on "$n" -c "SELECT pii_vault.audit_wait()" >/dev/null; done
 served=$(( $(on shard0 -c "SELECT count(*) FROM pii_vault.audit_log WHERE session_role = 'app_reader' AND operation = 'get' AND application_name = 'psql'") \
          + $(on shard1 -c "SELECT count(*) FROM pii_vault.audit_log WHERE session_role = 'app_reader' AND operation = 'get' AND application_name = 'psql'") ))

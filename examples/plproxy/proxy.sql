@@ -57,6 +57,9 @@ $$ LANGUAGE plproxy;
 CREATE FUNCTION vault_remote.vault_delete(token uuid, _app text, _purpose text) RETURNS boolean AS $$
     CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'write');
 $$ LANGUAGE plproxy;
+CREATE FUNCTION vault_remote.vault_set_expiry(token uuid, expires_at timestamptz, _app text, _purpose text) RETURNS boolean AS $$
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'write');
+$$ LANGUAGE plproxy;
 CREATE FUNCTION vault_remote.vault_share(token uuid, fields text[], ttl interval, _app text, _purpose text) RETURNS uuid AS $$
     CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'write');
 $$ LANGUAGE plproxy;
@@ -141,6 +144,9 @@ CREATE FUNCTION vault.vault_update(token uuid, patch jsonb) RETURNS boolean LANG
 $$ SELECT vault_remote.vault_update(token, patch, vault_remote.app(), vault_remote.purpose()) $$;
 CREATE FUNCTION vault.vault_delete(token uuid) RETURNS boolean LANGUAGE sql STRICT AS
 $$ SELECT vault_remote.vault_delete(token, vault_remote.app(), vault_remote.purpose()) $$;
+-- A NULL expires_at clears the expiry.
+CREATE FUNCTION vault.vault_set_expiry(token uuid, expires_at timestamptz) RETURNS boolean LANGUAGE sql AS
+$$ SELECT vault_remote.vault_set_expiry(token, expires_at, vault_remote.app(), vault_remote.purpose()) WHERE token IS NOT NULL $$;
 CREATE FUNCTION vault.vault_share(token uuid, fields text[], ttl interval) RETURNS uuid LANGUAGE sql STRICT AS
 $$ SELECT vault_remote.vault_share(token, fields, ttl, vault_remote.app(), vault_remote.purpose()) $$;
 CREATE FUNCTION vault.vault_get_shared(share uuid) RETURNS jsonb LANGUAGE sql STRICT AS
@@ -195,6 +201,7 @@ DECLARE
         ['vault_store(jsonb, timestamptz)', 'pii_vault_writer, pii_vault_admin'],
         ['vault_update(uuid, jsonb)', 'pii_vault_writer, pii_vault_admin'],
         ['vault_delete(uuid)', 'pii_vault_writer, pii_vault_admin'],
+        ['vault_set_expiry(uuid, timestamptz)', 'pii_vault_writer, pii_vault_admin'],
         ['vault_share(uuid, text[], interval)', 'pii_vault_writer, pii_vault_admin'],
         ['vault_unshare(uuid)', 'pii_vault_writer, pii_vault_admin'],
         ['vault_session_store(jsonb, interval, uuid)', 'pii_vault_writer, pii_vault_admin'],

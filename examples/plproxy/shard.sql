@@ -48,6 +48,10 @@ CREATE FUNCTION vault_remote.vault_delete(token uuid, _app text, _purpose text) 
 LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
 BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_delete(token); END $$;
 
+CREATE FUNCTION vault_remote.vault_set_expiry(token uuid, expires_at timestamptz, _app text, _purpose text) RETURNS boolean
+LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_set_expiry(token, expires_at); END $$;
+
 -- Shares: a share's id is minted on its record's shard.
 CREATE FUNCTION vault_remote.vault_share(token uuid, fields text[], ttl interval, _app text, _purpose text) RETURNS uuid
 LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
@@ -127,6 +131,7 @@ GRANT EXECUTE ON FUNCTION vault_remote.vault_get_shared(uuid, text, text)
     TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_admin;
 GRANT EXECUTE ON FUNCTION vault_remote.vault_store(jsonb, timestamptz, text, text),
     vault_remote.vault_update(uuid, jsonb, text, text), vault_remote.vault_delete(uuid, text, text),
+    vault_remote.vault_set_expiry(uuid, timestamptz, text, text),
     vault_remote.vault_share(uuid, text[], interval, text, text), vault_remote.vault_unshare(uuid, text, text),
     vault_remote.vault_session_store(jsonb, interval, uuid, text, text), vault_remote.vault_session_get(uuid, text, text),
     vault_remote.vault_session_delete(uuid, text, text), vault_remote.vault_sessions(uuid, text, text),

@@ -60,8 +60,11 @@ SELECT vault_get(:'target') = '{"name": "Partner Target", "email": "target@share
 SELECT count(*) AS target_share_rows FROM pii_vault.shares WHERE token = :'target';
 
 -- By the catalog, not by the list above: of every function of the
--- extension, the share reader may execute vault_get_shared only, and it
--- holds no privilege on any relation of the storage schema.
+-- extension, the share reader may execute vault_get_shared and the two a
+-- proxy routes it with (vault_shard_of: arithmetic on an id it holds;
+-- vault_route: a charge to its own budgets), neither of which reads
+-- anything, and it holds no privilege on any relation of the storage
+-- schema.
 SELECT p.oid::regprocedure AS executable_by_share_reader
 FROM pg_proc AS p
 JOIN pg_depend AS d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'

@@ -1,0 +1,51 @@
+-- A vault not split (pii_vault.shards = 1, the default, as every 0.4.0
+-- vault updated in place is) behaves as before: every token, share and
+-- session id is shard 0's, every identifier is owned by shard 0, and no
+-- store is refused for its email. vault_route refuses a shard past the
+-- count and a charge it does not know (22023), and charges the caller: a
+-- proxy's statement that routes more reads than the per-statement budget
+-- is refused there (54000), audited as route/throttled, and nothing in
+-- its arguments names a value.
+\set ECHO none
+\ir common/setup.sql
+\set ECHO all
+SHOW pii_vault.shards;
+SHOW pii_vault.shard;
+SHOW pii_vault.shard_key;
+
+\c - app_writer
+SELECT vault_store('{"email": "one@shard.example", "phone": "+1 415 555 2699"}') AS one \gset
+SELECT vault_share(:'one', ARRAY['email'], '1 hour') AS share \gset
+SELECT vault_session_store('{"cart": 1}', '1 hour', :'one') AS session \gset
+SELECT vault_shard_of(:'one') AS record_shard, vault_shard_of(:'share') AS share_shard,
+       vault_shard_of(:'session') AS session_shard;
+SELECT count(*) FILTER (WHERE vault_shard_of(gen_random_uuid()) <> 0) AS tokens_elsewhere
+FROM generate_series(1, 1000);
+SELECT vault_shard_for('email', ' ONE@Shard.Example') AS email_shard, vault_shard_for('phone', '+14155552699') AS phone_shard,
+       vault_shard_for('token', :'one') AS token_shard;
+-- A value that does not normalize is refused as a store would refuse it.
+SELECT try_sql($$SELECT vault_shard_for('email', 'not an email')$$) AS bad_email;
+SELECT try_sql($$SELECT vault_shard_for('ssn', '123')$$) AS bad_kind;
+
+-- vault_route: every shard, one shard, or a refusal.
+SELECT array_agg(s) AS all_shards FROM vault_route(NULL, 'none') s;
+SELECT array_agg(s) AS shard_zero FROM vault_route(0, 'read') s;
+SELECT try_sql($$SELECT vault_route(1, 'read')$$) AS past_the_count;
+SELECT try_sql($$SELECT vault_route(-1, 'read')$$) AS negative;
+SELECT try_sql($$SELECT vault_route(0, 'everything')$$) AS unknown_charge;
+SELECT try_sql($$SELECT vault_route(0, NULL)$$) AS null_charge;
+
+-- Routed reads are charged to the statement, as vault calls are: the
+-- 101st in one statement is refused.
+SELECT try_sql($$SELECT count(*) FROM generate_series(1, 101) n, LATERAL vault_route(n * 0, 'read') s$$) AS routed_101_reads;
+SELECT count(*) AS routed_100_reads FROM generate_series(1, 100) n, LATERAL vault_route(n * 0, 'read') s;
+SELECT count(*) AS routed_200_free FROM generate_series(1, 200) n, LATERAL vault_route(n * 0, 'none') s;
+
+\c - postgres
+SELECT pii_vault.audit_wait();
+-- Refusals and bad arguments are audited (route, throttled or error,
+-- naming the role); routes that passed are not: the call they route is
+-- audited where it runs.
+SELECT operation, outcome, session_role, token IS NULL AS no_token
+FROM pii_vault.audit_log WHERE operation = 'route' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2;
+SELECT count(*) FILTER (WHERE outcome = 'ok') AS routes_audited_ok FROM pii_vault.audit_log WHERE operation = 'route';
