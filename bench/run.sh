@@ -4,7 +4,7 @@
 #   bench/run.sh [--records N] [--seconds S] [--rounds R] [--clients "1 2"]
 #                [--scale M] [--rss CALLS] [--secdef-cost] [--floor]
 #                [--budget-cost] [--smoke] [--rotation] [--rotation-pause MS]
-#                [--life-cycle] [--standby] [--no-install]
+#                [--life-cycle] [--standby] [--shards] [--no-install]
 #
 # Starts a throwaway cluster (pii_vault preloaded, synchronous_commit on),
 # loads N ~1 KB customer profiles into each system, then runs pgbench
@@ -55,6 +55,14 @@
 # the same key) beside plain SELECT on the same standby, and the
 # forwarding lag sampled from vault_stats() every 100 ms meanwhile; fails
 # unless every read served there reaches the primary's audit.
+# --shards: the cluster becomes shard 0 of two (pii_vault.shards = 2), a
+# second shard and a PL/Proxy proxy database (examples/plproxy/, as
+# written) start beside it; N records are stored through the proxy, and
+# plain rows (the same on both shards) are read through a PL/Proxy
+# function routed the same way. Then get and lookup, in turns: plain and
+# vault called directly on shard 0 (its own records), and plain and vault
+# through the proxy; the vault through the proxy over plain through the
+# proxy is the vault's cost behind PL/Proxy (target: 0.9).
 # --smoke: tiny and quick (part of scripts/test.sh); it ends with
 # get_shared and the purge, tiny (with --life-cycle: only those). The audit
 # writer runs throughout: every pii_vault figure includes the audit.
@@ -67,7 +75,7 @@ cd "$HERE/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/cluster.sh
 
-RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 BUDGET_COST=0 ROTATION=0 ROTATION_PAUSE="" LIFE_CYCLE=0 STANDBY=0 SMOKE=0 INSTALL=1
+RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 BUDGET_COST=0 ROTATION=0 ROTATION_PAUSE="" LIFE_CYCLE=0 STANDBY=0 SHARDS=0 SMOKE=0 INSTALL=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) RECORDS="$2"; shift 2 ;;
@@ -83,6 +91,7 @@ while [ $# -gt 0 ]; do
         --rotation-pause) ROTATION=1 ROTATION_PAUSE="$2"; shift 2 ;;
         --life-cycle) LIFE_CYCLE=1; shift ;;
         --standby) STANDBY=1; shift ;;
+        --shards) SHARDS=1; shift ;;
         --smoke) RECORDS=2000 SECONDS_PER_RUN=1 ROUNDS=1 CLIENTS=1 SCALE=0 RSS_CALLS=20000 SMOKE=1; shift ;;
         --no-install) INSTALL=0; shift ;;
         *) echo "bench: unknown option $1" >&2; exit 2 ;;
@@ -118,6 +127,7 @@ cluster_init "$DIR" "$PORT" bench
 # script vacuums between phases instead, outside the timed runs.
 cluster_conf "shared_buffers = 1GB" "max_wal_size = 8GB" "checkpoint_timeout = 30min" \
     "synchronous_commit = on" "max_connections = 50" "autovacuum = off"
+[ "$SHARDS" = 1 ] && cluster_conf "pii_vault.shards = 2" "pii_vault.shard = 0"
 cluster_start
 mkdir -p "$RESULTS"
 chown -R postgres:postgres "$DIR"
@@ -341,6 +351,144 @@ in_turn() { # round system...
         echo "${systems[$(((i + r - 1) % ${#systems[@]}))]}"
     done
 }
+
+if [ "$SHARDS" = 1 ]; then
+    # Shard 0 is this cluster; shard 1 and the proxy start beside it with
+    # the same key. Everything runs as the superuser postgres (budgets do
+    # not apply; PL/Proxy connects to the shards as postgres).
+    node_start() { # name port database: a cluster like this one, same key
+        local dir="$DIR/$1"
+        mkdir -p "$dir"; chown postgres:postgres "$dir"; chmod 700 "$dir"
+        write_keyfile "$dir/vault.key" "$VAULT_KEY" 600
+        as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
+        cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = ''
+port = $2
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'pii_vault'
+pii_vault.keyfile = '$dir/vault.key'
+pii_vault.database = '$3'
+pii_vault.shards = 2
+pii_vault.shard = ${4:-0}
+shared_buffers = 512MB
+synchronous_commit = on
+autovacuum = off
+CONF
+        as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+        as_pg "$PG_BIN/psql" -X -q -h "$dir" -p "$2" -d postgres -c "CREATE DATABASE $3" >/dev/null
+    }
+    S1_DIR="$DIR/shard1" S1_PORT=$((PORT + 1)) PX_DIR="$DIR/proxy" PX_PORT=$((PORT + 2))
+    nodes_stop() {
+        for d in "$PX_DIR" "$S1_DIR"; do
+            [ -f "$d/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$d/data" -w stop -m fast >/dev/null
+        done
+        return 0
+    }
+    trap 'nodes_stop; finish' EXIT
+    node_start shard1 "$S1_PORT" bench 1
+    node_start proxy "$PX_PORT" proxy
+    s1() { as_pg "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$S1_DIR" -p "$S1_PORT" -d bench "$@"; }
+    px() { as_pg "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PX_DIR" -p "$PX_PORT" -d proxy "$@"; }
+    s1 -f "$DIR/setup.sql" >/dev/null
+    for f in shard.sql; do psql_bench -f examples/plproxy/$f >/dev/null; s1 -f examples/plproxy/$f >/dev/null; done
+    px -c "CREATE EXTENSION pii_vault" >/dev/null
+    px -v shard0="host=$DIR port=$PORT dbname=bench" -v shard1="host=$S1_DIR port=$S1_PORT dbname=bench" \
+       -f examples/plproxy/cluster.sql >/dev/null
+    px -f examples/plproxy/proxy.sql >/dev/null
+    echo "bench: shards: storing $RECORDS records through the proxy; plain rows on both shards"
+    px -c "CREATE TABLE vault_ids (n int PRIMARY KEY, id uuid NOT NULL)" -c "CREATE TABLE plain_ids (n int PRIMARY KEY, id uuid NOT NULL)" >/dev/null
+    { psql_bench -At -c "SELECT pg_get_functiondef('bench_doc'::regproc)"; echo ";"; } | px >/dev/null
+    px -c "SET pii_vault.max_reads_per_statement = 0" -c "SET pii_vault.max_writes_per_statement = 0" \
+       -c "INSERT INTO vault_ids SELECT n, vault.vault_store(bench_doc(n, 'user' || n || '@example.com')) FROM generate_series(1, $RECORDS) n" >/dev/null
+    load 1 "$RECORDS" plain
+    psql_bench -c "COPY plain_customers TO STDOUT" | s1 -c "COPY plain_customers FROM STDIN"
+    psql_bench -c "COPY plain_ids TO STDOUT" | px -c "COPY plain_ids FROM STDIN"
+    # Shard 0's own records, numbered 1..K, for the direct calls.
+    psql_bench -c "SET pii_vault.max_reads_per_statement = 0" -c "CREATE TABLE shard_ids AS SELECT row_number() OVER (ORDER BY token)::int AS n, token AS id FROM pii_vault.records" \
+               -c "CREATE TABLE shard_emails AS SELECT row_number() OVER ()::int AS n, email FROM (SELECT vault_get(id) ->> 'email' AS email FROM shard_ids) e" \
+               -c "ALTER TABLE shard_ids ADD PRIMARY KEY (n)" -c "ALTER TABLE shard_emails ADD PRIMARY KEY (n)" >/dev/null
+    K="$(psql_bench -At -c "SELECT count(*) FROM shard_ids")"
+    s1 -c "VACUUM ANALYZE" >/dev/null; px -c "VACUUM ANALYZE" >/dev/null; psql_bench -c "VACUUM ANALYZE" >/dev/null
+    # Plain rows through PL/Proxy, routed by one function call as the
+    # vault's are (both shards hold every plain row).
+    px -f - >/dev/null <<'SQL'
+CREATE FUNCTION plain_get(i_id uuid) RETURNS jsonb AS $$
+    CLUSTER 'vault_shards'; RUN ON public.vault_shard_of(i_id);
+    SELECT c.doc AS plain_get FROM plain_customers c WHERE c.id = i_id;
+$$ LANGUAGE plproxy;
+CREATE FUNCTION plain_lookup(i_email text) RETURNS uuid AS $$
+    CLUSTER 'vault_shards'; RUN ON hashtext(i_email);
+    SELECT c.id AS plain_lookup FROM plain_customers c WHERE c.email = i_email;
+$$ LANGUAGE plproxy;
+SQL
+    cat >"$DIR/direct_plain_get.sql" <<'SQL'
+\set n random(1, :records)
+SELECT doc FROM plain_customers WHERE id = (SELECT id FROM plain_ids WHERE n = :n);
+SQL
+    cat >"$DIR/direct_vault_get.sql" <<'SQL'
+\set n random(1, :shard_records)
+SELECT vault_get((SELECT id FROM shard_ids WHERE n = :n));
+SQL
+    cat >"$DIR/direct_plain_lookup.sql" <<'SQL'
+\set n random(1, :records)
+SELECT id FROM plain_customers WHERE email = 'user' || :n || '@example.com';
+SQL
+    cat >"$DIR/direct_vault_lookup.sql" <<'SQL'
+\set n random(1, :shard_records)
+SELECT vault_lookup('email', (SELECT email FROM shard_emails WHERE n = :n));
+SQL
+    cat >"$DIR/proxied_plain_get.sql" <<'SQL'
+\set n random(1, :records)
+SELECT plain_get((SELECT id FROM plain_ids WHERE n = :n));
+SQL
+    cat >"$DIR/proxied_vault_get.sql" <<'SQL'
+\set n random(1, :records)
+SELECT vault.vault_get((SELECT id FROM vault_ids WHERE n = :n));
+SQL
+    cat >"$DIR/proxied_plain_lookup.sql" <<'SQL'
+\set n random(1, :records)
+SELECT plain_lookup('user' || :n || '@example.com');
+SQL
+    cat >"$DIR/proxied_vault_lookup.sql" <<'SQL'
+\set n random(1, :records)
+SELECT vault.vault_lookup('email', 'user' || :n || '@example.com');
+SQL
+    chown postgres:postgres "$DIR"/*.sql
+    : >"$RESULTS/shards.tsv"
+    for op in get lookup; do
+        for c in $CLIENTS; do
+            for ((round = 1; round <= ROUNDS; round++)); do
+                for system in $(in_turn "$round" direct_plain direct_vault proxied_plain proxied_vault); do
+                    case "$system" in direct_*) where=(-h "$DIR" -p "$PORT" bench) ;; *) where=(-h "$PX_DIR" -p "$PX_PORT" proxy) ;; esac
+                    out=$(cd "$RESULTS" && as_pg pgbench -n -M prepared -c "$c" -j "$c" -T "$SECONDS_PER_RUN" -U postgres \
+                        -D records="$RECORDS" -D shard_records="$K" -f "$DIR/${system}_$op.sql" "${where[@]}" 2>&1)
+                    tps=$(grep -Eo 'tps = [0-9.]+' <<<"$out" | head -1 | grep -Eo '[0-9.]+')
+                    failed=$(grep -Eo 'number of failed transactions: [0-9]+' <<<"$out" | grep -Eo '[0-9]+$' || echo 0)
+                    if [ -z "$tps" ] || [ "${failed:-0}" != 0 ]; then echo "$out" >&2; echo "bench: shards $system $op failed" >&2; exit 1; fi
+                    printf '%s\t%s\t%s\t%s\t%s\n' "$op" "$c" "$round" "$system" "$tps" >>"$RESULTS/shards.tsv"
+                done
+            done
+        done
+    done
+    echo
+    echo "## Two shards behind PL/Proxy ($RECORDS records, ${SECONDS_PER_RUN} s runs, $ROUNDS round(s), ops/s medians)"
+    echo
+    python3 - "$RESULTS/shards.tsv" <<'PY'
+import statistics, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+print("| op | clients | plain, direct | vault, direct | vault / plain, direct | plain, proxied | vault, proxied | vault / plain, proxied |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for op in ("get", "lookup"):
+    for c in sorted({r[1] for r in rows if r[0] == op}, key=int):
+        m = {s: statistics.median(float(r[4]) for r in rows if r[0] == op and r[1] == c and r[3] == s)
+             for s in ("direct_plain", "direct_vault", "proxied_plain", "proxied_vault")}
+        print(f"| {op} | {c} | {m['direct_plain']:.0f} | {m['direct_vault']:.0f} | {m['direct_vault'] / m['direct_plain']:.2f} "
+              f"| {m['proxied_plain']:.0f} | {m['proxied_vault']:.0f} | {m['proxied_vault'] / m['proxied_plain']:.2f} |")
+PY
+    echo
+    echo "bench: done"
+    exit 0
+fi
 
 if [ "$STANDBY" = 1 ]; then
     # Reads on a hot standby (pg_basebackup -R, the same key): vault_get

@@ -235,8 +235,24 @@ check_equal "on the token's shard, the get and the routed lookup name app_reader
     "get:app_reader:crm-web:ticket 4711:ok lookup:app_reader:crm-web:ticket 4711:ok"
 check_equal "the other shard heard nothing of either: no event at all of app_reader's crm-web calls" \
     "$(on "shard$((1 - S2))" -c "SELECT count(*) FROM pii_vault.audit_log WHERE application_name = 'crm-web'")" 0
-check_equal "the proxy's own audit has no event of routed calls (the shards audit them)" \
-    "$(on proxy -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) FROM pii_vault.audit_log WHERE operation NOT IN ('health', 'audit_verify')" | tail -1)" 0
+check_equal "the proxy audits the route of the get, naming app_reader, the operation, the token, crm-web and the purpose" \
+    "$(on proxy -c "SELECT pii_vault.audit_wait()" \
+         -c "SELECT string_agg(session_role || ':' || array_to_string(fields, ',') || ':' || application_name || ':' || purpose, ' ')
+             FROM pii_vault.audit_log WHERE operation = 'route' AND token = '$T2'" | tail -1)" \
+    "app_reader:get:crm-web:ticket 4711"
+# PL/Proxy reaches the shard as the client's current role: after SET
+# ROLE, or inside a SECURITY DEFINER function, the shard names that role
+# only; the proxy's audit names the login role and the calling role too.
+node proxy
+q -c "CREATE ROLE alice LOGIN IN ROLE app_reader" >/dev/null
+as alice -c "SET application_name = 'alice-app'" -c "SET ROLE app_reader" -c "SELECT vault.vault_get('$T2')" >/dev/null
+check_equal "after SET ROLE on the proxy, the proxy's audit names the login role (alice) beside the role it set" \
+    "$(q -c "SELECT pii_vault.audit_wait()" \
+         -c "SELECT session_role || ':' || \"current_role\" FROM vault_audit('$T2') WHERE operation = 'route' AND application_name = 'alice-app'" | tail -1)" \
+    "alice:app_reader"
+check_equal "… while the shard, reached as app_reader, names app_reader" \
+    "$(on "shard$S2" -c "SELECT pii_vault.audit_wait()" \
+         -c "SELECT session_role FROM pii_vault.audit_log WHERE token = '$T2' AND application_name = 'alice-app'" | tail -1)" app_reader
 
 # ---- budgets through the proxy ------------------------------------------------
 # One statement on the proxy is one statement per routed call on the
@@ -249,24 +265,36 @@ check_equal "a statement of 150 gets through the proxy is refused at the proxy's
 check_equal "a DO block through the proxy is one statement too: refused past 100 lookups" \
     "$(try_as app_reader "DO \$\$ BEGIN PERFORM vault.vault_lookup('token', tok::text) FROM people WHERE n <= 150; END \$\$")" \
     "54000 pii_vault: read limit reached: more than pii_vault.max_reads_per_statement (100) reads in one statement"
-check_equal "a cursor on the proxy is one statement across its fetches: the second fetch of 60 is refused" \
-    "$(as app_reader -v VERBOSITY=verbose -c "BEGIN" -c "DECLARE c CURSOR FOR SELECT vault.vault_get(tok) FROM people WHERE n <= 150" \
-         -c "FETCH 60 FROM c" -c "FETCH 60 FROM c" -c "ROLLBACK" 2>&1 | grep -Eo '^ERROR:  [0-9A-Z]{5}' | tr '\n' ' ')" "ERROR:  54000 "
-# A table owner's expression, run by an index build as that owner in a
-# security-restricted operation, would reach the shards with nobody's
-# budget: the routing expression refuses to run there.
-q -c "CREATE FUNCTION laundered(t uuid) RETURNS text LANGUAGE sql IMMUTABLE AS \$\$ SELECT vault.vault_get(t) ->> 'n' \$\$" \
-  -c "GRANT EXECUTE ON FUNCTION laundered(uuid) TO PUBLIC" -c "CREATE TABLE app_tokens AS SELECT tok FROM people WHERE n <= 5" \
-  -c "ALTER TABLE app_tokens OWNER TO app_reader" >/dev/null
-check_equal "an index build on the proxy cannot route vault reads through to the shards (42501)" \
-    "$(try_as app_reader "CREATE INDEX ON app_tokens (laundered(tok))")" \
-    "42501 pii_vault: vault functions do not run inside a security-restricted operation (ANALYZE, VACUUM, CREATE INDEX, REINDEX, CLUSTER, a materialized view)"
 for n in shard0 shard1; do on "$n" -c "SELECT pii_vault.audit_wait()" >/dev/null; done
 served=$(( $(on shard0 -c "SELECT count(*) FROM pii_vault.audit_log WHERE session_role = 'app_reader' AND operation = 'get' AND application_name = 'psql'") \
          + $(on shard1 -c "SELECT count(*) FROM pii_vault.audit_log WHERE session_role = 'app_reader' AND operation = 'get' AND application_name = 'psql'") ))
 check "the shards served at most 100 of those gets between them (they served $served)" [ "$served" -le 100 ]
 check_equal "the refusal is audited at the proxy, naming the role (route, throttled)" \
     "$(on proxy -c "SELECT pii_vault.audit_wait()" -c "SELECT count(*) > 0 FROM pii_vault.audit_log WHERE operation = 'route' AND outcome = 'throttled' AND session_role = 'app_reader'" | tail -1)" t
+node proxy
+check_equal "a cursor on the proxy is one statement across its fetches: the second fetch of 60 is refused" \
+    "$(as app_reader -v VERBOSITY=verbose -c "BEGIN" -c "DECLARE c CURSOR FOR SELECT vault.vault_get(tok) FROM people WHERE n <= 150" \
+         -c "FETCH 60 FROM c" -c "FETCH 60 FROM c" -c "ROLLBACK" 2>&1 | grep -Eo '^ERROR:  [0-9A-Z]{5}' | tr '\n' ' ')" "ERROR:  54000 "
+node proxy
+# A table owner's expression, run by an index build as that owner in a
+# security-restricted operation, would reach the shards with nobody's
+# budget: the routing expression refuses to run there.
+q -c "CREATE FUNCTION laundered(t uuid) RETURNS text LANGUAGE sql IMMUTABLE AS \$\$ SELECT vault.vault_get(t) ->> 'n' \$\$" \
+  -c "GRANT EXECUTE ON FUNCTION laundered(uuid) TO PUBLIC" -c "CREATE TABLE app_tokens AS SELECT tok FROM people WHERE n <= 5" \
+  -c "ALTER TABLE app_tokens OWNER TO app_reader" -c "GRANT CREATE ON SCHEMA public TO app_reader" >/dev/null
+check_equal "an index build on the proxy cannot route vault reads through to the shards (42501)" \
+    "$(try_as app_reader "CREATE INDEX ON app_tokens (laundered(tok))")" \
+    "42501 pii_vault: vault functions do not run inside a security-restricted operation (ANALYZE, VACUUM, CREATE INDEX, REINDEX, CLUSTER, a materialized view)"
+# A store's answer (a new token, or 23505) says whether its email, phone
+# and login are taken: each is charged as a read at the proxy too.
+node proxy
+check_equal "a statement of 40 stores through the proxy, each setting an email, a phone and a login, is refused past 100 reads (54000)" \
+    "$(try_as app_writer "SELECT count(vault.vault_store(jsonb_build_object('email', 'probe' || n || '@shards.example',
+                              'phone', '+1415' || (3000000 + n), 'login', 'probe' || n))) FROM generate_series(1, 40) n")" \
+    "54000 pii_vault: read limit reached: more than pii_vault.max_reads_per_statement (100) reads in one statement"
+check_equal "a lookup asked of both shards is charged a read on each: 51 phone lookups in one statement are refused" \
+    "$(try_as app_reader "SELECT count(vault.vault_lookup('phone', '+1415' || (2000000 + n))) FROM generate_series(1, 51) n")" \
+    "54000 pii_vault: read limit reached: more than pii_vault.max_reads_per_statement (100) reads in one statement"
 # Per minute: 600 reads a minute at the proxy, none on the shards (they
 # would allow 6000 each). A burst of a tenth passes; the rest is refused,
 # whichever shard each read would have gone to.

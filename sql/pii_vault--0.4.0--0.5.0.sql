@@ -1,7 +1,7 @@
 -- pii_vault 0.4.0 -> 0.5.0: shards. Tokens carry the shard they were
 -- minted on (vault_shard_of, pure), identifiers are routed by their blind
--- index (vault_shard_for), and a proxy charges routed calls to the
--- caller's budgets where its statement runs (vault_route). The settings
+-- index (vault_shard_for), and a proxy charges and audits routed calls
+-- where its statement runs (vault_route). The settings
 -- pii_vault.shards, shard, shard_key and routing_key_version are read at
 -- server start; with shards = 1 (the default) the vault behaves as 0.4.0
 -- did. No stored row changes: a 0.4.0 vault's tokens are all shard 0's.
@@ -27,10 +27,11 @@ AS 'MODULE_PATHNAME', 'vault_shard_for_wrapper';
 
 CREATE FUNCTION "vault_route"(
 	"shard" INT, /* Option < i32 > */
-	"charge" TEXT /* Option < & str > */
+	"operation" TEXT, /* Option < & str > */
+	"token" uuid DEFAULT NULL, /* Option < Uuid > */
+	"record" jsonb DEFAULT NULL /* Option < JsonbDatum > */
 ) RETURNS SETOF INT /* i32 */
-VOLATILE SECURITY DEFINER
-SET search_path TO pg_catalog, pii_vault, pg_temp
+VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'vault_route_wrapper';
 
@@ -41,6 +42,6 @@ GRANT EXECUTE ON FUNCTION vault_shard_of(uuid)
 REVOKE ALL ON FUNCTION vault_shard_for(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_shard_for(text, text) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
 
-REVOKE ALL ON FUNCTION vault_route(integer, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION vault_route(integer, text)
+REVOKE ALL ON FUNCTION vault_route(integer, text, uuid, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_route(integer, text, uuid, jsonb)
     TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;

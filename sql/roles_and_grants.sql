@@ -186,7 +186,7 @@ GRANT EXECUTE ON FUNCTION vault_appdata_delete(uuid, text) TO pii_vault_writer, 
 
 -- Shards (README, "Shards"): every role that reaches records through a
 -- proxy routes by token; readers route identifiers; vault_route charges
--- the caller's own budgets, so any vault role may call it.
+-- and audits the caller's own calls, so any vault role may call it.
 REVOKE ALL ON FUNCTION vault_shard_of(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_shard_of(uuid)
     TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
@@ -194,8 +194,8 @@ GRANT EXECUTE ON FUNCTION vault_shard_of(uuid)
 REVOKE ALL ON FUNCTION vault_shard_for(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_shard_for(text, text) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
 
-REVOKE ALL ON FUNCTION vault_route(integer, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION vault_route(integer, text)
+REVOKE ALL ON FUNCTION vault_route(integer, text, uuid, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_route(integer, text, uuid, jsonb)
     TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
 
 -- Consents: set by writers, read by readers.

@@ -172,8 +172,8 @@ pub enum VaultError {
     WrongShard { kind: LookupKind, owner: u32, here: u32 },
     #[error("pii_vault: the shard must be between 0 and {0} (pii_vault.shards - 1)")]
     BadShard(u32),
-    #[error("pii_vault: the charge must be read, write or none")]
-    BadCharge,
+    #[error("pii_vault: the routed operation must be the audit name of a vault call (get, lookup, store, ...)")]
+    BadRoutedOperation,
     #[error("pii_vault: key version {0} (pii_vault.routing_key_version) is not loaded, so identifiers cannot be routed")]
     RoutingKeyNotLoaded(u32),
 
@@ -287,7 +287,7 @@ impl VaultError {
             | Duplicate(_)
             | WrongShard { .. }
             | BadShard(_)
-            | BadCharge
+            | BadRoutedOperation
             | RoutingKeyNotLoaded(_)
             | DecryptFailed
             | UnknownKeyVersion(_)

@@ -8,11 +8,14 @@
 -- pii_vault.purpose to a PL/Proxy function of schema vault_remote, which
 -- runs the call on one shard (routed by token, or by the identifier of
 -- pii_vault.shard_key) or on all of them (lookups by another kind). The
--- routing expression is vault_route, which charges the call to the
--- client's budgets here, where its statement runs: one statement on the
--- proxy is many statements on the shards, and no shard's per-statement
--- budget would see it whole. A client that calls vault_remote directly
--- goes through the same routing expression, and is charged the same.
+-- routing expression is vault_route, named with the vault operation it
+-- routes: it charges the call to the client's budgets here, where its
+-- statement runs, as the shard will (one statement on the proxy is many
+-- statements on the shards, and no shard's per-statement budget would
+-- see it whole), and audits it here naming the client's login and calling
+-- roles (the shard, reached as the client's current role, sees only
+-- that). A client that calls vault_remote directly goes through the same
+-- routing expression, and is charged and audited the same.
 
 CREATE SCHEMA vault_remote;
 CREATE SCHEMA vault;
@@ -25,8 +28,8 @@ GRANT USAGE ON SCHEMA vault_remote, vault
 -- shard when it has none (pii_vault.shard_key values are unique across
 -- shards; records without one may live anywhere).
 CREATE FUNCTION vault_remote.store_shard(record jsonb) RETURNS integer
-LANGUAGE sql VOLATILE SET search_path = public, pg_temp AS $$
-    SELECT CASE WHEN jsonb_typeof(record -> k) = 'string' THEN vault_shard_for(k, record ->> k)
+LANGUAGE sql VOLATILE AS $$
+    SELECT CASE WHEN jsonb_typeof(record -> k) = 'string' THEN public.vault_shard_for(k, record ->> k)
                 ELSE floor(random() * current_setting('pii_vault.shards')::integer)::integer END
     FROM (SELECT current_setting('pii_vault.shard_key') AS k) AS s
 $$;
@@ -34,94 +37,105 @@ $$;
 -- The shard a lookup asks: the owner of a routing identifier or of a
 -- token; NULL (every shard) for the other kinds, unique per shard only.
 CREATE FUNCTION vault_remote.lookup_shard(kind text, value text) RETURNS integer
-LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
-    SELECT CASE WHEN kind IN (current_setting('pii_vault.shard_key'), 'token') THEN vault_shard_for(kind, value) END
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN kind IN (current_setting('pii_vault.shard_key'), 'token') THEN public.vault_shard_for(kind, value) END
 $$;
 
 -- ---- PL/Proxy functions: the shard-side signature (shard.sql) ------------
 CREATE FUNCTION vault_remote.vault_get(token uuid, _app text, _purpose text) RETURNS jsonb AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'read');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'get', token);
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_get(token uuid, fields text[], _app text, _purpose text) RETURNS jsonb AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'read');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'get', token);
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_lookup(kind text, value text, _app text, _purpose text) RETURNS SETOF uuid AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(vault_remote.lookup_shard(kind, value), 'read');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(vault_remote.lookup_shard(kind, value), 'lookup');
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_store(record jsonb, expires_at timestamptz, _app text, _purpose text) RETURNS uuid AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(vault_remote.store_shard(record), 'write');
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(vault_remote.store_shard(record), 'store', NULL, record);
 $$ LANGUAGE plproxy;
 CREATE FUNCTION vault_remote.vault_update(token uuid, patch jsonb, _app text, _purpose text) RETURNS boolean AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'write');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'update', token, patch);
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_delete(token uuid, _app text, _purpose text) RETURNS boolean AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'write');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'delete', token);
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_set_expiry(token uuid, expires_at timestamptz, _app text, _purpose text) RETURNS boolean AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'write');
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'set_expiry', token);
 $$ LANGUAGE plproxy;
 CREATE FUNCTION vault_remote.vault_share(token uuid, fields text[], ttl interval, _app text, _purpose text) RETURNS uuid AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'write');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'share', token);
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_get_shared(share uuid, _app text, _purpose text) RETURNS jsonb AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(share), 'read');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(share), 'get_shared');
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_unshare(share uuid, _app text, _purpose text) RETURNS boolean AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(share), 'write');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(share), 'unshare');
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_session_store(data jsonb, ttl interval, token uuid, _app text, _purpose text)
 RETURNS uuid AS $$
     CLUSTER 'vault_shards';
     RUN ON public.vault_route(coalesce(public.vault_shard_of(token),
-                                       floor(random() * current_setting('pii_vault.shards')::integer)::integer), 'write');
+                                       floor(random() * current_setting('pii_vault.shards')::integer)::integer), 'session_store', token);
 $$ LANGUAGE plproxy;
 CREATE FUNCTION vault_remote.vault_session_get(session uuid, _app text, _purpose text) RETURNS jsonb AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(session), 'read');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(session), 'session_get');
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_session_delete(session uuid, _app text, _purpose text) RETURNS boolean AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(session), 'write');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(session), 'session_delete');
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_sessions(token uuid, _app text, _purpose text) RETURNS SETOF uuid AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'read');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'sessions', token);
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_consent_set(token uuid, purpose text, granted boolean, legal_basis text,
                                                expires_at timestamptz, _app text, _purpose text) RETURNS boolean AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'write');
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'consent_set', token);
 $$ LANGUAGE plproxy;
 CREATE FUNCTION vault_remote.vault_consents(token uuid, _app text, _purpose text)
 RETURNS TABLE (purpose text, granted boolean, legal_basis text, given_at timestamptz, expires_at timestamptz) AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'read');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'consents', token);
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_consent_history(token uuid, _app text, _purpose text)
 RETURNS TABLE (purpose text, granted boolean, legal_basis text, given_at timestamptz, expires_at timestamptz,
                changed_at timestamptz) AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'read');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'consent_history', token);
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_subject_export(token uuid, _app text, _purpose text) RETURNS jsonb AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'read');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'subject_export', token);
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_erase(token uuid, _app text, _purpose text) RETURNS boolean AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'write');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'erase', token);
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_audit(for_token uuid, _app text, _purpose text)
 RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,
                operation text, token uuid, fields text[], outcome text, purpose text, calling_role name,
                calls bigint, server text) AS $$
-    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(for_token), 'none');
-$$ LANGUAGE plproxy;
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(for_token), 'audit_read', for_token);
+$$ LANGUAGE plproxy STRICT;
 
 -- ---- what applications call ----------------------------------------------
--- The session's application_name and purpose, carried to the shard.
-CREATE FUNCTION vault_remote.app() RETURNS text LANGUAGE sql STABLE AS $$ SELECT current_setting('application_name') $$;
-CREATE FUNCTION vault_remote.purpose() RETURNS text LANGUAGE sql STABLE AS $$ SELECT current_setting('pii_vault.purpose', true) $$;
+-- The session's application_name and purpose, carried to the shard. The
+-- one-expression SQL functions below are inlined into the caller's query
+-- (so planned with it, once for a prepared statement): they are not
+-- STRICT, their PL/Proxy function is, and a NULL id routes nowhere.
+CREATE FUNCTION vault_remote.app() RETURNS text LANGUAGE sql STABLE AS
+$$ SELECT coalesce(pg_catalog.current_setting('application_name'), '') $$;
+CREATE FUNCTION vault_remote.purpose() RETURNS text LANGUAGE sql STABLE AS
+$$ SELECT coalesce(pg_catalog.current_setting('pii_vault.purpose', true), '') $$;
 
-CREATE FUNCTION vault.vault_get(token uuid) RETURNS jsonb LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_get(token uuid) RETURNS jsonb LANGUAGE sql AS
 $$ SELECT vault_remote.vault_get(token, vault_remote.app(), vault_remote.purpose()) $$;
-CREATE FUNCTION vault.vault_get(token uuid, fields text[]) RETURNS jsonb LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_get(token uuid, fields text[]) RETURNS jsonb LANGUAGE sql AS
 $$ SELECT vault_remote.vault_get(token, fields, vault_remote.app(), vault_remote.purpose()) $$;
 -- One token, or NULL; a kind unique per shard only (not pii_vault.shard_key)
 -- may match one record on each shard: then 21000, and vault_lookup_all
 -- lists them.
+CREATE FUNCTION vault_remote.more_than_one(kind text) RETURNS uuid LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = '21000',
+        MESSAGE = 'pii_vault: more than one shard holds a record with this ' || kind,
+        HINT = 'Only pii_vault.shard_key is unique across shards; vault.vault_lookup_all(kind, value) lists every match.';
+END $$;
 CREATE FUNCTION vault.vault_lookup(kind text, value text) RETURNS uuid LANGUAGE plpgsql STRICT AS $$
 DECLARE
     found uuid[];
@@ -130,37 +144,35 @@ BEGIN
     FROM vault_remote.vault_lookup(kind, value, vault_remote.app(), vault_remote.purpose()) AS t
     WHERE t IS NOT NULL;
     IF cardinality(found) > 1 THEN
-        RAISE EXCEPTION USING ERRCODE = '21000',
-            MESSAGE = 'pii_vault: more than one shard holds a record with this ' || kind,
-            HINT = 'Only pii_vault.shard_key is unique across shards; vault.vault_lookup_all(kind, value) lists every match.';
+        RETURN vault_remote.more_than_one(kind);
     END IF;
     RETURN found[1];
 END $$;
-CREATE FUNCTION vault.vault_lookup_all(kind text, value text) RETURNS SETOF uuid LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_lookup_all(kind text, value text) RETURNS SETOF uuid LANGUAGE sql AS
 $$ SELECT t FROM vault_remote.vault_lookup(kind, value, vault_remote.app(), vault_remote.purpose()) AS t WHERE t IS NOT NULL $$;
 CREATE FUNCTION vault.vault_store(record jsonb, expires_at timestamptz DEFAULT NULL) RETURNS uuid LANGUAGE sql AS
 $$ SELECT vault_remote.vault_store(record, expires_at, vault_remote.app(), vault_remote.purpose()) WHERE record IS NOT NULL $$;
-CREATE FUNCTION vault.vault_update(token uuid, patch jsonb) RETURNS boolean LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_update(token uuid, patch jsonb) RETURNS boolean LANGUAGE sql AS
 $$ SELECT vault_remote.vault_update(token, patch, vault_remote.app(), vault_remote.purpose()) $$;
-CREATE FUNCTION vault.vault_delete(token uuid) RETURNS boolean LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_delete(token uuid) RETURNS boolean LANGUAGE sql AS
 $$ SELECT vault_remote.vault_delete(token, vault_remote.app(), vault_remote.purpose()) $$;
 -- A NULL expires_at clears the expiry.
 CREATE FUNCTION vault.vault_set_expiry(token uuid, expires_at timestamptz) RETURNS boolean LANGUAGE sql AS
 $$ SELECT vault_remote.vault_set_expiry(token, expires_at, vault_remote.app(), vault_remote.purpose()) WHERE token IS NOT NULL $$;
-CREATE FUNCTION vault.vault_share(token uuid, fields text[], ttl interval) RETURNS uuid LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_share(token uuid, fields text[], ttl interval) RETURNS uuid LANGUAGE sql AS
 $$ SELECT vault_remote.vault_share(token, fields, ttl, vault_remote.app(), vault_remote.purpose()) $$;
-CREATE FUNCTION vault.vault_get_shared(share uuid) RETURNS jsonb LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_get_shared(share uuid) RETURNS jsonb LANGUAGE sql AS
 $$ SELECT vault_remote.vault_get_shared(share, vault_remote.app(), vault_remote.purpose()) $$;
-CREATE FUNCTION vault.vault_unshare(share uuid) RETURNS boolean LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_unshare(share uuid) RETURNS boolean LANGUAGE sql AS
 $$ SELECT vault_remote.vault_unshare(share, vault_remote.app(), vault_remote.purpose()) $$;
 CREATE FUNCTION vault.vault_session_store(data jsonb, ttl interval, token uuid DEFAULT NULL) RETURNS uuid LANGUAGE sql AS
 $$ SELECT vault_remote.vault_session_store(data, ttl, token, vault_remote.app(), vault_remote.purpose())
    WHERE data IS NOT NULL AND ttl IS NOT NULL $$;
-CREATE FUNCTION vault.vault_session_get(session uuid) RETURNS jsonb LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_session_get(session uuid) RETURNS jsonb LANGUAGE sql AS
 $$ SELECT vault_remote.vault_session_get(session, vault_remote.app(), vault_remote.purpose()) $$;
-CREATE FUNCTION vault.vault_session_delete(session uuid) RETURNS boolean LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_session_delete(session uuid) RETURNS boolean LANGUAGE sql AS
 $$ SELECT vault_remote.vault_session_delete(session, vault_remote.app(), vault_remote.purpose()) $$;
-CREATE FUNCTION vault.vault_sessions(token uuid) RETURNS SETOF uuid LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_sessions(token uuid) RETURNS SETOF uuid LANGUAGE sql AS
 $$ SELECT vault_remote.vault_sessions(token, vault_remote.app(), vault_remote.purpose()) $$;
 CREATE FUNCTION vault.vault_consent_set(token uuid, purpose text, granted boolean, legal_basis text DEFAULT 'consent',
                                         expires_at timestamptz DEFAULT NULL) RETURNS boolean LANGUAGE sql AS
@@ -168,22 +180,22 @@ $$ SELECT vault_remote.vault_consent_set(token, purpose, granted, legal_basis, e
    WHERE token IS NOT NULL AND purpose IS NOT NULL AND granted IS NOT NULL $$;
 CREATE FUNCTION vault.vault_consents(token uuid)
 RETURNS TABLE (purpose text, granted boolean, legal_basis text, given_at timestamptz, expires_at timestamptz)
-LANGUAGE sql STRICT AS
+LANGUAGE sql AS
 $$ SELECT * FROM vault_remote.vault_consents(token, vault_remote.app(), vault_remote.purpose()) $$;
 CREATE FUNCTION vault.vault_consent_history(token uuid)
 RETURNS TABLE (purpose text, granted boolean, legal_basis text, given_at timestamptz, expires_at timestamptz,
                changed_at timestamptz)
-LANGUAGE sql STRICT AS
+LANGUAGE sql AS
 $$ SELECT * FROM vault_remote.vault_consent_history(token, vault_remote.app(), vault_remote.purpose()) $$;
-CREATE FUNCTION vault.vault_subject_export(token uuid) RETURNS jsonb LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_subject_export(token uuid) RETURNS jsonb LANGUAGE sql AS
 $$ SELECT vault_remote.vault_subject_export(token, vault_remote.app(), vault_remote.purpose()) $$;
-CREATE FUNCTION vault.vault_erase(token uuid) RETURNS boolean LANGUAGE sql STRICT AS
+CREATE FUNCTION vault.vault_erase(token uuid) RETURNS boolean LANGUAGE sql AS
 $$ SELECT vault_remote.vault_erase(token, vault_remote.app(), vault_remote.purpose()) $$;
 CREATE FUNCTION vault.vault_audit(for_token uuid)
 RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,
                operation text, token uuid, fields text[], outcome text, purpose text, calling_role name,
                calls bigint, server text)
-LANGUAGE sql STRICT AS
+LANGUAGE sql AS
 $$ SELECT * FROM vault_remote.vault_audit(for_token, vault_remote.app(), vault_remote.purpose()) $$;
 
 -- Who may call what: as the vault grants it.
@@ -223,7 +235,7 @@ BEGIN
                        g[2]);
     END LOOP;
 END $$;
-GRANT EXECUTE ON FUNCTION vault_remote.app(), vault_remote.purpose()
+GRANT EXECUTE ON FUNCTION vault_remote.app(), vault_remote.purpose(), vault_remote.more_than_one(text)
     TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
 GRANT EXECUTE ON FUNCTION vault_remote.store_shard(jsonb) TO pii_vault_writer, pii_vault_admin;
 GRANT EXECUTE ON FUNCTION vault_remote.lookup_shard(text, text) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;

@@ -5,7 +5,11 @@
 -- proxy function calls: the vault call, with two more arguments, the
 -- application_name and pii_vault.purpose of the client's session on the
 -- proxy, set for this call only (PL/Proxy runs every call in a transaction
--- of its own), so the shard's audit names them. Nothing here is SECURITY
+-- of its own), so the shard's audit names them. Each is PL/pgSQL, whose
+-- plans a session keeps (a SQL function's body is planned at every call),
+-- names the vault's functions with their schema, and sets no search_path
+-- (a SET clause costs every call; a role that altered its own search_path
+-- would reach only its own functions, with its own rights). Nothing here is SECURITY
 -- DEFINER: the shard sees the client's own role (PL/Proxy connects as it),
 -- its grants and its budgets decide, and its audit names it.
 
@@ -14,115 +18,182 @@ REVOKE ALL ON SCHEMA vault_remote FROM PUBLIC;
 GRANT USAGE ON SCHEMA vault_remote
     TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
 
--- The client's application_name and purpose, for this transaction.
-CREATE FUNCTION vault_remote.carry(_app text, _purpose text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM set_config('application_name', coalesce(_app, ''), true);
-    PERFORM set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
-END $$;
-
 -- Records.
 CREATE FUNCTION vault_remote.vault_get(token uuid, _app text, _purpose text) RETURNS jsonb
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_get(token); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_get(token);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_get(token uuid, fields text[], _app text, _purpose text) RETURNS jsonb
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_get(token, fields); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_get(token, fields);
+END $$;
 
 -- A lookup asked of every shard returns the one row a PL/Proxy set needs.
 CREATE FUNCTION vault_remote.vault_lookup(kind text, value text, _app text, _purpose text) RETURNS SETOF uuid
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN NEXT vault_lookup(kind, value); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN NEXT public.vault_lookup(kind, value);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_store(record jsonb, expires_at timestamptz, _app text, _purpose text) RETURNS uuid
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_store(record, expires_at); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_store(record, expires_at);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_update(token uuid, patch jsonb, _app text, _purpose text) RETURNS boolean
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_update(token, patch); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_update(token, patch);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_delete(token uuid, _app text, _purpose text) RETURNS boolean
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_delete(token); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_delete(token);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_set_expiry(token uuid, expires_at timestamptz, _app text, _purpose text) RETURNS boolean
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_set_expiry(token, expires_at); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_set_expiry(token, expires_at);
+END $$;
 
 -- Shares: a share's id is minted on its record's shard.
 CREATE FUNCTION vault_remote.vault_share(token uuid, fields text[], ttl interval, _app text, _purpose text) RETURNS uuid
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_share(token, fields, ttl); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_share(token, fields, ttl);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_get_shared(share uuid, _app text, _purpose text) RETURNS jsonb
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_get_shared(share); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_get_shared(share);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_unshare(share uuid, _app text, _purpose text) RETURNS boolean
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_unshare(share); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_unshare(share);
+END $$;
 
 -- Sessions: a session's id is minted on the shard that stores it.
 CREATE FUNCTION vault_remote.vault_session_store(data jsonb, ttl interval, token uuid, _app text, _purpose text)
-RETURNS uuid LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_session_store(data, ttl, token); END $$;
+RETURNS uuid LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_session_store(data, ttl, token);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_session_get(session uuid, _app text, _purpose text) RETURNS jsonb
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_session_get(session); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_session_get(session);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_session_delete(session uuid, _app text, _purpose text) RETURNS boolean
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_session_delete(session); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_session_delete(session);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_sessions(token uuid, _app text, _purpose text) RETURNS SETOF uuid
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN QUERY SELECT * FROM vault_sessions(token); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN QUERY SELECT * FROM public.vault_sessions(token);
+END $$;
 
 -- Consents.
 CREATE FUNCTION vault_remote.vault_consent_set(token uuid, purpose text, granted boolean, legal_basis text,
                                                expires_at timestamptz, _app text, _purpose text)
-RETURNS boolean LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM vault_remote.carry(_app, _purpose);
-    RETURN vault_consent_set(token, purpose, granted, legal_basis, expires_at);
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_consent_set(token, purpose, granted, legal_basis, expires_at);
 END $$;
 
 CREATE FUNCTION vault_remote.vault_consents(token uuid, _app text, _purpose text)
 RETURNS TABLE (purpose text, granted boolean, legal_basis text, given_at timestamptz, expires_at timestamptz)
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN QUERY SELECT * FROM vault_consents(token); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN QUERY SELECT * FROM public.vault_consents(token);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_consent_history(token uuid, _app text, _purpose text)
 RETURNS TABLE (purpose text, granted boolean, legal_basis text, given_at timestamptz, expires_at timestamptz,
                changed_at timestamptz)
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN QUERY SELECT * FROM vault_consent_history(token); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN QUERY SELECT * FROM public.vault_consent_history(token);
+END $$;
 
 -- The rights of access and erasure, and the audit of one token: all of a
 -- subject's data lives on its record's shard.
 CREATE FUNCTION vault_remote.vault_subject_export(token uuid, _app text, _purpose text) RETURNS jsonb
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_subject_export(token); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_subject_export(token);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_erase(token uuid, _app text, _purpose text) RETURNS boolean
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN vault_erase(token); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_erase(token);
+END $$;
 
 CREATE FUNCTION vault_remote.vault_audit(for_token uuid, _app text, _purpose text)
 RETURNS TABLE (id bigint, at timestamptz, session_role name, "current_role" name, application_name text,
                operation text, token uuid, fields text[], outcome text, purpose text, calling_role name,
                calls bigint, server text)
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
-BEGIN PERFORM vault_remote.carry(_app, _purpose); RETURN QUERY SELECT * FROM vault_audit(for_token); END $$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN QUERY SELECT * FROM public.vault_audit(for_token);
+END $$;
 
 -- Who may call what: as the vault grants it.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA vault_remote FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION vault_remote.carry(text, text)
-    TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
 GRANT EXECUTE ON FUNCTION vault_remote.vault_get(uuid, text, text), vault_remote.vault_get(uuid, text[], text, text),
     vault_remote.vault_lookup(text, text, text, text), vault_remote.vault_consents(uuid, text, text),
     vault_remote.vault_consent_history(uuid, text, text)

@@ -525,14 +525,15 @@ AS 'MODULE_PATHNAME', 'vault_rotate_batch_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/shards.rs:86
+-- src/api/shards.rs:106
 -- pii_vault::api::shards::vault_route
 CREATE  FUNCTION "vault_route"(
 	"shard" INT, /* Option < i32 > */
-	"charge" TEXT /* Option < & str > */
+	"operation" TEXT, /* Option < & str > */
+	"token" uuid DEFAULT NULL, /* Option < Uuid > */
+	"record" jsonb DEFAULT NULL /* Option < JsonbDatum > */
 ) RETURNS SETOF INT /* i32 */
-VOLATILE SECURITY DEFINER
-SET search_path TO pg_catalog, pii_vault, pg_temp
+VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'vault_route_wrapper';
 /* </end connected objects> */
@@ -601,7 +602,7 @@ AS 'MODULE_PATHNAME', 'vault_set_expiry_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/shards.rs:31
+-- src/api/shards.rs:33
 -- pii_vault::api::shards::vault_shard_for
 CREATE  FUNCTION "vault_shard_for"(
 	"kind" TEXT, /* & str */
@@ -614,7 +615,7 @@ AS 'MODULE_PATHNAME', 'vault_shard_for_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/shards.rs:21
+-- src/api/shards.rs:23
 -- pii_vault::api::shards::vault_shard_of
 CREATE  FUNCTION "vault_shard_of"(
 	"token" uuid /* Uuid */
@@ -715,44 +716,38 @@ AS 'MODULE_PATHNAME', 'vault_update_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/audit_functions.rs:151
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::audit_functions::pii_vault */
+-- src/api/refold.rs:7
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::refold::pii_vault */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/audit_functions.rs:237
--- pii_vault::api::audit_functions::pii_vault::audit_read_note
-CREATE  FUNCTION pii_vault."audit_read_note"(
-	"token" uuid /* Option < Uuid > */
-) RETURNS void
-VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/audit_functions.rs:167
--- pii_vault::api::audit_functions::pii_vault::audit_wait
-CREATE  FUNCTION pii_vault."audit_wait"(
-	"timeout_ms" INT DEFAULT 10000 /* i32 */
-) RETURNS bool /* bool */
+-- src/api/refold.rs:40
+-- pii_vault::api::refold::pii_vault::refold_lookup_values
+CREATE  FUNCTION pii_vault."refold_lookup_values"() RETURNS bigint /* i64 */
 STRICT VOLATILE
 SET search_path TO pg_catalog, pii_vault, pg_temp
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_wait_wrapper';
+AS 'MODULE_PATHNAME', 'refold_lookup_values_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/audit_functions.rs:231
--- pii_vault::api::audit_functions::pii_vault::audit_batch_may_name
-CREATE  FUNCTION pii_vault."audit_batch_may_name"(
-	"token_filter" bytea, /* & [u8] */
-	"token" uuid /* Uuid */
-) RETURNS bool /* bool */
-IMMUTABLE STRICT PARALLEL SAFE
+-- src/api/install.rs:5
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/install.rs:19
+-- pii_vault::api::install::pii_vault::install_key_check
+CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
+AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:151
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::audit_functions::pii_vault */
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -782,8 +777,53 @@ AS 'MODULE_PATHNAME', 'audit_events_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api/audit_functions.rs:231
+-- pii_vault::api::audit_functions::pii_vault::audit_batch_may_name
+CREATE  FUNCTION pii_vault."audit_batch_may_name"(
+	"token_filter" bytea, /* & [u8] */
+	"token" uuid /* Uuid */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:237
+-- pii_vault::api::audit_functions::pii_vault::audit_read_note
+CREATE  FUNCTION pii_vault."audit_read_note"(
+	"token" uuid /* Option < Uuid > */
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:167
+-- pii_vault::api::audit_functions::pii_vault::audit_wait
+CREATE  FUNCTION pii_vault."audit_wait"(
+	"timeout_ms" INT DEFAULT 10000 /* i32 */
+) RETURNS bool /* bool */
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_wait_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/api/storage_guards.rs:256
 CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:285
+-- pii_vault::api::storage_guards::pii_vault::audit_append_only
+CREATE FUNCTION pii_vault."audit_append_only"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -805,51 +845,12 @@ CREATE FUNCTION pii_vault."key_check_changed"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/storage_guards.rs:285
--- pii_vault::api::storage_guards::pii_vault::audit_append_only
-CREATE FUNCTION pii_vault."audit_append_only"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/api/storage_guards.rs:305
 -- pii_vault::api::storage_guards::pii_vault::storage_guard
 CREATE FUNCTION pii_vault."storage_guard"()
 	RETURNS TRIGGER
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', 'storage_guard_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/refold.rs:7
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::refold::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/refold.rs:40
--- pii_vault::api::refold::pii_vault::refold_lookup_values
-CREATE  FUNCTION pii_vault."refold_lookup_values"() RETURNS bigint /* i64 */
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refold_lookup_values_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/install.rs:5
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/install.rs:19
--- pii_vault::api::install::pii_vault::install_key_check
-CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */

@@ -30,9 +30,6 @@ pub struct Call {
     /// Whether a budget was charged: past that point a failing call may
     /// have read its record, so its failure is audited per token.
     charged: bool,
-    /// Whether a call that returns is audited (all but a proxy's routing
-    /// charge, whose routed call is audited where it runs).
-    audit_success: bool,
 }
 
 /// How a call failed: with one of the vault's errors, or with an error
@@ -68,7 +65,7 @@ fn refused_on_this_standby(operation: Operation) -> bool {
 }
 
 pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultResult<R>) -> R {
-    let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, charged: false, audit_success: true };
+    let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, charged: false };
     let ended = catch_unwind(AssertUnwindSafe(|| {
         if let Some(context) = unattributable() {
             return Err(VaultError::Unattributable(context));
@@ -84,7 +81,6 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultRes
         body(&mut call)
     }));
     let failure = match ended {
-        Ok(Ok(result)) if !call.audit_success => return result,
         Ok(Ok(result)) => {
             if !audit::record(operation, call.token.as_ref(), call.fields.as_deref(), call.outcome) {
                 raise(VaultError::AuditUnavailable);
@@ -189,11 +185,6 @@ fn caller_may_execute() -> bool {
 }
 
 impl Call {
-    /// Audits this call only when it fails.
-    pub fn audit_only_failure(&mut self) {
-        self.audit_success = false;
-    }
-
     /// Counts a read against the read budgets; over one, the call is
     /// refused (54000, audited as throttled), and one WARNING is logged per
     /// statement or per role and minute.

@@ -26,7 +26,7 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
         | NullFieldName
         | WrongShard { .. }
         | BadShard(_)
-        | BadCharge => ERRCODE_INVALID_PARAMETER_VALUE,
+        | BadRoutedOperation => ERRCODE_INVALID_PARAMETER_VALUE,
         RoutingKeyNotLoaded(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         RecordTooLarge { .. } | TooDeep { .. } | TooManyFieldNames(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         Duplicate(_) => ERRCODE_UNIQUE_VIOLATION,
@@ -120,7 +120,7 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
         | NoFields
         | BadName(_)
         | BadShard(_)
-        | BadCharge
+        | BadRoutedOperation
         | Storage(
             StorageFault::Spi(_)
             | StorageFault::MissingRelation(_)
@@ -156,7 +156,7 @@ fn detail(error: &VaultError) -> Option<String> {
         | TooManyFieldNames(_)
         | WrongShard { .. }
         | BadShard(_)
-        | BadCharge
+        | BadRoutedOperation
         | RoutingKeyNotLoaded(_)
         | UnknownKeyVersion(_)
         | RandomFailure

@@ -294,7 +294,7 @@ const GRANTS: &[(&str, &[&str])] = &[
     ("vault_consent_set(uuid,text,boolean,text,timestamp with time zone)", WRITERS),
     ("vault_shard_of(uuid)", ROUTERS),
     ("vault_shard_for(text,text)", READERS),
-    ("vault_route(integer,text)", ROUTERS),
+    ("vault_route(integer,text,uuid,jsonb)", ROUTERS),
     ("vault_audit(uuid)", AUDITORS),
     ("vault_audit_verify()", AUDITORS),
     ("vault_health()", AUDITORS),

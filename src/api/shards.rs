@@ -13,6 +13,8 @@ use crate::crypto::blind_index::blind_index;
 use crate::error::{VaultError, VaultResult};
 use crate::guc;
 use crate::normalize::{normalize, parse_token, IndexedKind, LookupKind};
+use crate::throttle::Kind;
+use super::jsonb::{JsonbDatum, TopLevelField};
 use pii_vault_core::shard;
 
 /// The shard `token` was minted on: pure arithmetic on the token's bits
@@ -76,29 +78,61 @@ pub(crate) fn new_token() -> VaultResult<[u8; 16]> {
     shard::random_token_on(guc::shard(), guc::shards())
 }
 
-/// For a proxy's routing expression (`RUN ON vault_route(…)`): charges one
-/// call of `charge` (read, write or none) to the caller's budgets on this
-/// server, as a vault call of that kind would be, and returns `shard`, or
-/// every shard when it is NULL. A proxy's one statement fans out into one
-/// statement per routed call on the shards, where no per-statement budget
-/// sees it whole: charged here, it is. A refusal is audited here
-/// (`route`, throttled); the routed call itself is audited where it runs.
-#[pg_extern(volatile, security_definer)]
-#[search_path(pg_catalog, pii_vault, pg_temp)]
-fn vault_route(shard: Option<i32>, charge: Option<&str>) -> SetOfIterator<'static, i32> {
-    let shards = guc::shards();
+/// What a routed call of `operation` costs where the proxy's statement
+/// runs: as the vault call it routes is charged on its shard (README,
+/// Settings: which calls are reads and which writes).
+fn charge_of(operation: Operation) -> Option<Kind> {
+    use Operation::*;
+    match operation {
+        Get | Lookup | Normalize | GetShared | SessionGet | Sessions | AppDataGet | Consents | ConsentHistory
+        | SubjectExport => Some(Kind::Reads),
+        Store | Update | Delete | SetExpiry | Restore | Erase | Share | Unshare | SessionStore | SessionDelete
+        | AppDataSet | AppDataDelete | ConsentSet => Some(Kind::Writes),
+        Export | AuditRead | AuditVerify | Health | Rotate | AuditPrune | KeyVersions | Purge | Expire | Reindex
+        | Route => None,
+    }
+}
+
+/// For a proxy's routing expression (`RUN ON vault_route(…)`): charges the
+/// routed call of `operation` (a vault operation's audit name: get,
+/// lookup, store, …) to the caller's budgets on this server, as its shard
+/// charges it (a store or update also one read per email, phone or login
+/// `record` sets; a call asked of every shard, one per shard), audits it
+/// here (`route`, naming the operation, `token` and the proxy's login and
+/// calling roles, which the shard, reached as the current role, does not
+/// see), and returns `shard`, or every shard when it is NULL. One proxy
+/// statement is one statement per routed call on the shards, where no
+/// per-statement budget sees it whole: charged here, it is.
+#[pg_extern(volatile)]
+fn vault_route(
+    shard: Option<i32>,
+    operation: Option<&str>,
+    token: default!(Option<Uuid>, "NULL"),
+    record: default!(Option<JsonbDatum>, "NULL"),
+) -> SetOfIterator<'static, i32> {
+    let shards = guc::shards() as i32;
     let targets = audited(Operation::Route, |call| {
-        call.audit_only_failure();
+        call.token = token.map(|t| *t.as_bytes());
+        let operation = operation
+            .and_then(|name| Operation::ALL.iter().copied().find(|op| op.as_str() == name))
+            .filter(|op| *op != Operation::Route)
+            .ok_or(VaultError::BadRoutedOperation)?;
+        call.fields = Some(vec![operation.as_str().to_string()]);
         let targets: Vec<i32> = match shard {
-            None => (0..shards as i32).collect(),
-            Some(k) if (0..shards as i32).contains(&k) => vec![k],
-            Some(_) => return Err(VaultError::BadShard(shards - 1)),
+            None => (0..shards).collect(),
+            Some(k) if (0..shards).contains(&k) => vec![k],
+            Some(_) => return Err(VaultError::BadShard(shards as u32 - 1)),
         };
-        match charge {
-            Some("read") => call.count_read()?,
-            Some("write") => call.count_write()?,
-            Some("none") => {}
-            _ => return Err(VaultError::BadCharge),
+        match charge_of(operation) {
+            Some(Kind::Reads) => targets.iter().try_for_each(|_| call.count_read())?,
+            Some(Kind::Writes) => call.count_write()?,
+            None => {}
+        }
+        if let (Some(record), Operation::Store | Operation::Update) = (record, operation) {
+            let fields = record.top_level_fields(IndexedKind::ALL.map(IndexedKind::as_str))?;
+            for _ in fields.iter().filter(|f| matches!(f, TopLevelField::String(_))) {
+                call.count_lookup_probe()?;
+            }
         }
         Ok(targets)
     });
