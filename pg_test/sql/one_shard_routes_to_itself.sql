@@ -10,11 +10,13 @@
 \set ECHO none
 \ir common/setup.sql
 \set ECHO all
+-- A role of its own: the per-minute budgets are per role, across suites.
+CREATE ROLE shard_router LOGIN IN ROLE pii_vault_writer;
 SHOW pii_vault.shards;
 SHOW pii_vault.shard;
 SHOW pii_vault.shard_key;
 
-\c - app_writer
+\c - shard_router
 SELECT vault_store('{"email": "one@shard.example", "phone": "+1 415 555 2699"}') AS one \gset
 SELECT vault_share(:'one', ARRAY['email'], '1 hour') AS share \gset
 SELECT vault_session_store('{"cart": 1}', '1 hour', :'one') AS session \gset
@@ -56,3 +58,6 @@ SELECT pii_vault.audit_wait();
 SELECT outcome, session_role, fields, count(*) AS events, count(token) AS naming_a_token
 FROM pii_vault.audit_log WHERE operation = 'route' GROUP BY 1, 2, 3 ORDER BY 1, 3;
 SELECT count(*) AS the_get_routed FROM pii_vault.audit_log WHERE operation = 'route' AND token = :'one' AND fields = '{get}';
+
+-- Leave the cluster as common/setup.sql left it.
+DROP ROLE shard_router;

@@ -716,21 +716,6 @@ AS 'MODULE_PATHNAME', 'vault_update_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/refold.rs:7
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::refold::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/refold.rs:40
--- pii_vault::api::refold::pii_vault::refold_lookup_values
-CREATE  FUNCTION pii_vault."refold_lookup_values"() RETURNS bigint /* i64 */
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refold_lookup_values_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/api/install.rs:5
 CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
 /* </end connected objects> */
@@ -746,8 +731,85 @@ AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api/storage_guards.rs:256
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:268
+-- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
+CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:285
+-- pii_vault::api::storage_guards::pii_vault::audit_append_only
+CREATE FUNCTION pii_vault."audit_append_only"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:327
+-- pii_vault::api::storage_guards::pii_vault::key_check_changed
+CREATE FUNCTION pii_vault."key_check_changed"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:305
+-- pii_vault::api::storage_guards::pii_vault::storage_guard
+CREATE FUNCTION pii_vault."storage_guard"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'storage_guard_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/api/audit_functions.rs:151
 CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::audit_functions::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:167
+-- pii_vault::api::audit_functions::pii_vault::audit_wait
+CREATE  FUNCTION pii_vault."audit_wait"(
+	"timeout_ms" INT DEFAULT 10000 /* i32 */
+) RETURNS bool /* bool */
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_wait_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:237
+-- pii_vault::api::audit_functions::pii_vault::audit_read_note
+CREATE  FUNCTION pii_vault."audit_read_note"(
+	"token" uuid /* Option < Uuid > */
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:231
+-- pii_vault::api::audit_functions::pii_vault::audit_batch_may_name
+CREATE  FUNCTION pii_vault."audit_batch_may_name"(
+	"token_filter" bytea, /* & [u8] */
+	"token" uuid /* Uuid */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -777,80 +839,18 @@ AS 'MODULE_PATHNAME', 'audit_events_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/audit_functions.rs:231
--- pii_vault::api::audit_functions::pii_vault::audit_batch_may_name
-CREATE  FUNCTION pii_vault."audit_batch_may_name"(
-	"token_filter" bytea, /* & [u8] */
-	"token" uuid /* Uuid */
-) RETURNS bool /* bool */
-IMMUTABLE STRICT PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
+-- src/api/refold.rs:7
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::refold::pii_vault */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/audit_functions.rs:237
--- pii_vault::api::audit_functions::pii_vault::audit_read_note
-CREATE  FUNCTION pii_vault."audit_read_note"(
-	"token" uuid /* Option < Uuid > */
-) RETURNS void
-VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/audit_functions.rs:167
--- pii_vault::api::audit_functions::pii_vault::audit_wait
-CREATE  FUNCTION pii_vault."audit_wait"(
-	"timeout_ms" INT DEFAULT 10000 /* i32 */
-) RETURNS bool /* bool */
+-- src/api/refold.rs:40
+-- pii_vault::api::refold::pii_vault::refold_lookup_values
+CREATE  FUNCTION pii_vault."refold_lookup_values"() RETURNS bigint /* i64 */
 STRICT VOLATILE
 SET search_path TO pg_catalog, pii_vault, pg_temp
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_wait_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:256
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:285
--- pii_vault::api::storage_guards::pii_vault::audit_append_only
-CREATE FUNCTION pii_vault."audit_append_only"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_append_only_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:268
--- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
-CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:327
--- pii_vault::api::storage_guards::pii_vault::key_check_changed
-CREATE FUNCTION pii_vault."key_check_changed"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/storage_guards.rs:305
--- pii_vault::api::storage_guards::pii_vault::storage_guard
-CREATE FUNCTION pii_vault."storage_guard"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'storage_guard_wrapper';
+AS 'MODULE_PATHNAME', 'refold_lookup_values_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1044,7 +1044,7 @@ GRANT EXECUTE ON FUNCTION vault_appdata_delete(uuid, text) TO pii_vault_writer, 
 
 -- Shards (README, "Shards"): every role that reaches records through a
 -- proxy routes by token; readers route identifiers; vault_route charges
--- the caller's own budgets, so any vault role may call it.
+-- and audits the caller's own calls, so any vault role may call it.
 REVOKE ALL ON FUNCTION vault_shard_of(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_shard_of(uuid)
     TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
@@ -1052,8 +1052,8 @@ GRANT EXECUTE ON FUNCTION vault_shard_of(uuid)
 REVOKE ALL ON FUNCTION vault_shard_for(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_shard_for(text, text) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
 
-REVOKE ALL ON FUNCTION vault_route(integer, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION vault_route(integer, text)
+REVOKE ALL ON FUNCTION vault_route(integer, text, uuid, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_route(integer, text, uuid, jsonb)
     TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
 
 -- Consents: set by writers, read by readers.
