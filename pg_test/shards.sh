@@ -172,6 +172,10 @@ check_equal "a session stored through the proxy is read, listed and deleted thro
     '{"cart": 3} 1 t t '
 check_equal "a session without a record goes to some shard and comes back by its id" \
     "$(as app_writer -c "SELECT vault.vault_session_get(vault.vault_session_store('{\"anon\": true}', '1 hour'))")" '{"anon": true}'
+check_equal "an application's data set through the proxy is read and deleted through it" \
+    "$(as app_writer -c "SELECT vault.vault_appdata_set('$T1', 'crm', '{\"tier\": \"gold\"}')" -c "SELECT vault.vault_appdata_get('$T1', 'crm')" \
+         -c "SELECT vault.vault_appdata_delete('$T1', 'crm')" -c "SELECT vault.vault_appdata_get('$T1', 'crm') IS NULL" | tr '\n' ' ')" \
+    't {"tier": "gold"} t t '
 check_equal "consents set through the proxy are read and their history kept" \
     "$(as app_writer -c "SELECT vault.vault_consent_set('$T1', 'newsletter', true)" -c "SELECT vault.vault_consent_set('$T1', 'newsletter', false)" >/dev/null
        as app_reader -c "SELECT granted FROM vault.vault_consents('$T1')" -c "SELECT count(*) FROM vault.vault_consent_history('$T1')" | tr '\n' ' ')" \
@@ -326,6 +330,9 @@ check_equal "a record moved to its new email's shard: new token there, old token
          -c "SELECT vault.vault_lookup('email', '$NEW_EMAIL') = '$MOVED'" -c "SELECT vault.vault_get('$MOVED') ->> 'name'" | tr '\n' ' ')" \
     "$O1 t t Ada "
 
+check_equal "vault_health on shard 1 says where it stands (shards check)" \
+    "$(on shard1 -c "SELECT ok || ' ' || detail FROM vault_health() WHERE check_name = 'shards'")" \
+    "true shard 1 of 2, routing key version 1 loaded"
 for n in shard0 shard1 proxy; do
     check_equal "the audit of $n verifies" "$(on "$n" -c "SELECT pii_vault.audit_wait()" -c "SELECT ok FROM vault_audit_verify()" | tail -1)" t
 done

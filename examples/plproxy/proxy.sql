@@ -51,6 +51,11 @@ $$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_lookup(kind text, value text, _app text, _purpose text) RETURNS SETOF uuid AS $$
     CLUSTER 'vault_shards'; RUN ON public.vault_route(vault_remote.lookup_shard(kind, value), 'lookup');
 $$ LANGUAGE plproxy STRICT;
+-- A lookup of the routing kind or of a token asks one shard, for one value.
+CREATE FUNCTION vault_remote.vault_lookup_one(kind text, value text, _app text, _purpose text) RETURNS uuid AS $$
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(vault_remote.lookup_shard(kind, value), 'lookup');
+    TARGET vault_remote.vault_lookup;
+$$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_store(record jsonb, expires_at timestamptz, _app text, _purpose text) RETURNS uuid AS $$
     CLUSTER 'vault_shards'; RUN ON public.vault_route(vault_remote.store_shard(record), 'store', NULL, record);
 $$ LANGUAGE plproxy;
@@ -86,6 +91,15 @@ CREATE FUNCTION vault_remote.vault_session_delete(session uuid, _app text, _purp
 $$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_sessions(token uuid, _app text, _purpose text) RETURNS SETOF uuid AS $$
     CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'sessions', token);
+$$ LANGUAGE plproxy STRICT;
+CREATE FUNCTION vault_remote.vault_appdata_set(token uuid, app text, data jsonb, _app text, _purpose text) RETURNS boolean AS $$
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'appdata_set', token);
+$$ LANGUAGE plproxy STRICT;
+CREATE FUNCTION vault_remote.vault_appdata_get(token uuid, app text, _app text, _purpose text) RETURNS jsonb AS $$
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'appdata_get', token);
+$$ LANGUAGE plproxy STRICT;
+CREATE FUNCTION vault_remote.vault_appdata_delete(token uuid, app text, _app text, _purpose text) RETURNS boolean AS $$
+    CLUSTER 'vault_shards'; RUN ON public.vault_route(public.vault_shard_of(token), 'appdata_delete', token);
 $$ LANGUAGE plproxy STRICT;
 CREATE FUNCTION vault_remote.vault_consent_set(token uuid, purpose text, granted boolean, legal_basis text,
                                                expires_at timestamptz, _app text, _purpose text) RETURNS boolean AS $$
@@ -136,18 +150,22 @@ BEGIN
         MESSAGE = 'pii_vault: more than one shard holds a record with this ' || kind,
         HINT = 'Only pii_vault.shard_key is unique across shards; vault.vault_lookup_all(kind, value) lists every match.';
 END $$;
-CREATE FUNCTION vault.vault_lookup(kind text, value text) RETURNS uuid LANGUAGE plpgsql STRICT AS $$
+CREATE FUNCTION vault_remote.vault_lookup_every(kind text, value text, _app text, _purpose text) RETURNS uuid
+LANGUAGE plpgsql STRICT AS $$
 DECLARE
     found uuid[];
 BEGIN
-    SELECT array_agg(t) INTO found
-    FROM vault_remote.vault_lookup(kind, value, vault_remote.app(), vault_remote.purpose()) AS t
-    WHERE t IS NOT NULL;
+    SELECT array_agg(t) INTO found FROM vault_remote.vault_lookup(kind, value, _app, _purpose) AS t WHERE t IS NOT NULL;
     IF cardinality(found) > 1 THEN
         RETURN vault_remote.more_than_one(kind);
     END IF;
     RETURN found[1];
 END $$;
+CREATE FUNCTION vault.vault_lookup(kind text, value text) RETURNS uuid LANGUAGE sql AS $$
+    SELECT CASE WHEN kind IN (pg_catalog.current_setting('pii_vault.shard_key'), 'token')
+                THEN vault_remote.vault_lookup_one(kind, value, vault_remote.app(), vault_remote.purpose())
+                ELSE vault_remote.vault_lookup_every(kind, value, vault_remote.app(), vault_remote.purpose()) END
+$$;
 CREATE FUNCTION vault.vault_lookup_all(kind text, value text) RETURNS SETOF uuid LANGUAGE sql AS
 $$ SELECT t FROM vault_remote.vault_lookup(kind, value, vault_remote.app(), vault_remote.purpose()) AS t WHERE t IS NOT NULL $$;
 CREATE FUNCTION vault.vault_store(record jsonb, expires_at timestamptz DEFAULT NULL) RETURNS uuid LANGUAGE sql AS
@@ -174,6 +192,12 @@ CREATE FUNCTION vault.vault_session_delete(session uuid) RETURNS boolean LANGUAG
 $$ SELECT vault_remote.vault_session_delete(session, vault_remote.app(), vault_remote.purpose()) $$;
 CREATE FUNCTION vault.vault_sessions(token uuid) RETURNS SETOF uuid LANGUAGE sql AS
 $$ SELECT vault_remote.vault_sessions(token, vault_remote.app(), vault_remote.purpose()) $$;
+CREATE FUNCTION vault.vault_appdata_set(token uuid, app text, data jsonb) RETURNS boolean LANGUAGE sql AS
+$$ SELECT vault_remote.vault_appdata_set(token, app, data, vault_remote.app(), vault_remote.purpose()) $$;
+CREATE FUNCTION vault.vault_appdata_get(token uuid, app text) RETURNS jsonb LANGUAGE sql AS
+$$ SELECT vault_remote.vault_appdata_get(token, app, vault_remote.app(), vault_remote.purpose()) $$;
+CREATE FUNCTION vault.vault_appdata_delete(token uuid, app text) RETURNS boolean LANGUAGE sql AS
+$$ SELECT vault_remote.vault_appdata_delete(token, app, vault_remote.app(), vault_remote.purpose()) $$;
 CREATE FUNCTION vault.vault_consent_set(token uuid, purpose text, granted boolean, legal_basis text DEFAULT 'consent',
                                         expires_at timestamptz DEFAULT NULL) RETURNS boolean LANGUAGE sql AS
 $$ SELECT vault_remote.vault_consent_set(token, purpose, granted, legal_basis, expires_at, vault_remote.app(), vault_remote.purpose())
@@ -208,6 +232,9 @@ DECLARE
         ['vault_lookup(text, text)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
         ['vault_lookup_all(text, text)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
         ['vault_consents(uuid)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
+        ['vault_appdata_get(uuid, text)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
+        ['vault_appdata_set(uuid, text, jsonb)', 'pii_vault_writer, pii_vault_admin'],
+        ['vault_appdata_delete(uuid, text)', 'pii_vault_writer, pii_vault_admin'],
         ['vault_consent_history(uuid)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
         ['vault_get_shared(uuid)', 'pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_admin'],
         ['vault_store(jsonb, timestamptz)', 'pii_vault_writer, pii_vault_admin'],
@@ -233,6 +260,10 @@ BEGIN
         EXECUTE format('GRANT EXECUTE ON FUNCTION vault.%s, vault_remote.%s TO %s', g[1],
                        CASE WHEN g[1] LIKE 'vault_lookup_all%' THEN 'vault_lookup(text, text, text, text)' ELSE remote END,
                        g[2]);
+        IF g[1] = 'vault_lookup(text, text)' THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION vault_remote.vault_lookup_one(text, text, text, text),
+                            vault_remote.vault_lookup_every(text, text, text, text) TO %s', g[2]);
+        END IF;
     END LOOP;
 END $$;
 GRANT EXECUTE ON FUNCTION vault_remote.app(), vault_remote.purpose(), vault_remote.more_than_one(text)

@@ -134,6 +134,31 @@ BEGIN
     RETURN QUERY SELECT * FROM public.vault_sessions(token);
 END $$;
 
+-- Applications' data of a record.
+CREATE FUNCTION vault_remote.vault_appdata_set(token uuid, app text, data jsonb, _app text, _purpose text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_appdata_set(token, app, data);
+END $$;
+
+CREATE FUNCTION vault_remote.vault_appdata_get(token uuid, app text, _app text, _purpose text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_appdata_get(token, app);
+END $$;
+
+CREATE FUNCTION vault_remote.vault_appdata_delete(token uuid, app text, _app text, _purpose text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', coalesce(_app, ''), true),
+            pg_catalog.set_config('pii_vault.purpose', coalesce(_purpose, ''), true);
+    RETURN public.vault_appdata_delete(token, app);
+END $$;
+
 -- Consents.
 CREATE FUNCTION vault_remote.vault_consent_set(token uuid, purpose text, granted boolean, legal_basis text,
                                                expires_at timestamptz, _app text, _purpose text)
@@ -196,7 +221,7 @@ END $$;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA vault_remote FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_remote.vault_get(uuid, text, text), vault_remote.vault_get(uuid, text[], text, text),
     vault_remote.vault_lookup(text, text, text, text), vault_remote.vault_consents(uuid, text, text),
-    vault_remote.vault_consent_history(uuid, text, text)
+    vault_remote.vault_consent_history(uuid, text, text), vault_remote.vault_appdata_get(uuid, text, text, text)
     TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
 GRANT EXECUTE ON FUNCTION vault_remote.vault_get_shared(uuid, text, text)
     TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_admin;
@@ -206,7 +231,8 @@ GRANT EXECUTE ON FUNCTION vault_remote.vault_store(jsonb, timestamptz, text, tex
     vault_remote.vault_share(uuid, text[], interval, text, text), vault_remote.vault_unshare(uuid, text, text),
     vault_remote.vault_session_store(jsonb, interval, uuid, text, text), vault_remote.vault_session_get(uuid, text, text),
     vault_remote.vault_session_delete(uuid, text, text), vault_remote.vault_sessions(uuid, text, text),
-    vault_remote.vault_consent_set(uuid, text, boolean, text, timestamptz, text, text)
+    vault_remote.vault_consent_set(uuid, text, boolean, text, timestamptz, text, text),
+    vault_remote.vault_appdata_set(uuid, text, jsonb, text, text), vault_remote.vault_appdata_delete(uuid, text, text, text)
     TO pii_vault_writer, pii_vault_admin;
 GRANT EXECUTE ON FUNCTION vault_remote.vault_subject_export(uuid, text, text), vault_remote.vault_erase(uuid, text, text)
     TO pii_vault_admin;

@@ -142,6 +142,7 @@ fn vault_health() -> TableIterator<'static, (name!(check_name, String), name!(ok
             };
             found(None, fine)
         }),
+        run("shards", shards),
         log_setting("log_statement", |v| v == "none" || v == "ddl", "set log_statement = none (or ddl): logged statements carry record values"),
         log_setting("log_min_duration_statement", |v| v == "-1", "set log_min_duration_statement = -1: slow statements are logged with their text"),
         log_setting("log_parameter_max_length", |v| v == "0", "set log_parameter_max_length = 0: logged statements would carry their bind parameters"),
@@ -164,6 +165,23 @@ fn vault_health() -> TableIterator<'static, (name!(check_name, String), name!(ok
     let all_ok = checks.iter().all(|c| c.ok);
     audit::record_if_room(Operation::Health, None, None, if all_ok { Outcome::Ok } else { Outcome::Error });
     TableIterator::new(checks.into_iter().map(|c| (c.name.to_string(), c.ok, c.detail)))
+}
+
+/// This server's place in a vault split over shards: with more than one,
+/// the routing key version must be loaded (vault_shard_for, and every
+/// store of the routing kind, need it).
+fn shards() -> Found {
+    let (shards, shard, version) = (crate::guc::shards(), crate::guc::shard(), crate::guc::routing_key_version());
+    if shards == 1 {
+        return found(None, "not split: every token is shard 0's");
+    }
+    let loaded = keys::key_set().is_ok_and(|keys| keys.version(version).is_some());
+    found(
+        (!loaded).then(|| {
+            format!("pii_vault.routing_key_version ({version}) is not loaded: add it to the key source and restart; until then no identifier is routed and no store of pii_vault.shard_key succeeds")
+        }),
+        &format!("shard {shard} of {shards}, routing key version {version} loaded"),
+    )
 }
 
 fn log_setting(name: &'static str, fine: impl Fn(&str) -> bool, fix: &str) -> Check {
