@@ -390,7 +390,8 @@ CONF
     s1() { as_pg "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$S1_DIR" -p "$S1_PORT" -d bench "$@"; }
     px() { as_pg "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$PX_DIR" -p "$PX_PORT" -d proxy "$@"; }
     s1 -f "$DIR/setup.sql" >/dev/null
-    for f in shard.sql; do psql_bench -f examples/plproxy/$f >/dev/null; s1 -f examples/plproxy/$f >/dev/null; done
+    psql_bench -f examples/plproxy/shard.sql >/dev/null
+    s1 -f examples/plproxy/shard.sql >/dev/null
     px -c "CREATE EXTENSION pii_vault" >/dev/null
     px -v shard0="host=$DIR port=$PORT dbname=bench" -v shard1="host=$S1_DIR port=$S1_PORT dbname=bench" \
        -f examples/plproxy/cluster.sql >/dev/null

@@ -339,11 +339,7 @@ fn define_postmaster_settings() {
     if SHARD.get() >= SHARDS.get() {
         // Raised while the postmaster loads the library: the server does
         // not start, rather than mint tokens that route elsewhere.
-        pgrx::error!(
-            "pii_vault: pii_vault.shard ({}) must be below pii_vault.shards ({})",
-            SHARD.get(),
-            SHARDS.get()
-        );
+        pgrx::error!("pii_vault: pii_vault.shard ({}) must be below pii_vault.shards ({})", SHARD.get(), SHARDS.get());
     }
     GucRegistry::define_string_guc(
         c"pii_vault.database",

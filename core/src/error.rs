@@ -174,7 +174,9 @@ pub enum VaultError {
     BadShard(u32),
     #[error("pii_vault: the routed operation must be the audit name of a vault call (get, lookup, store, ...)")]
     BadRoutedOperation,
-    #[error("pii_vault: key version {0} (pii_vault.routing_key_version) is not loaded, so identifiers cannot be routed")]
+    #[error(
+        "pii_vault: key version {0} (pii_vault.routing_key_version) is not loaded, so identifiers cannot be routed"
+    )]
     RoutingKeyNotLoaded(u32),
 
     #[error("pii_vault: the stored record failed authentication")]

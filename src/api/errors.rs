@@ -22,7 +22,12 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
             ERRCODE_PROGRAM_LIMIT_EXCEEDED
         }
         InParallelWorker => ERRCODE_FEATURE_NOT_SUPPORTED,
-        NotAnObject | PatchNotAnObject | MalformedJson | UnknownLookupKind | FieldNotString(_) | InvalidValue(_)
+        NotAnObject
+        | PatchNotAnObject
+        | MalformedJson
+        | UnknownLookupKind
+        | FieldNotString(_)
+        | InvalidValue(_)
         | NullFieldName
         | WrongShard { .. }
         | BadShard(_)

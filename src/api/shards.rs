@@ -8,13 +8,13 @@ use pgrx::Uuid;
 use super::call::audited;
 use super::errors::OrRaise;
 use super::guard;
+use super::jsonb::{JsonbDatum, TopLevelField};
 use crate::audit::Operation;
 use crate::crypto::blind_index::blind_index;
 use crate::error::{VaultError, VaultResult};
 use crate::guc;
 use crate::normalize::{normalize, parse_token, IndexedKind, LookupKind};
 use crate::throttle::Kind;
-use super::jsonb::{JsonbDatum, TopLevelField};
 use pii_vault_core::shard;
 
 /// The shard `token` was minted on: pure arithmetic on the token's bits
