@@ -49,13 +49,6 @@ pub fn random_token_on(shard: u32, shards: u32) -> VaultResult<[u8; 16]> {
     Ok(token)
 }
 
-/// Random bits left in a version 4 token minted on one of `shards`
-/// shards: 122 less what the shard number takes (a whole bit per
-/// doubling, rounded up).
-pub fn random_bits(shards: u32) -> u32 {
-    122 - shards.max(1).next_power_of_two().trailing_zeros()
-}
-
 /// The shard that owns an identifier whose blind index under the routing
 /// key version is `hash`.
 pub fn shard_for_hash(hash: &[u8; BLIND_INDEX_LEN], shards: u32) -> u32 {
@@ -67,6 +60,13 @@ pub fn shard_for_hash(hash: &[u8; BLIND_INDEX_LEN], shards: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Random bits left in a version 4 token minted on one of `shards`
+    /// shards: 122 less what the shard number takes (a whole bit per
+    /// doubling, rounded up).
+    fn random_bits(shards: u32) -> u32 {
+        122 - shards.max(1).next_power_of_two().trailing_zeros()
+    }
 
     #[test]
     fn one_shard_holds_every_token() {

@@ -224,49 +224,43 @@ $$ SELECT * FROM vault_remote.vault_audit(for_token, vault_remote.app(), vault_r
 
 -- Who may call what: as the vault grants it.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA vault_remote, vault FROM PUBLIC;
-DO $$
-DECLARE
-    grants text[][] := ARRAY[
-        ['vault_get(uuid)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
-        ['vault_get(uuid, text[])', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
-        ['vault_lookup(text, text)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
-        ['vault_lookup_all(text, text)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
-        ['vault_consents(uuid)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
-        ['vault_appdata_get(uuid, text)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
-        ['vault_appdata_set(uuid, text, jsonb)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_appdata_delete(uuid, text)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_consent_history(uuid)', 'pii_vault_reader, pii_vault_writer, pii_vault_admin'],
-        ['vault_get_shared(uuid)', 'pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_admin'],
-        ['vault_store(jsonb, timestamptz)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_update(uuid, jsonb)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_delete(uuid)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_set_expiry(uuid, timestamptz)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_share(uuid, text[], interval)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_unshare(uuid)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_session_store(jsonb, interval, uuid)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_session_get(uuid)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_session_delete(uuid)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_sessions(uuid)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_consent_set(uuid, text, boolean, text, timestamptz)', 'pii_vault_writer, pii_vault_admin'],
-        ['vault_subject_export(uuid)', 'pii_vault_admin'],
-        ['vault_erase(uuid)', 'pii_vault_admin'],
-        ['vault_audit(uuid)', 'pii_vault_auditor, pii_vault_admin']];
-    g text[];
-    remote text;
-BEGIN
-    FOREACH g SLICE 1 IN ARRAY grants LOOP
-        -- The PL/Proxy function takes the two carried arguments more.
-        remote := regexp_replace(g[1], '\)$', CASE WHEN g[1] LIKE '%()' THEN 'text, text)' ELSE ', text, text)' END);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION vault.%s, vault_remote.%s TO %s', g[1],
-                       CASE WHEN g[1] LIKE 'vault_lookup_all%' THEN 'vault_lookup(text, text, text, text)' ELSE remote END,
-                       g[2]);
-        IF g[1] = 'vault_lookup(text, text)' THEN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION vault_remote.vault_lookup_one(text, text, text, text),
-                            vault_remote.vault_lookup_every(text, text, text, text) TO %s', g[2]);
-        END IF;
-    END LOOP;
-END $$;
+-- Readers: each app-facing function and the PL/Proxy function under it.
+GRANT EXECUTE ON FUNCTION
+    vault.vault_get(uuid), vault_remote.vault_get(uuid, text, text),
+    vault.vault_get(uuid, text[]), vault_remote.vault_get(uuid, text[], text, text),
+    vault.vault_lookup(text, text), vault.vault_lookup_all(text, text),
+    vault_remote.vault_lookup_one(text, text, text, text), vault_remote.vault_lookup_every(text, text, text, text),
+    vault_remote.vault_lookup(text, text, text, text), vault_remote.lookup_shard(text, text),
+    vault.vault_consents(uuid), vault_remote.vault_consents(uuid, text, text),
+    vault.vault_consent_history(uuid), vault_remote.vault_consent_history(uuid, text, text),
+    vault.vault_appdata_get(uuid, text), vault_remote.vault_appdata_get(uuid, text, text, text)
+    TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
+GRANT EXECUTE ON FUNCTION vault.vault_get_shared(uuid), vault_remote.vault_get_shared(uuid, text, text)
+    TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_admin;
+-- Writers.
+GRANT EXECUTE ON FUNCTION
+    vault.vault_store(jsonb, timestamptz), vault_remote.vault_store(jsonb, timestamptz, text, text),
+    vault_remote.store_shard(jsonb),
+    vault.vault_update(uuid, jsonb), vault_remote.vault_update(uuid, jsonb, text, text),
+    vault.vault_delete(uuid), vault_remote.vault_delete(uuid, text, text),
+    vault.vault_set_expiry(uuid, timestamptz), vault_remote.vault_set_expiry(uuid, timestamptz, text, text),
+    vault.vault_share(uuid, text[], interval), vault_remote.vault_share(uuid, text[], interval, text, text),
+    vault.vault_unshare(uuid), vault_remote.vault_unshare(uuid, text, text),
+    vault.vault_session_store(jsonb, interval, uuid), vault_remote.vault_session_store(jsonb, interval, uuid, text, text),
+    vault.vault_session_get(uuid), vault_remote.vault_session_get(uuid, text, text),
+    vault.vault_session_delete(uuid), vault_remote.vault_session_delete(uuid, text, text),
+    vault.vault_sessions(uuid), vault_remote.vault_sessions(uuid, text, text),
+    vault.vault_appdata_set(uuid, text, jsonb), vault_remote.vault_appdata_set(uuid, text, jsonb, text, text),
+    vault.vault_appdata_delete(uuid, text), vault_remote.vault_appdata_delete(uuid, text, text, text),
+    vault.vault_consent_set(uuid, text, boolean, text, timestamptz),
+    vault_remote.vault_consent_set(uuid, text, boolean, text, timestamptz, text, text)
+    TO pii_vault_writer, pii_vault_admin;
+-- Admins; auditors.
+GRANT EXECUTE ON FUNCTION
+    vault.vault_subject_export(uuid), vault_remote.vault_subject_export(uuid, text, text),
+    vault.vault_erase(uuid), vault_remote.vault_erase(uuid, text, text)
+    TO pii_vault_admin;
+GRANT EXECUTE ON FUNCTION vault.vault_audit(uuid), vault_remote.vault_audit(uuid, text, text)
+    TO pii_vault_auditor, pii_vault_admin;
 GRANT EXECUTE ON FUNCTION vault_remote.app(), vault_remote.purpose(), vault_remote.more_than_one(text)
     TO pii_vault_share_reader, pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
-GRANT EXECUTE ON FUNCTION vault_remote.store_shard(jsonb) TO pii_vault_writer, pii_vault_admin;
-GRANT EXECUTE ON FUNCTION vault_remote.lookup_shard(text, text) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
