@@ -71,6 +71,11 @@ audit_code! {
         Expire = 32 => "expire",
         Reindex = 33 => "reindex",
         Route = 34 => "route",
+        Tokenize = 35 => "tokenize",
+        Detokenize = 36 => "detokenize",
+        TokenDelete = 37 => "token_delete",
+        Patch = 38 => "patch",
+        Migrate = 39 => "migrate",
     }
 }
 
@@ -82,9 +87,12 @@ impl Operation {
         use Operation::*;
         match self {
             Store | Update | Delete | Rotate | AuditPrune | SetExpiry | Restore | Erase | Purge | Share | Unshare
-            | SessionStore | SessionDelete | AppDataSet | AppDataDelete | ConsentSet | Expire | Reindex => true,
+            | SessionStore | SessionDelete | AppDataSet | AppDataDelete | ConsentSet | Expire | Reindex | Tokenize
+            | TokenDelete | Patch | Migrate => true,
             Get | Lookup | Export | AuditRead | AuditVerify | Health | Normalize | KeyVersions | GetShared
-            | SessionGet | Sessions | AppDataGet | Consents | ConsentHistory | SubjectExport | Route => false,
+            | SessionGet | Sessions | AppDataGet | Consents | ConsentHistory | SubjectExport | Route | Detokenize => {
+                false
+            }
         }
     }
 }

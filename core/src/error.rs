@@ -179,6 +179,21 @@ pub enum VaultError {
     )]
     RoutingKeyNotLoaded(u32),
 
+    #[error("pii_vault: unknown field token kind")]
+    UnknownFieldKind,
+    #[error("pii_vault: the card number {0}")]
+    BadCard(&'static str),
+    #[error("pii_vault: a text value to tokenize must be 1 to {0} bytes")]
+    BadText(usize),
+    #[error("pii_vault: not a field token")]
+    NotAFieldToken,
+    #[error("pii_vault: no live record has this token")]
+    NoSuchRecord,
+    #[error("pii_vault: more than {0} elements in one call")]
+    TooManyElements(usize),
+    #[error("{0}")]
+    Patch(crate::json_patch::PatchError),
+
     #[error("pii_vault: the stored record failed authentication")]
     DecryptFailed,
     #[error("pii_vault: the stored record is encrypted under key version {0}, which is not loaded")]
@@ -272,9 +287,11 @@ impl VaultError {
             Unattributable(_) | CallerMayNotExecute | PurposeRequired | BulkExportDisabled | NotAdmin => {
                 Outcome::Denied
             }
-            ReadsPerStatement(_) | ReadsPerMinute(..) | WritesPerStatement(_) | WritesPerMinute(..) => {
-                Outcome::Throttled
-            }
+            ReadsPerStatement(_)
+            | ReadsPerMinute(..)
+            | WritesPerStatement(_)
+            | WritesPerMinute(..)
+            | TooManyElements(_) => Outcome::Throttled,
             Unavailable(_)
             | NotAnObject
             | PatchNotAnObject
@@ -287,6 +304,12 @@ impl VaultError {
             | NullFieldName
             | TooManyFieldNames(_)
             | Duplicate(_)
+            | UnknownFieldKind
+            | BadCard(_)
+            | BadText(_)
+            | NotAFieldToken
+            | NoSuchRecord
+            | Patch(_)
             | WrongShard { .. }
             | BadShard(_)
             | BadRoutedOperation

@@ -8,10 +8,12 @@
 //!   batch format and its token filters, random tokens;
 //! - `normalize`: lookup values to their one canonical form;
 //! - `record`: JSON merge patches and projections of a record;
+//! - `json_patch`: RFC 6902 JSON Patch of a record;
 //! - `key_source`: reading the master key from a keyfile or a command;
 //! - `audit_event`: one audit event's fixed layout and its byte encoding;
 //! - `audit_spill`: the file that keeps events the writer could not write;
 //! - `budget`: per-role budgets as GCRA cells in shared memory;
+//! - `field_token`: field tokens' kinds, card numbers and their format-keeping tokens;
 //! - `schema`: the storage layout of each release, and the shape checks
 //!   of what the extension reads without SPI;
 //! - `shard`: which shard a token or an identifier lives on;
@@ -31,6 +33,8 @@ pub mod audit_spill;
 pub mod budget;
 pub mod crypto;
 pub mod error;
+pub mod field_token;
+pub mod json_patch;
 pub mod key_source;
 pub mod normalize;
 pub mod record;

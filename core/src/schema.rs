@@ -21,10 +21,12 @@ pub enum Schema {
     /// 0.4.0 on: standbys' audit events are forwarded to the primary,
     /// which remembers the last frame it took from each (`forwarded`).
     V0_4,
+    /// 0.6.0 on: single values tokenized on their own (`field_tokens`).
+    V0_6,
 }
 
 impl Schema {
-    pub const ALL: [Schema; 4] = [Schema::V0_1, Schema::V0_2, Schema::V0_3, Schema::V0_4];
+    pub const ALL: [Schema; 5] = [Schema::V0_1, Schema::V0_2, Schema::V0_3, Schema::V0_4, Schema::V0_6];
 
     /// The layout of a release, as pg_extension's `extversion` names it;
     /// None for a release this library does not know (a later one).
@@ -34,6 +36,7 @@ impl Schema {
             "0.2.0" => Some(Schema::V0_2),
             "0.3.0" | "0.3.1" | "0.3.2" => Some(Schema::V0_3),
             "0.4.0" | "0.5.0" => Some(Schema::V0_4),
+            "0.6.0" => Some(Schema::V0_6),
             _ => None,
         }
     }
@@ -43,7 +46,7 @@ impl Schema {
     pub fn has_life_cycle(self) -> bool {
         match self {
             Schema::V0_1 | Schema::V0_2 => false,
-            Schema::V0_3 | Schema::V0_4 => true,
+            Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => true,
         }
     }
 
@@ -51,7 +54,7 @@ impl Schema {
     pub fn has_vault_id(self) -> bool {
         match self {
             Schema::V0_1 => false,
-            Schema::V0_2 | Schema::V0_3 | Schema::V0_4 => true,
+            Schema::V0_2 | Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => true,
         }
     }
 
@@ -59,7 +62,15 @@ impl Schema {
     pub fn has_forwarding(self) -> bool {
         match self {
             Schema::V0_1 | Schema::V0_2 | Schema::V0_3 => false,
-            Schema::V0_4 => true,
+            Schema::V0_4 | Schema::V0_6 => true,
+        }
+    }
+
+    /// Whether `field_tokens` (single values tokenized) exists.
+    pub fn has_field_tokens(self) -> bool {
+        match self {
+            Schema::V0_1 | Schema::V0_2 | Schema::V0_3 | Schema::V0_4 => false,
+            Schema::V0_6 => true,
         }
     }
 }

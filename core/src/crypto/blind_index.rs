@@ -31,6 +31,29 @@ pub fn id_hash(ring: &KeyRing, what: &str, id: &[u8; 16]) -> [u8; BLIND_INDEX_LE
     mac.finalize().into_bytes().into()
 }
 
+/// The keyed hash a deduplicated field token is found by:
+/// HMAC(index key, "field/" ‖ kind ‖ 0x00 ‖ record ‖ value), where record
+/// is 0x00 for none or 0x01 and its 16 bytes. "field/…" is no lookup
+/// kind's name nor an id's label, the record part has a fixed length per
+/// tag, and a value holds no NUL (PostgreSQL text cannot), so no other
+/// input feeds the MAC the same bytes. The record is part of it: a value
+/// tokenized for two subjects is two tokens, each erased with its own.
+pub fn field_value_hash(ring: &KeyRing, kind: &str, record: Option<&[u8; 16]>, value: &str) -> [u8; BLIND_INDEX_LEN] {
+    let mut mac = ring.index_mac.clone();
+    mac.update(b"field/");
+    mac.update(kind.as_bytes());
+    mac.update(&[0u8]);
+    match record {
+        Some(token) => {
+            mac.update(&[1u8]);
+            mac.update(token);
+        }
+        None => mac.update(&[0u8]),
+    }
+    mac.update(value.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 /// What is MACed, in pieces: kind ‖ 0x00 ‖ value. A normalized value holds
 /// no NUL (control characters are refused), so the first 0x00 splits the
 /// input back into its kind and value: no other (kind, value) pair, for any
@@ -60,6 +83,23 @@ mod tests {
             blind_index(&r1, IndexedKind::Email, "a@b.example"),
             blind_index(&r2, IndexedKind::Email, "a@b.example")
         );
+    }
+
+    #[test]
+    fn field_value_hashes_are_apart_from_lookups_and_per_record() {
+        let ring = KeyRing::derive(&[1u8; 32]);
+        let plain = field_value_hash(&ring, "email", None, "a@b.example");
+        // Not the lookup's hash of the same value: a field token's dedup
+        // hash says nothing about whether a record holds that email.
+        assert_ne!(plain, blind_index(&ring, IndexedKind::Email, "a@b.example"));
+        assert_ne!(plain, field_value_hash(&ring, "text", None, "a@b.example"));
+        assert_ne!(plain, field_value_hash(&ring, "email", Some(&[7; 16]), "a@b.example"));
+        assert_ne!(
+            field_value_hash(&ring, "email", Some(&[7; 16]), "x"),
+            field_value_hash(&ring, "email", Some(&[8; 16]), "x")
+        );
+        assert_eq!(plain, field_value_hash(&ring, "email", None, "a@b.example"));
+        assert_ne!(plain, field_value_hash(&KeyRing::derive(&[2u8; 32]), "email", None, "a@b.example"));
     }
 
     fn joined(kind: &str, value: &str) -> Vec<u8> {

@@ -72,12 +72,15 @@ pub enum PayloadEncoding {
     /// The bytes of a PostgreSQL jsonb value without its varlena header:
     /// returned to SQL as they are, with no JSON parsing.
     JsonbBinary = 1,
+    /// UTF-8 text: a single value tokenized on its own (a field token).
+    Utf8Text = 2,
 }
 
 impl PayloadEncoding {
     fn from_byte(b: u8) -> Option<Self> {
         match b {
             1 => Some(Self::JsonbBinary),
+            2 => Some(Self::Utf8Text),
             _ => None,
         }
     }
@@ -390,11 +393,23 @@ mod tests {
     #[test]
     fn an_unknown_payload_encoding_does_not_open() {
         let mut env = seal(&ring(), &TOKEN, PayloadEncoding::JsonbBinary, b"x").unwrap();
-        for encoding in [0, 2, 255] {
+        for encoding in [0, 3, 255] {
             env[1] = encoding;
             assert_eq!(plaintext_len(&env), None, "encoding {encoding}");
             assert!(open(&keys(), &TOKEN, &env).is_err(), "encoding {encoding}");
         }
+    }
+
+    #[test]
+    fn a_record_relabelled_as_text_does_not_open() {
+        // The encoding is in the authenticated header: a record's envelope
+        // passed off as a field token's (or the reverse) fails its tag.
+        let mut env = seal(&ring(), &TOKEN, PayloadEncoding::JsonbBinary, b"x").unwrap();
+        env[1] = PayloadEncoding::Utf8Text as u8;
+        assert_eq!(open(&keys(), &TOKEN, &env).unwrap_err(), VaultError::DecryptFailed);
+        let text = seal(&ring(), &TOKEN, PayloadEncoding::Utf8Text, b"4111111111111111").unwrap();
+        let (encoding, plaintext) = open(&keys(), &TOKEN, &text).unwrap();
+        assert_eq!((encoding, &plaintext[..]), (PayloadEncoding::Utf8Text, &b"4111111111111111"[..]));
     }
 
     #[test]
