@@ -230,10 +230,10 @@ check_equal "after the update the audit's events of 0.3.0 read with their acting
 q -f "$HERE/schema_snapshot.sql" >"$BASE/from030.snapshot"
 drop_vault
 
-# Vaults created as 0.3.1, 0.3.2 and 0.4.0, used, then updated (vault_stats()
+# Vaults created as 0.3.1, 0.3.2, 0.4.0 and 0.5.0, used, then updated (vault_stats()
 # appears; the audit gains its server column, the forwarded table and
 # vault_audit_forward; granted as a fresh install grants them).
-for release in 0.3.1 0.3.2 0.4.0; do
+for release in 0.3.1 0.3.2 0.4.0 0.5.0; do
     q -c "CREATE EXTENSION pii_vault VERSION '$release'" >/dev/null
     (cd "$HERE/sql" && q -f common/setup.sql >/dev/null)
     q -c "CREATE TABLE people AS SELECT n, vault_store(jsonb_build_object('email', 'person' || n || '@upgrade.example',
@@ -256,7 +256,7 @@ check "0.1.0 -> $VERSION in one update leaves the schema of a fresh $VERSION ins
     diff -u "$BASE/fresh.snapshot" "$BASE/direct.snapshot"
 check "0.3.0 -> $VERSION leaves the schema of a fresh $VERSION install" \
     diff -u "$BASE/fresh.snapshot" "$BASE/from030.snapshot"
-for release in 0.3.1 0.3.2 0.4.0; do
+for release in 0.3.1 0.3.2 0.4.0 0.5.0; do
     check "$release -> $VERSION leaves the schema of a fresh $VERSION install" \
         diff -u "$BASE/fresh.snapshot" "$BASE/from$release.snapshot"
 done
@@ -337,6 +337,10 @@ TOTAL="$(q -c "SELECT count(*) FROM pii_vault.records")"
 # too (they are read back once version 1 is retired).
 SESSION_1="$(q -c "SELECT vault_appdata_set(tok, 'shop', jsonb_build_object('cart', n)) FROM people WHERE n < 6" \
                -c "SELECT vault_session_store('{\"step\": 3}', '1 day', (SELECT tok FROM people WHERE n = 1))" | tail -1)"
+# Field tokens under version 1: a card's, and an email's deduplicated for
+# a record (its value hash is recomputed under the new version).
+FT_CARD="$(q -c "SELECT vault_tokenize('4111 1111 1111 1111', 'card')")"
+FT_MAIL="$(q -c "SELECT vault_tokenize('Rotate.Me@rotate.example', 'email', (SELECT tok FROM people WHERE n = 2), dedup => true)")"
 KEY_2="$(new_key)"
 write_keyfile "$CLUSTER_DIR/vault.key" "$(printf '# version 1 until rotated\n1:%s\n2:%s' "$KEY_A" "$KEY_2")" 600
 restart
@@ -436,6 +440,8 @@ check_equal "after the rotation the applications' data and the session are under
     "$(q -c "SELECT count(*) FROM pii_vault.app_data WHERE substring(envelope, 3, 4) = '\\x00000002'::bytea" \
          -c "SELECT count(*) FROM pii_vault.sessions WHERE substring(envelope, 3, 4) = '\\x00000002'::bytea" \
          -c "SELECT vault_session_get('$SESSION_1') ->> 'step'" | tr '\n' ' ')" "5 1 3 "
+check_equal "after the rotation both field tokens are under version 2" \
+    "$(q -c "SELECT count(*) FROM pii_vault.field_tokens WHERE substring(envelope, 3, 4) = '\\x00000002'::bytea AND key_version IS DISTINCT FROM 1")" 2
 check_equal "after the rotation the audit verifies, and the batches MACed under version 1 are sealed by an anchor" \
     "$(q -c "SELECT pii_vault.audit_wait()" -c "SELECT ok FROM vault_audit_verify()" \
          -c "SELECT sealed_upto > 0 AND key_version = 2 FROM pii_vault.audit_anchor" | tail -2 | tr '\n' ' ')" "t t "
@@ -455,6 +461,10 @@ check_equal "under US again, the rotation moved them too and every phone lookup 
 check_equal "version 1 retired: the applications' data made under it were moved and read back; its session is not found" \
     "$(q -c "SELECT count(*) FILTER (WHERE vault_appdata_get(tok, 'shop') ->> 'cart' = n::text) FROM people WHERE n < 6" \
          -c "SELECT vault_session_get('$SESSION_1') IS NULL" | tr '\n' ' ')" "5 t "
+check_equal "version 1 retired: the field tokens made under it read back, and the deduplicated one is found again" \
+    "$(q -c "SELECT vault_detokenize('$FT_CARD')" -c "SELECT vault_detokenize('$FT_MAIL')" \
+         -c "SELECT vault_tokenize('rotate.me@ROTATE.example', 'email', (SELECT tok FROM people WHERE n = 2), dedup => true) = '$FT_MAIL'" | tr '\n' ' ')" \
+    "4111111111111111 rotate.me@rotate.example t "
 check_equal "version 1 retired: the audit still verifies (the anchor vouches for version 1's batches)" \
     "$(q -c "SELECT ok FROM vault_audit_verify()")" t
 check_equal "version 1 retired: vault_health() finds nothing to fix about keys" \

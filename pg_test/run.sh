@@ -125,6 +125,12 @@ run_suites main \
     one_person_one_identity \
     one_shard_routes_to_itself \
     errors_leave_no_budget_behind \
+    card_token_never_passes_as_a_card \
+    field_token_reveals_nothing_else \
+    erased_subject_takes_its_tokens \
+    many_records_past_the_budget_read_nothing \
+    json_patch_changes_all_or_nothing \
+    migration_moves_each_row_once \
     leave_canaries
 
 # ---- the suites leave no role behind ----------------------------------------

@@ -282,5 +282,113 @@ $$;
 REVOKE ALL ON PROCEDURE vault_rotate(integer, interval) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE vault_rotate(integer, interval) TO pii_vault_admin;
 
+-- Field tokens: single values tokenized in the application's tables.
+REVOKE ALL ON FUNCTION vault_tokenize(text, text, uuid, timestamptz, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_tokenize(text, text, uuid, timestamptz, boolean) TO pii_vault_writer, pii_vault_admin;
+REVOKE ALL ON FUNCTION vault_detokenize(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_detokenize(text) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
+REVOKE ALL ON FUNCTION vault_token_delete(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_token_delete(text) TO pii_vault_writer, pii_vault_admin;
+-- Pure (no key, no table): the id the audit names a field token by.
+REVOKE ALL ON FUNCTION vault_field_token_id(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_field_token_id(text)
+    TO pii_vault_reader, pii_vault_writer, pii_vault_auditor, pii_vault_admin;
+
+-- Calls on many records: each element charged and audited as one call.
+REVOKE ALL ON FUNCTION vault_get_many(uuid[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_get_many(uuid[], text[]) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
+REVOKE ALL ON FUNCTION vault_lookup_many(text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_lookup_many(text, text[]) TO pii_vault_reader, pii_vault_writer, pii_vault_admin;
+REVOKE ALL ON FUNCTION vault_store_many(jsonb[], timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_store_many(jsonb[], timestamptz) TO pii_vault_writer, pii_vault_admin;
+REVOKE ALL ON FUNCTION vault_patch(uuid, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_patch(uuid, jsonb) TO pii_vault_writer, pii_vault_admin;
+REVOKE ALL ON FUNCTION vault_migrate_batch(jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault_migrate_batch(jsonb[]) TO pii_vault_admin;
+
+-- Moves an application's table into the vault: the named columns of each
+-- row become a record (its NULL columns left out), whose token is written
+-- to token_column (a uuid column) as the columns are set to NULL, in
+-- committed batches (each one SELECT ... FOR UPDATE of up to batch_size
+-- rows, one vault_migrate_batch, one UPDATE, COMMIT), pausing after each
+-- for half again as long as it took, so the application keeps most of the
+-- machine. Resumable: a row whose token is set is done, so a CALL
+-- cancelled or failed part-way is run again and moves the rest, each row
+-- once. A row whose values are invalid, or taken by another record, is
+-- left as it was and named in a NOTICE (its ctid and the error, never a
+-- value). Runs as its caller (who must be able to read and update the
+-- table), for the reason vault_rotate does.
+CREATE PROCEDURE vault_migrate(tab regclass, token_column name, columns name[], batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    after tid := '(0,0)';
+    ids tid[];
+    docs jsonb[];
+    tokens uuid[];
+    errors text[];
+    moved bigint := 0;
+    left_rows bigint := 0;
+    started timestamptz;
+    select_sql text;
+    update_sql text;
+    i integer;
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 OR batch_size > 1000 THEN
+        RAISE EXCEPTION 'pii_vault: batch_size must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF columns IS NULL OR pg_catalog.cardinality(columns) = 0 OR token_column = ANY (columns) THEN
+        RAISE EXCEPTION 'pii_vault: name the columns to move, other than the token column'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT a.atttypid FROM pg_catalog.pg_attribute AS a
+        WHERE a.attrelid = tab AND a.attname = token_column AND a.attnum > 0 AND NOT a.attisdropped)
+       IS DISTINCT FROM 'pg_catalog.uuid'::pg_catalog.regtype THEN
+        RAISE EXCEPTION 'pii_vault: % must be a uuid column of %', token_column, tab
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    select_sql := pg_catalog.format(
+        'SELECT pg_catalog.array_agg(b.ctid ORDER BY b.ctid), '
+        '       pg_catalog.array_agg((SELECT pg_catalog.jsonb_object_agg(e.key, e.value) '
+        '                             FROM pg_catalog.jsonb_each(b.doc) AS e '
+        '                             WHERE e.value OPERATOR(pg_catalog.<>) ''null''::pg_catalog.jsonb) ORDER BY b.ctid) '
+        'FROM (SELECT t.ctid, pg_catalog.jsonb_build_object(%s) AS doc FROM %s AS t '
+        '      WHERE t.%I IS NULL AND (%s) AND t.ctid OPERATOR(pg_catalog.>) $1 '
+        '      ORDER BY t.ctid LIMIT $2 FOR UPDATE OF t) AS b',
+        (SELECT pg_catalog.string_agg(pg_catalog.format('%L, t.%I', c, c), ', ') FROM pg_catalog.unnest(columns) AS c),
+        tab, token_column,
+        (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c), ' OR ') FROM pg_catalog.unnest(columns) AS c));
+    update_sql := pg_catalog.format(
+        'UPDATE %s AS t SET %I = m.token, %s '
+        'FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.tid[]), pg_catalog.unnest($2::pg_catalog.uuid[])) AS m(id, token) '
+        'WHERE t.ctid OPERATOR(pg_catalog.=) m.id AND m.token IS NOT NULL',
+        tab, token_column,
+        (SELECT pg_catalog.string_agg(pg_catalog.format('%I = NULL', c), ', ') FROM pg_catalog.unnest(columns) AS c));
+    LOOP
+        started := pg_catalog.clock_timestamp();
+        EXECUTE select_sql INTO ids, docs USING after, batch_size;
+        EXIT WHEN ids IS NULL;
+        SELECT pg_catalog.array_agg(s.token ORDER BY s.ord), pg_catalog.array_agg(s.error ORDER BY s.ord)
+          INTO tokens, errors
+          FROM @extschema@.vault_migrate_batch(docs) AS s;
+        EXECUTE update_sql USING ids, tokens;
+        FOR i IN 1 .. pg_catalog.cardinality(ids) LOOP
+            IF tokens[i] IS NULL THEN
+                left_rows := left_rows + 1;
+                RAISE NOTICE 'pii_vault: row % of % left as it was: %', ids[i], tab, errors[i];
+            ELSE
+                moved := moved + 1;
+            END IF;
+        END LOOP;
+        after := ids[pg_catalog.cardinality(ids)];
+        RAISE NOTICE 'pii_vault: % rows of % moved into the vault, % left', moved, tab, left_rows;
+        COMMIT;
+        PERFORM pg_catalog.pg_sleep(1.5 * pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - started));
+    END LOOP;
+END
+$$;
+REVOKE ALL ON PROCEDURE vault_migrate(regclass, name, name[], integer) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE vault_migrate(regclass, name, name[], integer) TO pii_vault_admin;
+
 REVOKE ALL ON FUNCTION vault_audit_prune(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault_audit_prune(timestamptz) TO pii_vault_admin;

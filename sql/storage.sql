@@ -207,6 +207,31 @@ CREATE TABLE pii_vault.forwarded (
     received_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
+-- Field tokens: single values (a card number, an IBAN, an email) sealed on
+-- their own, the token kept in the application's table in the value's
+-- place (vault_tokenize). field_token: as issued (a UUID's text, or a
+-- card token's digits: its last four are the card's, the rest random,
+-- failing the Luhn check); token: the record (subject) it belongs to, if
+-- any. The envelope is bound to the field token, kind, record and expiry
+-- (src/api/field_tokens.rs). value_hash: only for tokens issued
+-- with dedup, the keyed hash of kind, record and normalized value under
+-- key_version, so the same value gets the same token. Gone with their
+-- record (erasure, purge); purged once expired.
+CREATE TABLE pii_vault.field_tokens (
+    field_token text        PRIMARY KEY,
+    kind        text        NOT NULL,
+    envelope    bytea       NOT NULL,
+    value_hash  bytea,
+    key_version integer,
+    token       uuid        REFERENCES pii_vault.records (token) ON DELETE CASCADE,
+    expires_at  timestamptz,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE UNIQUE INDEX field_tokens_value_hash_key ON pii_vault.field_tokens (value_hash) WHERE value_hash IS NOT NULL;
+CREATE INDEX field_tokens_token ON pii_vault.field_tokens (token) WHERE token IS NOT NULL;
+CREATE INDEX field_tokens_expires_at ON pii_vault.field_tokens (expires_at) WHERE expires_at IS NOT NULL;
+ALTER TABLE pii_vault.field_tokens ALTER COLUMN envelope SET STORAGE EXTERNAL;
+
 REVOKE ALL ON ALL TABLES IN SCHEMA pii_vault FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pii_vault FROM PUBLIC;
 
@@ -222,3 +247,4 @@ SELECT pg_catalog.pg_extension_config_dump('pii_vault.app_data', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.consents', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.consent_history', '');
 SELECT pg_catalog.pg_extension_config_dump('pii_vault.forwarded', '');
+SELECT pg_catalog.pg_extension_config_dump('pii_vault.field_tokens', '');

@@ -48,7 +48,7 @@ where
 
 mod api;
 mod audit;
-pub use pii_vault_core::{crypto, error, normalize, record};
+pub use pii_vault_core::{crypto, error, json_patch, normalize, record};
 mod guc;
 pub mod keys;
 mod purge;

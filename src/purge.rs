@@ -181,7 +181,7 @@ pub fn purge_batch() -> i64 {
 fn purge_once() -> VaultResult<i64> {
     match store::installed_schema()? {
         None | Some(Schema::V0_1 | Schema::V0_2) => return Ok(0),
-        Some(Schema::V0_3 | Schema::V0_4) => {}
+        Some(Schema::V0_3 | Schema::V0_4 | Schema::V0_6) => {}
     }
     // A logical replica purges nothing: the publisher's purge arrives by
     // replication (and this worker's events could not be written anyway).
@@ -206,7 +206,13 @@ fn purge_once() -> VaultResult<i64> {
     for token in &sessions {
         queue(Operation::Purge, token.as_ref(), Some(&session));
     }
-    Ok((records.len() + shares.len() + sessions.len()) as i64)
+    room -= sessions.len() as i64;
+    let field_tokens = if room > 0 { store::purge_field_tokens(room)? } else { Vec::new() };
+    // One event per field token, naming its id and kind.
+    for (token, kind) in &field_tokens {
+        queue(Operation::Purge, crate::api::field_token_audit_id(token).as_ref(), Some(std::slice::from_ref(kind)));
+    }
+    Ok((records.len() + shares.len() + sessions.len() + field_tokens.len()) as i64)
 }
 
 /// Queues the purge event before the removal commits; if it cannot be

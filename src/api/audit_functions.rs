@@ -81,7 +81,7 @@ fn unwritten_events() -> Option<String> {
 pub(crate) fn read_anchor() -> VaultResult<Option<(Anchor, Vec<u8>)>> {
     match store::schema()? {
         Schema::V0_1 => return Ok(None),
-        Schema::V0_2 | Schema::V0_3 | Schema::V0_4 => {}
+        Schema::V0_2 | Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => {}
     }
     Spi::connect(|client| {
         let rows = client.select(
@@ -265,7 +265,7 @@ fn vault_export_all() -> TableIterator<'static, (name!(token, Uuid), name!(recor
     TableIterator::new(rows)
 }
 
-fn caller_is_admin() -> bool {
+pub(crate) fn caller_is_admin() -> bool {
     // SAFETY: catalog lookups inside a transaction.
     unsafe {
         let admin = pg_sys::get_role_oid(c"pii_vault_admin".as_ptr(), true);

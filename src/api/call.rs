@@ -27,10 +27,16 @@ pub struct Call {
     pub fields: Option<Vec<String>>,
     /// How a call that returns ends: ok, or what it did not find.
     pub outcome: Outcome,
+    /// A call on many records: one event per element (its token, fields
+    /// and outcome) in place of the call's own, queued in one reservation
+    /// (`audit::record_many`). A call with no element is one event.
+    pub elements: Option<Vec<Element>>,
     /// Whether a budget was charged: past that point a failing call may
     /// have read its record, so its failure is audited per token.
     charged: bool,
 }
+
+pub use crate::audit::Element;
 
 /// How a call failed: with one of the vault's errors, or with an error
 /// PostgreSQL raised inside it (an unwind, resumed as it came).
@@ -65,7 +71,7 @@ fn refused_on_this_standby(operation: Operation) -> bool {
 }
 
 pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultResult<R>) -> R {
-    let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, charged: false };
+    let mut call = Call { token: None, fields: None, outcome: Outcome::Ok, elements: None, charged: false };
     let ended = catch_unwind(AssertUnwindSafe(|| {
         if let Some(context) = unattributable() {
             return Err(VaultError::Unattributable(context));
@@ -82,7 +88,12 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultRes
     }));
     let failure = match ended {
         Ok(Ok(result)) => {
-            if !audit::record(operation, call.token.as_ref(), call.fields.as_deref(), call.outcome) {
+            let recorded = match call.elements.as_deref() {
+                Some(elements) if !elements.is_empty() => audit::record_many(operation, elements),
+                _ => audit::record(operation, call.token.as_ref(), call.fields.as_deref(), call.outcome),
+            };
+            if !recorded {
+                drop(result);
                 raise(VaultError::AuditUnavailable);
             }
             return result;
@@ -216,14 +227,15 @@ impl Call {
         self.count_lookup_probe()
     }
 
+    /// Counts `n` reads or writes at once, before any is done: past a
+    /// budget the whole call is refused (54000) with nothing read.
+    pub fn count_many(&mut self, kind: Kind, n: usize) -> VaultResult<()> {
+        throttle::fits_in_statement(kind, n, warn_once).map_err(error_of)?;
+        (0..n).try_for_each(|_| self.count(kind))
+    }
+
     fn count(&mut self, kind: Kind) -> VaultResult<()> {
-        let warn = |limit: Limit| {
-            let (setting, value) = setting_of(limit);
-            pgrx::warning!(
-                "pii_vault: {setting} ({value}) exceeded; further calls are refused and audited as throttled"
-            );
-        };
-        throttle::count(kind, warn).map_err(error_of)?;
+        throttle::count(kind, warn_once).map_err(error_of)?;
         self.charged = true;
         Ok(())
     }
@@ -246,6 +258,13 @@ impl Call {
             false => Ok(()),
         }
     }
+}
+
+/// The WARNING of a budget's first refusal (per statement, or per role
+/// and minute).
+fn warn_once(limit: Limit) {
+    let (setting, value) = setting_of(limit);
+    pgrx::warning!("pii_vault: {setting} ({value}) exceeded; further calls are refused and audited as throttled");
 }
 
 fn error_of(limit: Limit) -> VaultError {

@@ -31,7 +31,14 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
         | NullFieldName
         | WrongShard { .. }
         | BadShard(_)
-        | BadRoutedOperation => ERRCODE_INVALID_PARAMETER_VALUE,
+        | BadRoutedOperation
+        | UnknownFieldKind
+        | BadCard(_)
+        | BadText(_)
+        | NotAFieldToken
+        | NoSuchRecord
+        | Patch(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+        TooManyElements(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         RoutingKeyNotLoaded(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         RecordTooLarge { .. } | TooDeep { .. } | TooManyFieldNames(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         Duplicate(_) => ERRCODE_UNIQUE_VIOLATION,
@@ -47,6 +54,19 @@ fn sqlstate(error: &VaultError) -> PgSqlErrorCode {
     }
 }
 
+/// The SQLSTATE of `error` as its five characters (a batch's rows carry it).
+pub fn sqlstate_text(error: &VaultError) -> String {
+    // PostgreSQL packs a SQLSTATE six bits a character, first one lowest.
+    let mut packed = sqlstate(error) as u32;
+    (0..5)
+        .map(|_| {
+            let c = char::from(b'0' + (packed & 0x3F) as u8);
+            packed >>= 6;
+            c
+        })
+        .collect()
+}
+
 /// What the caller can do about `error` (the HINT), when there is
 /// something to say. Built from constants only.
 pub fn hint(error: &VaultError) -> Option<&'static str> {
@@ -60,6 +80,9 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
             "Give the number with + and its country code (for example +44 20 7946 0958); a number without + is read in pii_vault.default_region. Extensions and letters are not accepted.",
         ),
         UnknownLookupKind => Some("Use one of email, phone, login, token."),
+        UnknownFieldKind => Some("Use one of text, card, card_luhn, email, phone."),
+        NotAFieldToken => Some("A field token is a UUID or, for a card, 12 to 19 digits, as vault_tokenize returned it."),
+        TooManyElements(_) => Some("Split the array into several calls."),
         RecordTooLarge { .. } => Some("A superuser can raise pii_vault.max_record_bytes."),
         TooManyFieldNames(_) => Some("Each name counts its length plus one; ask for fewer fields per call, so the audit can name every one."),
         WrongShard { .. } => Some(
@@ -110,6 +133,10 @@ pub fn hint(error: &VaultError) -> Option<&'static str> {
         | TooDeep { .. }
         | MalformedJson
         | FieldNotString(_)
+        | BadCard(_)
+        | BadText(_)
+        | NoSuchRecord
+        | Patch(_)
         | NullFieldName
         | Duplicate(_)
         | DecryptFailed
@@ -157,6 +184,13 @@ fn detail(error: &VaultError) -> Option<String> {
         | UnknownLookupKind
         | FieldNotString(_)
         | InvalidValue(_)
+        | UnknownFieldKind
+        | BadCard(_)
+        | BadText(_)
+        | NotAFieldToken
+        | NoSuchRecord
+        | TooManyElements(_)
+        | Patch(_)
         | NullFieldName
         | TooManyFieldNames(_)
         | WrongShard { .. }

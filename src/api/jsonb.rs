@@ -72,6 +72,25 @@ unsafe impl<'fcx> ArgAbi<'fcx> for JsonbDatum {
     }
 }
 
+// Elements of a jsonb[] argument (vault_store_many). An element points
+// into the array, which pgrx may have flattened into a copy it frees once
+// the elements are collected (a PL/pgSQL array variable arrives expanded):
+// each element is copied out first.
+// SAFETY: an element pgrx unboxes from a jsonb[] is a non-null jsonb
+// varlena; the copy is palloc'd in the function's memory context.
+unsafe impl pgrx::datum::UnboxDatum for JsonbDatum {
+    type As<'src> = JsonbDatum;
+
+    unsafe fn unbox<'src>(datum: Datum<'src>) -> Self::As<'src>
+    where
+        Self: 'src,
+    {
+        // SAFETY: per the impl's contract above.
+        let varlena = unsafe { pg_sys::pg_detoast_datum_copy(datum.sans_lifetime().cast_mut_ptr()) };
+        JsonbDatum { varlena }
+    }
+}
+
 // SAFETY: the datum returned is the varlena the JsonbDatum owns, palloc'd
 // in the function's memory context.
 unsafe impl BoxRet for JsonbDatum {

@@ -9,8 +9,10 @@ use super::guard;
 use super::records::outcome_of;
 use crate::audit::Operation;
 use crate::crypto::blind_index::blind_index;
+use crate::crypto::KeySet;
+use crate::error::VaultResult;
 use crate::normalize::{format_token, normalize, parse_token, LookupKind};
-use crate::store::{self, Seen};
+use crate::store::{self, Seen, Token};
 
 /// The token of the record whose `kind` field matches `value` after
 /// normalization, or NULL.
@@ -23,28 +25,33 @@ fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
         call.fields = Some(vec![kind.as_str().to_string()]);
         call.check_purpose()?;
         call.count_read()?;
-        let (token, seen) = match kind.indexed() {
-            None => {
-                let token = parse_token(value)?;
-                (Some(token), store::token_seen(&token)?)
-            }
-            Some(kind) => {
-                // The active version first: after a rotation every record
-                // is found by the first probe.
-                let normalized = normalize(kind, value, guard::region()?)?;
-                let rings = std::iter::once(keys.active()).chain(keys.others());
-                match store::find_token(kind, rings.map(|ring| blind_index(ring, kind, &normalized)))? {
-                    Some((token, seen)) => (Some(token), seen),
-                    None => (None, Seen::Missing),
-                }
-            }
-        };
+        let (token, seen) = probe(keys, kind, value)?;
         call.outcome = outcome_of(&seen);
         // The audit names a token that exists (an expired record's too:
         // the auditor sees which record an expired lookup hit).
         call.token = token.filter(|_| !matches!(seen, Seen::Missing));
         Ok(seen.live().and(token).map(Uuid::from_bytes))
     })
+}
+
+/// What a lookup of `value` as a `kind` finds: the token it names or the
+/// record holding it (the active version probed first: after a rotation
+/// every record is found by the first probe), and that record's state.
+pub(crate) fn probe(keys: &KeySet, kind: LookupKind, value: &str) -> VaultResult<(Option<Token>, Seen<()>)> {
+    match kind.indexed() {
+        None => {
+            let token = parse_token(value)?;
+            Ok((Some(token), store::token_seen(&token)?))
+        }
+        Some(kind) => {
+            let normalized = normalize(kind, value, guard::region()?)?;
+            let rings = std::iter::once(keys.active()).chain(keys.others());
+            Ok(match store::find_token(kind, rings.map(|ring| blind_index(ring, kind, &normalized)))? {
+                Some((token, seen)) => (Some(token), seen),
+                None => (None, Seen::Missing),
+            })
+        }
+    }
 }
 
 /// The form the vault indexes `value` under as a `kind` (email, phone or

@@ -12,6 +12,7 @@ use crate::crypto::{blind_index::blind_index, KeyRing, KeySet};
 use crate::error::VaultError;
 use crate::error::VaultResult;
 use crate::guc;
+use crate::json_patch::{self, PatchError};
 use crate::normalize::{normalize, normalize_as, Fold, IndexedKind, LookupKind};
 use crate::record;
 use crate::store::{self, IndexHashes, Seen, Token};
@@ -167,8 +168,10 @@ pub(crate) fn open_record(keys: &KeySet, token: &Token, envelope_bytes: &[u8]) -
     let len = envelope::plaintext_len(envelope_bytes).ok_or(VaultError::DecryptFailed)?;
     // Every envelope holds jsonb's binary form (the one encoding there is).
     let (datum, opened) = JsonbDatum::filled_by(len, |bytes| envelope::open_into(keys, token, envelope_bytes, bytes));
-    let PayloadEncoding::JsonbBinary = opened?;
-    Ok(datum)
+    match opened? {
+        PayloadEncoding::JsonbBinary => Ok(datum),
+        PayloadEncoding::Utf8Text => Err(VaultError::DecryptFailed),
+    }
 }
 
 /// Stores a record and returns its new token.
@@ -196,18 +199,50 @@ fn store_record(record: JsonbDatum, expires_at: Option<i64>) -> Uuid {
         // Every store adds a row, its WAL and an audit event, whatever it
         // holds: it counts against the write budgets.
         call.count_write()?;
-        guard::check_size(record.payload().len())?;
         if expires_at.is_some_and(|at| at <= store::now()) {
             return Err(VaultError::ExpiryInThePast);
         }
-        let hashes = index_hashes(keys, &record, None, |kind, normalized| call.sets_lookup_value(kind, normalized))?;
-        let token = super::shards::new_token()?;
-        let sealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, record.payload())?;
-        store::insert_record(&token, &sealed, &hashes, expires_at)?;
+        let token = insert_new(keys, &record, expires_at, |kind, normalized| call.sets_lookup_value(kind, normalized))?;
         // Only a token that exists is named in the audit.
         call.token = Some(token);
         Ok(Uuid::from_bytes(token))
     })
+}
+
+/// A new record sealed and indexed, not yet inserted.
+pub(crate) struct Sealed {
+    pub token: Token,
+    pub sealed: Vec<u8>,
+    pub hashes: IndexHashes,
+}
+
+/// Seals a new record (its size checked, its lookup values indexed with
+/// `on_value` as `index_hashes` says) under a new token. Nothing is
+/// written yet: an error here leaves the transaction as it was.
+pub(crate) fn seal_new(
+    keys: &KeySet,
+    record: &JsonbDatum,
+    on_value: impl FnMut(IndexedKind, &str) -> VaultResult<()>,
+) -> VaultResult<Sealed> {
+    guard::check_size(record.payload().len())?;
+    let hashes = index_hashes(keys, record, None, on_value)?;
+    let token = super::shards::new_token()?;
+    let sealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, record.payload())?;
+    Ok(Sealed { token, sealed, hashes })
+}
+
+/// Seals and inserts a new record; its token. A duplicate the insert
+/// itself meets (a concurrent store committed first) has failed the
+/// statement (`store::insert_record`).
+pub(crate) fn insert_new(
+    keys: &KeySet,
+    record: &JsonbDatum,
+    expires_at: Option<i64>,
+    on_value: impl FnMut(IndexedKind, &str) -> VaultResult<()>,
+) -> VaultResult<Token> {
+    let new = seal_new(keys, record, on_value)?;
+    store::insert_record(&new.token, &new.sealed, &new.hashes, expires_at)?;
+    Ok(new.token)
 }
 
 /// The whole record, or NULL when there is no such token.
@@ -278,28 +313,68 @@ fn vault_update(token: Uuid, patch: JsonbDatum) -> bool {
         guard::check_text_size(&current)?;
         let current_text = current.to_text()?;
         let new_text = record::merge_patch_text(&current_text, &patch_text)?;
-        let new_record = JsonbDatum::from_text(&new_text)?;
-        guard::check_size(new_record.payload().len())?;
-        // Each lookup value the patch sets is probed, and charged; the
-        // record's other values are its own already.
-        let patched: Vec<IndexedKind> = call
-            .fields
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|name| LookupKind::parse(name).ok().and_then(LookupKind::indexed))
-            .collect();
-        let hashes = index_hashes(keys, &new_record, Some(&token), |kind, normalized| match patched.contains(&kind) {
-            true => call.sets_lookup_value(kind, normalized),
-            false => Ok(()),
-        })?;
-        let resealed = envelope::seal(keys.active(), &token, PayloadEncoding::JsonbBinary, new_record.payload())?;
-        let updated = store::update_record(&token, &resealed, &hashes)?;
-        if !updated {
-            call.outcome = Outcome::NotFound;
-        }
-        Ok(updated)
+        replace_record(call, keys, &token, &new_text)
     })
+}
+
+/// Applies an RFC 6902 JSON Patch (add, remove, replace, move, copy,
+/// test) as one change: any operation that fails (a `test` that does not
+/// hold, a path that is not there) changes nothing (22023). The audit
+/// names the top-level fields the operations touched; lookup values, budgets
+/// and the audit go as for `vault_update`. False when there is no such
+/// token.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_patch(token: Uuid, ops: JsonbDatum) -> bool {
+    audited(Operation::Patch, |call| {
+        let token = *token.as_bytes();
+        call.token = Some(token);
+        let keys = guard::ready()?;
+        call.count_write()?;
+        guard::check_size(ops.payload().len())?;
+        guard::check_text_size(&ops)?;
+        let ops_text = ops.to_text()?;
+        let found = store::fetch_envelope_for_update(&token)?;
+        call.outcome = outcome_of(&found);
+        let Some(sealed) = found.live() else {
+            return Ok(false);
+        };
+        let current = open_record(keys, &token, &sealed)?;
+        guard::check_text_size(&current)?;
+        let (new_text, touched) = json_patch::apply_text(&current.to_text()?, &ops_text).map_err(|e| match e {
+            PatchError::MalformedJson => VaultError::MalformedJson,
+            PatchError::TooDeep => VaultError::TooDeep { limit: record::MAX_PATCH_DEPTH },
+            other => VaultError::Patch(other),
+        })?;
+        call.name_fields(touched)?;
+        replace_record(call, keys, &token, &new_text)
+    })
+}
+
+/// Replaces a live record (row-locked by the caller) with `new_text`: each
+/// lookup value among the fields the call names is probed and charged (the
+/// record's other values are its own already), then the record is resealed.
+/// False when it is gone meanwhile.
+fn replace_record(call: &mut super::call::Call, keys: &KeySet, token: &Token, new_text: &str) -> VaultResult<bool> {
+    let new_record = JsonbDatum::from_text(new_text)?;
+    guard::check_size(new_record.payload().len())?;
+    let changed: Vec<IndexedKind> = call
+        .fields
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| LookupKind::parse(name).ok().and_then(LookupKind::indexed))
+        .collect();
+    let hashes = index_hashes(keys, &new_record, Some(token), |kind, normalized| match changed.contains(&kind) {
+        true => call.sets_lookup_value(kind, normalized),
+        false => Ok(()),
+    })?;
+    let resealed = envelope::seal(keys.active(), token, PayloadEncoding::JsonbBinary, new_record.payload())?;
+    let updated = store::update_record(token, &resealed, &hashes)?;
+    if !updated {
+        call.outcome = Outcome::NotFound;
+    }
+    Ok(updated)
 }
 
 /// Deletes a record: invisible at once, restorable by `vault_restore` for

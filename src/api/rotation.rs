@@ -8,9 +8,11 @@ use pgrx::prelude::*;
 use super::audit_functions::anchor_older_batches;
 use super::call::audited;
 use super::documents::{app_data_binding, session_binding};
+use super::field_tokens::{field_binding, open_value};
 use super::guard;
 use super::records::{holder_of, open_record, reindexed};
 use crate::audit::Operation;
+use crate::crypto::blind_index::field_value_hash;
 use crate::crypto::envelope;
 use crate::error::{VaultError, VaultResult};
 use crate::keys;
@@ -83,6 +85,27 @@ fn vault_rotate_batch(
         if !documents.is_empty() {
             notice!("pii_vault: {} sessions and application documents moved to key version {version}", documents.len());
         }
+        // Field tokens: a re-wrap, and a deduplicated one's value hash
+        // recomputed from its value (so it is found once the old version
+        // is retired).
+        let field_tokens = store::field_tokens_under(&from, batch_size as i64)?;
+        for (token, stored, dedup) in &field_tokens {
+            let binding = field_binding(token, &stored.kind, stored.record.as_ref(), stored.expires_at);
+            let moved = envelope::rewrap(keys, active, &binding, &stored.envelope)?;
+            let hash = match dedup {
+                true => Some(field_value_hash(
+                    active,
+                    &stored.kind,
+                    stored.record.as_ref(),
+                    &open_value(keys, token, stored)?,
+                )),
+                false => None,
+            };
+            store::rekey_field_token(token, &moved, hash.as_ref().map(|h| (h, version)))?;
+        }
+        if !field_tokens.is_empty() {
+            notice!("pii_vault: {} field tokens moved to key version {version}", field_tokens.len());
+        }
         let pass = match PASS.get() {
             Some(pass) if !restart && pass.version == version => pass,
             _ => Pass::start(version, &from)?,
@@ -130,7 +153,9 @@ fn vault_rotate_batch(
             // pass, unless all that remain are records it cannot move.
             let left = Pass::start(version, &from)?;
             // Documents a call held locked are moved by a later batch.
-            done = left.remaining <= next.stuck && store::count_documents_under(&from)? == 0;
+            done = left.remaining <= next.stuck
+                && store::count_documents_under(&from)? == 0
+                && store::count_field_tokens_under(&from)? == 0;
             if done && next.stuck > 0 {
                 warning!(
                     "pii_vault: {} records stay under older key versions (see the warnings above): correct their values with vault_update, or restore the setting they were stored under, and CALL vault_rotate() again",

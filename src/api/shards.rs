@@ -85,11 +85,11 @@ fn charge_of(operation: Operation) -> Option<Kind> {
     use Operation::*;
     match operation {
         Get | Lookup | Normalize | GetShared | SessionGet | Sessions | AppDataGet | Consents | ConsentHistory
-        | SubjectExport => Some(Kind::Reads),
+        | SubjectExport | Detokenize => Some(Kind::Reads),
         Store | Update | Delete | SetExpiry | Restore | Erase | Share | Unshare | SessionStore | SessionDelete
-        | AppDataSet | AppDataDelete | ConsentSet => Some(Kind::Writes),
+        | AppDataSet | AppDataDelete | ConsentSet | Tokenize | TokenDelete | Patch => Some(Kind::Writes),
         Export | AuditRead | AuditVerify | Health | Rotate | AuditPrune | KeyVersions | Purge | Expire | Reindex
-        | Route => None,
+        | Route | Migrate => None,
     }
 }
 

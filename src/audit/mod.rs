@@ -33,6 +33,45 @@ pub fn record(operation: Operation, token: Option<&[u8; 16]>, fields: Option<&[S
     flush_folded(QUEUE_WAIT) && push(&event, QUEUE_WAIT)
 }
 
+/// What the audit says about one element of a call on many records: the
+/// token it names, the fields, and how it ended.
+pub type Element = (Option<[u8; 16]>, Option<Vec<String>>, Outcome);
+
+/// Queues one event per element of a call on many records, each
+/// `(token, fields, outcome)` with the call's operation, in one
+/// reservation of the queue (all or none, `QUEUE_WAIT` for room); false
+/// as `record`. So an investigation sees every record such a call
+/// returned, and a call is never returned half audited.
+pub fn record_many(operation: Operation, elements: &[Element]) -> bool {
+    let mut events = Vec::with_capacity(elements.len());
+    for (token, fields, outcome) in elements {
+        match event_of(operation, token.as_ref(), fields.as_deref(), *outcome) {
+            Some(event) => events.push(event),
+            None => return false,
+        }
+    }
+    if !flush_folded(QUEUE_WAIT) {
+        return false;
+    }
+    // Calls are capped far below this (`api::many::MAX_ELEMENTS`), so a
+    // reservation never waits for most of the queue.
+    if events.is_empty() || events.len() > queue::CAPACITY / 4 {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + QUEUE_WAIT;
+    while !queue::push_many(&events) {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        nudge_writer_and_nap();
+    }
+    let backlog = queue::queued_total().saturating_sub(queue::committed_total());
+    for event in &events {
+        crate::stats::count(event, backlog);
+    }
+    true
+}
+
 /// Queues the event if there is room now; for calls that fail anyway or
 /// return nothing personal (no point making them wait for the writer).
 pub fn record_if_room(operation: Operation, token: Option<&[u8; 16]>, fields: Option<&[String]>, outcome: Outcome) {

@@ -188,6 +188,44 @@ impl Ring {
         // cache lines instead of the event's five.
         event.copy_used_to(unsafe { &mut *slot.event.get() });
         slot.sequence.store(position + 1, Ordering::Release);
+        self.published()
+    }
+
+    /// Queues `events` in consecutive positions claimed at once, or none
+    /// of them: a call on many records is audited whole or refused whole.
+    /// Full when the last of those slots still holds an event of the last
+    /// lap (the writer releases slots in order, so then the others are
+    /// free too).
+    fn push_many(&self, events: &[AuditEvent]) -> Pushed {
+        let n = events.len() as u64;
+        assert!((1..=CAPACITY as u64).contains(&n), "a reservation of 1 to CAPACITY events");
+        let mut position = self.head.0.load(Ordering::Relaxed);
+        loop {
+            let (first, last) = (self.slot(position), self.slot(position + n - 1));
+            let (first_seq, last_seq) = (first.sequence.load(Ordering::Acquire), last.sequence.load(Ordering::Acquire));
+            if first_seq == position && last_seq == position + n - 1 {
+                match self.head.0.compare_exchange_weak(position, position + n, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => break,
+                    Err(now) => position = now,
+                }
+            } else if first_seq < position || last_seq < position + n - 1 {
+                return Pushed::Full;
+            } else {
+                position = self.head.0.load(Ordering::Relaxed);
+            }
+        }
+        for (i, event) in events.iter().enumerate() {
+            let slot = self.slot(position + i as u64);
+            // SAFETY: as in push: every slot of the claimed range is this
+            // process's alone until it publishes it.
+            event.copy_used_to(unsafe { &mut *slot.event.get() });
+            slot.sequence.store(position + i as u64 + 1, Ordering::Release);
+        }
+        self.published()
+    }
+
+    /// After publishing: whether the writer must be woken.
+    fn published(&self) -> Pushed {
         // Pairs with the fence in prepare_to_sleep: either the writer sees
         // this event, or this producer sees the writer asleep and wakes it.
         fence(Ordering::SeqCst);
@@ -266,6 +304,19 @@ impl Ring {
 /// is full.
 pub fn push(event: &AuditEvent) -> bool {
     match ring().push(event) {
+        Pushed::Full => false,
+        Pushed::Queued => true,
+        Pushed::QueuedWriterAsleep(latch) => {
+            wake(latch);
+            true
+        }
+    }
+}
+
+/// Queues `events` (1 to `CAPACITY`) in one reservation, or none; wakes
+/// the writer as `push`. False when the queue lacks room for all of them.
+pub fn push_many(events: &[AuditEvent]) -> bool {
+    match ring().push_many(events) {
         Pushed::Full => false,
         Pushed::Queued => true,
         Pushed::QueuedWriterAsleep(latch) => {
@@ -589,6 +640,29 @@ mod tests {
         assert_eq!(events[0].at, 10);
         assert_eq!(events[CAPACITY - 1].at, CAPACITY as i64 + 9);
         assert_eq!(events[CAPACITY - 1].fields().unwrap(), [format!("f{}", CAPACITY + 9)]);
+    }
+
+    #[test]
+    fn a_reservation_queues_all_its_events_or_none() {
+        let ring = TestRing::new();
+        let many: Vec<AuditEvent> = (0..100).map(|n| event(2, n)).collect();
+        for n in 0..CAPACITY as i64 - 150 {
+            assert_eq!(ring.push(&event(1, n)), Pushed::Queued);
+        }
+        assert_eq!(ring.push_many(&many), Pushed::Queued);
+        // 50 slots left: a reservation of 100 takes none of them.
+        assert_eq!(ring.push_many(&many), Pushed::Full);
+        assert_eq!(ring.head.0.load(Ordering::Relaxed), CAPACITY as u64 - 50);
+        let events = ring.peek(usize::MAX);
+        assert_eq!(events.len(), CAPACITY - 50);
+        assert!(events[CAPACITY - 150..].iter().enumerate().all(|(i, e)| e.at == i as i64 && e.roles.session == 2));
+        // Once the writer frees the oldest, a reservation across the lap
+        // boundary fits.
+        ring.release(100);
+        assert_eq!(ring.push_many(&many), Pushed::Queued);
+        let events = ring.peek(usize::MAX);
+        assert_eq!(events.len(), CAPACITY);
+        assert_eq!(events[CAPACITY - 1].at, 99);
     }
 
     #[test]

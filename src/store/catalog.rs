@@ -284,7 +284,7 @@ fn read_oids(schema: Schema) -> VaultResult<VaultOids> {
     let table = relid(c"records")?;
     let (life_cycle, by_id) = match schema {
         Schema::V0_1 | Schema::V0_2 => (None, None),
-        Schema::V0_3 | Schema::V0_4 => {
+        Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => {
             let life_cycle = LifeCycleColumns {
                 expires_at: column(table, c"expires_at")?,
                 deleted_at: column(table, c"deleted_at")?,

@@ -214,7 +214,7 @@ pub fn documents_under(versions: &[u32], limit: i64) -> VaultResult<Vec<(Documen
 pub fn count_documents_under(versions: &[u32]) -> VaultResult<i64> {
     match super::catalog::schema()? {
         Schema::V0_1 | Schema::V0_2 => return Ok(0),
-        Schema::V0_3 | Schema::V0_4 => {}
+        Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => {}
     }
     with_life_cycle(|client, lc| {
         Ok(super::first_value(client.select(&lc.count_documents_under, None, &[super::version_bytes(versions)])?)?

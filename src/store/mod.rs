@@ -9,12 +9,14 @@
 
 mod catalog;
 mod documents;
+mod field_tokens;
 mod index_read;
 mod plans;
 mod unique;
 
 pub use catalog::{installed_schema, schema};
 pub use documents::*;
+pub use field_tokens::*;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -155,9 +157,16 @@ pub fn insert_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, expir
     let args = match catalog::schema()? {
         Schema::V0_1 | Schema::V0_2 if expires_at.is_some() => return Err(StorageFault::NeedsUpdate.into()),
         Schema::V0_1 | Schema::V0_2 => &args[..5],
-        Schema::V0_3 | Schema::V0_4 => &args[..],
+        Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => &args[..],
     };
     caught_duplicates(|| with_plans(|client, plans| client.update(&plans.insert_record, None, args).map(drop)))
+}
+
+/// A timestamptz as PostgreSQL writes it (for JSON built in Rust).
+pub fn timestamp_text(at: i64) -> VaultResult<String> {
+    select_one::<String>("SELECT $1::pg_catalog.text", &[timestamp(Some(at))])
+        .map_err(fault)
+        .map(Option::unwrap_or_default)
 }
 
 fn timestamp(at: Option<i64>) -> DatumWithOid<'static> {
@@ -373,7 +382,7 @@ pub fn delete_share(hashes: &[IndexHash]) -> VaultResult<Option<(Token, bool)>> 
 pub fn live_ids_not_under(version: u32) -> VaultResult<(i64, i64)> {
     match catalog::schema()? {
         Schema::V0_1 | Schema::V0_2 => return Ok((0, 0)),
-        Schema::V0_3 | Schema::V0_4 => {}
+        Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => {}
     }
     let count = |table: &str| {
         Spi::connect(|client| {
@@ -424,7 +433,7 @@ pub fn purge_records(limit: i64, grace_seconds: f64) -> VaultResult<Vec<Token>> 
 pub fn purge_backlog(grace_seconds: f64, cap: i64) -> VaultResult<Option<i64>> {
     match catalog::schema()? {
         Schema::V0_1 | Schema::V0_2 => return Ok(None),
-        Schema::V0_3 | Schema::V0_4 => {}
+        Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => {}
     }
     let cutoff = now().saturating_sub((grace_seconds * 1e6) as i64);
     select_one::<i64>(
@@ -440,7 +449,7 @@ pub fn purge_backlog(grace_seconds: f64, cap: i64) -> VaultResult<Option<i64>> {
 pub fn all_envelopes() -> VaultResult<Vec<(Token, Vec<u8>)>> {
     let live = match catalog::schema()? {
         Schema::V0_1 | Schema::V0_2 => "true",
-        Schema::V0_3 | Schema::V0_4 => plans::LIVE,
+        Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => plans::LIVE,
     };
     with_plans(|client, _plans| {
         let table = client.select(
@@ -613,7 +622,7 @@ fn insert_key_check_with(
             "INSERT INTO pii_vault.key_check (key_version, check_value) SELECT $1, $2 \
              WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)"
         }
-        Schema::V0_2 | Schema::V0_3 | Schema::V0_4 => {
+        Schema::V0_2 | Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => {
             args.push(DatumWithOid::from(vault_id));
             "INSERT INTO pii_vault.key_check (key_version, check_value, vault_id) SELECT $1, $2, $3 \
              WHERE NOT EXISTS (SELECT FROM pii_vault.key_check WHERE key_version = $1)"
@@ -628,7 +637,9 @@ fn insert_key_check_with(
 fn vault_ids_with(client: &pgrx::spi::SpiClient<'_>, schema: Schema) -> SpiResult<Vec<Option<Uuid>>> {
     let sql = match schema {
         Schema::V0_1 => "SELECT DISTINCT NULL::uuid FROM pii_vault.key_check",
-        Schema::V0_2 | Schema::V0_3 | Schema::V0_4 => "SELECT DISTINCT vault_id FROM pii_vault.key_check",
+        Schema::V0_2 | Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => {
+            "SELECT DISTINCT vault_id FROM pii_vault.key_check"
+        }
     };
     let rows = client.select(sql, None, &[])?;
     let mut out = Vec::with_capacity(rows.len());

@@ -16,6 +16,7 @@ pub(super) struct Plans {
     pub delete_record: OwnedPreparedStatement,
     pub erase_record: OwnedPreparedStatement,
     pub life_cycle: Option<LifeCyclePlans>,
+    pub field_tokens: Option<FieldTokenPlans>,
     pub records_under: OwnedPreparedStatement,
     pub count_under: OwnedPreparedStatement,
     pub count_not_under: OwnedPreparedStatement,
@@ -52,7 +53,7 @@ impl Plans {
     fn prepare(client: &SpiClient<'_>, schema: Schema) -> SpiResult<Plans> {
         let life_cycle = match schema {
             Schema::V0_1 | Schema::V0_2 => false,
-            Schema::V0_3 | Schema::V0_4 => true,
+            Schema::V0_3 | Schema::V0_4 | Schema::V0_6 => true,
         };
         let write = |sql: &str, args: &[PgOid]| client.prepare_mut(sql, args).map(|p| p.keep());
         let version = envelope_key_version();
@@ -109,6 +110,7 @@ impl Plans {
             },
             erase_record: write(delete, &[UUID])?,
             life_cycle: if life_cycle { Some(LifeCyclePlans::prepare(client)?) } else { None },
+            field_tokens: if schema.has_field_tokens() { Some(FieldTokenPlans::prepare(client)?) } else { None },
             // The wrapping key's version is bytes 2..6 of every envelope
             // (crypto::envelope); a slice of an out-of-line value is
             // fetched without the rest of it.
@@ -151,6 +153,74 @@ impl Plans {
 
 /// Statements only a schema with a life cycle (0.3.0 on) has the tables
 /// and columns for.
+/// Statements on field tokens (0.6.0 on).
+pub(super) struct FieldTokenPlans {
+    pub insert: OwnedPreparedStatement,
+    pub find: OwnedPreparedStatement,
+    pub find_value: OwnedPreparedStatement,
+    pub delete: OwnedPreparedStatement,
+    pub purge: OwnedPreparedStatement,
+    pub under: OwnedPreparedStatement,
+    pub count_under: OwnedPreparedStatement,
+    pub rekey: OwnedPreparedStatement,
+    pub of_record: OwnedPreparedStatement,
+}
+
+impl FieldTokenPlans {
+    fn prepare(client: &SpiClient<'_>) -> SpiResult<FieldTokenPlans> {
+        let write = |sql: &str, args: &[PgOid]| client.prepare_mut(sql, args).map(|p| p.keep());
+        let version = envelope_key_version();
+        Ok(FieldTokenPlans {
+            // A token or value hash taken already inserts nothing (the
+            // caller draws or looks again): no error, no subtransaction.
+            insert: write(
+                "INSERT INTO pii_vault.field_tokens (field_token, kind, envelope, value_hash, key_version, token, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1",
+                &[TEXT, TEXT, BYTEA, BYTEA, INT4, UUID, TIMESTAMPTZ],
+            )?,
+            find: write(
+                "SELECT kind, envelope, token, expires_at FROM pii_vault.field_tokens WHERE field_token = $1",
+                &[TEXT],
+            )?,
+            find_value: write(
+                "SELECT field_token, expires_at <= pg_catalog.clock_timestamp() FROM pii_vault.field_tokens \
+                 WHERE value_hash = ANY ($1)",
+                &[BYTEA_ARRAY],
+            )?,
+            delete: write(
+                "DELETE FROM pii_vault.field_tokens WHERE field_token = $1 \
+                 RETURNING token, expires_at <= pg_catalog.clock_timestamp()",
+                &[TEXT],
+            )?,
+            purge: write(
+                "DELETE FROM pii_vault.field_tokens WHERE ctid = ANY (ARRAY(SELECT ctid FROM pii_vault.field_tokens \
+                     WHERE expires_at <= $2 LIMIT $1 FOR UPDATE SKIP LOCKED)) AND expires_at <= $2 \
+                 RETURNING field_token, kind",
+                &[INT8, TIMESTAMPTZ],
+            )?,
+            under: write(
+                &format!(
+                    "SELECT field_token, kind, envelope, token, expires_at, value_hash IS NOT NULL \
+                     FROM pii_vault.field_tokens WHERE {version} = ANY ($1) LIMIT $2 FOR UPDATE SKIP LOCKED"
+                ),
+                &[BYTEA_ARRAY, INT8],
+            )?,
+            count_under: write(
+                &format!("SELECT pg_catalog.count(*) FROM pii_vault.field_tokens WHERE {version} = ANY ($1)"),
+                &[BYTEA_ARRAY],
+            )?,
+            rekey: write(
+                "UPDATE pii_vault.field_tokens SET envelope = $2, value_hash = $3, key_version = $4 WHERE field_token = $1",
+                &[TEXT, BYTEA, BYTEA, INT4],
+            )?,
+            of_record: write(
+                "SELECT field_token, kind, envelope, expires_at FROM pii_vault.field_tokens WHERE token = $1 ORDER BY created_at",
+                &[UUID],
+            )?,
+        })
+    }
+}
+
 pub(super) struct LifeCyclePlans {
     pub set_expiry: OwnedPreparedStatement,
     pub fetch_deleted_for_update: OwnedPreparedStatement,

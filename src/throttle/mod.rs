@@ -67,6 +67,36 @@ fn budgets(kind: Kind) -> (i32, i32) {
     }
 }
 
+/// Refuses `n` calls of `kind` at once, counting none of them, when they
+/// would take this statement past its budget (a call on many records is
+/// refused whole, before anything is read); `warn` as `count`.
+pub fn fits_in_statement(kind: Kind, n: usize, warn: impl FnOnce(Limit)) -> Result<(), Limit> {
+    let (per_statement, _) = budgets(kind);
+    if per_statement <= 0 {
+        return Ok(());
+    }
+    let (message, portals) = statement::current();
+    let over = std::iter::once(&message).chain(&portals).any(|counts| {
+        let used = match kind {
+            Kind::Reads => counts.reads.get(),
+            Kind::Writes => counts.writes.get(),
+        };
+        used + n as u64 > per_statement as u64
+    });
+    if !over {
+        return Ok(());
+    }
+    let limit = Limit::PerStatement(kind, per_statement);
+    let warned = match kind {
+        Kind::Reads => &message.warned_reads,
+        Kind::Writes => &message.warned_writes,
+    };
+    if !warned.replace(true) {
+        warn(limit);
+    }
+    Err(limit)
+}
+
 /// Counts one call of `kind`; Err when it is over a budget. `warn` is
 /// called once per statement, and once per role and minute, that goes over.
 pub fn count(kind: Kind, warn: impl FnOnce(Limit)) -> Result<(), Limit> {

@@ -1,0 +1,230 @@
+//! Field tokens: single values (a card number, an IBAN, an email) sealed on
+//! their own, whose tokens stay in the application's tables in the values'
+//! place: vault_tokenize, vault_detokenize, vault_token_delete.
+//!
+//! Each value is sealed like a record, under its own data key, bound to
+//! the stored columns that name it (`field_binding`): its token, kind,
+//! record and expiry, so an envelope moved to another row, or a row whose
+//! record or expiry was changed under it, does not open. The audit names
+//! a field token by its id (`audit_id`), never its value.
+
+use pgrx::prelude::*;
+use pgrx::Uuid;
+use zeroize::Zeroizing;
+
+use super::call::audited;
+use super::guard;
+use super::records::{outcome_of, timestamp_micros};
+use crate::audit::{Operation, Outcome};
+use crate::crypto::blind_index::field_value_hash;
+use crate::crypto::envelope::{self, PayloadEncoding};
+use crate::crypto::{document_binding, fill_random, KeySet};
+use crate::error::{VaultError, VaultResult};
+use crate::normalize::{format_token, normalize, parse_token, IndexedKind};
+use crate::store::{self, IndexHash, Seen, StoredFieldToken, Token};
+use pii_vault_core::field_token::{self as field, CardProblem, FieldKind};
+
+/// How many card tokens are drawn before giving up: a draw is taken only
+/// when the same card's length and last four leave few tokens unused
+/// (12 digits, Luhn-valid: 10^7), far beyond any vault's use.
+const CARD_DRAWS: usize = 16;
+
+/// What a field token's envelope is bound to.
+pub(crate) fn field_binding(token: &str, kind: &str, record: Option<&Token>, expires_at: Option<i64>) -> [u8; 16] {
+    let expiry = expires_at.map(i64::to_be_bytes);
+    document_binding(
+        "field_token",
+        &[
+            token.as_bytes(),
+            kind.as_bytes(),
+            record.map_or(&[][..], |t| &t[..]),
+            expiry.as_ref().map_or(&[][..], |e| &e[..]),
+        ],
+    )
+}
+
+/// The id the audit names a field token by: a UUID token is its own id; a
+/// card token's is a version 8 UUID encoding its digits, which anyone
+/// holding the token computes with `vault_field_token_id` (the token is
+/// in the application's table; the card number is not).
+pub(crate) fn audit_id(token: &str) -> Option<[u8; 16]> {
+    match field::card_token_id(token) {
+        Some(id) => Some(id),
+        None => parse_token(token).ok(),
+    }
+}
+
+/// A token as `vault_detokenize` is given it: a UUID in any spelling
+/// PostgreSQL accepts, as stored (lowercase, hyphenated), or a card
+/// token's digits. 22023 otherwise, without the text.
+fn stored_form(token: &str) -> VaultResult<String> {
+    if field::is_card_token_shape(token) {
+        return Ok(token.to_string());
+    }
+    parse_token(token).map(|t| format_token(&t)).map_err(|_| VaultError::NotAFieldToken)
+}
+
+fn card_problem(problem: CardProblem) -> VaultError {
+    VaultError::BadCard(match problem {
+        CardProblem::NotDigits => "may hold only digits, spaces and dashes",
+        CardProblem::Length => "must have 12 to 19 digits",
+        CardProblem::Luhn => "fails the Luhn check",
+    })
+}
+
+/// The value as it is sealed (and deduplicated): a card's digits, an email
+/// or phone number in the form lookups index, text as given.
+fn normalized(kind: FieldKind, value: &str) -> VaultResult<Zeroizing<String>> {
+    Ok(Zeroizing::new(match kind {
+        FieldKind::Text => {
+            if value.is_empty() || value.len() > field::MAX_TEXT_BYTES {
+                return Err(VaultError::BadText(field::MAX_TEXT_BYTES));
+            }
+            value.to_string()
+        }
+        FieldKind::Card | FieldKind::CardLuhn => field::card_digits(value).map_err(card_problem)?,
+        FieldKind::Email => normalize(IndexedKind::Email, value, guard::region()?)?,
+        FieldKind::Phone => normalize(IndexedKind::Phone, value, guard::region()?)?,
+    }))
+}
+
+/// The value's dedup hash under every loaded key version, the active one
+/// first.
+fn value_hashes(keys: &KeySet, kind: FieldKind, record: Option<&Token>, value: &str) -> Vec<IndexHash> {
+    std::iter::once(keys.active())
+        .chain(keys.others())
+        .map(|ring| field_value_hash(ring, kind.as_str(), record, value))
+        .collect()
+}
+
+/// A fresh token of `kind` for `value` (normalized).
+fn draw(kind: FieldKind, value: &str) -> VaultResult<String> {
+    match kind {
+        FieldKind::Card | FieldKind::CardLuhn => {
+            field::card_token(value, kind == FieldKind::CardLuhn, &mut |bytes| fill_random(bytes))
+        }
+        FieldKind::Text | FieldKind::Email | FieldKind::Phone => Ok(format_token(&super::shards::new_token()?)),
+    }
+}
+
+/// Tokenizes one value: its token, which the application keeps in the
+/// value's place. `record`: the subject it belongs to (erased with it; the
+/// token reads nothing while the record is deleted or expired).
+/// `dedup`: the same value (and record) gets the same token, which tells
+/// whoever may tokenize whether a value was tokenized before, so it is
+/// charged as a read too.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_tokenize(
+    value: Option<&str>,
+    kind: default!(Option<&str>, "'text'"),
+    record: default!(Option<Uuid>, "NULL"),
+    expires_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    dedup: default!(Option<bool>, "false"),
+) -> Option<String> {
+    let (value, kind) = (value?, kind?);
+    let record = record.map(|r| *r.as_bytes());
+    let expires_at = expires_at.map(timestamp_micros);
+    let dedup = dedup.unwrap_or(false);
+    audited(Operation::Tokenize, |call| {
+        let keys = guard::ready()?;
+        let kind = FieldKind::parse(kind).ok_or(VaultError::UnknownFieldKind)?;
+        call.fields = Some(vec![kind.as_str().to_string()]);
+        call.count_write()?;
+        if dedup {
+            call.count_lookup_probe()?;
+        }
+        if expires_at.is_some_and(|at| at <= store::now()) {
+            return Err(VaultError::ExpiryInThePast);
+        }
+        let value = normalized(kind, value)?;
+        if let Some(record) = &record {
+            if !matches!(store::token_seen(record)?, Seen::Live(())) {
+                return Err(VaultError::NoSuchRecord);
+            }
+        }
+        let hashes = if dedup { value_hashes(keys, kind, record.as_ref(), &value) } else { Vec::new() };
+        for _ in 0..CARD_DRAWS {
+            if dedup {
+                if let Some(existing) = store::find_field_value(&hashes)? {
+                    call.token = audit_id(&existing);
+                    return Ok(Some(existing));
+                }
+            }
+            let token = draw(kind, &value)?;
+            let binding = field_binding(&token, kind.as_str(), record.as_ref(), expires_at);
+            let sealed = envelope::seal(keys.active(), &binding, PayloadEncoding::Utf8Text, value.as_bytes())?;
+            let hash = hashes.first().map(|h| (h, keys.active().key_version()));
+            if store::insert_field_token(&token, kind.as_str(), &sealed, hash, record.as_ref(), expires_at)? {
+                call.token = audit_id(&token);
+                return Ok(Some(token));
+            }
+        }
+        Err(VaultError::RandomFailure)
+    })
+}
+
+/// The value a field token stands for (as sealed: a card's digits, an email
+/// or phone number normalized), or NULL when there is no such live token.
+/// Audited (the token's id, never the value) and charged as a read.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_detokenize(token: &str) -> Option<String> {
+    audited(Operation::Detokenize, |call| {
+        let keys = guard::ready()?;
+        let token = stored_form(token)?;
+        call.token = audit_id(&token);
+        call.check_purpose()?;
+        call.count_read()?;
+        let found = store::find_field_token(&token)?;
+        call.outcome = outcome_of(&found);
+        let Some(stored) = found.live() else {
+            return Ok(None);
+        };
+        call.fields = Some(vec![stored.kind.clone()]);
+        open_value(keys, &token, &stored).map(|v| Some(v.to_string()))
+    })
+}
+
+/// A stored field token's value.
+pub(crate) fn open_value(keys: &KeySet, token: &str, stored: &StoredFieldToken) -> VaultResult<Zeroizing<String>> {
+    let binding = field_binding(token, &stored.kind, stored.record.as_ref(), stored.expires_at);
+    let (encoding, plaintext) = envelope::open(keys, &binding, &stored.envelope)?;
+    if encoding != PayloadEncoding::Utf8Text {
+        return Err(VaultError::DecryptFailed);
+    }
+    let text = std::str::from_utf8(&plaintext).map_err(|_| VaultError::DecryptFailed)?;
+    Ok(Zeroizing::new(text.to_string()))
+}
+
+/// Removes a field token at once (not restorable); false when there is no
+/// such live token.
+#[pg_extern(strict, volatile, security_definer)]
+#[search_path(pg_catalog, pii_vault, pg_temp)]
+fn vault_token_delete(token: &str) -> bool {
+    audited(Operation::TokenDelete, |call| {
+        guard::ready()?;
+        let token = stored_form(token)?;
+        call.token = audit_id(&token);
+        call.count_write()?;
+        match store::delete_field_token(&token)? {
+            Some(live) => {
+                call.outcome = if live { Outcome::Ok } else { Outcome::Expired };
+                Ok(live)
+            }
+            None => {
+                call.outcome = Outcome::NotFound;
+                Ok(false)
+            }
+        }
+    })
+}
+
+/// The id the audit names a field token by (`vault_audit(id)` lists its
+/// events): a UUID token is its own; a card token's encodes its digits.
+/// Pure: no key, no table, no audit.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn vault_field_token_id(token: &str) -> Option<Uuid> {
+    let token = stored_form(token).ok()?;
+    audit_id(&token).map(Uuid::from_bytes)
+}
