@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reads pgbench results collected by bench/run.sh and prints the table.
 
-  report.py RESULTS_DIR [--secdef | --floor | --budget | --shares | --rotation | --purge]
+  report.py RESULTS_DIR [--secdef | --floor | --budget | --shares | --fields | --rotation | --purge]
 
 RESULTS_DIR/runs.tsv has one line per pgbench run:
   op  clients  round  system  tps  logglob
@@ -15,7 +15,10 @@ per lookup (1 / ops/s, in us) the issue's target leaves. With --budget:
 the vault called by a non-superuser role with the per-role read budget on
 (vault_app) and off (vault_app_off), and what the budget costs. With
 --shares: plain and pii_vault only (get_shared, and get for reference),
-and get_shared's throughput over get's in each system.
+and get_shared's throughput over get's in each system. With --fields:
+tokenize and detokenize (plain and vault), and pages of 50 records in
+records/s (vault_get_many; 50 vault_get calls in one statement, and in 50
+statements; plain WHERE id = ANY).
 
 With --rotation (bench/run.sh --rotation): RESULTS_DIR/rotation.tsv has one
 line per 1 s pgbench run, before, during or after a rotation:
@@ -103,6 +106,9 @@ def main():
     if "--shares" in sys.argv[2:]:
         shares_table(ops, tps, lat)
         return
+    if "--fields" in sys.argv[2:]:
+        fields_table(ops, tps, lat)
+        return
     header = "| operation | clients | " + " | ".join(
         f"{s} ops/s | {s} p50 ms | {s} p99 ms" for s in systems) + " | vault/plain | vault/pgcrypto |"
     print(header)
@@ -175,6 +181,34 @@ def shares_table(ops, tps, lat):
             ratios = ", ".join(f"{s} {mean[(op, c, s)] / mean[('get', c, s)]:.2f}" for s in ["plain", "vault"])
             print(f"\nget_shared's throughput over get's, {c} client(s): {ratios}", end="")
     print()
+
+
+def fields_table(ops, tps, lat):
+    """Field tokens (tokenize, detokenize: plain and vault, ops/s) and pages
+    of 50 records (page: records/s, vault_get_many beside 50 vault_get
+    calls and plain SELECT ... WHERE id = ANY)."""
+    mean = {k: statistics.mean(v) for k, v in tps.items()}
+    header = ("| operation | clients | plain ops/s | plain p50 ms | vault ops/s | vault p50 ms | vault/plain |")
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    for op, c in ops:
+        if op == "page":
+            continue
+        cells = []
+        for s in ["plain", "vault"]:
+            cells += [f"{mean[(op, c, s)]:,.0f}", f"{percentile(sorted(lat[(op, c, s)]), 0.5) / 1000:.3f}"]
+        print(f"| {op} | {c} | " + " | ".join(cells) + f" | {mean[(op, c, 'vault')] / mean[(op, c, 'plain')]:.2f} |")
+    print()
+    header = ("| page of 50 | clients | plain ANY records/s | vault_get_many records/s | 50 vault_get in one statement records/s "
+              "| 50 vault_get statements records/s | get_many/one statement | get_many/50 statements | get_many/plain |")
+    print(header)
+    print("|" + " --- |" * (header.count("|") - 1))
+    for op, c in ops:
+        if op != "page":
+            continue
+        plain, many, single, calls = (50 * mean[(op, c, s)] for s in ["plain", "vault", "vault_single", "vault_calls"])
+        print(f"| page | {c} | {plain:,.0f} | {many:,.0f} | {single:,.0f} | {calls:,.0f} "
+              f"| {many / single:.2f} | {many / calls:.2f} | {many / plain:.2f} |")
 
 
 def window_counts(root, name, window):

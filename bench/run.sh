@@ -4,7 +4,8 @@
 #   bench/run.sh [--records N] [--seconds S] [--rounds R] [--clients "1 2"]
 #                [--scale M] [--rss CALLS] [--secdef-cost] [--floor]
 #                [--budget-cost] [--smoke] [--rotation] [--rotation-pause MS]
-#                [--life-cycle] [--standby] [--shards] [--no-install]
+#                [--life-cycle] [--standby] [--shards] [--fields]
+#                [--migrate-rows N] [--no-install]
 #
 # Starts a throwaway cluster (pii_vault preloaded, synchronous_commit on),
 # loads N ~1 KB customer profiles into each system, then runs pgbench
@@ -63,8 +64,18 @@
 # vault called directly on shard 0 (its own records), and plain and vault
 # through the proxy; the vault through the proxy over plain through the
 # proxy is the vault's cost behind PL/Proxy (target: 0.9).
+# --fields: single values (release 0.6.0): vault_tokenize and
+# vault_detokenize beside a plain INSERT and SELECT of the value; a page of
+# 50 records read by vault_get_many, by 50 vault_get calls in one
+# statement, by 50 statements of one vault_get each (as an application
+# showing a page makes them), and by plain SELECT ... WHERE id = ANY
+# (records/s); then
+# CALL vault_migrate of a table of --migrate-rows rows (default 1 000 000):
+# records/s, and vault get throughput of other sessions while it runs
+# over before it started.
 # --smoke: tiny and quick (part of scripts/test.sh); it ends with
-# get_shared and the purge, tiny (with --life-cycle: only those). The audit
+# get_shared, the purge and --fields, tiny (with --life-cycle: only the
+# first two). The audit
 # writer runs throughout: every pii_vault figure includes the audit.
 # PII_VAULT_BENCH_PORT (54331) and PII_VAULT_BENCH_TMP (/tmp) choose the
 # cluster's port and the directory its own directory is made in;
@@ -75,7 +86,7 @@ cd "$HERE/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 . scripts/cluster.sh
 
-RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 BUDGET_COST=0 ROTATION=0 ROTATION_PAUSE="" LIFE_CYCLE=0 STANDBY=0 SHARDS=0 SMOKE=0 INSTALL=1
+RECORDS=100000 SECONDS_PER_RUN=10 ROUNDS=3 CLIENTS="1 2" SCALE=0 RSS_CALLS=0 SECDEF_COST=0 FLOOR=0 BUDGET_COST=0 ROTATION=0 ROTATION_PAUSE="" LIFE_CYCLE=0 STANDBY=0 SHARDS=0 FIELDS=0 MIGRATE_ROWS=1000000 SMOKE=0 INSTALL=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --records) RECORDS="$2"; shift 2 ;;
@@ -92,7 +103,9 @@ while [ $# -gt 0 ]; do
         --life-cycle) LIFE_CYCLE=1; shift ;;
         --standby) STANDBY=1; shift ;;
         --shards) SHARDS=1; shift ;;
-        --smoke) RECORDS=2000 SECONDS_PER_RUN=1 ROUNDS=1 CLIENTS=1 SCALE=0 RSS_CALLS=20000 SMOKE=1; shift ;;
+        --fields) FIELDS=1; shift ;;
+        --migrate-rows) MIGRATE_ROWS="$2"; shift 2 ;;
+        --smoke) RECORDS=2000 SECONDS_PER_RUN=1 ROUNDS=1 CLIENTS=1 SCALE=0 RSS_CALLS=20000 MIGRATE_ROWS=5000 SMOKE=1; shift ;;
         --no-install) INSTALL=0; shift ;;
         *) echo "bench: unknown option $1" >&2; exit 2 ;;
     esac
@@ -739,6 +752,79 @@ life_cycle_purge() {
     echo "bench: purge: no failed get; every expired record purged and audited, every live one kept"
 }
 
+
+# Single values and pages (--fields; tiny in --smoke): see the top. Needs
+# plain and vault loaded with $RECORDS records.
+fields() {
+    local op c round system
+    echo "bench: one value per record, in the clear and tokenized"
+    load 1 "$RECORDS" plain_values vault_values
+    local sample
+    sample=$(psql_bench -At -c "SELECT bool_and(vault_detokenize(v.token) = p.value)
+        FROM vault_field_ids v JOIN plain_value_ids i USING (n) JOIN plain_values p ON p.id = i.id
+        WHERE v.n IN (1, $((RECORDS / 2)), $RECORDS)")
+    if [ "$sample" != t ]; then echo "bench: the field tokens do not read back ($sample)" >&2; exit 1; fi
+    for op in tokenize detokenize; do
+        for c in $CLIENTS; do
+            for ((round = 1; round <= ROUNDS; round++)); do
+                for system in $(in_turn "$round" plain vault); do
+                    run "$op" "$c" "$round" "$system" "$RECORDS" fields
+                done
+            done
+        done
+    done
+    for c in $CLIENTS; do
+        for ((round = 1; round <= ROUNDS; round++)); do
+            for system in $(in_turn "$round" plain vault vault_single vault_calls); do
+                run page "$c" "$round" "$system" "$RECORDS" fields
+            done
+        done
+    done
+    cp "$RESULTS/fields.tsv" "$RESULTS/runs.tsv"
+    echo
+    echo "## Field tokens and pages of 50: $RECORDS records, pgbench -M prepared, ${SECONDS_PER_RUN}s x $ROUNDS rounds"
+    echo
+    python3 bench/report.py "$RESULTS" --fields
+
+    # vault_migrate of MIGRATE_ROWS rows, while CLIENTS' most clients run
+    # vault get in 1 s pgbench runs: three before, and until it ends.
+    c="${CLIENTS##* }"
+    echo "bench: a table of $MIGRATE_ROWS rows to move into the vault"
+    psql_bench -c "CREATE TABLE migrate_users (id int PRIMARY KEY, email text, name text, born date, token uuid)" \
+        -c "INSERT INTO migrate_users SELECT n, 'moved' || n || '@migrate.example', 'Moved Customer ' || n, date '1950-01-01' + n % 20000
+            FROM generate_series(1, $MIGRATE_ROWS) AS n" -c "VACUUM ANALYZE migrate_users" -c "CHECKPOINT" >/dev/null
+    # ops/s of one 1 s pgbench run of vault get.
+    get_tps() {
+        as_pg pgbench -n -M prepared -c "$c" -j "$c" -T 1 -h "$DIR" -p "$PORT" -U postgres -D records="$RECORDS" \
+            -f "$DIR/scripts/vault_get.sql" bench 2>&1 | grep -Eo 'tps = [0-9]+' | grep -Eo '[0-9]+' | head -1
+    }
+    local before=0 during=0 runs=0 started ended moved
+    for ((round = 1; round <= 3; round++)); do
+        before=$(( before + $(get_tps) ))
+    done
+    started=$(date +%s%N)
+    psql_bench -c "SET client_min_messages = warning" \
+        -c "CALL vault_migrate('migrate_users', 'token', '{email,name,born}')" >"$RESULTS/migrate.out" 2>&1 &
+    local pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        runs=$((runs + 1))
+        during=$(( during + $(get_tps) ))
+    done
+    wait "$pid" || { cat "$RESULTS/migrate.out" >&2; echo "bench: vault_migrate failed" >&2; exit 1; }
+    ended=$(date +%s%N)
+    moved=$(psql_bench -At -c "SELECT count(token) FROM migrate_users WHERE email IS NULL")
+    if [ "$moved" != "$MIGRATE_ROWS" ]; then echo "bench: vault_migrate moved $moved of $MIGRATE_ROWS rows" >&2; exit 1; fi
+    echo
+    python3 - "$MIGRATE_ROWS" "$started" "$ended" "$before" 3 "$during" "$runs" "$c" <<'PY'
+import sys
+rows, t0, t1, before, nb, during, nd, c = sys.argv[1:]
+secs = (int(t1) - int(t0)) / 1e9
+b, d = int(before) / int(nb), int(during) / max(int(nd), 1)
+print(f"## vault_migrate: {int(rows):,} rows in {secs:.1f} s ({int(rows) / secs:,.0f} records/s); "
+      f"vault get by {c} other client(s) while it ran: {d:,.0f} ops/s against {b:,.0f} before ({d / b:.2f})")
+PY
+}
+
 if [ "$LIFE_CYCLE" = 1 ]; then
     # Shares and the purge, on this cluster alone (see the top): only
     # plain and pii_vault are loaded.
@@ -905,6 +991,10 @@ if [ "$SMOKE" = 1 ]; then
     echo
     life_cycle_shares get_shared session_get session_store
     life_cycle_purge
+fi
+if [ "$SMOKE" = 1 ] || [ "$FIELDS" = 1 ]; then
+    echo
+    fields
 fi
 echo
 echo "bench: done"

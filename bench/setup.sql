@@ -68,3 +68,10 @@ CREATE INDEX plain_sessions_token ON plain_sessions (token) WHERE token IS NOT N
 CREATE INDEX plain_sessions_expires_at ON plain_sessions (expires_at);
 CREATE TABLE plain_session_ids (n int PRIMARY KEY, id uuid NOT NULL);
 CREATE TABLE vault_session_ids (n int PRIMARY KEY, id uuid NOT NULL);
+
+-- Field tokens (bench/run.sh --fields): one IBAN-like value per preloaded
+-- n, in the clear and tokenized; and the table vault_migrate moves in.
+CREATE TABLE plain_values (id uuid PRIMARY KEY, value text NOT NULL);
+CREATE TABLE plain_value_ids (n int PRIMARY KEY, id uuid NOT NULL);
+CREATE TABLE vault_field_ids (n int PRIMARY KEY, token text NOT NULL);
+CREATE SEQUENCE bench_value_n;

@@ -309,13 +309,15 @@ as_pg "$PG_BIN/pg_dump" -h "$WORK" -p "$PORT" -d "$DB" -f "$DUMP"
 check "pg_dump carries the vault's ciphertext (records and audit rows are in the dump)" \
     grep -q "^COPY pii_vault.records" "$DUMP"
 check "no canary value and no key in the pg_dump output" \
-    python3 "$HERE/scan_files.py" "$DUMP" --text canary-3b1f9e-name canary-3b1f9e-secret-note "$KEY" --hex "$KEY"
+    python3 "$HERE/scan_files.py" "$DUMP" --text canary-3b1f9e-name canary-3b1f9e-secret-note canary-3b1f9e-field-text \
+        4000056655665556 "$KEY" --hex "$KEY"
 
 # ---- files: no plaintext, no key --------------------------------------------
 cluster_psql -q -d "$DB" -c "CHECKPOINT" >/dev/null
 # The canaries of leave_canaries.sql: present in the vault, so they must be
 # found nowhere in PGDATA (heap, TOAST, WAL) as plaintext.
-CANARIES=(canary-3b1f9e-name canary-3b1f9e@mail.example canary-3b1f9e-login canary-3b1f9e-secret-note)
+CANARIES=(canary-3b1f9e-name canary-3b1f9e@mail.example canary-3b1f9e-login canary-3b1f9e-secret-note
+          canary-3b1f9e-field-text 4000056655665556 canary-3b1f9e-field@mail.example)
 check "no canary value in any file of PGDATA after CHECKPOINT (heap, TOAST, WAL)" \
     python3 "$HERE/scan_files.py" "$PGDATA" --text "${CANARIES[@]}"
 # The scanner must be able to see what it looks for: a stored token (binary
