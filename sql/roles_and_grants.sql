@@ -238,7 +238,7 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['records', 'key_check', 'audit_batches', 'audit_anchor', 'shares', 'sessions',
-                             'app_data', 'consents', 'consent_history', 'forwarded'] LOOP
+                             'app_data', 'consents', 'consent_history', 'forwarded', 'field_tokens'] LOOP
         EXECUTE pg_catalog.format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pii_vault.%I '
                                   'FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.storage_guard()',
                                   t || '_storage_guard', t);
@@ -341,6 +341,30 @@ BEGIN
         RAISE EXCEPTION 'pii_vault: name the columns to move, other than the token column'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The procedure runs as its caller, an admin, and so would the table's
+    -- triggers, rules, policies, defaults, constraints and index
+    -- expressions: only its owner may migrate it, and only without enabled
+    -- triggers, rules or forced row security (a writer's trigger would
+    -- otherwise call the vault with the admin's rights). A partitioned table's
+    -- partitions share ctids: each is migrated on its own.
+    IF (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) tab) <> 'r' THEN
+        RAISE EXCEPTION 'pii_vault: % is not a plain table (migrate each partition of a partitioned table on its own)', tab
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) tab)
+       OPERATOR(pg_catalog.<>) (CURRENT_USER::pg_catalog.text)::pg_catalog.regrole::pg_catalog.oid THEN
+        RAISE EXCEPTION 'pii_vault: only the owner of % may migrate it', tab
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'vault_migrate runs the table''s triggers, defaults, constraints and index expressions with its caller''s rights: ALTER TABLE ... OWNER TO the admin who migrates it.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger AS t
+               WHERE t.tgrelid OPERATOR(pg_catalog.=) tab AND NOT t.tgisinternal AND t.tgenabled <> 'D')
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite AS r WHERE r.ev_class OPERATOR(pg_catalog.=) tab)
+       OR (SELECT c.relforcerowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) tab) THEN
+        RAISE EXCEPTION 'pii_vault: % has triggers, rules or row security, which vault_migrate would run with its caller''s rights', tab
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Drop or disable them (ALTER TABLE ... DISABLE TRIGGER USER, NO FORCE ROW LEVEL SECURITY) for the migration.';
+    END IF;
     IF (SELECT a.atttypid FROM pg_catalog.pg_attribute AS a
         WHERE a.attrelid = tab AND a.attname = token_column AND a.attnum > 0 AND NOT a.attisdropped)
        IS DISTINCT FROM 'pg_catalog.uuid'::pg_catalog.regtype THEN
@@ -352,14 +376,14 @@ BEGIN
         '       pg_catalog.array_agg((SELECT pg_catalog.jsonb_object_agg(e.key, e.value) '
         '                             FROM pg_catalog.jsonb_each(b.doc) AS e '
         '                             WHERE e.value OPERATOR(pg_catalog.<>) ''null''::pg_catalog.jsonb) ORDER BY b.ctid) '
-        'FROM (SELECT t.ctid, pg_catalog.jsonb_build_object(%s) AS doc FROM %s AS t '
+        'FROM (SELECT t.ctid, pg_catalog.jsonb_build_object(%s) AS doc FROM ONLY %s AS t '
         '      WHERE t.%I IS NULL AND (%s) AND t.ctid OPERATOR(pg_catalog.>) $1 '
         '      ORDER BY t.ctid LIMIT $2 FOR UPDATE OF t) AS b',
         (SELECT pg_catalog.string_agg(pg_catalog.format('%L, t.%I', c, c), ', ') FROM pg_catalog.unnest(columns) AS c),
         tab, token_column,
         (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c), ' OR ') FROM pg_catalog.unnest(columns) AS c));
     update_sql := pg_catalog.format(
-        'UPDATE %s AS t SET %I = m.token, %s '
+        'UPDATE ONLY %s AS t SET %I = m.token, %s '
         'FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.tid[]), pg_catalog.unnest($2::pg_catalog.uuid[])) AS m(id, token) '
         'WHERE t.ctid OPERATOR(pg_catalog.=) m.id AND m.token IS NOT NULL',
         tab, token_column,

@@ -151,7 +151,7 @@ pub enum VaultError {
     PatchNotAnObject,
     #[error("pii_vault: the record is larger than pii_vault.max_record_bytes ({limit} bytes)")]
     RecordTooLarge { limit: usize },
-    #[error("pii_vault: the record or patch nests deeper than {limit} levels, which vault_update cannot merge")]
+    #[error("pii_vault: the record or patch nests deeper than {limit} levels, which a patch cannot apply to")]
     TooDeep { limit: usize },
     #[error("pii_vault: the record is not valid JSON text")]
     MalformedJson,
@@ -225,7 +225,7 @@ pub enum VaultError {
     StorageWriteRefused(&'static str),
     #[error("pii_vault: bulk export is disabled")]
     BulkExportDisabled,
-    #[error("pii_vault: bulk export is only for members of pii_vault_admin")]
+    #[error("pii_vault: this call is only for members of pii_vault_admin")]
     NotAdmin,
     #[error("pii_vault: batch_size must be between 1 and {0}")]
     BadBatchSize(i32),

@@ -16,9 +16,10 @@
 //!
 //! Limits, so that no patch can exhaust the backend: at most `MAX_OPS`
 //! operations; no nesting past serde_json's parse limit (`TooDeep`); and
-//! all `copy` ops together may create no more values than the record and
+//! all `copy` ops together may add no more bytes than the record and
 //! the patch have bytes (the op past it is a `BadOperation`), since each
-//! copy can otherwise double the record.
+//! copy can otherwise double the record: 15 copies of a 100 kB array onto
+//! its own end would ask for 3 GB.
 //!
 //! Errors name an operation's index, never a path, member name or value:
 //! both the record and the patch carry personal data.
@@ -210,8 +211,35 @@ fn shape(value: &Value) -> (usize, usize) {
     children.map(shape).fold((1, 1), |(levels, values), (l, v)| (levels.max(l + 1), values + v))
 }
 
+/// About how many bytes `value` takes as JSON text (strings and names
+/// without their escapes), or None once that passes `limit`: a copy's
+/// cost, counted without walking more of the value than the budget left.
+fn weight(value: &Value, limit: usize) -> Option<usize> {
+    let mut total = 0usize;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        total += match v {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(n) => n.as_str().len(),
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                stack.extend(items);
+                items.len().saturating_sub(1) + 2
+            }
+            Value::Object(map) => {
+                stack.extend(map.values());
+                map.keys().map(|k| k.len() + 3).sum::<usize>() + map.len().saturating_sub(1) + 2
+            }
+        };
+        if total > limit {
+            return None;
+        }
+    }
+    Some(total)
+}
+
 /// The record being patched, the names touched so far, and how many more
-/// values `copy` may still create.
+/// bytes `copy` may still add.
 struct Work {
     doc: Value,
     touched: BTreeSet<String>,
@@ -293,11 +321,14 @@ impl Work {
                 let value = self.remove(&op.from, i)?;
                 self.add(&op.path, value, i)
             }
-            // Each copy can double the record: all copies together may create
-            // no more values than the record and the patch have bytes.
+            // Each copy can double the record: all copies together may add
+            // no more bytes than the record and the patch have (weighed
+            // before the copy is made, so the refused one is never built).
             Kind::Copy => {
-                let value = self.find(&op.from, i)?.clone();
-                self.copy_budget = self.copy_budget.checked_sub(shape(&value).1).ok_or(PatchError::BadOperation(i))?;
+                let source = self.find(&op.from, i)?;
+                let cost = weight(source, self.copy_budget).ok_or(PatchError::BadOperation(i))?;
+                let value = source.clone();
+                self.copy_budget -= cost;
                 self.add(&op.path, value, i)
             }
             Kind::Test if json_equal(self.find(&op.path, i)?, &op.value) => Ok(()),
@@ -464,6 +495,12 @@ mod tests {
         // Each copy doubles the record: refused once the copies outgrow the input.
         let doubling = format!("[{}]", [r#"{"op": "copy", "from": "/a", "path": "/a/-"}"#; 100].join(","));
         assert!(matches!(apply_text(r#"{"a": [1]}"#, &doubling), Err(BadOperation(i)) if (5..20).contains(&i)));
+        // Counted in bytes, not values: one 100 kB string doubled 15 times
+        // would be 3 GB; the second copy already passes the record's size.
+        let big = format!(r#"{{"a": ["{}"]}}"#, "B".repeat(100_000));
+        let fifteen = format!("[{}]", [r#"{"op": "copy", "from": "/a", "path": "/a/-"}"#; 15].join(","));
+        assert_eq!(apply_text(&big, &fifteen), Err(BadOperation(1)));
+        assert!(apply_text(&big, r#"[{"op": "copy", "from": "/a", "path": "/a/-"}]"#).is_ok());
     }
 
     #[test]

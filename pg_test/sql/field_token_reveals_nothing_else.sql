@@ -59,8 +59,18 @@ SELECT try_sql($$SELECT vault_tokenize('+1 555 CANARY', 'phone')$$);
 SELECT try_sql($$SELECT vault_tokenize('')$$);
 SELECT try_sql(format('SELECT vault_tokenize(%L)', repeat('x', 4097)));
 SELECT try_sql($$SELECT vault_detokenize('canary-not-a-token')$$);
--- An unknown token, and a deleted one, read nothing.
+-- An unknown token reads nothing. Card-shaped digits that are no token
+-- (a real card number passed by mistake or by a probe) are not named in
+-- the audit: a card token's id encodes its digits.
 SELECT vault_detokenize('00000000-0000-4000-8000-000000000000') IS NULL AS unknown_is_null;
+SET ROLE ft_analyst;
+SELECT vault_detokenize('4539578763621486') IS NULL AS real_card_reads_nothing;
+RESET ROLE;
+SELECT pii_vault.audit_wait();
+SELECT count(*) AS events_naming_the_card FROM pii_vault.audit_log
+WHERE token = vault_field_token_id('4539578763621486') OR token::text LIKE '%20b9%0ba2%';
+SELECT outcome, token IS NULL AS unnamed FROM pii_vault.audit_log
+WHERE operation = 'detokenize' AND acting_role = 'ft_analyst' ORDER BY id DESC LIMIT 1;
 -- The share reader cannot detokenize, tokenize or delete a token.
 SET ROLE ft_share;
 SELECT try_sql('SELECT vault_detokenize(card_token) FROM orders');

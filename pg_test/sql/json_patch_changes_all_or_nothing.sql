@@ -37,6 +37,13 @@ SELECT try_sql(format($$SELECT vault_patch(%L, '{"op": "add"}')$$, pat)) FROM pe
 SELECT try_sql(format($$SELECT vault_patch(%L, '[{"op": "replace", "path": "/email", "value": "SAM@patch.example"}]')$$, pat)) FROM people;
 -- An email that does not normalize: 22023.
 SELECT try_sql(format($$SELECT vault_patch(%L, '[{"op": "add", "path": "/phone", "value": "canary"}]')$$, pat)) FROM people;
+-- Copies that double the record: 15 of a 100 kB array onto its own end
+-- would ask for 3 GB; the copies may add no more bytes than the record
+-- and the patch have, so the second is refused and the server stays up.
+SELECT vault_store(jsonb_build_object('name', 'big', 'a', jsonb_build_array(repeat('B', 100000)))) AS big \gset
+SELECT try_sql(format('SELECT vault_patch(%L, %L)', :'big',
+    (SELECT jsonb_agg(jsonb_build_object('op', 'copy', 'from', '/a', 'path', '/a/-')) FROM generate_series(1, 15))));
+SELECT jsonb_array_length(vault_get(:'big') -> 'a') AS still_one;
 RESET ROLE;
 SELECT vault_get(pat) ->> 'name' AS name, vault_get(pat) ->> 'email' AS email, vault_get(pat) ? 'phone' AS has_phone FROM people;
 SET ROLE patcher;

@@ -33,6 +33,36 @@ SELECT try_sql($$CALL vault_migrate('users', 'name', '{email}')$$);
 SELECT try_sql($$CALL vault_migrate('users', 'vault_token', '{}')$$);
 SELECT try_sql($$CALL vault_migrate('users', 'vault_token', '{email}', 0)$$);
 RESET ROLE;
+-- The procedure runs as its caller: a table the admin does not own, or
+-- one with a trigger, a rule or forced row security, would run its
+-- owner's code with the admin's rights. A trigger a writer set on its own
+-- table calling vault_erase as the admin, refused:
+CREATE TABLE writers_table (id int, email text, vault_token uuid);
+ALTER TABLE writers_table OWNER TO not_admin;
+INSERT INTO writers_table VALUES (1, 'w1@migrate.example');
+GRANT SELECT, UPDATE ON writers_table TO migrator;
+SET ROLE migrator;
+SELECT try_sql($$CALL vault_migrate('writers_table', 'vault_token', '{email}')$$);
+RESET ROLE;
+ALTER TABLE writers_table OWNER TO migrator;
+CREATE FUNCTION erase_as_caller() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM vault_erase(NEW.vault_token); RETURN NEW; END $$;
+CREATE TRIGGER erase_as_caller BEFORE UPDATE ON writers_table FOR EACH ROW EXECUTE FUNCTION erase_as_caller();
+SET ROLE migrator;
+SELECT try_sql($$CALL vault_migrate('writers_table', 'vault_token', '{email}')$$);
+RESET ROLE;
+-- Partitions share ctids: a partitioned table is refused, each partition
+-- is migrated on its own.
+CREATE TABLE regions (region text, email text, vault_token uuid) PARTITION BY LIST (region);
+CREATE TABLE regions_eu PARTITION OF regions FOR VALUES IN ('eu');
+CREATE TABLE regions_us PARTITION OF regions FOR VALUES IN ('us');
+INSERT INTO regions VALUES ('eu', 'eu1@migrate.example'), ('us', 'us1@migrate.example');
+ALTER TABLE regions OWNER TO migrator;
+ALTER TABLE regions_eu OWNER TO migrator;
+ALTER TABLE regions_us OWNER TO migrator;
+SET ROLE migrator;
+SELECT try_sql($$CALL vault_migrate('regions', 'vault_token', '{email}')$$);
+RESET ROLE;
+SELECT count(*) AS untouched FROM writers_table WHERE vault_token IS NULL;
 -- Cancelled part-way (statement_timeout), in batches of 10.
 \c - migrator
 SET client_min_messages = warning;
@@ -76,6 +106,15 @@ SELECT count(*) FILTER (WHERE outcome = 'ok') >= 3000 AS each_record_audited,
        count(*) FILTER (WHERE outcome = 'error') >= 4 AS refusals_audited,
        bool_and(acting_role = 'migrator') AS by_the_admin
 FROM pii_vault.audit_log WHERE operation = 'migrate';
-DROP TABLE users, originals, records_before;
+-- Each partition on its own: every row its own record.
+\c - migrator
+SET client_min_messages = warning;
+CALL vault_migrate('regions_eu', 'vault_token', '{email}');
+CALL vault_migrate('regions_us', 'vault_token', '{email}');
+RESET client_min_messages;
+\c - postgres
+SELECT region, vault_get(vault_token) ->> 'email' AS email FROM regions ORDER BY region;
+DROP TABLE users, originals, records_before, writers_table, regions;
+DROP FUNCTION erase_as_caller();
 DROP OWNED BY migrator, not_admin;
 DROP ROLE migrator, not_admin;

@@ -24,6 +24,13 @@ SELECT try_sql('UPDATE pii_vault.sessions SET expires_at = ''infinity''') AS ext
 SELECT try_sql('DELETE FROM pii_vault.app_data') AS delete_app_data;
 SELECT try_sql('INSERT INTO pii_vault.consents (token, purpose, granted, legal_basis) VALUES (gen_random_uuid(), ''x'', true, ''consent'')') AS forge_consent;
 SELECT try_sql('INSERT INTO pii_vault.audit_anchor DEFAULT VALUES') AS insert_anchor;
+SELECT try_sql('UPDATE pii_vault.field_tokens SET expires_at = NULL') AS keep_field_tokens;
+SELECT try_sql('DELETE FROM pii_vault.field_tokens') AS delete_field_tokens;
+-- Every table of the vault has the guard (a table added without it would
+-- be open to this role).
+SELECT count(*) AS tables_without_the_guard FROM pg_class AS c
+WHERE c.relnamespace = 'pii_vault'::regnamespace AND c.relkind IN ('r', 'p')
+  AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgrelid = c.oid AND t.tgname = c.relname || '_storage_guard');
 -- No sequence to setval to its end (which stopped every consent change).
 SELECT count(*) AS sequences_in_the_vault FROM pg_class WHERE relkind = 'S' AND relnamespace = 'pii_vault'::regnamespace;
 RESET ROLE;

@@ -405,7 +405,7 @@ AS 'MODULE_PATHNAME', 'vault_delete_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/field_tokens.rs:170
+-- src/api/field_tokens.rs:181
 -- pii_vault::api::field_tokens::vault_detokenize
 CREATE  FUNCTION "vault_detokenize"(
 	"token" TEXT /* & str */
@@ -442,7 +442,7 @@ AS 'MODULE_PATHNAME', 'vault_export_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/field_tokens.rs:226
+-- src/api/field_tokens.rs:241
 -- pii_vault::api::field_tokens::vault_field_token_id
 CREATE  FUNCTION "vault_field_token_id"(
 	"token" TEXT /* & str */
@@ -818,7 +818,7 @@ AS 'MODULE_PATHNAME', 'vault_subject_export_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/field_tokens.rs:202
+-- src/api/field_tokens.rs:216
 -- pii_vault::api::field_tokens::vault_token_delete
 CREATE  FUNCTION "vault_token_delete"(
 	"token" TEXT /* & str */
@@ -830,7 +830,7 @@ AS 'MODULE_PATHNAME', 'vault_token_delete_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/field_tokens.rs:116
+-- src/api/field_tokens.rs:127
 -- pii_vault::api::field_tokens::vault_tokenize
 CREATE  FUNCTION "vault_tokenize"(
 	"value" TEXT, /* Option < & str > */
@@ -876,15 +876,6 @@ CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_va
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/storage_guards.rs:268
--- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
-CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/api/storage_guards.rs:327
 -- pii_vault::api::storage_guards::pii_vault::key_check_changed
 CREATE FUNCTION pii_vault."key_check_changed"()
@@ -903,6 +894,15 @@ CREATE FUNCTION pii_vault."audit_append_only"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api/storage_guards.rs:268
+-- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
+CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/api/storage_guards.rs:305
 -- pii_vault::api::storage_guards::pii_vault::storage_guard
 CREATE FUNCTION pii_vault."storage_guard"()
@@ -912,50 +912,8 @@ CREATE FUNCTION pii_vault."storage_guard"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/refold.rs:7
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::refold::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/refold.rs:40
--- pii_vault::api::refold::pii_vault::refold_lookup_values
-CREATE  FUNCTION pii_vault."refold_lookup_values"() RETURNS bigint /* i64 */
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refold_lookup_values_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/install.rs:5
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/install.rs:19
--- pii_vault::api::install::pii_vault::install_key_check
-CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/api/audit_functions.rs:151
 CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::audit_functions::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/audit_functions.rs:237
--- pii_vault::api::audit_functions::pii_vault::audit_read_note
-CREATE  FUNCTION pii_vault."audit_read_note"(
-	"token" uuid /* Option < Uuid > */
-) RETURNS void
-VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1006,6 +964,48 @@ CREATE  FUNCTION pii_vault."audit_batch_may_name"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:237
+-- pii_vault::api::audit_functions::pii_vault::audit_read_note
+CREATE  FUNCTION pii_vault."audit_read_note"(
+	"token" uuid /* Option < Uuid > */
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/install.rs:5
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/install.rs:19
+-- pii_vault::api::install::pii_vault::install_key_check
+CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/refold.rs:7
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::refold::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/refold.rs:40
+-- pii_vault::api::refold::pii_vault::refold_lookup_values
+CREATE  FUNCTION pii_vault."refold_lookup_values"() RETURNS bigint /* i64 */
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refold_lookup_values_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1251,7 +1251,7 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['records', 'key_check', 'audit_batches', 'audit_anchor', 'shares', 'sessions',
-                             'app_data', 'consents', 'consent_history', 'forwarded'] LOOP
+                             'app_data', 'consents', 'consent_history', 'forwarded', 'field_tokens'] LOOP
         EXECUTE pg_catalog.format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON pii_vault.%I '
                                   'FOR EACH STATEMENT EXECUTE FUNCTION pii_vault.storage_guard()',
                                   t || '_storage_guard', t);
@@ -1354,6 +1354,30 @@ BEGIN
         RAISE EXCEPTION 'pii_vault: name the columns to move, other than the token column'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The procedure runs as its caller, an admin, and so would the table's
+    -- triggers, rules, policies, defaults, constraints and index
+    -- expressions: only its owner may migrate it, and only without enabled
+    -- triggers, rules or forced row security (a writer's trigger would
+    -- otherwise call the vault with the admin's rights). A partitioned table's
+    -- partitions share ctids: each is migrated on its own.
+    IF (SELECT c.relkind FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) tab) <> 'r' THEN
+        RAISE EXCEPTION 'pii_vault: % is not a plain table (migrate each partition of a partitioned table on its own)', tab
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) tab)
+       OPERATOR(pg_catalog.<>) (CURRENT_USER::pg_catalog.text)::pg_catalog.regrole::pg_catalog.oid THEN
+        RAISE EXCEPTION 'pii_vault: only the owner of % may migrate it', tab
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'vault_migrate runs the table''s triggers, defaults, constraints and index expressions with its caller''s rights: ALTER TABLE ... OWNER TO the admin who migrates it.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger AS t
+               WHERE t.tgrelid OPERATOR(pg_catalog.=) tab AND NOT t.tgisinternal AND t.tgenabled <> 'D')
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite AS r WHERE r.ev_class OPERATOR(pg_catalog.=) tab)
+       OR (SELECT c.relforcerowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) tab) THEN
+        RAISE EXCEPTION 'pii_vault: % has triggers, rules or row security, which vault_migrate would run with its caller''s rights', tab
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Drop or disable them (ALTER TABLE ... DISABLE TRIGGER USER, NO FORCE ROW LEVEL SECURITY) for the migration.';
+    END IF;
     IF (SELECT a.atttypid FROM pg_catalog.pg_attribute AS a
         WHERE a.attrelid = tab AND a.attname = token_column AND a.attnum > 0 AND NOT a.attisdropped)
        IS DISTINCT FROM 'pg_catalog.uuid'::pg_catalog.regtype THEN
@@ -1365,14 +1389,14 @@ BEGIN
         '       pg_catalog.array_agg((SELECT pg_catalog.jsonb_object_agg(e.key, e.value) '
         '                             FROM pg_catalog.jsonb_each(b.doc) AS e '
         '                             WHERE e.value OPERATOR(pg_catalog.<>) ''null''::pg_catalog.jsonb) ORDER BY b.ctid) '
-        'FROM (SELECT t.ctid, pg_catalog.jsonb_build_object(%s) AS doc FROM %s AS t '
+        'FROM (SELECT t.ctid, pg_catalog.jsonb_build_object(%s) AS doc FROM ONLY %s AS t '
         '      WHERE t.%I IS NULL AND (%s) AND t.ctid OPERATOR(pg_catalog.>) $1 '
         '      ORDER BY t.ctid LIMIT $2 FOR UPDATE OF t) AS b',
         (SELECT pg_catalog.string_agg(pg_catalog.format('%L, t.%I', c, c), ', ') FROM pg_catalog.unnest(columns) AS c),
         tab, token_column,
         (SELECT pg_catalog.string_agg(pg_catalog.format('t.%I IS NOT NULL', c), ' OR ') FROM pg_catalog.unnest(columns) AS c));
     update_sql := pg_catalog.format(
-        'UPDATE %s AS t SET %I = m.token, %s '
+        'UPDATE ONLY %s AS t SET %I = m.token, %s '
         'FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.tid[]), pg_catalog.unnest($2::pg_catalog.uuid[])) AS m(id, token) '
         'WHERE t.ctid OPERATOR(pg_catalog.=) m.id AND m.token IS NOT NULL',
         tab, token_column,

@@ -54,6 +54,17 @@ pub(crate) fn audit_id(token: &str) -> Option<[u8; 16]> {
     }
 }
 
+/// The id a call names before it knows whether the token exists: a UUID
+/// token's, never a card-shaped one's. A card token's id encodes its
+/// digits, and the digits a caller passes may be a real card number, not
+/// a token: its id is named only once the token is found.
+fn named_id(token: &str) -> Option<[u8; 16]> {
+    match field::is_card_token_shape(token) {
+        true => None,
+        false => audit_id(token),
+    }
+}
+
 /// A token as `vault_detokenize` is given it: a UUID in any spelling
 /// PostgreSQL accepts, as stored (lowercase, hyphenated), or a card
 /// token's digits. 22023 otherwise, without the text.
@@ -173,11 +184,14 @@ fn vault_detokenize(token: &str) -> Option<String> {
     audited(Operation::Detokenize, |call| {
         let keys = guard::ready()?;
         let token = stored_form(token)?;
-        call.token = audit_id(&token);
+        call.token = named_id(&token);
         call.check_purpose()?;
         call.count_read()?;
         let found = store::find_field_token(&token)?;
         call.outcome = outcome_of(&found);
+        if !matches!(found, Seen::Missing) {
+            call.token = audit_id(&token);
+        }
         let Some(stored) = found.live() else {
             return Ok(None);
         };
@@ -205,10 +219,11 @@ fn vault_token_delete(token: &str) -> bool {
     audited(Operation::TokenDelete, |call| {
         guard::ready()?;
         let token = stored_form(token)?;
-        call.token = audit_id(&token);
+        call.token = named_id(&token);
         call.count_write()?;
         match store::delete_field_token(&token)? {
             Some(live) => {
+                call.token = audit_id(&token);
                 call.outcome = if live { Outcome::Ok } else { Outcome::Expired };
                 Ok(live)
             }
