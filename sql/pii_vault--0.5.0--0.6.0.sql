@@ -12,14 +12,17 @@
 -- their own, the token kept in the application's table in the value's
 -- place (vault_tokenize). field_token: as issued (a UUID's text, or a
 -- card token's digits: its last four are the card's, the rest random,
--- failing the Luhn check); token: the record (subject) it belongs to, if
--- any. The envelope is bound to the field token, kind, record and expiry
+-- failing the Luhn check); id: the token's id (vault_field_token_id: a
+-- UUID token itself, a card token's digits encoded), one to one with it,
+-- by which the vault finds the row and the audit names it; token: the
+-- record (subject) it belongs to, if any. The envelope is bound to the field token, kind, record and expiry
 -- (src/api/field_tokens.rs). value_hash: only for tokens issued
 -- with dedup, the keyed hash of kind, record and normalized value under
 -- key_version, so the same value gets the same token. Gone with their
 -- record (erasure, purge); purged once expired.
 CREATE TABLE pii_vault.field_tokens (
-    field_token text        PRIMARY KEY,
+    id          uuid        PRIMARY KEY,
+    field_token text        NOT NULL,
     kind        text        NOT NULL,
     envelope    bytea       NOT NULL,
     value_hash  bytea,
@@ -172,6 +175,8 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     after tid := '(0,0)';
+    upto tid;
+    span bigint;
     ids tid[];
     docs jsonb[];
     tokens uuid[];
@@ -226,7 +231,7 @@ BEGIN
         '                             FROM pg_catalog.jsonb_each(b.doc) AS e '
         '                             WHERE e.value OPERATOR(pg_catalog.<>) ''null''::pg_catalog.jsonb) ORDER BY b.ctid) '
         'FROM (SELECT t.ctid, pg_catalog.jsonb_build_object(%s) AS doc FROM ONLY %s AS t '
-        '      WHERE t.%I IS NULL AND (%s) AND t.ctid OPERATOR(pg_catalog.>) $1 '
+        '      WHERE t.%I IS NULL AND (%s) AND t.ctid OPERATOR(pg_catalog.>) $1 AND t.ctid OPERATOR(pg_catalog.<) $3 '
         '      ORDER BY t.ctid LIMIT $2 FOR UPDATE OF t) AS b',
         (SELECT pg_catalog.string_agg(pg_catalog.format('%L, t.%I', c, c), ', ') FROM pg_catalog.unnest(columns) AS c),
         tab, token_column,
@@ -237,10 +242,21 @@ BEGIN
         'WHERE t.ctid OPERATOR(pg_catalog.=) m.id AND m.token IS NOT NULL',
         tab, token_column,
         (SELECT pg_catalog.string_agg(pg_catalog.format('%I = NULL', c), ', ') FROM pg_catalog.unnest(columns) AS c));
+    -- Each batch reads a range of pages (a TID range scan: never the whole
+    -- table), about batch_size rows' worth; an empty range moves on to
+    -- the next, until past the table's last page.
+    span := pg_catalog.ceil(batch_size / GREATEST(1.0, (SELECT c.reltuples / GREATEST(c.relpages, 1)
+                                                         FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) tab)))::bigint + 1;
     LOOP
         started := pg_catalog.clock_timestamp();
-        EXECUTE select_sql INTO ids, docs USING after, batch_size;
-        EXIT WHEN ids IS NULL;
+        upto := pg_catalog.format('(%s,0)', (after::pg_catalog.text::pg_catalog.point)[0]::bigint + span)::pg_catalog.tid;
+        EXECUTE select_sql INTO ids, docs USING after, batch_size, upto;
+        IF ids IS NULL THEN
+            EXIT WHEN (upto::pg_catalog.text::pg_catalog.point)[0]
+                      >= pg_catalog.pg_relation_size(tab) / pg_catalog.current_setting('block_size')::bigint;
+            after := upto;
+            CONTINUE;
+        END IF;
         SELECT pg_catalog.array_agg(s.token ORDER BY s.ord), pg_catalog.array_agg(s.error ORDER BY s.ord)
           INTO tokens, errors
           FROM @extschema@.vault_migrate_batch(docs) AS s;

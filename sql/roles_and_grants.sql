@@ -323,6 +323,8 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     after tid := '(0,0)';
+    upto tid;
+    span bigint;
     ids tid[];
     docs jsonb[];
     tokens uuid[];
@@ -377,7 +379,7 @@ BEGIN
         '                             FROM pg_catalog.jsonb_each(b.doc) AS e '
         '                             WHERE e.value OPERATOR(pg_catalog.<>) ''null''::pg_catalog.jsonb) ORDER BY b.ctid) '
         'FROM (SELECT t.ctid, pg_catalog.jsonb_build_object(%s) AS doc FROM ONLY %s AS t '
-        '      WHERE t.%I IS NULL AND (%s) AND t.ctid OPERATOR(pg_catalog.>) $1 '
+        '      WHERE t.%I IS NULL AND (%s) AND t.ctid OPERATOR(pg_catalog.>) $1 AND t.ctid OPERATOR(pg_catalog.<) $3 '
         '      ORDER BY t.ctid LIMIT $2 FOR UPDATE OF t) AS b',
         (SELECT pg_catalog.string_agg(pg_catalog.format('%L, t.%I', c, c), ', ') FROM pg_catalog.unnest(columns) AS c),
         tab, token_column,
@@ -388,10 +390,21 @@ BEGIN
         'WHERE t.ctid OPERATOR(pg_catalog.=) m.id AND m.token IS NOT NULL',
         tab, token_column,
         (SELECT pg_catalog.string_agg(pg_catalog.format('%I = NULL', c), ', ') FROM pg_catalog.unnest(columns) AS c));
+    -- Each batch reads a range of pages (a TID range scan: never the whole
+    -- table), about batch_size rows' worth; an empty range moves on to
+    -- the next, until past the table's last page.
+    span := pg_catalog.ceil(batch_size / GREATEST(1.0, (SELECT c.reltuples / GREATEST(c.relpages, 1)
+                                                         FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) tab)))::bigint + 1;
     LOOP
         started := pg_catalog.clock_timestamp();
-        EXECUTE select_sql INTO ids, docs USING after, batch_size;
-        EXIT WHEN ids IS NULL;
+        upto := pg_catalog.format('(%s,0)', (after::pg_catalog.text::pg_catalog.point)[0]::bigint + span)::pg_catalog.tid;
+        EXECUTE select_sql INTO ids, docs USING after, batch_size, upto;
+        IF ids IS NULL THEN
+            EXIT WHEN (upto::pg_catalog.text::pg_catalog.point)[0]
+                      >= pg_catalog.pg_relation_size(tab) / pg_catalog.current_setting('block_size')::bigint;
+            after := upto;
+            CONTINUE;
+        END IF;
         SELECT pg_catalog.array_agg(s.token ORDER BY s.ord), pg_catalog.array_agg(s.error ORDER BY s.ord)
           INTO tokens, errors
           FROM @extschema@.vault_migrate_batch(docs) AS s;

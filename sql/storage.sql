@@ -211,14 +211,17 @@ CREATE TABLE pii_vault.forwarded (
 -- their own, the token kept in the application's table in the value's
 -- place (vault_tokenize). field_token: as issued (a UUID's text, or a
 -- card token's digits: its last four are the card's, the rest random,
--- failing the Luhn check); token: the record (subject) it belongs to, if
--- any. The envelope is bound to the field token, kind, record and expiry
+-- failing the Luhn check); id: the token's id (vault_field_token_id: a
+-- UUID token itself, a card token's digits encoded), one to one with it,
+-- by which the vault finds the row and the audit names it; token: the
+-- record (subject) it belongs to, if any. The envelope is bound to the field token, kind, record and expiry
 -- (src/api/field_tokens.rs). value_hash: only for tokens issued
 -- with dedup, the keyed hash of kind, record and normalized value under
 -- key_version, so the same value gets the same token. Gone with their
 -- record (erasure, purge); purged once expired.
 CREATE TABLE pii_vault.field_tokens (
-    field_token text        PRIMARY KEY,
+    id          uuid        PRIMARY KEY,
+    field_token text        NOT NULL,
     kind        text        NOT NULL,
     envelope    bytea       NOT NULL,
     value_hash  bytea,

@@ -68,7 +68,7 @@ SELECT vault_detokenize('4539578763621486') IS NULL AS real_card_reads_nothing;
 RESET ROLE;
 SELECT pii_vault.audit_wait();
 SELECT count(*) AS events_naming_the_card FROM pii_vault.audit_log
-WHERE token = vault_field_token_id('4539578763621486') OR token::text LIKE '%20b9%0ba2%';
+WHERE token = vault_field_token_id('4539578763621486');
 SELECT outcome, token IS NULL AS unnamed FROM pii_vault.audit_log
 WHERE operation = 'detokenize' AND acting_role = 'ft_analyst' ORDER BY id DESC LIMIT 1;
 -- The share reader cannot detokenize, tokenize or delete a token.
@@ -91,6 +91,10 @@ SET ROLE ft_analyst;
 SELECT try_sql('SELECT count(vault_detokenize(t)) FROM many_tokens');
 SELECT count(vault_detokenize(t)) AS within_budget FROM many_tokens WHERE n <= 100;
 RESET ROLE;
+-- Maintenance PostgreSQL runs for a table's owner does not detokenize: a
+-- materialized view would keep the values in plaintext, and its refresh
+-- runs as its owner, charged to nobody.
+SELECT try_sql('CREATE MATERIALIZED VIEW values_kept AS SELECT n, vault_detokenize(t) AS v FROM many_tokens');
 -- A deduplicated tokenize is a write and a read: 60 of them and 50
 -- detokenizes are 110 reads in one statement, refused; without dedup the
 -- same statement is 50 reads, and passes.

@@ -41,6 +41,20 @@ SELECT count(*) AS after_refusal FROM vault_get_many((SELECT array_agg(tok) FROM
 -- Two calls of 60 in one statement: the second is refused whole.
 SELECT try_sql('SELECT (SELECT count(*) FROM vault_get_many((SELECT array_agg(tok) FROM customers WHERE n <= 60)))
                      + (SELECT count(*) FROM vault_get_many((SELECT array_agg(tok) FROM customers WHERE n > 60 AND n <= 120)))');
+-- The statement is the cursor across its fetches, and a DO block across
+-- its commits: a second call of 60 is refused there too.
+BEGIN;
+DECLARE pages CURSOR FOR
+    SELECT token FROM vault_get_many((SELECT array_agg(tok) FROM customers WHERE n <= 60))
+    UNION ALL SELECT token FROM vault_get_many((SELECT array_agg(tok) FROM customers WHERE n > 60 AND n <= 120));
+MOVE 5 FROM pages;
+MOVE ALL FROM pages;
+ROLLBACK;
+DO $$ BEGIN
+    PERFORM count(*) FROM vault_get_many((SELECT array_agg(tok) FROM customers WHERE n <= 60));
+    COMMIT;
+    PERFORM count(*) FROM vault_get_many((SELECT array_agg(tok) FROM customers WHERE n > 60 AND n <= 120));
+END $$;
 -- More than 1000 elements: refused whatever the budgets.
 SELECT try_sql('SELECT count(*) FROM vault_get_many(array_fill(''00000000-0000-4000-8000-000000000000''::uuid, ARRAY[1001]))');
 -- Lookups by the page: found ones only, with the value as given.
@@ -52,9 +66,9 @@ SELECT try_sql($$SELECT count(*) FROM vault_lookup_many('email', (SELECT array_a
 SELECT try_sql($$SELECT * FROM vault_store_many(ARRAY['{"name": "x"}']::jsonb[])$$);
 RESET ROLE;
 -- The audit: one event per element of the calls that returned (50, 2
--- and 100 gets; 60 of the first call of the statement refused at its
--- second, which had returned them; 2 lookups), none for the refused
--- calls' records.
+-- and 100 gets; 60 of the first call of each of the three statements
+-- refused at their second, which had returned them; 2 lookups), none for
+-- the refused calls' records.
 SELECT pii_vault.audit_wait();
 SELECT operation, outcome, count(*) AS events, count(token) AS naming_a_token
 FROM pii_vault.audit_log WHERE id > (SELECT id FROM mark) AND acting_role = 'page_reader'

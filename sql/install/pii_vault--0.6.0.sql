@@ -222,14 +222,17 @@ CREATE TABLE pii_vault.forwarded (
 -- their own, the token kept in the application's table in the value's
 -- place (vault_tokenize). field_token: as issued (a UUID's text, or a
 -- card token's digits: its last four are the card's, the rest random,
--- failing the Luhn check); token: the record (subject) it belongs to, if
--- any. The envelope is bound to the field token, kind, record and expiry
+-- failing the Luhn check); id: the token's id (vault_field_token_id: a
+-- UUID token itself, a card token's digits encoded), one to one with it,
+-- by which the vault finds the row and the audit names it; token: the
+-- record (subject) it belongs to, if any. The envelope is bound to the field token, kind, record and expiry
 -- (src/api/field_tokens.rs). value_hash: only for tokens issued
 -- with dedup, the keyed hash of kind, record and normalized value under
 -- key_version, so the same value gets the same token. Gone with their
 -- record (erasure, purge); purged once expired.
 CREATE TABLE pii_vault.field_tokens (
-    field_token text        PRIMARY KEY,
+    id          uuid        PRIMARY KEY,
+    field_token text        NOT NULL,
     kind        text        NOT NULL,
     envelope    bytea       NOT NULL,
     value_hash  bytea,
@@ -405,7 +408,7 @@ AS 'MODULE_PATHNAME', 'vault_delete_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/field_tokens.rs:181
+-- src/api/field_tokens.rs:188
 -- pii_vault::api::field_tokens::vault_detokenize
 CREATE  FUNCTION "vault_detokenize"(
 	"token" TEXT /* & str */
@@ -442,7 +445,7 @@ AS 'MODULE_PATHNAME', 'vault_export_all_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/field_tokens.rs:241
+-- src/api/field_tokens.rs:250
 -- pii_vault::api::field_tokens::vault_field_token_id
 CREATE  FUNCTION "vault_field_token_id"(
 	"token" TEXT /* & str */
@@ -818,7 +821,7 @@ AS 'MODULE_PATHNAME', 'vault_subject_export_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/field_tokens.rs:216
+-- src/api/field_tokens.rs:224
 -- pii_vault::api::field_tokens::vault_token_delete
 CREATE  FUNCTION "vault_token_delete"(
 	"token" TEXT /* & str */
@@ -830,7 +833,7 @@ AS 'MODULE_PATHNAME', 'vault_token_delete_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/field_tokens.rs:127
+-- src/api/field_tokens.rs:133
 -- pii_vault::api::field_tokens::vault_tokenize
 CREATE  FUNCTION "vault_tokenize"(
 	"value" TEXT, /* Option < & str > */
@@ -871,17 +874,23 @@ AS 'MODULE_PATHNAME', 'vault_update_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/storage_guards.rs:256
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
+-- src/api/refold.rs:7
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::refold::pii_vault */
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/storage_guards.rs:327
--- pii_vault::api::storage_guards::pii_vault::key_check_changed
-CREATE FUNCTION pii_vault."key_check_changed"()
-	RETURNS TRIGGER
-	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
+-- src/api/refold.rs:40
+-- pii_vault::api::refold::pii_vault::refold_lookup_values
+CREATE  FUNCTION pii_vault."refold_lookup_values"() RETURNS bigint /* i64 */
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refold_lookup_values_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/storage_guards.rs:256
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::storage_guards::pii_vault */
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -894,12 +903,12 @@ CREATE FUNCTION pii_vault."audit_append_only"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/storage_guards.rs:268
--- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
-CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
+-- src/api/storage_guards.rs:327
+-- pii_vault::api::storage_guards::pii_vault::key_check_changed
+CREATE FUNCTION pii_vault."key_check_changed"()
 	RETURNS TRIGGER
 	LANGUAGE c
-	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
+	AS 'MODULE_PATHNAME', 'key_check_changed_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -912,8 +921,56 @@ CREATE FUNCTION pii_vault."storage_guard"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/api/storage_guards.rs:268
+-- pii_vault::api::storage_guards::pii_vault::audit_batches_restore_guard
+CREATE FUNCTION pii_vault."audit_batches_restore_guard"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_batches_restore_guard_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/install.rs:5
+CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/install.rs:19
+-- pii_vault::api::install::pii_vault::install_key_check
+CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/api/audit_functions.rs:151
 CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::audit_functions::pii_vault */
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:237
+-- pii_vault::api::audit_functions::pii_vault::audit_read_note
+CREATE  FUNCTION pii_vault."audit_read_note"(
+	"token" uuid /* Option < Uuid > */
+) RETURNS void
+VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
+/* </end connected objects> */
+
+/* <begin connected objects> */
+-- src/api/audit_functions.rs:167
+-- pii_vault::api::audit_functions::pii_vault::audit_wait
+CREATE  FUNCTION pii_vault."audit_wait"(
+	"timeout_ms" INT DEFAULT 10000 /* i32 */
+) RETURNS bool /* bool */
+STRICT VOLATILE
+SET search_path TO pg_catalog, pii_vault, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_wait_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -943,18 +1000,6 @@ AS 'MODULE_PATHNAME', 'audit_events_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/api/audit_functions.rs:167
--- pii_vault::api::audit_functions::pii_vault::audit_wait
-CREATE  FUNCTION pii_vault."audit_wait"(
-	"timeout_ms" INT DEFAULT 10000 /* i32 */
-) RETURNS bool /* bool */
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_wait_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/api/audit_functions.rs:231
 -- pii_vault::api::audit_functions::pii_vault::audit_batch_may_name
 CREATE  FUNCTION pii_vault."audit_batch_may_name"(
@@ -964,48 +1009,6 @@ CREATE  FUNCTION pii_vault."audit_batch_may_name"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_batch_may_name_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/audit_functions.rs:237
--- pii_vault::api::audit_functions::pii_vault::audit_read_note
-CREATE  FUNCTION pii_vault."audit_read_note"(
-	"token" uuid /* Option < Uuid > */
-) RETURNS void
-VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'audit_read_note_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/install.rs:5
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::install::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/install.rs:19
--- pii_vault::api::install::pii_vault::install_key_check
-CREATE  FUNCTION pii_vault."install_key_check"() RETURNS void
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'install_key_check_wrapper';
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/refold.rs:7
-CREATE SCHEMA IF NOT EXISTS pii_vault; /* pii_vault::api::refold::pii_vault */
-/* </end connected objects> */
-
-/* <begin connected objects> */
--- src/api/refold.rs:40
--- pii_vault::api::refold::pii_vault::refold_lookup_values
-CREATE  FUNCTION pii_vault."refold_lookup_values"() RETURNS bigint /* i64 */
-STRICT VOLATILE
-SET search_path TO pg_catalog, pii_vault, pg_temp
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'refold_lookup_values_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
@@ -1336,6 +1339,8 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     after tid := '(0,0)';
+    upto tid;
+    span bigint;
     ids tid[];
     docs jsonb[];
     tokens uuid[];
@@ -1390,7 +1395,7 @@ BEGIN
         '                             FROM pg_catalog.jsonb_each(b.doc) AS e '
         '                             WHERE e.value OPERATOR(pg_catalog.<>) ''null''::pg_catalog.jsonb) ORDER BY b.ctid) '
         'FROM (SELECT t.ctid, pg_catalog.jsonb_build_object(%s) AS doc FROM ONLY %s AS t '
-        '      WHERE t.%I IS NULL AND (%s) AND t.ctid OPERATOR(pg_catalog.>) $1 '
+        '      WHERE t.%I IS NULL AND (%s) AND t.ctid OPERATOR(pg_catalog.>) $1 AND t.ctid OPERATOR(pg_catalog.<) $3 '
         '      ORDER BY t.ctid LIMIT $2 FOR UPDATE OF t) AS b',
         (SELECT pg_catalog.string_agg(pg_catalog.format('%L, t.%I', c, c), ', ') FROM pg_catalog.unnest(columns) AS c),
         tab, token_column,
@@ -1401,10 +1406,21 @@ BEGIN
         'WHERE t.ctid OPERATOR(pg_catalog.=) m.id AND m.token IS NOT NULL',
         tab, token_column,
         (SELECT pg_catalog.string_agg(pg_catalog.format('%I = NULL', c), ', ') FROM pg_catalog.unnest(columns) AS c));
+    -- Each batch reads a range of pages (a TID range scan: never the whole
+    -- table), about batch_size rows' worth; an empty range moves on to
+    -- the next, until past the table's last page.
+    span := pg_catalog.ceil(batch_size / GREATEST(1.0, (SELECT c.reltuples / GREATEST(c.relpages, 1)
+                                                         FROM pg_catalog.pg_class AS c WHERE c.oid OPERATOR(pg_catalog.=) tab)))::bigint + 1;
     LOOP
         started := pg_catalog.clock_timestamp();
-        EXECUTE select_sql INTO ids, docs USING after, batch_size;
-        EXIT WHEN ids IS NULL;
+        upto := pg_catalog.format('(%s,0)', (after::pg_catalog.text::pg_catalog.point)[0]::bigint + span)::pg_catalog.tid;
+        EXECUTE select_sql INTO ids, docs USING after, batch_size, upto;
+        IF ids IS NULL THEN
+            EXIT WHEN (upto::pg_catalog.text::pg_catalog.point)[0]
+                      >= pg_catalog.pg_relation_size(tab) / pg_catalog.current_setting('block_size')::bigint;
+            after := upto;
+            CONTINUE;
+        END IF;
         SELECT pg_catalog.array_agg(s.token ORDER BY s.ord), pg_catalog.array_agg(s.error ORDER BY s.ord)
           INTO tokens, errors
           FROM @extschema@.vault_migrate_batch(docs) AS s;

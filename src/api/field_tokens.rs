@@ -54,6 +54,12 @@ pub(crate) fn audit_id(token: &str) -> Option<[u8; 16]> {
     }
 }
 
+/// A token's id (in the form `stored_form` gives), by which its row is
+/// found and the audit names it.
+pub(crate) fn token_id(token: &str) -> VaultResult<Token> {
+    audit_id(token).ok_or(VaultError::NotAFieldToken)
+}
+
 /// The id a call names before it knows whether the token exists: a UUID
 /// token's, never a card-shaped one's. A card token's id encodes its
 /// digits, and the digits a caller passes may be a real card number, not
@@ -166,8 +172,9 @@ fn vault_tokenize(
             let binding = field_binding(&token, kind.as_str(), record.as_ref(), expires_at);
             let sealed = envelope::seal(keys.active(), &binding, PayloadEncoding::Utf8Text, value.as_bytes())?;
             let hash = hashes.first().map(|h| (h, keys.active().key_version()));
-            if store::insert_field_token(&token, kind.as_str(), &sealed, hash, record.as_ref(), expires_at)? {
-                call.token = audit_id(&token);
+            let id = token_id(&token)?;
+            if store::insert_field_token(&id, &token, kind.as_str(), &sealed, hash, record.as_ref(), expires_at)? {
+                call.token = Some(id);
                 return Ok(Some(token));
             }
         }
@@ -187,10 +194,11 @@ fn vault_detokenize(token: &str) -> Option<String> {
         call.token = named_id(&token);
         call.check_purpose()?;
         call.count_read()?;
-        let found = store::find_field_token(&token)?;
+        let id = token_id(&token)?;
+        let found = store::find_field_token(&id)?;
         call.outcome = outcome_of(&found);
         if !matches!(found, Seen::Missing) {
-            call.token = audit_id(&token);
+            call.token = Some(id);
         }
         let Some(stored) = found.live() else {
             return Ok(None);
@@ -221,9 +229,10 @@ fn vault_token_delete(token: &str) -> bool {
         let token = stored_form(token)?;
         call.token = named_id(&token);
         call.count_write()?;
-        match store::delete_field_token(&token)? {
+        let id = token_id(&token)?;
+        match store::delete_field_token(&id)? {
             Some(live) => {
-                call.token = audit_id(&token);
+                call.token = Some(id);
                 call.outcome = if live { Outcome::Ok } else { Outcome::Expired };
                 Ok(live)
             }

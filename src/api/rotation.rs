@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use super::audit_functions::anchor_older_batches;
 use super::call::audited;
 use super::documents::{app_data_binding, session_binding};
-use super::field_tokens::{field_binding, open_value};
+use super::field_tokens::{field_binding, open_value, token_id};
 use super::guard;
 use super::records::{holder_of, open_record, reindexed};
 use crate::audit::Operation;
@@ -101,7 +101,7 @@ fn vault_rotate_batch(
                 )),
                 false => None,
             };
-            store::rekey_field_token(token, &moved, hash.as_ref().map(|h| (h, version)))?;
+            store::rekey_field_token(&token_id(token)?, &moved, hash.as_ref().map(|h| (h, version)))?;
         }
         if !field_tokens.is_empty() {
             notice!("pii_vault: {} field tokens moved to key version {version}", field_tokens.len());

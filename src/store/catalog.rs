@@ -110,6 +110,9 @@ pub(super) struct VaultOids {
     key_check: Oid,
     /// None where the schema has no shares or sessions.
     pub by_id: Option<ByIdRelations>,
+    /// None where the schema has no field tokens: the table, its primary
+    /// key (on `id`) and the columns read.
+    pub field_tokens: Option<(Oid, Oid, FieldTokenColumns)>,
 }
 
 /// Attribute numbers of the columns read, found by name when the OIDs are
@@ -145,6 +148,15 @@ pub(super) struct SessionColumns {
     pub expires_at: i32,
 }
 
+#[derive(Clone, Copy)]
+pub(super) struct FieldTokenColumns {
+    pub id: i32,
+    pub kind: i32,
+    pub envelope: i32,
+    pub token: i32,
+    pub expires_at: i32,
+}
+
 /// The tables whose rows are found by the keyed hash of an id their holder
 /// keeps (their primary key, `id_hash`): table, primary key, columns.
 #[derive(Clone, Copy)]
@@ -159,6 +171,7 @@ impl VaultOids {
             || self.key_check == relid
             || self.indexes.contains(&relid)
             || self.by_id.is_some_and(|r| [r.shares.0, r.shares.1, r.sessions.0, r.sessions.1].contains(&relid))
+            || self.field_tokens.is_some_and(|(table, pkey, _)| table == relid || pkey == relid)
     }
 }
 
@@ -335,6 +348,22 @@ fn read_oids(schema: Schema) -> VaultResult<VaultOids> {
         relied_on(c"shares_pkey", shares.0, shares.1, shares.2.id_hash)?;
         relied_on(c"sessions_pkey", sessions.0, sessions.1, sessions.2.id_hash)?;
     }
+    let field_tokens = match schema.has_field_tokens() {
+        false => None,
+        true => {
+            let table = relid(c"field_tokens")?;
+            let pkey = index(c"field_tokens_pkey", pg_sys::UUIDOID)?;
+            let columns = FieldTokenColumns {
+                id: column(table, c"id")?,
+                kind: column(table, c"kind")?,
+                envelope: column(table, c"envelope")?,
+                token: column(table, c"token")?,
+                expires_at: column(table, c"expires_at")?,
+            };
+            relied_on(c"field_tokens_pkey", table, pkey, columns.id)?;
+            Some((table, pkey, columns))
+        }
+    };
     Ok(VaultOids {
         schema,
         table,
@@ -344,6 +373,7 @@ fn read_oids(schema: Schema) -> VaultResult<VaultOids> {
         records: RecordColumns { envelope: column(table, c"envelope")?, life_cycle },
         key_check: relid(c"key_check")?,
         by_id,
+        field_tokens,
     })
 }
 

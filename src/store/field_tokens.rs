@@ -4,9 +4,11 @@
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::Uuid;
 
+use super::index_read;
 use super::plans::with_plans;
 use super::{hash_array, timestamp, IndexHash, Seen, Token};
 use crate::error::{StorageFault, VaultResult};
+use pgrx::IntoDatum;
 
 /// A stored field token, with what its envelope is bound to.
 pub struct StoredFieldToken {
@@ -27,10 +29,13 @@ fn optional_uuid(token: Option<&Token>) -> DatumWithOid<'static> {
     DatumWithOid::from(token.map(|t| Uuid::from_bytes(*t)))
 }
 
-/// A new field token. False when its token or its value hash is taken
-/// already (a card token drawn twice; the same value deduplicated by a
-/// concurrent call): the caller draws again or looks again.
+/// A new field token, stored under `id` (its id, one to one with the
+/// token). False when its id or its value hash is taken already (a card
+/// token drawn twice; the same value deduplicated by a concurrent call):
+/// the caller draws again or looks again.
+#[allow(clippy::too_many_arguments)]
 pub fn insert_field_token(
+    id: &Token,
     token: &str,
     kind: &str,
     envelope: &[u8],
@@ -39,6 +44,7 @@ pub fn insert_field_token(
     expires_at: Option<i64>,
 ) -> VaultResult<bool> {
     let args = [
+        super::uuid(id),
         token.into(),
         kind.into(),
         envelope.into(),
@@ -50,21 +56,14 @@ pub fn insert_field_token(
     with_field_tokens(|client, p| Ok(client.update(&p.insert, None, &args)?.len() == 1))
 }
 
-/// The field token `token`: Expired once it or its record expired,
-/// Missing when there is none or its record is deleted.
-pub fn find_field_token(token: &str) -> VaultResult<Seen<StoredFieldToken>> {
-    let found = with_field_tokens(|client, p| {
-        let table = client.select(&p.find, Some(1), &[token.into()])?;
-        if table.is_empty() {
-            return Ok(None);
-        }
-        let row = table.first();
-        Ok(Some((
-            row.get::<String>(1)?,
-            row.get::<Vec<u8>>(2)?,
-            row.get::<Uuid>(3)?.map(|t| *t.as_bytes()),
-            row.get::<TimestampWithTimeZone>(4)?.map(i64::from),
-        )))
+/// The field token whose id is `id`, read through the primary key without
+/// SPI (`index_read`), as `vault_get` reads a record: Expired once it or
+/// its record expired, Missing when there is none or its record is
+/// deleted.
+pub fn find_field_token(id: &Token) -> VaultResult<Seen<StoredFieldToken>> {
+    let found = index_read::read_field_token(Uuid::from_bytes(*id).into_datum().expect("a uuid"), |row, c| {
+        let envelope = row.with_bytea(c.envelope, <[u8]>::to_vec)?;
+        Ok((row.text(c.kind)?, envelope, row.uuid(c.token)?, row.timestamp(c.expires_at)?))
     })?;
     let Some((Some(kind), Some(envelope), record, expires_at)) = found else {
         return Ok(Seen::Missing);
@@ -90,22 +89,22 @@ pub fn find_field_value(hashes: &[IndexHash]) -> VaultResult<Option<String>> {
             return Ok(None);
         }
         let row = table.first();
-        let (token, expired) = (row.get::<String>(1)?, row.get::<bool>(2)?.unwrap_or(false));
-        match (token, expired) {
-            (Some(token), true) => {
-                client.update(&p.delete, None, &[token.as_str().into()])?;
+        let (id, token, expired) = (row.get::<Uuid>(1)?, row.get::<String>(2)?, row.get::<bool>(3)?.unwrap_or(false));
+        match (id, expired) {
+            (Some(id), true) => {
+                client.update(&p.delete, None, &[DatumWithOid::from(id)])?;
                 Ok(None)
             }
-            (token, _) => Ok(token),
+            _ => Ok(token),
         }
     })
 }
 
-/// Removes a field token at once; None when there is none, else whether
-/// it was live (not expired itself).
-pub fn delete_field_token(token: &str) -> VaultResult<Option<bool>> {
+/// Removes the field token whose id is `id` at once; None when there is
+/// none, else whether it was live (not expired itself).
+pub fn delete_field_token(id: &Token) -> VaultResult<Option<bool>> {
     with_field_tokens(|client, p| {
-        let table = client.update(&p.delete, None, &[token.into()])?;
+        let table = client.update(&p.delete, None, &[super::uuid(id)])?;
         if table.is_empty() {
             return Ok(None);
         }
@@ -168,9 +167,9 @@ pub fn count_field_tokens_under(versions: &[u32]) -> VaultResult<i64> {
 
 /// Replaces a field token's envelope and, when deduplicated, its value
 /// hash (a rotation).
-pub fn rekey_field_token(token: &str, envelope: &[u8], value_hash: Option<(&IndexHash, u32)>) -> VaultResult<()> {
+pub fn rekey_field_token(id: &Token, envelope: &[u8], value_hash: Option<(&IndexHash, u32)>) -> VaultResult<()> {
     let args = [
-        token.into(),
+        super::uuid(id),
         envelope.into(),
         DatumWithOid::from(value_hash.map(|(h, _)| h.as_slice())),
         DatumWithOid::from(value_hash.map(|(_, v)| v as i32)),

@@ -31,7 +31,9 @@ use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::prelude::*;
 
-use super::catalog::{vault_oids, RecordColumns, RecordsIndex, SessionColumns, ShareColumns, VaultOids};
+use super::catalog::{
+    vault_oids, FieldTokenColumns, RecordColumns, RecordsIndex, SessionColumns, ShareColumns, VaultOids,
+};
 use crate::error::{StorageFault, VaultResult};
 use pii_vault_core::schema::{self, Column, EntryTypes, HeapShape, IndexShape, Predicate, RelKind};
 
@@ -474,6 +476,12 @@ impl Row<'_> {
         Ok(self.datum(attnum, pg_sys::UUIDOID)?.map(|datum| unsafe { *datum.cast_mut_ptr::<[u8; 16]>() }))
     }
 
+    /// The text in column `attnum`, copied.
+    pub(super) fn text(&self, attnum: i32) -> VaultResult<Option<String>> {
+        // SAFETY: a datum of a text column of the row.
+        Ok(self.datum(attnum, pg_sys::TEXTOID)?.and_then(|datum| unsafe { String::from_datum(datum, false) }))
+    }
+
     /// The text[] in column `attnum`, copied (an element that is NULL is
     /// an error).
     pub(super) fn text_array(&self, attnum: i32) -> VaultResult<Option<Vec<String>>> {
@@ -535,6 +543,24 @@ pub(super) fn read_session<R>(
     };
     let (heap, pkey, columns) = by_id.sessions;
     read_first(&by_id_target(heap, pkey, columns.id_hash), keys, |row| read(row, columns))
+}
+
+/// The field token whose id is `key` (a uuid datum), as `read_share`.
+pub(super) fn read_field_token<R>(
+    key: Datum,
+    read: impl FnOnce(&Row<'_>, FieldTokenColumns) -> VaultResult<R>,
+) -> VaultResult<Option<R>> {
+    let Some((heap, pkey, columns)) = vault_oids()?.field_tokens else {
+        return Ok(None);
+    };
+    let target = Target {
+        table: heap,
+        index: pkey,
+        equality: Oid::from(pg_sys::F_UUID_EQ),
+        columns: [columns.id as i16, 0, 0],
+        entry_columns: 1,
+    };
+    read_first(&target, [key], |row| read(row, columns))
 }
 
 /// `read` of the first visible row of the target's table whose key in the

@@ -156,7 +156,6 @@ impl Plans {
 /// Statements on field tokens (0.6.0 on).
 pub(super) struct FieldTokenPlans {
     pub insert: OwnedPreparedStatement,
-    pub find: OwnedPreparedStatement,
     pub find_value: OwnedPreparedStatement,
     pub delete: OwnedPreparedStatement,
     pub purge: OwnedPreparedStatement,
@@ -174,23 +173,19 @@ impl FieldTokenPlans {
             // A token or value hash taken already inserts nothing (the
             // caller draws or looks again): no error, no subtransaction.
             insert: write(
-                "INSERT INTO pii_vault.field_tokens (field_token, kind, envelope, value_hash, key_version, token, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1",
-                &[TEXT, TEXT, BYTEA, BYTEA, INT4, UUID, TIMESTAMPTZ],
-            )?,
-            find: write(
-                "SELECT kind, envelope, token, expires_at FROM pii_vault.field_tokens WHERE field_token = $1",
-                &[TEXT],
+                "INSERT INTO pii_vault.field_tokens (id, field_token, kind, envelope, value_hash, key_version, token, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1",
+                &[UUID, TEXT, TEXT, BYTEA, BYTEA, INT4, UUID, TIMESTAMPTZ],
             )?,
             find_value: write(
-                "SELECT field_token, expires_at <= pg_catalog.clock_timestamp() FROM pii_vault.field_tokens \
+                "SELECT id, field_token, expires_at <= pg_catalog.clock_timestamp() FROM pii_vault.field_tokens \
                  WHERE value_hash = ANY ($1)",
                 &[BYTEA_ARRAY],
             )?,
             delete: write(
-                "DELETE FROM pii_vault.field_tokens WHERE field_token = $1 \
+                "DELETE FROM pii_vault.field_tokens WHERE id = $1 \
                  RETURNING token, expires_at <= pg_catalog.clock_timestamp()",
-                &[TEXT],
+                &[UUID],
             )?,
             purge: write(
                 "DELETE FROM pii_vault.field_tokens WHERE ctid = ANY (ARRAY(SELECT ctid FROM pii_vault.field_tokens \
@@ -210,8 +205,8 @@ impl FieldTokenPlans {
                 &[BYTEA_ARRAY],
             )?,
             rekey: write(
-                "UPDATE pii_vault.field_tokens SET envelope = $2, value_hash = $3, key_version = $4 WHERE field_token = $1",
-                &[TEXT, BYTEA, BYTEA, INT4],
+                "UPDATE pii_vault.field_tokens SET envelope = $2, value_hash = $3, key_version = $4 WHERE id = $1",
+                &[UUID, BYTEA, BYTEA, INT4],
             )?,
             of_record: write(
                 "SELECT field_token, kind, envelope, expires_at FROM pii_vault.field_tokens WHERE token = $1 ORDER BY created_at",
