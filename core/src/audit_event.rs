@@ -241,6 +241,17 @@ impl AuditEvent {
         e
     }
 
+    /// This event for another element of the same call on many records:
+    /// the same time, roles, application, purpose, operation and fields,
+    /// with a token and an outcome of its own.
+    pub fn for_element(&self, token: Option<&[u8; 16]>, outcome: Outcome) -> AuditEvent {
+        let mut e = *self;
+        e.has_token = token.is_some();
+        e.token = token.copied().unwrap_or_default();
+        e.outcome = outcome as u8;
+        e
+    }
+
     /// Writes this event into `slot` (a queue slot holding an older one):
     /// the fixed fields, and of the two name buffers only the bytes in use.
     /// A typical event then claims one or two cache lines of the shared
@@ -481,6 +492,20 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_element_keeps_the_call_and_has_its_own_token_and_outcome() {
+        let fields = vec!["name".to_string()];
+        let roles = Roles { session: 10, acting: 11, calling: 12 };
+        let call = AuditEvent::new(7, roles, "app", "why", Operation::Get, Some(&[1; 16]), Some(&fields), Outcome::Ok);
+        let element = call.for_element(Some(&[2; 16]), Outcome::NotFound);
+        assert_eq!((element.at, element.roles, element.operation()), (7, roles, Some(Operation::Get)));
+        assert_eq!((element.application_name(), element.purpose()), (call.application_name(), call.purpose()));
+        assert_eq!(element.fields(), call.fields());
+        assert_eq!((element.token(), element.outcome()), (Some([2; 16]), Some(Outcome::NotFound)));
+        let unnamed = call.for_element(None, Outcome::Error);
+        assert_eq!((unnamed.token(), unnamed.outcome()), (None, Some(Outcome::Error)));
+    }
     use super::*;
 
     fn roles(session: u32, acting: u32) -> Roles {

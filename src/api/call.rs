@@ -27,9 +27,10 @@ pub struct Call {
     pub fields: Option<Vec<String>>,
     /// How a call that returns ends: ok, or what it did not find.
     pub outcome: Outcome,
-    /// A call on many records: one event per element (its token, fields
-    /// and outcome) in place of the call's own, queued in one reservation
-    /// (`audit::record_many`). A call with no element is one event.
+    /// A call on many records: one event per element (its token and
+    /// outcome, with the call's fields) in place of the call's own, queued
+    /// in one reservation (`audit::record_many`). A call with no element
+    /// is one event.
     pub elements: Option<Vec<Element>>,
     /// Whether a budget was charged: past that point a failing call may
     /// have read its record, so its failure is audited per token.
@@ -89,7 +90,9 @@ pub fn audited<R>(operation: Operation, body: impl FnOnce(&mut Call) -> VaultRes
     let failure = match ended {
         Ok(Ok(result)) => {
             let recorded = match call.elements.as_deref() {
-                Some(elements) if !elements.is_empty() => audit::record_many(operation, elements),
+                Some(elements) if !elements.is_empty() => {
+                    audit::record_many(operation, call.fields.as_deref(), elements)
+                }
                 _ => audit::record(operation, call.token.as_ref(), call.fields.as_deref(), call.outcome),
             };
             if !recorded {

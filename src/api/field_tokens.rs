@@ -60,25 +60,32 @@ pub(crate) fn token_id(token: &str) -> VaultResult<Token> {
     audit_id(token).ok_or(VaultError::NotAFieldToken)
 }
 
-/// The id a call names before it knows whether the token exists: a UUID
-/// token's, never a card-shaped one's. A card token's id encodes its
-/// digits, and the digits a caller passes may be a real card number, not
-/// a token: its id is named only once the token is found.
-fn named_id(token: &str) -> Option<[u8; 16]> {
-    match field::is_card_token_shape(token) {
-        true => None,
-        false => audit_id(token),
-    }
+/// A token as a call is given it: its stored form (a UUID in any spelling
+/// PostgreSQL accepts, stored lowercase and hyphenated, or a card token's
+/// digits) and its id. 22023 otherwise, without the text.
+struct GivenToken {
+    text: String,
+    id: Token,
+    card: bool,
 }
 
-/// A token as `vault_detokenize` is given it: a UUID in any spelling
-/// PostgreSQL accepts, as stored (lowercase, hyphenated), or a card
-/// token's digits. 22023 otherwise, without the text.
-fn stored_form(token: &str) -> VaultResult<String> {
-    if field::is_card_token_shape(token) {
-        return Ok(token.to_string());
+impl GivenToken {
+    fn parse(token: &str) -> VaultResult<GivenToken> {
+        let card = field::is_card_token_shape(token);
+        let text = match card {
+            true => token.to_string(),
+            false => parse_token(token).map(|t| format_token(&t)).map_err(|_| VaultError::NotAFieldToken)?,
+        };
+        Ok(GivenToken { id: token_id(&text)?, text, card })
     }
-    parse_token(token).map(|t| format_token(&t)).map_err(|_| VaultError::NotAFieldToken)
+
+    /// The id a call names before it knows whether the token exists: a
+    /// UUID token's, never a card-shaped one's. A card token's id encodes
+    /// its digits, and the digits a caller passes may be a real card
+    /// number, not a token: its id is named only once the token is found.
+    fn named_before_found(&self) -> Option<Token> {
+        (!self.card).then_some(self.id)
+    }
 }
 
 fn card_problem(problem: CardProblem) -> VaultError {
@@ -190,21 +197,20 @@ fn vault_tokenize(
 fn vault_detokenize(token: &str) -> Option<String> {
     audited(Operation::Detokenize, |call| {
         let keys = guard::ready()?;
-        let token = stored_form(token)?;
-        call.token = named_id(&token);
+        let token = GivenToken::parse(token)?;
+        call.token = token.named_before_found();
         call.check_purpose()?;
         call.count_read()?;
-        let id = token_id(&token)?;
-        let found = store::find_field_token(&id)?;
+        let found = store::find_field_token(&token.id)?;
         call.outcome = outcome_of(&found);
         if !matches!(found, Seen::Missing) {
-            call.token = Some(id);
+            call.token = Some(token.id);
         }
         let Some(stored) = found.live() else {
             return Ok(None);
         };
         call.fields = Some(vec![stored.kind.clone()]);
-        open_value(keys, &token, &stored).map(|v| Some(v.to_string()))
+        open_value(keys, &token.text, &stored).map(|v| Some(v.to_string()))
     })
 }
 
@@ -226,13 +232,12 @@ pub(crate) fn open_value(keys: &KeySet, token: &str, stored: &StoredFieldToken) 
 fn vault_token_delete(token: &str) -> bool {
     audited(Operation::TokenDelete, |call| {
         guard::ready()?;
-        let token = stored_form(token)?;
-        call.token = named_id(&token);
+        let token = GivenToken::parse(token)?;
+        call.token = token.named_before_found();
         call.count_write()?;
-        let id = token_id(&token)?;
-        match store::delete_field_token(&id)? {
+        match store::delete_field_token(&token.id)? {
             Some(live) => {
-                call.token = Some(id);
+                call.token = Some(token.id);
                 call.outcome = if live { Outcome::Ok } else { Outcome::Expired };
                 Ok(live)
             }
@@ -249,6 +254,5 @@ fn vault_token_delete(token: &str) -> bool {
 /// Pure: no key, no table, no audit.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn vault_field_token_id(token: &str) -> Option<Uuid> {
-    let token = stored_form(token).ok()?;
-    audit_id(&token).map(Uuid::from_bytes)
+    GivenToken::parse(token).ok().map(|token| Uuid::from_bytes(token.id))
 }

@@ -11,7 +11,7 @@ use crate::audit::Operation;
 use crate::crypto::blind_index::blind_index;
 use crate::crypto::KeySet;
 use crate::error::VaultResult;
-use crate::normalize::{format_token, normalize, parse_token, LookupKind};
+use crate::normalize::{format_token, normalize, parse_token, IndexedKind, LookupKind};
 use crate::store::{self, Seen, Token};
 
 /// The token of the record whose `kind` field matches `value` after
@@ -25,7 +25,7 @@ fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
         call.fields = Some(vec![kind.as_str().to_string()]);
         call.check_purpose()?;
         call.count_read()?;
-        let (token, seen) = probe(keys, kind, value)?;
+        let (token, seen) = probe(keys, &wanted(kind, value)?)?;
         call.outcome = outcome_of(&seen);
         // The audit names a token that exists (an expired record's too:
         // the auditor sees which record an expired lookup hit).
@@ -34,19 +34,31 @@ fn vault_lookup(kind: &str, value: &str) -> Option<Uuid> {
     })
 }
 
-/// What a lookup of `value` as a `kind` finds: the token it names or the
-/// record holding it (the active version probed first: after a rotation
-/// every record is found by the first probe), and that record's state.
-pub(crate) fn probe(keys: &KeySet, kind: LookupKind, value: &str) -> VaultResult<(Option<Token>, Seen<()>)> {
-    match kind.indexed() {
-        None => {
-            let token = parse_token(value)?;
-            Ok((Some(token), store::token_seen(&token)?))
-        }
-        Some(kind) => {
-            let normalized = normalize(kind, value, guard::region()?)?;
+/// A lookup value as it is probed for: a token, or a value normalized as
+/// its kind.
+pub(crate) enum Wanted {
+    Token(Token),
+    Value(IndexedKind, String),
+}
+
+/// `value` as a lookup of `kind` probes for it; 22023 when it does not
+/// parse or normalize.
+pub(crate) fn wanted(kind: LookupKind, value: &str) -> VaultResult<Wanted> {
+    Ok(match kind.indexed() {
+        None => Wanted::Token(parse_token(value)?),
+        Some(kind) => Wanted::Value(kind, normalize(kind, value, guard::region()?)?),
+    })
+}
+
+/// What a lookup finds: the token it names or the record holding the value
+/// (the active version probed first: after a rotation every record is
+/// found by the first probe), and that record's state.
+pub(crate) fn probe(keys: &KeySet, wanted: &Wanted) -> VaultResult<(Option<Token>, Seen<()>)> {
+    match wanted {
+        Wanted::Token(token) => Ok((Some(*token), store::token_seen(token)?)),
+        Wanted::Value(kind, normalized) => {
             let rings = std::iter::once(keys.active()).chain(keys.others());
-            Ok(match store::find_token(kind, rings.map(|ring| blind_index(ring, kind, &normalized)))? {
+            Ok(match store::find_token(*kind, rings.map(|ring| blind_index(ring, *kind, normalized)))? {
                 Some((token, seen)) => (Some(token), seen),
                 None => (None, Seen::Missing),
             })

@@ -16,7 +16,7 @@ use super::call::{audited, Call, Element};
 use super::errors::sqlstate_text;
 use super::guard;
 use super::jsonb::JsonbDatum;
-use super::lookup::probe;
+use super::lookup::{probe, wanted, Wanted};
 use super::records::{open_record, outcome_of, project, seal_new, timestamp_micros};
 use crate::audit::{Operation, Outcome};
 use crate::crypto::KeySet;
@@ -61,7 +61,7 @@ fn vault_get_many(
         let mut rows = Vec::with_capacity(tokens.len());
         for token in tokens {
             let found = store::with_envelope(&token, |sealed| open_record(keys, &token, sealed))?;
-            elements.push((Some(token), fields.clone(), outcome_of(&found)));
+            elements.push((Some(token), outcome_of(&found)));
             if let Some(record) = found.live().transpose()? {
                 let record = match &fields {
                     Some(fields) => project(&record, fields)?,
@@ -89,21 +89,18 @@ fn vault_lookup_many(
     let rows = audited(Operation::Lookup, |call| {
         let keys = guard::ready()?;
         let kind = LookupKind::parse(kind)?;
-        let fields = vec![kind.as_str().to_string()];
-        call.fields = Some(fields.clone());
+        call.fields = Some(vec![kind.as_str().to_string()]);
         let values: Vec<String> = bounded(values.into_iter().flatten().collect())?;
-        if let Some(indexed) = kind.indexed() {
-            let region = guard::region()?;
-            values.iter().try_for_each(|v| crate::normalize::normalize(indexed, v, region).map(drop))?;
-        }
+        // Every value normalized before any is charged or probed.
+        let wanted: Vec<Wanted> = values.iter().map(|v| wanted(kind, v)).collect::<VaultResult<_>>()?;
         call.check_purpose()?;
         call.count_many(Kind::Reads, values.len())?;
         let mut elements: Vec<Element> = Vec::with_capacity(values.len());
         let mut rows = Vec::new();
-        for value in values {
-            let (token, seen) = probe(keys, kind, &value)?;
+        for (value, wanted) in values.into_iter().zip(&wanted) {
+            let (token, seen) = probe(keys, wanted)?;
             let found = token.filter(|_| !matches!(seen, Seen::Missing));
-            elements.push((found, Some(fields.clone()), outcome_of(&seen)));
+            elements.push((found, outcome_of(&seen)));
             if let (Some(token), Seen::Live(())) = (token, seen) {
                 rows.push((value, Uuid::from_bytes(token)));
             }
@@ -177,11 +174,11 @@ fn store_each(
             Ok(new) => {
                 store::insert_record(&new.token, &new.sealed, &new.hashes, expires_at)?;
                 taken.extend(IndexedKind::ALL.into_iter().filter_map(|k| new.hashes.get(k).map(|h| (k, *h))));
-                elements.push((Some(new.token), None, Outcome::Ok));
+                elements.push((Some(new.token), Outcome::Ok));
                 rows.push((ord, Some(Uuid::from_bytes(new.token)), None));
             }
             Err(error) if element_error(&error) => {
-                elements.push((None, None, error.outcome()));
+                elements.push((None, error.outcome()));
                 rows.push((ord, None, Some(format!("{}: {error}", sqlstate_text(&error)))));
             }
             Err(error) => return Err(error),

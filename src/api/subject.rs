@@ -10,7 +10,7 @@ use super::guard;
 use super::jsonb::JsonbDatum;
 use super::records::open_record;
 use crate::audit::{self, Operation, Outcome};
-use crate::error::{VaultError, VaultResult};
+use crate::error::VaultResult;
 use crate::store;
 
 /// Everything the vault holds about the subject of `token`, as one JSON
@@ -44,19 +44,14 @@ fn vault_subject_export(token: Uuid) -> Option<JsonbDatum> {
             .unzip();
         // The audit up to this call (the writer is a moment behind).
         audit::wait_until_written(std::time::Duration::from_secs(2));
-        let export = store::subject_export(&token, state, &record, apps, documents)?;
-        let mut export: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&export).map_err(|_| VaultError::MalformedJson)?;
-        let mut field_tokens = Vec::new();
-        for (field_token, stored) in store::field_tokens_of(&token)? {
-            let value = open_value(keys, &field_token, &stored)?;
-            let expires_at = stored.expires_at.map(store::timestamp_text).transpose()?;
-            field_tokens.push(serde_json::json!({
-                "token": field_token, "kind": stored.kind, "value": value.as_str(), "expires_at": expires_at,
-            }));
-        }
-        export.insert("field_tokens".into(), serde_json::Value::Array(field_tokens));
-        let export = serde_json::to_string(&export).map_err(|_| VaultError::MalformedJson)?;
+        let field_tokens = store::field_tokens_of(&token)?
+            .into_iter()
+            .map(|(field_token, stored)| {
+                let value = open_value(keys, &field_token, &stored)?.to_string();
+                Ok((field_token, value))
+            })
+            .collect::<VaultResult<Vec<_>>>()?;
+        let export = store::subject_export(&token, state, &record, apps, documents, field_tokens)?;
         JsonbDatum::from_text(&export).map(Some)
     })
 }

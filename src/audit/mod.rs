@@ -34,22 +34,21 @@ pub fn record(operation: Operation, token: Option<&[u8; 16]>, fields: Option<&[S
 }
 
 /// What the audit says about one element of a call on many records: the
-/// token it names, the fields, and how it ended.
-pub type Element = (Option<[u8; 16]>, Option<Vec<String>>, Outcome);
+/// token it names and how it ended (the call's fields are every element's).
+pub type Element = (Option<[u8; 16]>, Outcome);
 
-/// Queues one event per element of a call on many records, each
-/// `(token, fields, outcome)` with the call's operation, in one
-/// reservation of the queue (all or none, `QUEUE_WAIT` for room); false
-/// as `record`. So an investigation sees every record such a call
-/// returned, and a call is never returned half audited.
-pub fn record_many(operation: Operation, elements: &[Element]) -> bool {
-    let mut events = Vec::with_capacity(elements.len());
-    for (token, fields, outcome) in elements {
-        match event_of(operation, token.as_ref(), fields.as_deref(), *outcome) {
-            Some(event) => events.push(event),
-            None => return false,
-        }
-    }
+/// Queues one event per element of a call on many records, each with the
+/// call's operation and `fields`, in one reservation of the queue (all or
+/// none, `QUEUE_WAIT` for room); false as `record`. So an investigation
+/// sees every record such a call returned, and a call is never returned
+/// half audited. The call's event is made once; each element's is a copy
+/// with its own token and outcome.
+pub fn record_many(operation: Operation, fields: Option<&[String]>, elements: &[Element]) -> bool {
+    let Some(call) = event_of(operation, None, fields, Outcome::Ok) else {
+        return false;
+    };
+    let events: Vec<AuditEvent> =
+        elements.iter().map(|(token, outcome)| call.for_element(token.as_ref(), *outcome)).collect();
     if !flush_folded(QUEUE_WAIT) {
         return false;
     }

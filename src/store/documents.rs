@@ -289,15 +289,39 @@ pub fn subject_export(
     record: &str,
     apps: Vec<String>,
     documents: Vec<String>,
+    field_tokens: Vec<(String, String)>,
 ) -> VaultResult<String> {
-    let args = [uuid(token), state.into(), record.into(), DatumWithOid::from(apps), DatumWithOid::from(documents)];
+    let (ids, values): (Vec<String>, Vec<String>) = field_tokens.into_iter().unzip();
+    let args = [
+        uuid(token),
+        state.into(),
+        record.into(),
+        DatumWithOid::from(apps),
+        DatumWithOid::from(documents),
+        DatumWithOid::from(ids),
+        DatumWithOid::from(values),
+    ];
+    // Field tokens ($6, their values decrypted in $7), where the schema
+    // has them.
+    let field_tokens = match super::catalog::schema()?.has_field_tokens() {
+        false => "'[]'::pg_catalog.jsonb",
+        true => {
+            "(SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(\
+                 'token', f.field_token, 'kind', f.kind, 'value', v.value, 'expires_at', f.expires_at) \
+                 ORDER BY f.created_at), '[]') \
+             FROM pii_vault.field_tokens f \
+             JOIN ROWS FROM (pg_catalog.unnest($6::text[]), pg_catalog.unnest($7::text[])) AS v(token, value) \
+               ON v.token = f.field_token \
+             WHERE f.token = $1)"
+        }
+    };
     with_life_cycle(|client, _| {
         let table = client.select(
-            "SELECT pg_catalog.jsonb_build_object(\
+            &format!("SELECT pg_catalog.jsonb_build_object(\
                 'token', $1, 'state', $2, 'record', $3::pg_catalog.jsonb, \
                 'created_at', r.created_at, 'updated_at', r.updated_at, \
                 'expires_at', r.expires_at, 'deleted_at', r.deleted_at, \
-                'app_data', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a, d::pg_catalog.jsonb), '{}') \
+                'app_data', (SELECT COALESCE(pg_catalog.jsonb_object_agg(a, d::pg_catalog.jsonb), '{{}}') \
                              FROM ROWS FROM (pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[])) AS u(a, d)), \
                 'consents', (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(\
                                  'purpose', c.purpose, \
@@ -315,6 +339,7 @@ pub fn subject_export(
                            FROM pii_vault.shares s WHERE s.token = $1 AND s.expires_at > pg_catalog.clock_timestamp()), \
                 'sessions', (SELECT pg_catalog.count(*) FROM pii_vault.sessions s \
                              WHERE s.token = $1 AND s.expires_at > pg_catalog.clock_timestamp()), \
+                'field_tokens', {field_tokens}, \
                 'audit', (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(\
                                  'id', e.id, 'at', e.at, 'session_role', e.session_role, 'current_role', e.acting_role, \
                                  'application_name', e.application_name, 'operation', e.operation, \
@@ -322,7 +347,7 @@ pub fn subject_export(
                           FROM pii_vault.audit_batches b \
                           CROSS JOIN LATERAL pii_vault.audit_events(b.first_id, b.events) AS e \
                           WHERE pii_vault.audit_batch_may_name(b.token_filter, $1) AND e.token = $1))::pg_catalog.text \
-             FROM pii_vault.records r WHERE r.token = $1",
+             FROM pii_vault.records r WHERE r.token = $1"),
             Some(1),
             &args,
         )?;

@@ -162,13 +162,6 @@ pub fn insert_record(token: &Token, envelope: &[u8], hashes: &IndexHashes, expir
     caught_duplicates(|| with_plans(|client, plans| client.update(&plans.insert_record, None, args).map(drop)))
 }
 
-/// A timestamptz as PostgreSQL writes it (for JSON built in Rust).
-pub fn timestamp_text(at: i64) -> VaultResult<String> {
-    select_one::<String>("SELECT $1::pg_catalog.text", &[timestamp(Some(at))])
-        .map_err(fault)
-        .map(Option::unwrap_or_default)
-}
-
 fn timestamp(at: Option<i64>) -> DatumWithOid<'static> {
     // SAFETY: a timestamptz datum is its microseconds, by value.
     DatumWithOid::from(

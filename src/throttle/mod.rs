@@ -83,9 +83,14 @@ pub fn fits_in_statement(kind: Kind, n: usize, warn: impl FnOnce(Limit)) -> Resu
         };
         used + n as u64 > per_statement as u64
     });
-    if !over {
-        return Ok(());
+    match over {
+        true => Err(over_statement(kind, per_statement, &message, warn)),
+        false => Ok(()),
     }
+}
+
+/// The statement's budget of `kind` refused: `warn` once per statement.
+fn over_statement(kind: Kind, per_statement: i32, message: &statement::Counts, warn: impl FnOnce(Limit)) -> Limit {
     let limit = Limit::PerStatement(kind, per_statement);
     let warned = match kind {
         Kind::Reads => &message.warned_reads,
@@ -94,7 +99,7 @@ pub fn fits_in_statement(kind: Kind, n: usize, warn: impl FnOnce(Limit)) -> Resu
     if !warned.replace(true) {
         warn(limit);
     }
-    Err(limit)
+    limit
 }
 
 /// Counts one call of `kind`; Err when it is over a budget. `warn` is
@@ -113,15 +118,7 @@ pub fn count(kind: Kind, warn: impl FnOnce(Limit)) -> Result<(), Limit> {
             over | (used.get() > per_statement as u64)
         });
         if over {
-            let limit = Limit::PerStatement(kind, per_statement);
-            let warned = match kind {
-                Kind::Reads => &message.warned_reads,
-                Kind::Writes => &message.warned_writes,
-            };
-            if !warned.replace(true) {
-                warn(limit);
-            }
-            return Err(limit);
+            return Err(over_statement(kind, per_statement, &message, warn));
         }
     }
     if let Some((payers, now)) = roles_budgeted(per_minute) {
